@@ -1,0 +1,57 @@
+# leadflow: `make run` starts everything on this machine, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_CLUSTER ?= 15 main
+TEST_PG_URL ?= postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres
+
+export LEADFLOW_DATABASE_URL ?= sqlite:///var/leadflow.db
+
+.PHONY: run test test-sqlite test-postgres lint bench install rabbitmq postgres clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# RabbitMQ: installed from Debian when missing, started when stopped.
+rabbitmq:
+	@command -v rabbitmq-server >/dev/null 2>&1 || { \
+	  echo "installing rabbitmq-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; }
+	@rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { \
+	  echo "starting rabbitmq"; \
+	  (rabbitmq-server -detached >/dev/null 2>&1 || true); \
+	  rabbitmqctl -q await_startup --timeout 120 >/dev/null; }
+
+# PostgreSQL: the cluster started when down, a role that may create test databases.
+postgres:
+	@pg_lsclusters --no-header | grep -q online || pg_ctlcluster $(PG_CLUSTER) start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
+	@runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='leadflow'" | grep -q 1 || \
+	  runuser -u postgres -- psql -qc "CREATE ROLE leadflow LOGIN PASSWORD 'leadflow' CREATEDB"
+
+run: install rabbitmq
+	$(BIN)/leadflow db upgrade
+	$(BIN)/leadflow config apply deploy/example.yaml
+	@$(BIN)/python deploy/demo_recipient.py & demo=$$!; \
+	  trap "kill $$demo 2>/dev/null" EXIT; \
+	  $(BIN)/leadflow up
+
+test: install rabbitmq postgres
+	$(BIN)/pytest tests -q
+	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/integration tests/e2e -q
+
+lint: install
+	$(BIN)/ruff check services shared tests bench deploy
+	$(BIN)/mypy services shared
+
+bench: install rabbitmq postgres
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

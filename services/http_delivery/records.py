@@ -1,0 +1,124 @@
+"""What HTTP delivery reads and writes: the job for one delivery, its attempts, its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.configstore import ConfigStore
+from shared.db.engine import as_utc, utcnow
+from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
+from shared.errors import PermanentError
+from shared.flowconfig import HttpTarget
+from shared.leaddata import base_variables
+from shared.messaging import DeliverHttp
+
+FINAL = frozenset({"delivered", "rejected", "error", "returned", "converted"})
+STATUS_BY_OUTCOME = {"success": "delivered", "failure": "rejected", "error": "error"}
+EXCERPT_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    lead_id: str
+    event_id: str
+    recipient_id: str
+    attempt: int
+    final: bool
+    target: HttpTarget
+    flow_fields: list[str]
+    variables: dict[str, Any]
+
+
+def load_job(session: Session, configs: ConfigStore, message: DeliverHttp) -> Job:
+    delivery = session.get(Delivery, message.event_id)
+    lead = session.get(Lead, message.lead_id)
+    if delivery is None or lead is None:
+        raise PermanentError(f"no delivery {message.event_id} for lead {message.lead_id}")
+    config = configs.get(lead.config_version)
+    recipient = config.recipients.get(delivery.recipient_id)
+    if recipient is None or recipient.http is None:
+        raise PermanentError(f"recipient {delivery.recipient_id} has no http settings")
+    flow = config.flows[lead.flow_id]
+    variables = base_variables(
+        lead_id=lead.id,
+        flow_id=lead.flow_id,
+        source_id=lead.source_id,
+        received_at=as_utc(lead.received_at) or utcnow(),
+        fields=lead.fields,
+    )
+    variables["event"] = {"id": delivery.event_id}
+    return Job(
+        lead_id=lead.id,
+        event_id=delivery.event_id,
+        recipient_id=delivery.recipient_id,
+        attempt=delivery.attempts + 1,
+        final=delivery.status in FINAL,
+        target=recipient.http,
+        flow_fields=list(flow.fields),
+        variables=variables,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    at: datetime
+    ms: int
+    status: int | None
+    error: str | None
+    excerpt: str | None
+
+
+def record_attempt(session: Session, job: Job, attempt: AttemptRecord, *, retrying: bool) -> bool:
+    """Store one attempt; False when this attempt was recorded already (a duplicate message)."""
+    delivery = session.get(Delivery, job.event_id, with_for_update=True)
+    if delivery is None or delivery.status in FINAL or delivery.attempts >= job.attempt:
+        return False
+    session.add(
+        DeliveryAttempt(
+            event_id=job.event_id,
+            number=job.attempt,
+            at=attempt.at,
+            ms=attempt.ms,
+            status=attempt.status,
+            error=attempt.error,
+            excerpt=(attempt.excerpt or "")[:EXCERPT_CHARS] or None,
+        )
+    )
+    delivery.attempts = job.attempt
+    delivery.updated_at = utcnow()
+    if retrying:
+        delivery.status = "retrying"
+    return True
+
+
+def complete(
+    session: Session,
+    event_id: str,
+    *,
+    outcome: str,
+    reason: str | None,
+    price: float,
+    appended: dict[str, Any] | None,
+    dead: bool = False,
+) -> bool:
+    """Record the step's outcome on its event and delivery; False when already final."""
+    delivery = session.get(Delivery, event_id, with_for_update=True)
+    event = session.get(Event, event_id)
+    if delivery is None or event is None or delivery.status in FINAL:
+        return False
+    now = utcnow()
+    delivery.status = STATUS_BY_OUTCOME[outcome]
+    delivery.updated_at = now
+    delivery.dead_lettered = dead
+    if outcome == "success":
+        delivery.delivered_at = now
+    event.outcome, event.reason, event.price = outcome, reason, price
+    event.appended = appended or None
+    event.completed_at = now
+    event.attempts = delivery.attempts
+    event.ms = max(0, int((now - (as_utc(event.started_at) or now)).total_seconds() * 1000))
+    return True

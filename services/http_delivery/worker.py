@@ -1,0 +1,108 @@
+"""The ``http_delivery`` queue: send a lead to a recipient, read its answer, report the step."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from services.http_delivery import records
+from services.http_delivery.request import build_request
+from services.http_delivery.response import interpret
+from services.http_delivery.send import Answer, Sessions, send
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.errors import TransientError
+from shared.messaging import DeliverHttp, Message, Publisher, StepCompleted
+
+QUEUE = "http_delivery"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    sessions: SessionFactory
+    configs: ConfigStore
+    publisher: Publisher
+    http: Sessions
+
+
+def handle(message: Message, deps: Deps) -> None:
+    assert isinstance(message, DeliverHttp)
+    with deps.sessions() as session:
+        job = records.load_job(session, deps.configs, message)
+    if not job.final:
+        _attempt(job, deps)
+    deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))
+
+
+def _attempt(job: records.Job, deps: Deps) -> None:
+    at = utcnow()
+    request = build_request(job.target, job.variables, job.flow_fields, job.event_id)
+    answer = send(deps.http.get(), request, job.target.timeout)
+    ids = {"lead_id": job.lead_id, "event_id": job.event_id}
+    transient = _transient_reason(answer, job.target.retry.on_status)
+    attempt = records.AttemptRecord(
+        at=at,
+        ms=answer.ms,
+        status=answer.status,
+        error=transient or answer.error,
+        excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
+    )
+    if transient is not None:
+        with transaction(deps.sessions) as session:
+            records.record_attempt(session, job, attempt, retrying=True)
+        raise TransientError(transient, job.target.retry.schedule)
+    assert answer.status is not None
+    result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
+    with transaction(deps.sessions) as session:
+        if records.record_attempt(session, job, attempt, retrying=False):
+            records.complete(
+                session,
+                job.event_id,
+                outcome=result.outcome,
+                reason=result.reason,
+                price=result.price,
+                appended=result.appended,
+            )
+    logger.info(
+        "delivered to %s: %s%s (HTTP %s, %d ms)",
+        job.recipient_id,
+        result.outcome,
+        f" ({result.reason})" if result.reason else "",
+        answer.status,
+        answer.ms,
+        extra=ids,
+    )
+
+
+def _transient_reason(answer: Answer, on_status: list[int]) -> str | None:
+    if answer.status is None:
+        return answer.error or "No answer"
+    if answer.status >= 500:
+        return f"Server error (HTTP {answer.status})"
+    if answer.status in on_status:
+        return f"HTTP {answer.status}"
+    return None
+
+
+def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
+    """The retry schedule is used up: the step is an error and the flow goes on."""
+    assert isinstance(message, DeliverHttp)
+    final_reason = "Server error" if reason.startswith("Server error") else reason
+    with transaction(deps.sessions) as session:
+        records.complete(
+            session,
+            message.event_id,
+            outcome="error",
+            reason=final_reason,
+            price=0.0,
+            appended=None,
+            dead=True,
+        )
+    logger.warning(
+        "delivery to %s gave up: %s",
+        message.recipient_id,
+        reason,
+        extra={"lead_id": message.lead_id, "event_id": message.event_id},
+    )
+    deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

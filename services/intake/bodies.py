@@ -1,0 +1,128 @@
+"""Request bodies to fields: form, JSON and XML (root dropped), query string merged over them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree
+from defusedxml import DefusedXmlException
+
+
+class BodyError(Exception):
+    """The body cannot be read; ``status`` is 400 or 415."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+FORM = "application/x-www-form-urlencoded"
+JSON_TYPES = ("application/json", "text/json")
+XML_TYPES = ("application/xml", "text/xml")
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key``; a repeated key becomes a list."""
+    if key in target:
+        existing = target[key]
+        target[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+    else:
+        target[key] = value
+
+
+def nest_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Form pairs to fields; dot-notation keys nest (``a.b=1`` -> ``{"a": {"b": "1"}}``)."""
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        parts = key.split(".")
+        if len(parts) == 1 or not all(parts):
+            _put(fields, key, value)
+            continue
+        node = fields
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if child is not None:
+                    node = None  # type: ignore[assignment]
+                    break
+                child = node[part] = {}
+            node = child
+        if node is None:
+            _put(fields, key, value)
+        else:
+            _put(node, parts[-1], value)
+    return fields
+
+
+def merge_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_over(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _xml_element(element: Element) -> Any:
+    children = list(element)
+    if not children and not element.attrib:
+        return (element.text or "").strip()
+    value: dict[str, Any] = dict(element.attrib)
+    if not children:
+        text = (element.text or "").strip()
+        if text:
+            value["value"] = text
+        return value
+    for child in children:
+        _put(value, _local(child.tag), _xml_element(child))
+    return value
+
+
+def _local(tag: Any) -> str:
+    text = str(tag)
+    return text.rsplit("}", 1)[-1]
+
+
+def parse_xml(body: bytes) -> dict[str, Any]:
+    try:
+        root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise BodyError(400, f"XML refused: {exc}") from None
+    except ParseError as exc:
+        raise BodyError(400, f"invalid XML: {exc}") from None
+    fields: dict[str, Any] = dict(root.attrib)
+    for child in root:
+        _put(fields, _local(child.tag), _xml_element(child))
+    return fields
+
+
+def parse_body(content_type: str | None, body: bytes, charset: str | None = None) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    if not content_type:
+        raise BodyError(415, "a Content-Type header is required")
+    media = content_type.split(";")[0].strip().lower()
+    encoding = charset or "utf-8"
+    if media == FORM:
+        try:
+            text = body.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise BodyError(400, f"invalid form body: {exc}") from None
+        return nest_pairs(parse_qsl(text, keep_blank_values=True))
+    if media in JSON_TYPES or media.endswith("+json"):
+        try:
+            data = json.loads(body.decode(encoding), strict=False)
+        except (UnicodeDecodeError, LookupError, ValueError) as exc:
+            raise BodyError(400, f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BodyError(400, "invalid JSON: the body must be an object")
+        return data
+    if media in XML_TYPES or media.endswith("+xml"):
+        return parse_xml(body)
+    raise BodyError(415, f"unsupported Content-Type '{media}' (use form, JSON or XML)")

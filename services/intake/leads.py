@@ -1,0 +1,108 @@
+"""A submission becomes a lead: typed fields, required fields, acceptance criteria, rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.db.models import Event, Lead, OutboxMessage
+from shared.flowconfig import Criterion, Flow
+from shared.ids import new_id
+from shared.leaddata import base_variables, build_fields, is_blank
+from shared.messaging import LeadSubmitted, encode_for_queue
+from shared.rules import evaluate
+from shared.templates import render
+
+
+@dataclass(slots=True)
+class NewLead:
+    lead: Lead
+    source_event: Event
+    outbox: OutboxMessage | None
+
+    @property
+    def enters_flow(self) -> bool:
+        return self.outbox is not None
+
+
+def _first_failure(criteria: list[Criterion], variables: Mapping[str, Any]) -> str | None:
+    for criterion in criteria:
+        if not evaluate(criterion.rule_set, variables):
+            return render(criterion.reason, variables) if criterion.reason else "Lead was rejected"
+    return None
+
+
+def new_lead(
+    *,
+    config_version: int,
+    flow_id: str,
+    flow: Flow,
+    source_id: str,
+    submitted: Mapping[str, Any],
+    received_at: datetime,
+    reply_to: str | None,
+) -> NewLead:
+    """Build the rows for one submission; the lead enters the flow only when accepted."""
+    lead_id = new_id()
+    fields = build_fields(flow, submitted)
+    outcome: str | None = None
+    reason: str | None = None
+    if not flow.enabled:
+        outcome, reason = "error", "The flow is disabled"
+    else:
+        missing = [f for f, d in flow.fields.items() if d.required and is_blank(fields, f)]
+        if missing:
+            outcome, reason = "failure", ", ".join(f"{f} is required" for f in missing)
+        else:
+            variables = base_variables(
+                lead_id=lead_id,
+                flow_id=flow_id,
+                source_id=source_id,
+                received_at=received_at,
+                fields=fields,
+            )
+            source = flow.sources[source_id]
+            reason = _first_failure(flow.acceptance_criteria, variables) or _first_failure(
+                source.acceptance_criteria, variables
+            )
+            outcome = "failure" if reason else None
+    done = outcome is not None
+    lead = Lead(
+        id=lead_id,
+        flow_id=flow_id,
+        source_id=source_id,
+        config_version=config_version,
+        received_at=received_at,
+        completed_at=received_at if done else None,
+        state="done" if done else "routing",
+        outcome=outcome,
+        reason=reason,
+        price=0.0,
+        fields=fields,
+        step_index=0,
+        waiting_event_id=None,
+        reply_to=None if done else reply_to,
+    )
+    event = Event(
+        id=new_id(),
+        lead_id=lead_id,
+        type="source",
+        step=None,
+        recipient_id=None,
+        outcome=outcome,
+        reason=reason,
+        price=0.0,
+        started_at=received_at,
+        completed_at=received_at if done else None,
+        ms=0 if done else None,
+        attempts=0,
+        steps_processed=0 if done else None,
+        appended=None,
+    )
+    outbox = None
+    if not done:
+        queue, body = encode_for_queue(LeadSubmitted(lead_id=lead_id))
+        outbox = OutboxMessage(queue=queue, body=body.decode(), created_at=received_at)
+    return NewLead(lead=lead, source_event=event, outbox=outbox)

@@ -1,0 +1,175 @@
+"""Thin views: read the request, call the domain, answer in the client's format."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from services.intake.bodies import merge_over, nest_pairs, parse_body
+from services.intake.leads import new_lead
+from services.intake.state import (
+    CLIENT,
+    CONFIG,
+    EXECUTOR,
+    FACTORY,
+    RELAY,
+    WAITERS,
+    WRITER,
+    answer,
+    run_db,
+)
+from shared.answers import negotiate
+from shared.db.engine import utcnow
+from shared.db.models import Lead
+from shared.flowconfig import Source
+
+logger = logging.getLogger(__name__)
+
+ALLOWED = "GET, POST"
+
+
+def _authorized(request: web.Request, source: Source) -> bool:
+    if not source.api_key:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        _user, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(password.encode(), source.api_key.encode())
+
+
+def unauthorized(media: str) -> web.Response:
+    response = answer({"outcome": "error", "reason": "Invalid API key"}, media, status=401)
+    response.headers["WWW-Authenticate"] = 'Basic realm="leadflow"'
+    return response
+
+
+def lead_answer(
+    lead_id: str, outcome: str | None, reason: str | None, price: float
+) -> dict[str, Any]:
+    return {
+        "outcome": outcome or "queued",
+        "reason": reason,
+        "lead": {"id": lead_id},
+        "price": price,
+    }
+
+
+async def submit(request: web.Request) -> web.Response:
+    media = negotiate(request.headers.get("Accept"))
+    if request.method not in ("GET", "POST"):
+        response = answer(
+            {"outcome": "error", "reason": f"Method {request.method} not allowed"},
+            media,
+            status=405,
+        )
+        response.headers["Allow"] = ALLOWED
+        return response
+    flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
+    version, config = await run_db(request.app, request.app[CONFIG].latest)
+    flow = config.flows.get(flow_id)
+    if flow is None:
+        return answer(
+            {"outcome": "error", "reason": f"Unknown flow '{flow_id}'"}, media, status=404
+        )
+    source = flow.sources.get(source_id)
+    if source is None:
+        return answer(
+            {"outcome": "error", "reason": f"Unknown source '{source_id}'"}, media, status=404
+        )
+    if not _authorized(request, source):
+        return unauthorized(media)
+
+    body = await request.read() if request.method == "POST" else b""
+    submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
+    query = nest_pairs(request.query.items())
+    submitted = merge_over(submitted, query)
+
+    client = request.app[CLIENT]
+    after_flow = flow.response.mode == "after_flow"
+    created = new_lead(
+        config_version=version,
+        flow_id=flow_id,
+        flow=flow,
+        source_id=source_id,
+        submitted=submitted,
+        received_at=utcnow(),
+        reply_to=client.reply_queue if after_flow else None,
+    )
+    lead = created.lead
+    waiter: asyncio.Future[dict[str, Any]] | None = None
+    if created.enters_flow and after_flow:
+        waiter = asyncio.get_running_loop().create_future()
+        request.app[WAITERS][lead.id] = waiter
+    try:
+        await request.app[WRITER].write(created)
+        logger.info(
+            "lead received for %s/%s: %s",
+            flow_id,
+            source_id,
+            lead.outcome or "in flow",
+            extra={"lead_id": lead.id, "event_id": created.source_event.id},
+        )
+        if created.outbox is not None:
+            request.app[RELAY].submit(created.outbox.id, created.outbox.queue, created.outbox.body)
+        if not created.enters_flow:
+            return answer(lead_answer(lead.id, lead.outcome, lead.reason, 0.0), media, status=201)
+        if waiter is None:
+            return answer(lead_answer(lead.id, "queued", None, 0.0), media, status=201)
+        try:
+            result = await asyncio.wait_for(waiter, timeout=flow.response.timeout)
+        except TimeoutError:
+            result = await current_answer(request.app, lead.id)
+        return answer(result, media, status=201)
+    finally:
+        if waiter is not None:
+            request.app[WAITERS].pop(lead.id, None)
+
+
+async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
+    def load() -> dict[str, Any]:
+        with app[FACTORY]() as session:
+            lead = session.get(Lead, lead_id)
+            if lead is None or lead.state != "done":
+                return lead_answer(lead_id, "queued", None, 0.0)
+            return lead_answer(lead_id, lead.outcome, lead.reason, lead.price)
+
+    return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], load)
+
+
+async def show_lead(request: web.Request) -> web.Response:
+    media = negotiate(request.headers.get("Accept"))
+    lead_id = request.match_info["lead_id"]
+
+    def load() -> tuple[Lead | None, Source | None]:
+        with request.app[FACTORY]() as session:
+            lead = session.get(Lead, lead_id)
+        if lead is None:
+            return None, None
+        config = request.app[CONFIG].get(lead.config_version)
+        flow = config.flows.get(lead.flow_id)
+        return lead, flow.sources.get(lead.source_id) if flow else None
+
+    lead, source = await run_db(request.app, load)
+    if lead is None:
+        return answer(
+            {"outcome": "error", "reason": f"Unknown lead '{lead_id}'"}, media, status=404
+        )
+    if source is not None and not _authorized(request, source):
+        return unauthorized(media)
+    outcome = lead.outcome if lead.state == "done" else "queued"
+    return answer(lead_answer(lead.id, outcome, lead.reason, lead.price), media)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

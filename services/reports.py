@@ -1,0 +1,143 @@
+"""What operators read about a lead: ``leadflow leads show``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.db.engine import SessionFactory, as_utc
+from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
+from shared.errors import NotFound
+from shared.leaddata import display_fields
+
+FEEDBACK_TYPES = ("feedback-received", "feedback-sent")
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value is not None else None
+
+
+def _event_order(event: Event) -> tuple[int, str, int]:
+    return (
+        1 if event.type == "source" else 0,
+        _iso(event.started_at) or "",
+        event.step if event.step is not None else -1,
+    )
+
+
+def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
+    with factory() as session:
+        lead = session.get(Lead, lead_id)
+        if lead is None:
+            raise NotFound(f"no lead {lead_id}")
+        events = sorted(
+            session.scalars(select(Event).where(Event.lead_id == lead_id)), key=_event_order
+        )
+        deliveries = list(session.scalars(select(Delivery).where(Delivery.lead_id == lead_id)))
+        attempts = list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.event_id.in_([d.event_id for d in deliveries]))
+                .order_by(DeliveryAttempt.event_id, DeliveryAttempt.number)
+            )
+        )
+    step_of = {e.id: e.step for e in events}
+    deliveries.sort(key=lambda d: step_of.get(d.event_id) or 0)
+    return {
+        "lead": {
+            "id": lead.id,
+            "flow_id": lead.flow_id,
+            "source_id": lead.source_id,
+            "outcome": lead.outcome if lead.state == "done" else "queued",
+            "reason": lead.reason,
+            "price": lead.price,
+            "received_at": _iso(lead.received_at),
+            "completed_at": _iso(lead.completed_at),
+            "fields": display_fields(lead.fields),
+        },
+        "events": [
+            {
+                "id": e.id,
+                "type": e.type,
+                "step": e.step,
+                "recipient": e.recipient_id,
+                "outcome": e.outcome,
+                "reason": e.reason,
+                "price": e.price,
+                "attempts": e.attempts,
+                "started_at": _iso(e.started_at),
+                "completed_at": _iso(e.completed_at),
+                "ms": e.ms,
+                "appended": e.appended or {},
+                **({"steps_processed": e.steps_processed} if e.type == "source" else {}),
+            }
+            for e in events
+        ],
+        "deliveries": [
+            {
+                "event_id": d.event_id,
+                "recipient": d.recipient_id,
+                "kind": d.kind,
+                "status": d.status,
+                "dead_lettered": d.dead_lettered,
+                "attempts": [
+                    {"at": _iso(a.at), "ms": a.ms, "status": a.status, "error": a.error}
+                    for a in attempts
+                    if a.event_id == d.event_id
+                ],
+            }
+            for d in deliveries
+        ],
+        "feedback": [
+            {
+                "event_id": e.parent_event_id,
+                "type": (e.appended or {}).get("type"),
+                "reason": e.reason,
+                "outcome": e.outcome,
+                "received_at": _iso(e.started_at),
+            }
+            for e in events
+            if e.type == "feedback-received"
+        ],
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lead = report["lead"]
+    lines = [
+        f"lead {lead['id']}  flow {lead['flow_id']}  source {lead['source_id']}",
+        f"  outcome: {lead['outcome']}" + (f" ({lead['reason']})" if lead["reason"] else ""),
+        f"  price: {lead['price']:g}  received: {lead['received_at']}"
+        f"  completed: {lead['completed_at'] or '-'}",
+        "  fields:",
+        *[f"    {k}: {v}" for k, v in lead["fields"].items()],
+        "events:",
+    ]
+    for e in report["events"]:
+        where = f"step {e['step']}" if e["step"] is not None else e["type"]
+        who = f" {e['recipient']}" if e["recipient"] else ""
+        reason = f" ({e['reason']})" if e["reason"] else ""
+        lines.append(
+            f"  {e['id']}  {e['type']:<10} {where}{who}: {e['outcome'] or 'pending'}"
+            f"{reason}  {e['ms'] if e['ms'] is not None else '-'} ms"
+        )
+    lines.append("deliveries:")
+    for d in report["deliveries"]:
+        lines.append(
+            f"  {d['recipient']} ({d['kind']}): {d['status']}"
+            f"{' [dead-lettered]' if d['dead_lettered'] else ''}, "
+            f"{len(d['attempts'])} attempt(s)"
+        )
+        for a in d["attempts"]:
+            lines.append(
+                f"    {a['at']}  {a['ms']} ms  status {a['status'] or '-'}"
+                f"{'  ' + a['error'] if a['error'] else ''}"
+            )
+    if report["feedback"]:
+        lines.append("feedback:")
+        for f in report["feedback"]:
+            lines.append(f"  {f['received_at']} {f['type']} {f['outcome']}: {f['reason'] or ''}")
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""Answers in the client's format (``Accept``): JSON (default), XML or plain text.
+
+``{"outcome": ..., "reason": ..., "lead": {"id": ...}, "price": ...}`` becomes
+``<result><outcome/>...<lead><id/></lead></result>`` or ``key: value`` lines with dotted
+keys (``lead.id: ...``). Keys whose value is None are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from lxml import etree
+
+JSON = "application/json"
+XML = "text/xml"
+TEXT = "text/plain"
+
+_MEDIA = {
+    "application/json": JSON,
+    "application/*": JSON,
+    "*/*": JSON,
+    "text/xml": XML,
+    "application/xml": XML,
+    "text/plain": TEXT,
+    "text/*": TEXT,
+}
+
+
+class NotAcceptable(Exception):
+    """No format the client accepts can be produced."""
+
+
+def negotiate(accept: str | None) -> str:
+    """Pick the answer format for an ``Accept`` header; raises NotAcceptable."""
+    if accept is None or not accept.strip():
+        return JSON
+    best_key: tuple[float, int, int] | None = None
+    best = JSON
+    for position, item in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        chosen = _MEDIA.get(media.lower())
+        if chosen is None or quality <= 0:
+            continue
+        # Higher q first, then exact types over wildcards, then the earlier entry.
+        key = (quality, 0 if "*" in media else 1, -position)
+        if best_key is None or key > best_key:
+            best_key, best = key, chosen
+    if best_key is None:
+        raise NotAcceptable(accept)
+    return best
+
+
+def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        out[key] = _clean(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _xml(parent: Any, data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        child = etree.SubElement(parent, key)
+        if isinstance(value, Mapping):
+            _xml(child, value)
+        else:
+            child.text = _text_value(value)
+
+
+def _lines(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            lines.extend(_lines(value, f"{prefix}{key}."))
+        else:
+            lines.append(f"{prefix}{key}: {_text_value(value)}")
+    return lines
+
+
+def render(data: Mapping[str, Any], media: str) -> tuple[bytes, str]:
+    """Return the body and its content type."""
+    clean = _clean(data)
+    if media == XML:
+        root = etree.Element("result")
+        _xml(root, clean)
+        body = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
+        return body, "text/xml; charset=utf-8"
+    if media == TEXT:
+        return ("\n".join(_lines(clean)) + "\n").encode(), "text/plain; charset=utf-8"
+    return json.dumps(clean).encode(), "application/json; charset=utf-8"

@@ -1,0 +1,34 @@
+"""What every worker process sets up first: settings, logging, database, config, broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from shared.config import Settings, load_settings
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, make_engine, make_session_factory
+from shared.deadletters import record_dead_letter
+from shared.logs import setup_logging
+from shared.messaging import make_broker
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    settings: Settings
+    sessions: SessionFactory
+    configs: ConfigStore
+    broker: RabbitmqBroker
+
+
+def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
+    settings = load_settings()
+    setup_logging(service, settings.log_format, settings.log_level)
+    sessions = make_session_factory(make_engine(settings.database_url, pool_size=pool_size))
+    configs = ConfigStore(sessions, settings.config_refresh_seconds)
+    broker = make_broker(
+        settings.broker_url, record_dead_letter=partial(record_dead_letter, sessions)
+    )
+    return WorkerContext(settings=settings, sessions=sessions, configs=configs, broker=broker)

@@ -1,0 +1,34 @@
+"""Schema migrations through Alembic, driven from code (``leadflow db upgrade``)."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import command
+from alembic.config import Config
+
+from shared.db.engine import make_engine
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def revision(url: str, message: str) -> None:
+    command.revision(alembic_config(url), message=message, autogenerate=True)

@@ -1,0 +1,154 @@
+"""The record: leads, events, deliveries and attempts, dead letters, the outbox, config versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ID = String(32)
+NAME = String(200)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class ConfigVersion(Base):
+    __tablename__ = "config_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    checksum: Mapped[str] = mapped_column(String(64))
+    source_text: Mapped[str] = mapped_column(Text)
+    document: Mapped[dict[str, Any]]
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    __table_args__ = (Index("ix_leads_flow_received", "flow_id", "received_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(NAME)
+    source_id: Mapped[str] = mapped_column(NAME)
+    config_version: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None]
+    # routing: in the flow; done: the flow ended (outcome set)
+    state: Mapped[str] = mapped_column(String(16), default="routing")
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[float] = mapped_column(Float, default=0.0)
+    fields: Mapped[dict[str, Any]]
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_event_id: Mapped[str | None] = mapped_column(ID)
+    reply_to: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("lead_id", "type", "step", name="uq_events_lead_type_step"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    # source | filter | recipient | feedback-received | feedback-sent
+    type: Mapped[str] = mapped_column(String(24))
+    step: Mapped[int | None] = mapped_column(Integer)
+    recipient_id: Mapped[str | None] = mapped_column(NAME)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    ms: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    steps_processed: Mapped[int | None] = mapped_column(Integer)
+    appended: Mapped[dict[str, Any] | None]
+    parent_event_id: Mapped[str | None] = mapped_column(ID, index=True)
+
+    # Declared so the unit of work inserts leads before their events; never loaded.
+    lead: Mapped[Lead] = relationship(lazy="raise", viewonly=False)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_recipient_status", "recipient_id", "status"),)
+
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id"), index=True)
+    recipient_id: Mapped[str] = mapped_column(NAME)
+    kind: Mapped[str] = mapped_column(String(16))  # http | email | manual
+    # queued | retrying | pending | delivered | rejected | error | returned | converted
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    dead_lettered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    # Declared so the unit of work inserts the step's event before its delivery.
+    event: Mapped[Event] = relationship(lazy="raise")
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("event_id", "number", name="uq_attempts_event_number"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(ForeignKey("deliveries.event_id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    ms: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    queue: Mapped[str] = mapped_column(NAME)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    queue: Mapped[str] = mapped_column(NAME, index=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    lead_id: Mapped[str | None] = mapped_column(ID, index=True)
+    event_id: Mapped[str | None] = mapped_column(ID)
+    recipient_id: Mapped[str | None] = mapped_column(NAME)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[dict[str, Any]]
+    body: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="parked")  # parked | replayed | purged
+    resolved_at: Mapped[datetime | None]

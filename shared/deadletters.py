@@ -1,0 +1,31 @@
+"""The database mirror of parked messages (AMQP cannot browse a queue)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.models import DeadLetter
+from shared.messaging import ParkedMessage
+
+
+def record_dead_letter(factory: SessionFactory, parked: ParkedMessage) -> None:
+    payload = parked.payload if isinstance(parked.payload, dict) else {}
+    with transaction(factory) as session:
+        row = session.scalars(
+            select(DeadLetter).where(DeadLetter.message_id == parked.message_id)
+        ).first()
+        if row is None:
+            row = DeadLetter(message_id=parked.message_id)
+            session.add(row)
+        row.queue = parked.queue
+        row.lead_id = payload.get("lead_id")
+        row.event_id = payload.get("event_id")
+        row.recipient_id = payload.get("recipient_id")
+        row.attempts = parked.attempts
+        row.last_reason = parked.last_reason
+        row.failures = {"failures": parked.failures}
+        row.body = parked.body
+        row.parked_at = utcnow()
+        row.state = "parked"
+        row.resolved_at = None

@@ -1,0 +1,430 @@
+"""The operators' YAML file: recipients and flows, validated into typed models.
+
+``load_config_text`` substitutes ``${NAME}`` from the environment, validates, checks
+cross references and raises one ``ConfigError`` listing every problem with its path
+(``flows.auto.steps[2].recipient: unknown recipient 'acmee'``).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from shared.durations import format_duration, parse_duration
+from shared.errors import ConfigError
+from shared.fields import FIELD_TYPES
+from shared.rules import RuleSet
+
+
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+
+
+Duration = Annotated[
+    float, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
+]
+Outcome = Literal["success", "failure", "error"]
+
+DEFAULT_RETRY_SCHEDULE = (10.0, 60.0, 300.0, 1800.0, 7200.0)
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_Model):
+    schedule: list[Duration] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    on_status: list[int] = Field(default_factory=list)
+
+
+class ResponseRules(_Model):
+    """How a recipient's answer is read (SPEC section 5, LeadConduit's custom integration)."""
+
+    outcome_search_term: str | None = None
+    outcome_search_path: str | None = None
+    outcome_on_match: str | None = None
+    reason_path: str | None = None
+    default_reason: str | None = None
+    price_path: str | None = None
+    fallback_price: float | None = None
+    reference_path: str | None = None
+    capture: dict[str, str] = Field(default_factory=dict)
+    response_content_type_override: str | None = None
+
+    @field_validator("outcome_on_match")
+    @classmethod
+    def _on_match(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in ("success", "failure", "error"):
+            raise PydanticCustomError(
+                "outcome_on_match", "Outcome on match must be 'success', 'failure', or 'error'"
+            )
+        return value.strip().lower() if value is not None else None
+
+    @field_validator("capture")
+    @classmethod
+    def _capture(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "capture",
+                    "capture '{name}' is not a valid regex: {error}",
+                    {"name": name, "error": str(exc)},
+                ) from None
+        return value
+
+
+class HttpTarget(_Model):
+    url: str | None = None
+    method: str = "POST"
+    format: Literal["form", "json", "xml"] = "json"
+    fields: dict[str, Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    basic_username: str | None = None
+    basic_password: str | None = None
+    timeout: Duration = 10.0
+    response: ResponseRules = Field(default_factory=ResponseRules)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            raise PydanticCustomError("url", "URL is required")
+        if not re.match(r"^https?://[^/\s]+", value.strip(), re.IGNORECASE):
+            raise PydanticCustomError("url", "URL must start with http:// or https://")
+        return value.strip()
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in ("POST", "PUT", "PATCH", "GET"):
+            raise PydanticCustomError("method", "Unsupported HTTP method")
+        return value.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_required(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" not in data:
+            return {**data, "url": None}
+        return data
+
+
+class FileFormat(_Model):
+    format: Literal["csv", "tsv"] = "csv"
+    quote: bool = True
+    header: bool = True
+
+
+class EmailTarget(_Model):
+    to: list[str]
+    cc: list[str] = Field(default_factory=list)
+    sender: str = "leadflow@localhost"
+    subject: str | None = None
+    mode: Literal["realtime", "batch"] = "realtime"
+    schedule: str | None = None
+    every: Duration | None = None
+    timezone: str = "UTC"
+    file: FileFormat = Field(default_factory=FileFormat)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise PydanticCustomError("to", "at least one address is required")
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                raise PydanticCustomError("to", "'{a}' is not an email address", {"a": address})
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise PydanticCustomError("cron", "'{v}' is not a valid cron expression", {"v": value})
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("tz", "unknown time zone '{v}'", {"v": value}) from None
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise PydanticCustomError("every", "every must be a positive duration")
+        return value
+
+    @model_validator(mode="after")
+    def _batch_needs_timing(self) -> EmailTarget:
+        if self.mode == "batch" and (self.schedule is None) == (self.every is None):
+            raise PydanticCustomError(
+                "batch", "a batch recipient needs exactly one of 'schedule' (cron) or 'every'"
+            )
+        return self
+
+
+class ManualTarget(_Model):
+    file: FileFormat = Field(default_factory=FileFormat)
+
+
+class Recipient(_Model):
+    name: str | None = None
+    http: HttpTarget | None = None
+    email: EmailTarget | None = None
+    manual: ManualTarget | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Recipient:
+        kinds = [k for k in ("http", "email", "manual") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise PydanticCustomError(
+                "kind", "a recipient needs exactly one of 'http', 'email' or 'manual'"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        if self.http is not None:
+            return "http"
+        if self.email is not None:
+            return "email"
+        return "manual"
+
+
+class FieldDef(_Model):
+    type: str = "string"
+    required: bool = False
+    label: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in FIELD_TYPES:
+            raise PydanticCustomError(
+                "type",
+                "unknown field type '{v}' (known: {known})",
+                {"v": value, "known": ", ".join(sorted(FIELD_TYPES))},
+            )
+        return value
+
+
+class ResponseMode(_Model):
+    mode: Literal["after_flow", "on_receipt"] = "after_flow"
+    timeout: Duration = 10.0
+
+
+class Criterion(_Model):
+    rule_set: RuleSet
+    reason: str | None = None
+
+
+class SourceFeedback(_Model):
+    url: str
+    format: Literal["json", "form", "xml"] = "json"
+    returns: bool = True
+    conversions: bool = True
+    headers: dict[str, str] = Field(default_factory=dict)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class Source(_Model):
+    name: str | None = None
+    api_key: str | None = None
+    acceptance_criteria: list[Criterion] = Field(default_factory=list)
+    feedback: SourceFeedback | None = None
+
+
+class FilterStep(_Model):
+    name: str | None = None
+    rule_set: RuleSet = Field(default_factory=RuleSet)
+    outcome: Outcome = "failure"
+    reason: str | None = None
+
+
+class ReturnsFeedback(_Model):
+    enabled: bool = False
+    max_lead_age_days: float | None = None
+    reasons: list[str] | None = None
+    reason_map: dict[str, str] = Field(default_factory=dict)
+
+
+class ConversionsFeedback(_Model):
+    enabled: bool = False
+
+
+class StepFeedback(_Model):
+    returns: ReturnsFeedback = Field(default_factory=ReturnsFeedback)
+    conversions: ConversionsFeedback = Field(default_factory=ConversionsFeedback)
+
+
+class Step(_Model):
+    filter: FilterStep | None = None
+    recipient: str | None = None
+    criteria: RuleSet | None = None
+    feedback: StepFeedback = Field(default_factory=StepFeedback)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        if (self.filter is None) == (self.recipient is None):
+            raise PydanticCustomError("step", "a step needs exactly one of 'filter' or 'recipient'")
+        return self
+
+
+class Flow(_Model):
+    name: str | None = None
+    enabled: bool = True
+    fields: dict[str, FieldDef] = Field(default_factory=dict)
+    response: ResponseMode = Field(default_factory=ResponseMode)
+    acceptance_criteria: list[Criterion] = Field(default_factory=list)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
+
+
+class LeadflowConfig(_Model):
+    recipients: dict[str, Recipient] = Field(default_factory=dict)
+    flows: dict[str, Flow] = Field(default_factory=dict)
+
+    def flow(self, flow_id: str) -> Flow | None:
+        return self.flows.get(flow_id)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top)"
+
+
+def substitute_env(
+    data: Any, environ: Mapping[str, str], problems: list[str], loc: tuple[Any, ...] = ()
+) -> Any:
+    """Replace ``${NAME}`` in every string value; a missing variable is a problem."""
+    if isinstance(data, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                problems.append(f"{format_path(loc)}: environment variable {name} is not set")
+                return ""
+            return environ[name]
+
+        return _VAR.sub(replace, data)
+    if isinstance(data, dict):
+        return {k: substitute_env(v, environ, problems, (*loc, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute_env(v, environ, problems, (*loc, i)) for i, v in enumerate(data)]
+    return data
+
+
+def parse_config(data: Any, environ: Mapping[str, str]) -> LeadflowConfig:
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top): the file must be a mapping with 'recipients' and 'flows'"])
+    data = substitute_env(data, environ, problems)
+    config: LeadflowConfig | None = None
+    try:
+        config = LeadflowConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
+            problems.append(f"{format_path(loc)}: {_message(error)}")
+    problems.extend(_cross_reference_problems(data))
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def load_config_text(text: str, environ: Mapping[str, str]) -> LeadflowConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"(file): not valid YAML: {exc}"]) from None
+    return parse_config(data, environ)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in ("Rule", "RuleSet") or part.startswith("function-"))
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown setting"
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Problems across sections (ids, step recipients), read from the raw data so they are
+    listed together with every other problem."""
+    problems: list[str] = []
+    raw_recipients, raw_flows = data.get("recipients"), data.get("flows")
+    recipients: dict[str, Any] = raw_recipients if isinstance(raw_recipients, dict) else {}
+    flows: dict[str, Any] = raw_flows if isinstance(raw_flows, dict) else {}
+    ids_message = "ids may use letters, digits, '_', '-' and '.'"
+    for rid in recipients:
+        if not ID_PATTERN.match(str(rid)):
+            problems.append(f"recipients.{rid}: {ids_message}")
+    for fid, flow in flows.items():
+        if not ID_PATTERN.match(str(fid)):
+            problems.append(f"flows.{fid}: {ids_message}")
+        if not isinstance(flow, dict):
+            continue
+        sources = flow.get("sources")
+        for sid in sources if isinstance(sources, dict) else {}:
+            if not ID_PATTERN.match(str(sid)):
+                problems.append(f"flows.{fid}.sources.{sid}: {ids_message}")
+        steps = flow.get("steps")
+        seen: set[str] = set()
+        for index, step in enumerate(steps if isinstance(steps, list) else []):
+            recipient = step.get("recipient") if isinstance(step, dict) else None
+            if not isinstance(recipient, str):
+                continue
+            where = f"flows.{fid}.steps[{index}].recipient"
+            if recipient not in recipients:
+                problems.append(f"{where}: unknown recipient '{recipient}'")
+            elif recipient in seen:
+                problems.append(f"{where}: '{recipient}' appears twice in this flow")
+            seen.add(recipient)
+    return problems

@@ -1,0 +1,95 @@
+"""A lead's fields as stored, and the variables rules and templates see.
+
+Stored form (``leads.fields``): ``{"typed": {field_id: FieldValue JSON}, "extra": {...}}``:
+the flow's declared fields parsed by type, and every other submitted field as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.fields import FieldValue, parse_field
+from shared.flowconfig import Flow
+
+
+def _lookup(submitted: Mapping[str, Any], field_id: str) -> Any:
+    if field_id in submitted:
+        return submitted[field_id]
+    node: Any = submitted
+    for part in field_id.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _stringify(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _stringify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify(v) for v in value]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def build_fields(flow: Flow, submitted: Mapping[str, Any]) -> dict[str, Any]:
+    typed: dict[str, Any] = {}
+    for field_id, definition in flow.fields.items():
+        raw = _lookup(submitted, field_id)
+        if raw is None:
+            continue
+        if isinstance(raw, list):
+            raw = raw[-1] if raw else ""
+        if isinstance(raw, Mapping) or not isinstance(raw, str):
+            raw = _stringify(raw)
+        typed[field_id] = parse_field(definition.type, raw).to_json()
+    declared_roots = {f.split(".")[0] for f in flow.fields}
+    extra = {
+        k: _stringify(v)
+        for k, v in submitted.items()
+        if k not in flow.fields and not (k in declared_roots and isinstance(v, Mapping))
+    }
+    return {"typed": typed, "extra": extra}
+
+
+def typed_values(fields: Mapping[str, Any]) -> dict[str, FieldValue]:
+    return {k: FieldValue.from_json(v) for k, v in (fields.get("typed") or {}).items()}
+
+
+def lead_namespace(lead_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    lead: dict[str, Any] = dict(fields.get("extra") or {})
+    lead.update(typed_values(fields))
+    lead["id"] = lead_id
+    return lead
+
+
+def base_variables(
+    *, lead_id: str, flow_id: str, source_id: str, received_at: datetime, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "lead": lead_namespace(lead_id, fields),
+        "flow": {"id": flow_id},
+        "source": {"id": source_id},
+        "submission": {"timestamp": received_at.isoformat()},
+    }
+
+
+def display_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalized values (raw when invalid) for people and exports."""
+    out: dict[str, Any] = dict(fields.get("extra") or {})
+    for field_id, value in typed_values(fields).items():
+        out[field_id] = value.normal if value.valid and value.normal is not None else value.raw
+    return out
+
+
+def is_blank(fields: Mapping[str, Any], field_id: str) -> bool:
+    value = (fields.get("typed") or {}).get(field_id)
+    if value is None:
+        return True
+    raw = value.get("raw")
+    return raw is None or (isinstance(raw, str) and not raw.strip())

@@ -1,0 +1,251 @@
+"""An asyncio RabbitMQ client for aiohttp services: windowed publisher confirms and replies.
+
+One pika ``AsyncioConnection`` on the service's event loop. ``publish`` returns when the
+broker has confirmed the message (many may be in flight at once, so confirms cost
+nothing per message). The connection also owns an exclusive, auto-deleted reply queue;
+its name goes out with each lead so the router can answer this process. On any loss the
+client reconnects by itself; callers see ``NotConnected`` meanwhile and the outbox keeps
+their messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dramatiq
+import pika
+from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.channel import Channel
+from pika.spec import Basic
+
+from shared.errors import LeadflowError
+from shared.messaging.messages import FlowReply, Message
+from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
+
+logger = logging.getLogger(__name__)
+
+
+class NotConnected(LeadflowError):
+    """The broker cannot take messages right now; the outbox keeps them."""
+
+
+def encode_for_queue(message: Message) -> tuple[str, bytes]:
+    """The exact body a dramatiq actor expects: what the outbox stores and publishes."""
+    body = dramatiq.Message(
+        queue_name=message.QUEUE,
+        actor_name=message.QUEUE,
+        args=(message.to_dict(),),
+        kwargs={},
+        options={},
+    ).encode()
+    return message.QUEUE, body
+
+
+class AsyncBrokerClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        queues: Sequence[str],
+        on_reply: Callable[[FlowReply], None] | None = None,
+        reconnect_delay: float = 1.0,
+    ) -> None:
+        self._parameters = pika.URLParameters(url)
+        self._parameters.heartbeat = 30
+        self._queues = tuple(queues)
+        self._on_reply = on_reply
+        self._reconnect_delay = reconnect_delay
+        self._connection: AsyncioConnection | None = None
+        self._channel: Channel | None = None
+        self._ready = asyncio.Event()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._next_tag = 0
+        self._closing = False
+        self._reconnect_handle: asyncio.TimerHandle | None = None
+        self.reply_queue: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._closing = False
+        self._connect()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnect_handle is not None:
+            self._reconnect_handle.cancel()
+        connection = self._connection
+        if connection is not None and not (connection.is_closed or connection.is_closing):
+            closed = asyncio.get_running_loop().create_future()
+            self._closed_waiter: asyncio.Future[None] | None = closed
+            connection.close()
+            try:
+                await asyncio.wait_for(closed, timeout=5)
+            except TimeoutError:
+                logger.warning("broker connection did not close in time")
+        self._fail_pending("publisher closed")
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def publish(self, queue: str, body: bytes) -> None:
+        """Publish one persistent message and wait for the broker's confirm."""
+        channel = self._channel
+        if not self._ready.is_set() or channel is None or not channel.is_open:
+            raise NotConnected("broker not connected")
+        self._next_tag += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[self._next_tag] = future
+        try:
+            channel.basic_publish(
+                exchange="",
+                routing_key=queue,
+                body=body,
+                mandatory=True,
+                properties=pika.BasicProperties(delivery_mode=2, content_type="application/json"),
+            )
+        except Exception as exc:
+            self._pending.pop(self._next_tag, None)
+            raise NotConnected(f"publish failed: {exc}") from exc
+        await future
+
+    # --- pika callbacks -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self._reconnect_handle = None
+        self._connection = AsyncioConnection(
+            parameters=self._parameters,
+            on_open_callback=self._on_connection_open,
+            on_open_error_callback=self._on_connection_open_error,
+            on_close_callback=self._on_connection_closed,
+            custom_ioloop=asyncio.get_running_loop(),
+        )
+
+    def _schedule_reconnect(self) -> None:
+        if self._closing or self._reconnect_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._reconnect_handle = loop.call_later(self._reconnect_delay, self._connect)
+
+    def _on_connection_open(self, connection: AsyncioConnection) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_open_error(self, _connection: AsyncioConnection, error: Exception) -> None:
+        logger.warning("broker connection failed: %s; retrying", error)
+        self._schedule_reconnect()
+
+    def _on_connection_closed(self, _connection: AsyncioConnection, reason: Exception) -> None:
+        self._lost(f"connection closed: {reason}")
+        waiter = getattr(self, "_closed_waiter", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not self._closing:
+            logger.warning("broker connection lost (%s); reconnecting", reason)
+            self._schedule_reconnect()
+
+    def _on_channel_open(self, channel: Channel) -> None:
+        self._channel = channel
+        self._next_tag = 0
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(
+            ack_nack_callback=self._on_confirm,
+            callback=lambda _frame: self._declare(list(self._queues)),
+        )
+
+    def _declare(self, queues: list[str]) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        if not queues:
+            channel.queue_declare(
+                queue="", exclusive=True, auto_delete=True, callback=self._on_reply_queue
+            )
+            return
+        queue, rest = queues[0], queues[1:]
+        channel.queue_declare(
+            queue=xq_name(queue),
+            durable=True,
+            arguments=dead_queue_arguments(),
+            callback=lambda _f: channel.queue_declare(
+                queue=queue,
+                durable=True,
+                arguments=work_queue_arguments(queue),
+                callback=lambda _g: self._declare(rest),
+            ),
+        )
+
+    def _on_reply_queue(self, frame: Any) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        self.reply_queue = frame.method.queue
+        channel.basic_consume(
+            queue=self.reply_queue, on_message_callback=self._on_reply_message, auto_ack=True
+        )
+        self._ready.set()
+        logger.info("connected to the broker; replies on %s", self.reply_queue)
+
+    def _on_reply_message(
+        self, _channel: Channel, _method: Basic.Deliver, _props: Any, body: bytes
+    ) -> None:
+        if self._on_reply is None:
+            return
+        try:
+            reply = FlowReply.decode(json.loads(body))
+        except (ValueError, LeadflowError):
+            logger.warning("dropping an unreadable reply: %r", body[:200])
+            return
+        self._on_reply(reply)
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, Basic.Ack)
+        tags = (
+            [t for t in self._pending if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            future = self._pending.pop(tag, None)
+            if future is None or future.done():
+                continue
+            if acked:
+                future.set_result(None)
+            else:
+                future.set_exception(NotConnected("broker refused the message (nack)"))
+
+    def _on_return(self, _channel: Channel, method: Any, _props: Any, _body: bytes) -> None:
+        logger.error("message to %s was unroutable: %s", method.routing_key, method.reply_text)
+
+    def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
+        self._lost(f"channel closed: {reason}")
+        connection = self._connection
+        if connection is not None and connection.is_open and not self._closing:
+            connection.close()
+
+    def _lost(self, why: str) -> None:
+        self._ready.clear()
+        self._channel = None
+        self.reply_queue = None
+        self._fail_pending(why)
+
+    def _fail_pending(self, why: str) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(NotConnected(why))

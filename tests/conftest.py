@@ -1,0 +1,23 @@
+"""Shared fixtures: a RabbitMQ vhost and a migrated database for this test run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared.db.migrate import upgrade
+from tests.support.infra import rabbit_vhost, test_database
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    with rabbit_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with test_database(str(tmp_path_factory.mktemp("db"))) as url:
+        upgrade(url)
+        yield url

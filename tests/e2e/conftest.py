@@ -1,0 +1,157 @@
+"""One started stack for every end-to-end test: `leadflow up` against a real RabbitMQ vhost,
+a real database and a real recipient server, as a user starts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.infra import free_port, wait_for
+from tests.support.recipient import Recipient
+
+CONFIG = Path(__file__).with_name("config.yaml")
+LEADFLOW = [sys.executable, "-m", "services.cli"]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    intake_url: str
+    recipient: Recipient
+    log_path: Path
+
+    def leadflow(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*LEADFLOW, *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+            input=input,
+        )
+
+    def submit(
+        self, flow: str, source: str = "web", data: dict[str, Any] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        return requests.post(
+            f"{self.intake_url}/flows/{flow}/sources/{source}/submit",
+            data=data,
+            timeout=30,
+            **kwargs,
+        )
+
+    def show(self, lead_id: str) -> dict[str, Any]:
+        return json.loads(self.leadflow("leads", "show", lead_id, "--json").stdout)
+
+    def wait_done(self, lead_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            report = self.show(lead_id)
+            return report if report["lead"]["completed_at"] else None
+
+        return wait_for(done, timeout=timeout, interval=0.3, message=f"lead {lead_id} to finish")  # type: ignore[return-value]
+
+
+def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early:\n{log.read_text()[-3000:]}")
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthy, timeout=60, interval=0.2, message=url)
+
+
+@pytest.fixture(scope="session")
+def recipient() -> Iterator[Recipient]:
+    server = Recipient().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    broker_url: str,
+    database_url: str,
+    recipient: Recipient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    work = tmp_path_factory.mktemp("stack")
+    return {
+        **os.environ,
+        "LEADFLOW_BROKER_URL": broker_url,
+        "LEADFLOW_DATABASE_URL": database_url,
+        "LEADFLOW_EMAIL_URL": f"maildir://{work}/mail",
+        "LEADFLOW_INTAKE_PORT": str(free_port()),
+        "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+        "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
+        "LEADFLOW_CONFIG_REFRESH_SECONDS": "0.2",
+        "LEADFLOW_HTTP_CONCURRENCY": "16",
+        "RECIPIENT": f"http://127.0.0.1:{recipient.port}",
+        "UNREACHABLE": f"http://127.0.0.1:{free_port()}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(
+    stack_env: dict[str, str], recipient: Recipient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    log = tmp_path_factory.mktemp("logs") / "leadflow-up.log"
+    subprocess.run(
+        [*LEADFLOW, "config", "apply", str(CONFIG)],
+        env=stack_env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    process = start_process([*LEADFLOW, "up"], stack_env, log)
+    stack = Stack(
+        env=stack_env,
+        intake_url=f"http://127.0.0.1:{stack_env['LEADFLOW_INTAKE_PORT']}",
+        recipient=recipient,
+        log_path=log,
+    )
+    try:
+        wait_healthy(f"{stack.intake_url}/healthz", process, log)
+        yield stack
+    finally:
+        code = stop_process(process, timeout=60)
+        sys.stderr.write(f"leadflow up exited with {code}; log at {log}\n")

@@ -1,0 +1,139 @@
+"""Retry tiers on a real RabbitMQ: a failed message waits in a TTL queue (not in a worker),
+comes back, and is parked in <queue>.XQ with its history when the schedule is used up."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pika
+from dramatiq import Worker
+
+from shared.errors import TransientError
+from shared.messaging import BrokerPublisher, DeliverEmail, FeedbackAccepted, declare_handler
+from shared.messaging.broker import ParkedMessage, make_broker
+from tests.support.infra import rabbitmqctl, wait_for
+
+
+@contextmanager
+def running_worker(
+    broker_url: str,
+    queue: str,
+    handler: Callable[[Any], None],
+    on_exhausted: Callable[[Any, str], None] | None = None,
+    parked: list[ParkedMessage] | None = None,
+) -> Iterator[BrokerPublisher]:
+    broker = make_broker(
+        broker_url, record_dead_letter=(parked.append if parked is not None else None)
+    )
+    declare_handler(broker, queue, handler, on_exhausted=on_exhausted)
+    worker = Worker(broker, queues={queue}, worker_threads=2)
+    worker.start()
+    try:
+        yield BrokerPublisher(broker)
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def queue_counts(broker_url: str) -> dict[str, tuple[int, int]]:
+    vhost = pika.URLParameters(broker_url).virtual_host
+    out = rabbitmqctl(
+        "list_queues",
+        "-p",
+        vhost,
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "--no-table-headers",
+    )
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            counts[parts[0]] = (int(parts[1]), int(parts[2]))
+    return counts
+
+
+def get_parked(broker_url: str, queue: str) -> list[dict[str, Any]]:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        bodies = []
+        while True:
+            method, _props, body = channel.basic_get(f"{queue}.XQ", auto_ack=True)
+            if method is None:
+                return bodies
+            bodies.append(json.loads(body))
+    finally:
+        connection.close()
+
+
+def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(broker_url: str) -> None:
+    # given a handler that fails twice with a transient error, then succeeds
+    calls: list[int] = []
+    done = threading.Event()
+
+    def handler(message: Any) -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise TransientError("recipient busy", schedule=[1.5, 0.3])
+        done.set()
+
+    with running_worker(broker_url, "feedback", handler) as publisher:
+        # when a message is published
+        publisher.publish(FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1"))
+
+        # then while it waits for its first retry it sits in the 1.5 s tier, not in a worker
+        wait_for(
+            lambda: queue_counts(broker_url).get("feedback.retry.1500", (0, 0))[0] == 1,
+            timeout=5,
+            message="message in the retry tier",
+        )
+        assert queue_counts(broker_url)["feedback"] == (0, 0)
+        # and it comes back and succeeds on the third attempt
+        assert done.wait(15)
+    assert len(calls) == 3
+    assert get_parked(broker_url, "feedback") == []
+
+
+def test_a_message_failing_always_is_parked_in_the_dead_letter_queue_with_its_history(
+    broker_url: str,
+) -> None:
+    # given a handler that always fails transiently, with two retries allowed
+    calls: list[int] = []
+    exhausted: list[tuple[Any, str]] = []
+    parked: list[ParkedMessage] = []
+
+    def handler(message: Any) -> None:
+        calls.append(1)
+        raise TransientError(f"Server error (HTTP 503), call {len(calls)}", schedule=[0.2, 0.2])
+
+    with running_worker(
+        broker_url,
+        "email_delivery",
+        handler,
+        on_exhausted=lambda m, reason: exhausted.append((m, reason)),
+        parked=parked,
+    ) as publisher:
+        # when a message is published
+        message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
+        publisher.publish(message)
+
+        # then after three attempts it lands in email_delivery.XQ
+        bodies = wait_for(
+            lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="a parked message"
+        )
+    assert len(calls) == 3
+    assert len(bodies) == 1  # type: ignore[arg-type]
+    failures = bodies[0]["options"]["failures"]  # type: ignore[index]
+    assert [f["attempt"] for f in failures] == [1, 2, 3]
+    assert failures[-1]["reason"] == "Server error (HTTP 503), call 3"
+    # and the exhausted hook saw the typed message once, and the mirror recorded it
+    assert exhausted == [(message, "Server error (HTTP 503), call 3")]
+    assert len(parked) == 1
+    assert parked[0].attempts == 3
+    assert parked[0].payload["event_id"] == "e2"

@@ -1,0 +1,115 @@
+"""The YAML configuration: every problem listed with its path, secrets from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.flowconfig import load_config_text
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "example.yaml"
+
+VALID = """
+recipients:
+  acme:
+    http: {url: "https://acme.example/leads", headers: {X-Api-Key: "${ACME_KEY}"}}
+flows:
+  auto:
+    fields: {phone_1: {type: phone, required: true}}
+    sources: {web: {api_key: "${WEB_KEY}"}}
+    steps:
+      - recipient: acme
+"""
+
+
+def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, env or {})
+    return caught.value.problems
+
+
+def test_the_example_configuration_is_valid() -> None:
+    config = load_config_text(EXAMPLE.read_text(), {})
+    assert "auto" in config.flows
+
+
+def test_variables_are_replaced_from_the_environment() -> None:
+    config = load_config_text(VALID, {"ACME_KEY": "k1", "WEB_KEY": "k2"})
+    assert config.recipients["acme"].http is not None
+    assert config.recipients["acme"].http.headers == {"X-Api-Key": "k1"}
+    assert config.flows["auto"].sources["web"].api_key == "k2"
+
+
+def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
+    assert problems_of(VALID, {"ACME_KEY": "k1"}) == [
+        "flows.auto.sources.web.api_key: environment variable WEB_KEY is not set"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("recipients: {a: {http: {method: POST}}}", "recipients.a.http.url: URL is required"),
+        (
+            "recipients: {a: {http: {url: 'http://x', method: DELETE}}}",
+            "recipients.a.http.method: Unsupported HTTP method",
+        ),
+        (
+            "recipients: {a: {http: {url: 'http://x', response: {outcome_on_match: maybe}}}}",
+            "recipients.a.http.response.outcome_on_match: Outcome on match must be 'success', "
+            "'failure', or 'error'",
+        ),
+        ("recipients: {a: {http: {url: 'http://x', timeout: soon}}}", "recipients.a.http.timeout:"),
+        ("recipients: {a: {}}", "recipients.a: a recipient needs exactly one of"),
+        ("recipients: {a: {email: {to: [x@y.z], mode: batch}}}", "recipients.a.email: a batch"),
+        (
+            "recipients: {a: {email: {to: [x@y.z], mode: batch, schedule: 'nope'}}}",
+            "recipients.a.email.schedule: 'nope' is not a valid cron expression",
+        ),
+        (
+            "recipients: {a: {email: {to: [x@y.z], timezone: Mars/Base}}}",
+            "recipients.a.email.timezone: unknown time zone 'Mars/Base'",
+        ),
+        (
+            "flows: {f: {fields: {x: {type: nope}}}}",
+            "flows.f.fields.x.type: unknown field type 'nope'",
+        ),
+        (
+            "flows: {f: {steps: [{recipient: acmee}]}}",
+            "flows.f.steps[0].recipient: unknown recipient 'acmee'",
+        ),
+        ("flows: {f: {steps: [{}]}}", "flows.f.steps[0]: a step needs exactly one of"),
+        (
+            "flows: {f: {steps: [{filter: {rule_set: {rules: [{lhv: a, op: frobs}]}}}]}}",
+            "flows.f.steps[0].filter.rule_set.rules[0].op:",
+        ),
+        ("flows: {f: {colour: blue}}", "flows.f.colour: unknown setting"),
+    ],
+)
+def test_each_problem_names_its_path_and_what_is_wrong(text: str, expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems_of(text)), problems_of(text)
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    text = """
+recipients:
+  acme: {http: {method: DELETE}}
+flows:
+  auto:
+    fields: {x: {type: nope}}
+    steps: [{recipient: acmee}, {recipient: acme}]
+"""
+    problems = problems_of(text)
+    assert len(problems) == 4
+    assert "flows.auto.steps[0].recipient: unknown recipient 'acmee'" in problems
+
+
+def test_a_file_that_is_not_yaml_is_refused() -> None:
+    assert problems_of("a: [")[0].startswith("(file): not valid YAML")
+
+
+def test_a_recipient_appearing_twice_in_a_flow_is_refused() -> None:
+    text = "recipients: {a: {manual: {}}}\nflows: {f: {steps: [{recipient: a}, {recipient: a}]}}"
+    assert problems_of(text) == ["flows.f.steps[1].recipient: 'a' appears twice in this flow"]

@@ -1,0 +1,58 @@
+"""The retry decision: which tier the next attempt waits in, or park."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import MessageDecodeError, PermanentError, TransientError
+from shared.messaging.broker import UNEXPECTED_RETRY_SCHEDULE, next_retry_delay_ms, reason_of
+from shared.messaging.topology import retry_queue_arguments, retry_queue_name
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"), [(1, 10_000), (2, 60_000), (3, 300_000), (4, None)]
+)
+def test_a_transient_failure_follows_its_schedule_then_is_parked(
+    attempt: int, expected: int | None
+) -> None:
+    # given a transient failure with a three-step schedule
+    failure = TransientError("Server error", schedule=[10, 60, 300])
+    # when attempt N failed, then the next waits in the schedule's Nth tier
+    assert next_retry_delay_ms(failure, attempt) == expected
+
+
+def test_an_empty_schedule_parks_at_the_first_failure() -> None:
+    assert next_retry_delay_ms(TransientError("down", schedule=[]), 1) is None
+
+
+def test_a_sub_second_delay_keeps_its_milliseconds() -> None:
+    assert next_retry_delay_ms(TransientError("down", schedule=[0.5]), 1) == 500
+
+
+@pytest.mark.parametrize(
+    "failure", [PermanentError("bad config"), MessageDecodeError("not json", b"x")]
+)
+def test_permanent_failures_and_undecodable_messages_are_parked_at_once(failure: Exception) -> None:
+    assert next_retry_delay_ms(failure, 1) is None
+
+
+def test_an_unexpected_exception_is_retried_a_bounded_number_of_times() -> None:
+    failure = KeyError("bug")
+    delays = [next_retry_delay_ms(failure, n) for n in range(1, len(UNEXPECTED_RETRY_SCHEDULE) + 2)]
+    assert delays[:-1] == [round(d * 1000) for d in UNEXPECTED_RETRY_SCHEDULE]
+    assert delays[-1] is None
+
+
+def test_reasons_name_unexpected_exceptions_but_not_expected_ones() -> None:
+    assert reason_of(TransientError("Timed out after 10s", [1])) == "Timed out after 10s"
+    assert reason_of(PermanentError("no such recipient")) == "no such recipient"
+    assert reason_of(KeyError("x")) == "KeyError: 'x'"
+
+
+def test_a_retry_tier_dead_letters_back_to_its_work_queue_after_its_delay() -> None:
+    assert retry_queue_name("http_delivery", 10_000) == "http_delivery.retry.10000"
+    assert retry_queue_arguments("http_delivery", 10_000) == {
+        "x-message-ttl": 10_000,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "http_delivery",
+    }
