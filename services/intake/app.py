@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from services.intake import views
-from services.intake.bodies import BodyError
 from services.intake.state import (
     CLIENT,
     CONFIG,
@@ -22,80 +20,16 @@ from services.intake.state import (
     SETTINGS,
     WAITERS,
     WRITER,
-    answer,
 )
 from services.intake.store import LeadWriter
-from shared.answers import JSON, NotAcceptable, negotiate
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import make_engine, make_session_factory
-from shared.errors import NotFound
 from shared.messaging import ROUTER, AsyncBrokerClient, FlowReply
 from shared.outbox import OutboxRelay
+from shared.web import error_middleware
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _media(request: web.Request) -> str:
-    try:
-        return negotiate(request.headers.get("Accept"))
-    except NotAcceptable:
-        return JSON
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error answers in the client's format with outcome ``error`` and a reason."""
-    try:
-        return await handler(request)
-    except NotAcceptable:
-        return answer(
-            {
-                "outcome": "error",
-                "reason": "Not acceptable: use application/json, text/xml or text/plain",
-            },
-            JSON,
-            status=406,
-        )
-    except BodyError as exc:
-        return answer(
-            {"outcome": "error", "reason": exc.reason}, _media(request), status=exc.status
-        )
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_body_bytes
-        return answer(
-            {"outcome": "error", "reason": f"Body too large (limit {limit} bytes)"},
-            _media(request),
-            status=413,
-        )
-    except web.HTTPMethodNotAllowed as exc:
-        response = answer(
-            {"outcome": "error", "reason": f"Method {request.method} not allowed"},
-            _media(request),
-            status=405,
-        )
-        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return answer(
-            {"outcome": "error", "reason": exc.reason}, _media(request), status=exc.status
-        )
-    except (SQLAlchemyError, NotFound) as exc:
-        logger.warning("answering 503: %s", exc)
-        return answer(
-            {"outcome": "error", "reason": "Service unavailable, try again later"},
-            _media(request),
-            status=503,
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("unexpected error in %s %s", request.method, request.path)
-        return answer({"outcome": "error", "reason": "Internal error"}, _media(request), status=500)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

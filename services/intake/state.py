@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from services.intake.store import LeadWriter
-from shared.answers import render
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory
@@ -27,13 +26,6 @@ CLIENT = web.AppKey("client", AsyncBrokerClient)
 RELAY = web.AppKey("relay", OutboxRelay)
 WRITER = web.AppKey("writer", LeadWriter)
 WAITERS = web.AppKey("waiters", dict[str, "asyncio.Future[dict[str, Any]]"])
-
-
-def answer(data: dict[str, Any], media: str, *, status: int = 200) -> web.Response:
-    body, content_type = render(data, media)
-    response = web.Response(body=body, status=status)
-    response.headers["Content-Type"] = content_type
-    return response
 
 
 async def run_db(app: web.Application, fn: Callable[..., T], *args: Any) -> T:

@@ -11,7 +11,6 @@ from typing import Any
 
 from aiohttp import web
 
-from services.intake.bodies import merge_over, nest_pairs, parse_body
 from services.intake.leads import new_lead
 from services.intake.state import (
     CLIENT,
@@ -21,13 +20,14 @@ from services.intake.state import (
     RELAY,
     WAITERS,
     WRITER,
-    answer,
     run_db,
 )
 from shared.answers import negotiate
+from shared.bodies import merge_over, nest_pairs, parse_body
 from shared.db.engine import utcnow
 from shared.db.models import Lead
 from shared.flowconfig import Source
+from shared.web import answer
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.support.infra import free_port, wait_for
 from tests.support.recipient import Recipient
 
-CONFIG = Path(__file__).with_name("config.yaml")
+CONFIG_FRAGMENTS = Path(__file__).with_name("config.d")
 LEADFLOW = [sys.executable, "-m", "services.cli"]
 
 
@@ -66,6 +67,19 @@ class Stack:
             return report if report["lead"]["completed_at"] else None
 
         return wait_for(done, timeout=timeout, interval=0.3, message=f"lead {lead_id} to finish")  # type: ignore[return-value]
+
+
+def merged_config() -> str:
+    """Every fragment in config.d merged into one file: each test module owns its fragment
+    (its own recipients and flows) and all of them run on the one shared stack."""
+    merged: dict[str, dict[str, Any]] = {"recipients": {}, "flows": {}}
+    for fragment in sorted(CONFIG_FRAGMENTS.glob("*.yaml")):
+        data = yaml.safe_load(fragment.read_text()) or {}
+        for section in ("recipients", "flows"):
+            clash = set(merged[section]) & set(data.get(section) or {})
+            assert not clash, f"{fragment.name} redefines {section} {sorted(clash)}"
+            merged[section].update(data.get(section) or {})
+    return yaml.safe_dump(merged, sort_keys=False)
 
 
 def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -133,9 +147,12 @@ def stack_env(
 def stack(
     stack_env: dict[str, str], recipient: Recipient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    log = tmp_path_factory.mktemp("logs") / "leadflow-up.log"
+    logs = tmp_path_factory.mktemp("logs")
+    log = logs / "leadflow-up.log"
+    config = logs / "config.yaml"
+    config.write_text(merged_config())
     subprocess.run(
-        [*LEADFLOW, "config", "apply", str(CONFIG)],
+        [*LEADFLOW, "config", "apply", str(config)],
         env=stack_env,
         check=True,
         capture_output=True,
