@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared.db.migrate import upgrade
-from tests.support.infra import rabbit_vhost, test_database
+from tests.support.infra import fresh_database, rabbit_vhost
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,6 @@ def broker_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with test_database(str(tmp_path_factory.mktemp("db"))) as url:
+    with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
         upgrade(url)
         yield url

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy
 import yaml
 
 from tests.support.infra import free_port, wait_for
@@ -57,6 +58,15 @@ class Stack:
             timeout=30,
             **kwargs,
         )
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """One value straight from the stack's database (for counting what was stored)."""
+        engine = sqlalchemy.create_engine(self.env["LEADFLOW_DATABASE_URL"])
+        try:
+            with engine.connect() as connection:
+                return connection.execute(sqlalchemy.text(sql), params).scalar()
+        finally:
+            engine.dispose()
 
     def show(self, lead_id: str) -> dict[str, Any]:
         return json.loads(self.leadflow("leads", "show", lead_id, "--json").stdout)

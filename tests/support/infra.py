@@ -62,9 +62,10 @@ def _libpq(url: str) -> str:
 
 
 @contextlib.contextmanager
-def test_database(tmp_dir: str) -> Iterator[str]:
-    """A fresh, migrated database for this run; dropped afterwards."""
-    base = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
+def fresh_database(tmp_dir: str, base: str | None = None) -> Iterator[str]:
+    """A fresh database for this run (SQLite, or PostgreSQL when a base URL is set by
+    ``base`` or LEADFLOW_TEST_DATABASE_URL); dropped afterwards."""
+    base = base or os.environ.get("LEADFLOW_TEST_DATABASE_URL")
     if not base:
         yield f"sqlite:///{tmp_dir}/leadflow-test.db"
         return
