@@ -26,13 +26,19 @@ class Deps:
     http: Sessions
 
 
+#: How long a duplicate waits for the worker holding the delivery before looking again.
+BUSY_RETRY_SCHEDULE = (15.0, 60.0, 120.0)
+
+
 def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
-    with deps.sessions() as session:
-        job = records.load_job(session, deps.configs, message)
-    if not job.final:
-        _attempt(job, deps)
-    deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))
+    with transaction(deps.sessions) as session:
+        claimed = records.claim(session, deps.configs, message)
+    if claimed.state == "busy":
+        raise TransientError("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
+    if claimed.job is not None:
+        _attempt(claimed.job, deps)
+    deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
 
 
 def _attempt(job: records.Job, deps: Deps) -> None:
@@ -42,36 +48,24 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
     transient = _transient_reason(answer, job.target.retry.on_status)
     attempt = records.AttemptRecord(
-        at=at,
-        ms=answer.ms,
-        status=answer.status,
-        error=transient or answer.error,
+        at=at, ms=answer.ms, status=answer.status, error=transient or answer.error,
         excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
     )
     if transient is not None:
         with transaction(deps.sessions) as session:
             records.record_attempt(session, job, attempt, retrying=True)
+        logger.info("attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient,
+                    extra=ids)
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
     with transaction(deps.sessions) as session:
-        if records.record_attempt(session, job, attempt, retrying=False):
-            records.complete(
-                session,
-                job.event_id,
-                outcome=result.outcome,
-                reason=result.reason,
-                price=result.price,
-                appended=result.appended,
-            )
+        records.record_attempt(session, job, attempt, retrying=False)
+        records.complete(session, job.event_id, outcome=result.outcome, reason=result.reason,
+                         price=result.price, appended=result.appended)
     logger.info(
-        "delivered to %s: %s%s (HTTP %s, %d ms)",
-        job.recipient_id,
-        result.outcome,
-        f" ({result.reason})" if result.reason else "",
-        answer.status,
-        answer.ms,
-        extra=ids,
+        "delivered to %s: %s%s (HTTP %s, %d ms)", job.recipient_id, result.outcome,
+        f" ({result.reason})" if result.reason else "", answer.status, answer.ms, extra=ids,
     )
 
 

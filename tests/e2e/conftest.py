@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ class Stack:
     intake_url: str
     recipient: Recipient
     log_path: Path
+    keep_running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def feedback_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['LEADFLOW_FEEDBACK_PORT']}"
 
     def leadflow(
         self,
@@ -180,5 +185,7 @@ def stack(
         wait_healthy(f"{stack.intake_url}/healthz", process, log)
         yield stack
     finally:
+        for extra in stack.keep_running:
+            stop_process(extra)
         code = stop_process(process, timeout=60)
         sys.stderr.write(f"leadflow up exited with {code}; log at {log}\n")

@@ -1,0 +1,165 @@
+"""The router through real processes: waterfalls, duplicates, a router killed mid-flow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pika
+import pytest
+
+from shared.messaging import DeliverHttp, LeadSubmitted, StepCompleted, encode_for_queue
+from shared.messaging.messages import Message
+from tests.e2e.conftest import Stack, start_process
+from tests.support.infra import rabbitmqctl, wait_for
+from tests.support.recipient import Reply
+
+ACCEPT = '{"result": "accepted", "price": %s}'
+
+
+def requests_for(stack: Stack, path: str, lead_id: str) -> int:
+    return sum(1 for r in stack.recipient.requests(path) if lead_id in r.body.decode())
+
+
+def test_a_waterfall_sends_the_lead_on_when_the_first_recipient_rejects_it(stack: Stack) -> None:
+    # given a first recipient that rejects and a second that accepts
+    stack.recipient.script("/first-choice", [Reply(200, '{"result": "rejected", "reason": "dup"}')])
+    stack.recipient.script("/second-choice", [Reply(200, ACCEPT % 9)])
+
+    # when a lead is posted
+    answer = stack.submit("router_waterfall", data={"phone_1": "5125550101", "state": "TX"}).json()
+
+    # then both recipients saw it, the flow succeeded with the second's price
+    lead_id = answer["lead"]["id"]
+    assert (answer["outcome"], answer["price"]) == ("success", 9)
+    assert requests_for(stack, "/first-choice", lead_id) == 1
+    assert requests_for(stack, "/second-choice", lead_id) == 1
+    steps = [(e["type"], e["recipient"], e["outcome"]) for e in stack.show(lead_id)["events"]]
+    assert steps == [
+        ("filter", None, "continue"),
+        ("recipient", "first_choice", "failure"),
+        ("filter", None, "continue"),
+        ("recipient", "second_choice", "success"),
+        ("source", None, "success"),
+    ]
+    first = stack.show(lead_id)["events"][1]
+    assert first["reason"] == "dup"
+
+
+def test_a_stop_when_sold_filter_keeps_the_second_recipient_from_receiving_the_lead(
+    stack: Stack,
+) -> None:
+    stack.recipient.script("/first-choice", [Reply(200, ACCEPT % 4)])
+    answer = stack.submit("router_waterfall", data={"phone_1": "5125550102"}).json()
+    lead_id = answer["lead"]["id"]
+    assert (answer["outcome"], answer["price"]) == ("success", 4)
+    assert requests_for(stack, "/second-choice", lead_id) == 0
+
+
+def test_a_filter_stops_the_flow_with_its_templated_reason(stack: Stack) -> None:
+    answer = stack.submit(
+        "router_waterfall", data={"phone_1": "5555555555", "state": "Oklahoma"}
+    ).json()
+    assert (answer["outcome"], answer["reason"]) == ("failure", "Test lead (OK)")
+
+
+def publish_raw(stack: Stack, *messages: Message) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message in messages:
+            queue, body = encode_for_queue(message)
+            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    finally:
+        connection.close()
+
+
+def queues_drained(stack: Stack) -> bool:
+    vhost = pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]).virtual_host
+    out = rabbitmqctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+    counts = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+    return all(counts.get(q, "0") == "0" for q in ("router", "http_delivery"))
+
+
+def test_lead_and_step_messages_delivered_twice_change_nothing_the_second_time(
+    stack: Stack,
+) -> None:
+    # given a lead that went through the flow
+    stack.recipient.script("/first-choice", [Reply(200, ACCEPT % 5)])
+    lead_id = stack.submit("router_waterfall", data={"phone_1": "5125550103"}).json()["lead"]["id"]
+    before = stack.show(lead_id)
+    step = before["events"][1]
+
+    # when its lead message, its step result and its delivery are published again, twice
+    duplicates = [
+        LeadSubmitted(lead_id=lead_id),
+        StepCompleted(lead_id=lead_id, event_id=step["id"]),
+        DeliverHttp(lead_id=lead_id, event_id=step["id"], recipient_id="first_choice"),
+    ]
+    publish_raw(stack, *duplicates, *duplicates)
+    wait_for(lambda: queues_drained(stack), timeout=20, message="queues drained")
+
+    # then the recipient was not sent the lead again and the record is unchanged
+    assert requests_for(stack, "/first-choice", lead_id) == 1
+    assert stack.show(lead_id) == before
+
+
+@pytest.fixture
+def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Kill the stack's router with SIGKILL; the test starts a new one when it wants."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def kill_stack_router() -> None:
+        out = subprocess.run(
+            ["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True, check=True
+        ).stdout
+        groups = {
+            int(line.split()[1])
+            for line in out.splitlines()[1:]
+            if "services.cli router" in line and str(os.getpid()) not in line
+        }
+        assert groups, "no router is running"
+        for group in groups:
+            os.killpg(group, signal.SIGKILL)
+
+    def start_router() -> None:
+        log = tmp_path / "router.log"
+        started.append(
+            start_process([sys.executable, "-m", "services.cli", "router"], stack.env, log)
+        )
+
+    yield kill_stack_router, start_router
+    stack.keep_running.extend(started)
+
+
+def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
+    stack: Stack, replacement_router
+) -> None:  # type: ignore[no-untyped-def]
+    kill_router, start_router = replacement_router
+    # given a lead waiting at a slow first recipient
+    stack.recipient.script("/slow-buyer", [Reply(200, '{"outcome": "success"}', delay=1.5)])
+    lead_id = stack.submit("router_two_steps", data={"phone_1": "5125550104"}).json()["lead"]["id"]
+    wait_for(
+        lambda: requests_for(stack, "/slow-buyer", lead_id) == 1,
+        timeout=20,
+        message="the slow recipient to be called",
+    )
+
+    # when the router is killed while the delivery is in flight, and comes back later
+    kill_router()
+    wait_for(
+        lambda: stack.show(lead_id)["deliveries"][0]["status"] == "delivered",
+        timeout=20,
+        message="the first delivery to finish",
+    )
+    assert stack.show(lead_id)["lead"]["completed_at"] is None
+    start_router()
+
+    # then the flow resumes at the next step and finishes
+    report = stack.wait_done(lead_id)
+    assert [d["status"] for d in report["deliveries"]] == ["delivered", "delivered"]
+    assert requests_for(stack, "/after-slow", lead_id) == 1
