@@ -90,7 +90,11 @@ def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
 
 def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Outbound:
     lead = _lock_lead(session, lead_id)
-    if lead.state == "done" or lead.waiting_event_id != event_id:
+    if lead.state == "done":
+        # A replayed delivery may have succeeded after the flow went on without it.
+        _refresh_price(lead, _lead_events(session, lead.id))
+        return Outbound()
+    if lead.waiting_event_id != event_id:
         logger.info(
             "step result for %s is not awaited; ignored",
             event_id,
@@ -220,9 +224,24 @@ def _advance(session: Session, lead: Lead, events: list[Event], config: Leadflow
     return _finish(lead, events, "success", None)
 
 
+def _accepted_price(events: list[Event]) -> float:
+    return sum(e.price or 0.0 for e in events if e.type == "recipient" and e.outcome == "success")
+
+
+def _refresh_price(lead: Lead, events: list[Event]) -> None:
+    price = _accepted_price(events)
+    if price == lead.price:
+        return
+    lead.price = price
+    source = next((e for e in events if e.type == "source"), None)
+    if source is not None:
+        source.price = price
+    logger.info("lead price is now %g after a late step result", price, extra={"lead_id": lead.id})
+
+
 def _finish(lead: Lead, events: list[Event], outcome: str, reason: str | None) -> Outbound:
     now = utcnow()
-    price = sum(e.price or 0.0 for e in events if e.type == "recipient" and e.outcome == "success")
+    price = _accepted_price(events)
     lead.state, lead.outcome, lead.reason, lead.price = "done", outcome, reason, price
     lead.completed_at = now
     lead.waiting_event_id = None
