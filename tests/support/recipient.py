@@ -42,6 +42,8 @@ class Recipient:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    peak_in_flight: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -68,8 +70,15 @@ class Recipient:
             )
             replies = self.scripts.get(request.path) or [Reply()]
             reply = replies.pop(0) if len(replies) > 1 else replies[0]
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+            now = self.in_flight.get(request.path, 0) + 1
+            self.in_flight[request.path] = now
+            self.peak_in_flight[request.path] = max(now, self.peak_in_flight.get(request.path, 0))
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+        finally:
+            with self._lock:
+                self.in_flight[request.path] -= 1
         return web.Response(
             status=reply.status, body=reply.body.encode(), content_type=reply.content_type
         )

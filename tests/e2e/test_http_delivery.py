@@ -1,0 +1,85 @@
+"""HTTP delivery through the real workers: the request on the wire, retries on listed
+statuses, answers read as rejections, and the concurrency setting."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from lxml import etree
+
+from tests.e2e.conftest import Stack
+from tests.support.infra import wait_for
+from tests.support.recipient import Reply
+
+
+def lead_requests(stack: Stack, path: str, lead_id: str) -> list:  # type: ignore[type-arg]
+    return [
+        r
+        for r in stack.recipient.requests(path)
+        if lead_id in r.body.decode() or lead_id in str(r.query)
+    ]
+
+
+def test_put_sends_xml_and_get_sends_a_query_string(stack: Stack) -> None:
+    # given recipients answering the way their settings read as success
+    stack.recipient.script(
+        "/put-xml", [Reply(200, "<result><status>ok</status></result>", "text/xml")]
+    )
+    stack.recipient.script("/get-query", [Reply(200, "OK", "text/plain")])
+
+    # when a lead goes through both
+    lead_id = stack.submit("http_methods", data={"phone_1": "512 555 0199"}).json()["lead"]["id"]
+    report = stack.wait_done(lead_id)
+
+    # then the first got a PUT with the mapped XML, the second a GET with the query
+    put = lead_requests(stack, "/put-xml", lead_id)[0]
+    assert put.method == "PUT"
+    root = etree.fromstring(put.body)
+    assert root.find("contact").get("type") == "mobile"  # type: ignore[union-attr]
+    assert root.findtext("contact/phone") == "5125550199"
+    get = lead_requests(stack, "/get-query", lead_id)[0]
+    assert get.method == "GET"
+    assert get.query == {"key": "abc", "phone": "5125550199", "lead_id": lead_id}
+    assert [d["status"] for d in report["deliveries"]] == ["delivered", "delivered"]
+    # and the XML answer was appended to the lead under the recipient id
+    assert report["events"][0]["appended"] == {"result": {"status": "ok"}}
+
+
+def test_a_status_listed_in_on_status_is_retried(stack: Stack) -> None:
+    stack.recipient.script("/rate-limited", [Reply(429, "slow down"), Reply(200, "{}")])
+    lead_id = stack.submit("http_on_status", data={"phone_1": "5125550198"}).json()["lead"]["id"]
+    delivery = stack.wait_done(lead_id)["deliveries"][0]
+    assert [a["status"] for a in delivery["attempts"]] == [429, 200]
+    assert delivery["attempts"][0]["error"] == "HTTP 429"
+    assert delivery["status"] == "delivered"
+
+
+def test_an_answer_read_as_a_rejection_is_a_failure_with_the_recipients_reasons(
+    stack: Stack,
+) -> None:
+    body = '{"status": "rejected", "errors": [{"message": " phone invalid "}, {"message": "dup"}]}'
+    stack.recipient.script("/rejecting", [Reply(200, body)])
+    answer = stack.submit("http_rejection", data={"phone_1": "5125550197"}).json()
+    report = stack.show(answer["lead"]["id"])
+    step = report["events"][0]
+    assert (step["outcome"], step["reason"]) == ("failure", "dup, phone invalid")
+    assert report["deliveries"][0]["status"] == "rejected"
+    assert answer["outcome"] == "success"  # a recipient's rejection does not fail the lead
+
+
+def test_the_concurrency_setting_caps_and_fills_the_deliveries_in_flight(stack: Stack) -> None:
+    # given a recipient answering in one second, and a pool of 16 (LEADFLOW_HTTP_CONCURRENCY)
+    stack.recipient.script("/slow", [Reply(200, "{}", delay=1.0)])
+
+    # when 40 leads arrive at once
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(
+            pool.map(lambda _: stack.submit("http_slow_flow").json()["lead"]["id"], range(40))
+        )
+    wait_for(
+        lambda: len(stack.recipient.requests("/slow")) >= 40, timeout=60, message="40 deliveries"
+    )
+
+    # then one process kept exactly 16 requests in flight at its peak
+    assert stack.recipient.peak_in_flight["/slow"] == 16
+    assert stack.wait_done(ids[-1])["deliveries"][0]["status"] == "delivered"
