@@ -29,6 +29,8 @@ def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
     sessions = make_session_factory(make_engine(settings.database_url, pool_size=pool_size))
     configs = ConfigStore(sessions, settings.config_refresh_seconds)
     broker = make_broker(
-        settings.broker_url, record_dead_letter=partial(record_dead_letter, sessions)
+        settings.broker_url,
+        record_dead_letter=partial(record_dead_letter, sessions),
+        queue_type=settings.queue_type,
     )
     return WorkerContext(settings=settings, sessions=sessions, configs=configs, broker=broker)

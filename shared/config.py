@@ -28,6 +28,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     outbox_sweep_seconds: float = 5.0
     config_refresh_seconds: float = 1.0
+    queue_type: str = "classic"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -50,6 +51,7 @@ _ENV = {
     "max_body_bytes": "LEADFLOW_MAX_BODY_BYTES",
     "outbox_sweep_seconds": "LEADFLOW_OUTBOX_SWEEP_SECONDS",
     "config_refresh_seconds": "LEADFLOW_CONFIG_REFRESH_SECONDS",
+    "queue_type": "LEADFLOW_QUEUE_TYPE",
 }
 
 
@@ -92,5 +94,7 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"LEADFLOW_EMAIL_URL={settings.email_url!r}: use maildir://PATH or smtp://host:port"
         )
+    if settings.queue_type not in ("classic", "quorum"):
+        raise SettingsError(f"LEADFLOW_QUEUE_TYPE={settings.queue_type!r}: use classic or quorum")
     if settings.http_concurrency < 1:
         raise SettingsError("LEADFLOW_HTTP_CONCURRENCY must be at least 1")

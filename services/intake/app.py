@@ -54,7 +54,9 @@ async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
                 views.lead_answer(reply.lead_id, reply.outcome, reply.reason, reply.price)
             )
 
-    client = AsyncBrokerClient(settings.broker_url, queues=[ROUTER], on_reply=on_reply)
+    client = AsyncBrokerClient(
+        settings.broker_url, queues=[ROUTER], on_reply=on_reply, queue_type=settings.queue_type
+    )
     app[CLIENT] = client
     client.start()
     await client.wait_connected(timeout=3.0)

@@ -53,7 +53,9 @@ class AsyncBrokerClient:
         queues: Sequence[str],
         on_reply: Callable[[FlowReply], None] | None = None,
         reconnect_delay: float = 1.0,
+        queue_type: str = "classic",
     ) -> None:
+        self._queue_type = queue_type
         self._parameters = pika.URLParameters(url)
         self._parameters.heartbeat = 30
         self._queues = tuple(queues)
@@ -180,11 +182,11 @@ class AsyncBrokerClient:
         channel.queue_declare(
             queue=xq_name(queue),
             durable=True,
-            arguments=dead_queue_arguments(),
+            arguments=dead_queue_arguments(self._queue_type),
             callback=lambda _f: channel.queue_declare(
                 queue=queue,
                 durable=True,
-                arguments=work_queue_arguments(queue),
+                arguments=work_queue_arguments(queue, self._queue_type),
                 callback=lambda _g: self._declare(rest),
             ),
         )

@@ -25,7 +25,13 @@ from dramatiq.middleware import Middleware
 
 from shared.errors import MessageDecodeError, PermanentError, TransientError
 from shared.messaging.messages import FlowReply, Message, decode_any
-from shared.messaging.topology import retry_queue_arguments, retry_queue_name, xq_name
+from shared.messaging.topology import (
+    dead_queue_arguments,
+    retry_queue_arguments,
+    retry_queue_name,
+    work_queue_arguments,
+    xq_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +116,11 @@ class TieredRetries(Middleware):
     in the database, and the message is failed so RabbitMQ parks it in ``<queue>.XQ``.
     """
 
-    def __init__(self, record_dead_letter: DeadLetterRecorder | None = None) -> None:
+    def __init__(
+        self, record_dead_letter: DeadLetterRecorder | None = None, queue_type: str = "classic"
+    ) -> None:
         self.record_dead_letter = record_dead_letter
+        self.queue_type = queue_type
         self._declared: set[str] = set()
         self._lock = threading.Lock()
 
@@ -204,7 +213,9 @@ class TieredRetries(Middleware):
 
     def _publish_retry(self, broker: Any, queue: str, delay_ms: int, retry: Any) -> bool:
         tier = retry_queue_name(queue, delay_ms)
-        return self._publish(broker, tier, retry, declare=retry_queue_arguments(queue, delay_ms))
+        return self._publish(
+            broker, tier, retry, declare=retry_queue_arguments(queue, delay_ms, self.queue_type)
+        )
 
     def _publish(
         self, broker: Any, queue: str, message: Any, declare: dict[str, Any] | None
@@ -274,16 +285,39 @@ def with_connection_defaults(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class LeadflowBroker(RabbitmqBroker):
+    """dramatiq's RabbitMQ broker, declaring quorum queues when the cluster wants them."""
+
+    def __init__(self, *, queue_type: str = "classic", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.queue_type = queue_type
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        return work_queue_arguments(queue_name.removesuffix(".DQ"), self.queue_type)
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(queue_name), durable=True, arguments=dead_queue_arguments(self.queue_type)
+        )
+
+
 def make_broker(
     broker_url: str,
     *,
     record_dead_letter: DeadLetterRecorder | None = None,
     extra_middleware: Sequence[Middleware] = (),
+    queue_type: str = "classic",
 ) -> RabbitmqBroker:
     """A confirming RabbitmqBroker without dramatiq's Retries (TieredRetries replaces it)."""
-    middleware: list[Middleware] = [TieredRetries(record_dead_letter), *extra_middleware]
-    broker = RabbitmqBroker(
-        url=with_connection_defaults(broker_url), confirm_delivery=True, middleware=middleware
+    middleware: list[Middleware] = [
+        TieredRetries(record_dead_letter, queue_type),
+        *extra_middleware,
+    ]
+    broker = LeadflowBroker(
+        queue_type=queue_type,
+        url=with_connection_defaults(broker_url),
+        confirm_delivery=True,
+        middleware=middleware,
     )
     dramatiq.set_broker(broker)
     return broker

@@ -14,13 +14,17 @@ from shared.messaging.broker import with_connection_defaults
 from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
 
 
-def take_parked(broker_url: str, queue: str, message_ids: Collection[str]) -> set[str]:
+def take_parked(
+    broker_url: str, queue: str, message_ids: Collection[str], queue_type: str = "classic"
+) -> set[str]:
     """Remove the parked messages with these ids from ``<queue>.XQ``; return the ids found."""
     connection = pika.BlockingConnection(pika.URLParameters(with_connection_defaults(broker_url)))
     found: set[str] = set()
     try:
         channel = connection.channel()
-        channel.queue_declare(queue=xq_name(queue), durable=True, arguments=dead_queue_arguments())
+        channel.queue_declare(
+            queue=xq_name(queue), durable=True, arguments=dead_queue_arguments(queue_type)
+        )
         keep: list[int] = []
         while True:
             method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
@@ -39,13 +43,15 @@ def take_parked(broker_url: str, queue: str, message_ids: Collection[str]) -> se
     return found
 
 
-def republish(broker_url: str, queue: str, bodies: list[str]) -> None:
+def republish(broker_url: str, queue: str, bodies: list[str], queue_type: str = "classic") -> None:
     """Put message bodies back on their work queue, each confirmed by the broker."""
     connection = pika.BlockingConnection(pika.URLParameters(with_connection_defaults(broker_url)))
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.queue_declare(queue=queue, durable=True, arguments=work_queue_arguments(queue))
+        channel.queue_declare(
+            queue=queue, durable=True, arguments=work_queue_arguments(queue, queue_type)
+        )
         for body in bodies:
             channel.basic_publish(
                 "",

@@ -21,19 +21,35 @@ def retry_queue_name(queue: str, delay_ms: int) -> str:
     return f"{queue}.retry.{delay_ms}"
 
 
-def work_queue_arguments(queue: str) -> dict[str, Any]:
-    # Must equal dramatiq's RabbitmqBroker._build_queue_arguments: queue arguments
-    # cannot change once a queue exists.
-    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue)}
+QUEUE_TYPES = ("classic", "quorum")
 
 
-def dead_queue_arguments() -> dict[str, Any]:
-    return {"x-message-ttl": DEAD_MESSAGE_TTL}
+def _typed(arguments: dict[str, Any], queue_type: str) -> dict[str, Any]:
+    # Quorum queues (replicated, for clusters) are chosen at declaration; classic queues
+    # are declared without the argument, exactly as dramatiq declares them.
+    if queue_type == "quorum":
+        return {**arguments, "x-queue-type": "quorum"}
+    return arguments
 
 
-def retry_queue_arguments(queue: str, delay_ms: int) -> dict[str, Any]:
-    return {
-        "x-message-ttl": delay_ms,
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": queue,
-    }
+def work_queue_arguments(queue: str, queue_type: str = "classic") -> dict[str, Any]:
+    # Must equal what LeadflowBroker declares (dramatiq's arguments plus the queue type):
+    # queue arguments cannot change once a queue exists.
+    return _typed(
+        {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue)}, queue_type
+    )
+
+
+def dead_queue_arguments(queue_type: str = "classic") -> dict[str, Any]:
+    return _typed({"x-message-ttl": DEAD_MESSAGE_TTL}, queue_type)
+
+
+def retry_queue_arguments(queue: str, delay_ms: int, queue_type: str = "classic") -> dict[str, Any]:
+    return _typed(
+        {
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue,
+        },
+        queue_type,
+    )
