@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import delete, func, select
 
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import OutboxMessage
@@ -129,3 +130,23 @@ class OutboxRelay:
                 .limit(1000)
             )
             return [(r.id, r.queue, r.body) for r in result]
+
+
+class OutboxDepthCollector:
+    """``leadflow_outbox_depth{service}``: rows committed but not yet confirmed by RabbitMQ."""
+
+    def __init__(self, factory: SessionFactory, service: str) -> None:
+        self._factory = factory
+        self._service = service
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "leadflow_outbox_depth", "Outbox rows waiting to be published", labels=["service"]
+        )
+        try:
+            with self._factory() as session:
+                depth = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+            family.add_metric([self._service], depth)
+        except Exception as exc:
+            logger.warning("outbox depth unavailable: %s", exc)
+        yield family

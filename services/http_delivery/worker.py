@@ -13,6 +13,7 @@ from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.errors import TransientError
 from shared.messaging import DeliverHttp, Message, Publisher, StepCompleted
+from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 
 QUEUE = "http_delivery"
 logger = logging.getLogger(__name__)
@@ -45,27 +46,44 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     at = utcnow()
     request = build_request(job.target, job.variables, job.flow_fields, job.event_id)
     answer = send(deps.http.get(), request, job.target.timeout)
+    ATTEMPT_SECONDS.labels(job.recipient_id).observe(answer.ms / 1000)
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
     transient = _transient_reason(answer, job.target.retry.on_status)
     attempt = records.AttemptRecord(
-        at=at, ms=answer.ms, status=answer.status, error=transient or answer.error,
+        at=at,
+        ms=answer.ms,
+        status=answer.status,
+        error=transient or answer.error,
         excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
     )
     if transient is not None:
         with transaction(deps.sessions) as session:
             records.record_attempt(session, job, attempt, retrying=True)
-        logger.info("attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient,
-                    extra=ids)
+        logger.info(
+            "attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient, extra=ids
+        )
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
     with transaction(deps.sessions) as session:
         records.record_attempt(session, job, attempt, retrying=False)
-        records.complete(session, job.event_id, outcome=result.outcome, reason=result.reason,
-                         price=result.price, appended=result.appended)
+        records.complete(
+            session,
+            job.event_id,
+            outcome=result.outcome,
+            reason=result.reason,
+            price=result.price,
+            appended=result.appended,
+        )
+    DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
-        "delivered to %s: %s%s (HTTP %s, %d ms)", job.recipient_id, result.outcome,
-        f" ({result.reason})" if result.reason else "", answer.status, answer.ms, extra=ids,
+        "delivered to %s: %s%s (HTTP %s, %d ms)",
+        job.recipient_id,
+        result.outcome,
+        f" ({result.reason})" if result.reason else "",
+        answer.status,
+        answer.ms,
+        extra=ids,
     )
 
 
@@ -93,6 +111,7 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
             appended=None,
             dead=True,
         )
+    DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning(
         "delivery to %s gave up: %s",
         message.recipient_id,

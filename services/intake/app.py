@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from services.intake import views
 from services.intake.state import (
@@ -26,7 +27,7 @@ from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import make_engine, make_session_factory
 from shared.messaging import ROUTER, AsyncBrokerClient, FlowReply
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxDepthCollector, OutboxRelay
 from shared.web import error_middleware
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FACTORY] = make_session_factory(engine)
     app[EXECUTOR] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="intake-db")
     app[CONFIG] = ConfigStore(app[FACTORY], settings.config_refresh_seconds)
+    depth = OutboxDepthCollector(app[FACTORY], "intake")
+    REGISTRY.register(depth)
     yield
+    REGISTRY.unregister(depth)
     app[EXECUTOR].shutdown(wait=True)
     engine.dispose()
 
@@ -85,4 +89,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/submit", views.submit)
     app.router.add_get("/leads/{lead_id}", views.show_lead)
     app.router.add_get("/healthz", views.healthz)
+    app.router.add_get("/readyz", views.readyz)
+    app.router.add_get("/metrics", views.metrics)
     return app

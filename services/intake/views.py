@@ -7,9 +7,11 @@ import base64
 import binascii
 import hmac
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text
 
 from services.intake.leads import new_lead
 from services.intake.state import (
@@ -27,6 +29,7 @@ from shared.bodies import merge_over, nest_pairs, parse_body
 from shared.db.engine import utcnow
 from shared.db.models import Lead
 from shared.flowconfig import Source
+from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED, latest
 from shared.web import answer
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,14 @@ def lead_answer(
 
 
 async def submit(request: web.Request) -> web.Response:
+    started = time.monotonic()
+    try:
+        return await _submit(request)
+    finally:
+        INTAKE_SECONDS.observe(time.monotonic() - started)
+
+
+async def _submit(request: web.Request) -> web.Response:
     media = negotiate(request.headers.get("Accept"))
     if request.method not in ("GET", "POST"):
         response = answer(
@@ -113,6 +124,7 @@ async def submit(request: web.Request) -> web.Response:
         request.app[WAITERS][lead.id] = waiter
     try:
         await request.app[WRITER].write(created)
+        LEADS_RECEIVED.labels(flow_id, source_id, lead.outcome or "accepted").inc()
         logger.info(
             "lead received for %s/%s: %s",
             flow_id,
@@ -173,3 +185,28 @@ async def show_lead(request: web.Request) -> web.Response:
 
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers and the broker connection is up."""
+
+    def ping() -> None:
+        with request.app[FACTORY]() as session:
+            session.execute(text("SELECT 1"))
+
+    problems = []
+    try:
+        await run_db(request.app, ping)
+    except Exception as exc:
+        problems.append(f"database: {type(exc).__name__}")
+    if not request.app[CLIENT].connected:
+        problems.append("broker: not connected")
+    status = 503 if problems else 200
+    return web.json_response(
+        {"status": "ok" if not problems else "unavailable", "problems": problems}, status=status
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = await run_db(request.app, latest)
+    return web.Response(body=body, headers={"Content-Type": content_type})

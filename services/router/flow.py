@@ -38,6 +38,7 @@ class Outbound:
     messages: list[Message] = field(default_factory=list)
     reply_to: str | None = None
     reply: FlowReply | None = None
+    finished: tuple[str, str] | None = None  # (flow id, outcome) when the flow ended
 
 
 def _ms(start: datetime, end: datetime) -> int:
@@ -256,7 +257,7 @@ def _finish(lead: Lead, events: list[Event], outcome: str, reason: str | None) -
         f" ({reason})" if reason else "",
         extra={"lead_id": lead.id, "event_id": source.id},
     )
-    outbound = Outbound()
+    outbound = Outbound(finished=(lead.flow_id, outcome))
     if lead.reply_to:
         outbound.reply_to = lead.reply_to
         outbound.reply = FlowReply(lead_id=lead.id, outcome=outcome, reason=reason, price=price)

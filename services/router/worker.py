@@ -8,6 +8,7 @@ from services.router import flow
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction
 from shared.messaging import LeadSubmitted, Message, Publisher, StepCompleted
+from shared.metrics import FLOWS_COMPLETED
 
 QUEUE = "router"
 THREADS = 8  # default; LEADFLOW_ROUTER_THREADS overrides
@@ -29,6 +30,8 @@ def handle(message: Message, deps: Deps) -> None:
                 outbound = flow.resume(session, deps.configs.get, lead_id, event_id)
             case _:
                 raise TypeError(f"router cannot handle {message.KIND}")
+    if outbound.finished is not None:
+        FLOWS_COMPLETED.labels(*outbound.finished).inc()
     for follow_up in outbound.messages:
         deps.publisher.publish(follow_up)
     if outbound.reply_to and outbound.reply:

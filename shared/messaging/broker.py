@@ -32,6 +32,7 @@ from shared.messaging.topology import (
     work_queue_arguments,
     xq_name,
 )
+from shared.metrics import DEAD_LETTERS, RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class TieredRetries(Middleware):
         if delay_ms is not None:
             retry = message._message.copy(options={"attempt": attempt + 1, "failures": failures})
             if self._publish_retry(broker, message.queue_name, delay_ms, retry):
+                RETRIES.labels(message.queue_name).inc()
                 logger.info(
                     "retry %d of %s in %d ms: %s",
                     attempt,
@@ -197,6 +199,7 @@ class TieredRetries(Middleware):
                 self.record_dead_letter(parked)
             except Exception:
                 logger.exception("could not mirror the dead letter %s", message.message_id)
+        DEAD_LETTERS.labels(message.queue_name).inc()
         logger.warning(
             "parked %s in %s.XQ after %d attempts: %s",
             message.message_id,

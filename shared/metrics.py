@@ -1,0 +1,118 @@
+"""Every Prometheus metric leadflow exports (names start with ``leadflow_``).
+
+Worker pools fork several processes: ``prepare_multiprocess`` must run before anything
+imports prometheus_client so each process writes its samples where the pool's metrics
+server (``serve_pool_metrics``) collects them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+LEADS_RECEIVED = Counter(
+    "leadflow_leads_received", "Leads stored by intake", ["flow", "source", "outcome"]
+)
+INTAKE_SECONDS = Histogram(
+    "leadflow_intake_request_seconds", "Time to answer a submission", buckets=LATENCY_BUCKETS
+)
+FLOWS_COMPLETED = Counter("leadflow_flows_completed", "Leads whose flow ended", ["flow", "outcome"])
+DELIVERIES = Counter(
+    "leadflow_deliveries", "Deliveries that reached an outcome", ["recipient", "outcome"]
+)
+ATTEMPT_SECONDS = Histogram(
+    "leadflow_delivery_attempt_seconds",
+    "One delivery attempt",
+    ["recipient"],
+    buckets=LATENCY_BUCKETS,
+)
+RETRIES = Counter("leadflow_retries", "Messages sent to a retry tier", ["queue"])
+DEAD_LETTERS = Counter("leadflow_dead_letters", "Messages parked in a dead-letter queue", ["queue"])
+FEEDBACK = Counter(
+    "leadflow_feedback", "Feedback requests by type and outcome", ["type", "outcome"]
+)
+
+
+def prepare_multiprocess() -> str:
+    """Give this worker pool a fresh multiprocess directory (before prometheus_client loads)."""
+    path = tempfile.mkdtemp(prefix="leadflow-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def cleanup_multiprocess() -> None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and os.path.basename(path).startswith("leadflow-metrics-"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class QueueDepthCollector:
+    """``leadflow_queue_messages{queue}`` read from RabbitMQ when scraped."""
+
+    def __init__(self, read_depths: Callable[[], dict[str, int]]) -> None:
+        self._read_depths = read_depths
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "leadflow_queue_messages", "Messages waiting in a queue", labels=["queue"]
+        )
+        try:
+            for queue, depth in self._read_depths().items():
+                family.add_metric([queue], depth)
+        except Exception as exc:
+            logger.warning("queue depths unavailable: %s", exc)
+        yield family
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_pool_metrics(port: int, extra: Iterable[Any] = ()) -> WSGIServer | None:
+    """``/metrics`` (every process of the pool) and ``/healthz`` on ``port``, in a thread.
+
+    A port that is taken is logged and skipped: the workers go on without metrics.
+    """
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    for collector in extra:
+        registry.register(collector)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return iter([b'{"status": "ok"}'])
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+        return iter([generate_latest(registry)])
+
+    try:
+        server = make_server("0.0.0.0", port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        logger.warning("metrics port %d unavailable (%s); running without metrics", port, exc)
+        return None
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    logger.info("metrics on :%d/metrics", port)
+    return server
+
+
+def latest() -> tuple[bytes, str]:
+    """This process's metrics (for aiohttp services)."""
+    return generate_latest(), CONTENT_TYPE_LATEST
