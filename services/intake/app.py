@@ -91,4 +91,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics)
+    app.router.add_get("/openapi.json", views.openapi)
     return app

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from services.intake.leads import new_lead
+from services.intake.openapi import OPENAPI
 from services.intake.state import (
     CLIENT,
     CONFIG,
@@ -205,6 +206,10 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok" if not problems else "unavailable", "problems": problems}, status=status
     )
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
 
 
 async def metrics(request: web.Request) -> web.Response:
