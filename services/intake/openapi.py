@@ -54,7 +54,7 @@ PATH_PARAMETERS = [
     {"name": "flow_id", "in": "path", "required": True, "schema": {"type": "string"}},
     {"name": "source_id", "in": "path", "required": True, "schema": {"type": "string"}},
 ]
-SECURITY = [{"sourceApiKey": []}, {}]
+SECURITY: list[dict[str, list[str]]] = [{"sourceApiKey": []}, {}]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
