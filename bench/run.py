@@ -1,0 +1,639 @@
+"""`make bench`: the real stack on this machine, each figure beside a baseline measured in
+the same run, medians of three runs with their spread. Prints one table and writes
+bench/RESULTS.md. Set BENCH_RUNS (default 3) to change the repetitions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import psycopg
+import requests
+
+from bench import pika_chain
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+PG_BASE = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres"
+)
+PY = sys.executable
+LEAD_BODY = "phone_1=5125551212&first_name=Ann&state=TX"
+
+CONFIG = """
+recipients:
+  fast:
+    http:
+      url: http://127.0.0.1:{fast}/leads
+      fields: {{lead_id: "{{{{lead.id}}}}", phone: "{{{{lead.phone_1}}}}"}}
+      retry: {{schedule: [5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s]}}
+  slow:
+    http:
+      url: http://127.0.0.1:{slow}/leads
+      fields: {{lead_id: "{{{{lead.id}}}}"}}
+      timeout: 30s
+flows:
+  fast:
+    fields: {{phone_1: {{type: phone}}, first_name: {{type: first_name}}, state: {{type: state}}}}
+    response: {{mode: on_receipt}}
+    sources: {{web: {{}}}}
+    steps: [{{recipient: fast}}]
+  slow:
+    fields: {{phone_1: {{type: phone}}}}
+    response: {{mode: on_receipt}}
+    sources: {{web: {{}}}}
+    steps: [{{recipient: slow}}]
+"""
+
+
+# --- small tools ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def spread(self) -> str:
+        if len(self.values) < 2:
+            return "-"
+        return f"{min(self.values):,.0f}-{max(self.values):,.0f}"
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(reversed(self.running)):
+            self.stop(process)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (a dramatiq pool forks workers)."""
+    total = 0
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,rss=", "-e"], capture_output=True, text=True)
+    rows = [tuple(int(x) for x in line.split()) for line in out.stdout.splitlines()]
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid, _rss in rows:
+            if ppid == parent and child not in family:
+                family.add(child)
+                frontier.append(child)
+    for child, _ppid, rss in rows:
+        if child in family:
+            total += rss
+    return total / 1024
+
+
+def count_processes(pid: int) -> int:
+    out = subprocess.run(["ps", "-o", "pid=,ppid=", "-e"], capture_output=True, text=True)
+    rows = [tuple(int(x) for x in line.split()) for line in out.stdout.splitlines()]
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in rows:
+            if ppid == parent and child not in family:
+                family.add(child)
+                frontier.append(child)
+    return len(family)
+
+
+# --- load generators ------------------------------------------------------------------------
+
+
+def wrk(url: str, seconds: int, body: str, connections: int = 64) -> float:
+    """Requests per second answered 2xx, from wrk (one thread: the server gets the other core)."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    script.unlink()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if bad or errors:
+        total = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        failed = int(bad.group(1)) if bad else 0
+        rate *= max(0.0, 1 - failed / total)
+    return rate
+
+
+def ab(url: str, count: int, concurrency: int = 32) -> None:
+    """Post ``count`` leads as fast as they are taken (ApacheBench, keep-alive)."""
+    body = Path(tempfile.mkstemp(suffix=".txt")[1])
+    body.write_text(LEAD_BODY)
+    subprocess.run(
+        [
+            "ab",
+            "-q",
+            "-k",
+            "-n",
+            str(count),
+            "-c",
+            str(concurrency),
+            "-p",
+            str(body),
+            "-T",
+            "application/x-www-form-urlencoded",
+            url,
+        ],
+        capture_output=True,
+        check=True,
+    )
+    body.unlink()
+
+
+async def paced(url: str, rate: float, seconds: float) -> dict[str, float]:
+    """Submit at a steady rate; return each lead id with the time its submission started."""
+    sent: dict[str, float] = {}
+    interval = 1.0 / rate
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            started = time.time()
+            async with session.post(
+                url, data=LEAD_BODY, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ) as response:
+                body = await response.json()
+                sent[body["lead"]["id"]] = started
+
+        tasks = []
+        begin = time.monotonic()
+        n = 0
+        while time.monotonic() - begin < seconds:
+            tasks.append(asyncio.create_task(one()))
+            n += 1
+            await asyncio.sleep(max(0.0, begin + n * interval - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --- the stack ------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    procs: Processes
+    fast_port: int
+    slow_port: int
+    intake_url: str = ""
+    services: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+
+    def leadflow(self, *args: str) -> str:
+        return subprocess.run(
+            [PY, "-m", "services.cli", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def start(self, service: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        env = {**self.env, **extra_env}
+        n = len(self.services.get(service, []))
+        process = self.procs.start(f"{service}-{n}", [PY, "-m", "services.cli", service], env)
+        self.services.setdefault(service, []).append(process)
+        if service == "intake":
+            wait_until(lambda: http_ok(f"{self.intake_url}/readyz"), 60, "intake ready")
+        return process
+
+    def stop(self, service: str) -> None:
+        for process in self.services.pop(service, []):
+            self.procs.stop(process)
+
+    def stop_all(self) -> None:
+        for service in list(self.services):
+            self.stop(service)
+
+    def submit_url(self, flow: str) -> str:
+        return f"{self.intake_url}/flows/{flow}/sources/web/submit"
+
+
+@contextlib.contextmanager
+def vhost() -> Iterator[str]:
+    name = f"leadflow-bench-{secrets.token_hex(3)}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True
+    )
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{quote(name, safe='')}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False)
+
+
+@contextlib.contextmanager
+def database(kind: str, work: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{work}/bench-{secrets.token_hex(3)}.db"
+        return
+    name = f"leadflow_bench_{secrets.token_hex(3)}"
+    libpq = PG_BASE.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_BASE.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def stack(kind: str, work: Path, procs: Processes) -> Iterator[Stack]:
+    fast, slow = free_port(), free_port()
+    with vhost() as broker, database(kind, work) as db:
+        env = {
+            **os.environ,
+            "LEADFLOW_BROKER_URL": broker,
+            "LEADFLOW_DATABASE_URL": db,
+            "LEADFLOW_INTAKE_PORT": str(free_port()),
+            "LEADFLOW_LOG_LEVEL": "WARNING",
+            "LEADFLOW_METRICS_PORT": "0",
+            "PYTHONPATH": str(ROOT),
+        }
+        s = Stack(
+            env=env,
+            procs=procs,
+            fast_port=fast,
+            slow_port=slow,
+            intake_url=f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}",
+        )
+        config = work / "bench.yaml"
+        config.write_text(CONFIG.format(fast=fast, slow=slow))
+        s.leadflow("db", "upgrade")
+        s.leadflow("config", "apply", str(config))
+        try:
+            yield s
+        finally:
+            s.stop_all()
+
+
+def start_recipient(procs: Processes, port: int, delay: float) -> subprocess.Popen[bytes]:
+    process = procs.start(
+        f"recipient-{port}",
+        [PY, "-m", "bench.recipient", str(port), str(delay)],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/stats"), 30, "recipient")
+    return process
+
+
+def received(port: int) -> int:
+    return int(requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()["count"])
+
+
+def reset(port: int) -> None:
+    requests.post(f"http://127.0.0.1:{port}/reset", timeout=10)
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+
+def intake_rate(s: Stack) -> float:
+    """One intake process, router and delivery stopped, its outbox publisher running."""
+    s.stop_all()
+    s.start("intake")
+    wrk(s.submit_url("fast"), 2, LEAD_BODY)  # warm up
+    rate = wrk(s.submit_url("fast"), 8, LEAD_BODY)
+    s.stop("intake")
+    return rate
+
+
+def hello_rate(procs: Processes) -> float:
+    port = free_port()
+    process = procs.start(
+        "hello", [PY, "-m", "bench.hello", str(port)], {**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/"), 30, "hello")
+    wrk(f"http://127.0.0.1:{port}/", 2, LEAD_BODY)
+    rate = wrk(f"http://127.0.0.1:{port}/", 8, LEAD_BODY)
+    procs.stop(process)
+    return rate
+
+
+def full_stack(s: Stack, http_commands: int = 1) -> None:
+    s.stop_all()
+    s.start("router")
+    for _ in range(http_commands):
+        s.start("http-delivery")
+    s.start("intake")
+
+
+def end_to_end_rate(s: Stack, count: int) -> float:
+    """Leads per second from the first submission to the recipient's receipt of the last."""
+    reset(s.fast_port)
+    started = time.monotonic()
+    ab(s.submit_url("fast"), count)
+    wait_until(lambda: received(s.fast_port) >= count, 600, "every lead delivered", 0.05)
+    return count / (time.monotonic() - started)
+
+
+def latency(s: Stack, rate: float, seconds: float = 10.0) -> tuple[float, float]:
+    reset(s.fast_port)
+    sent = asyncio.run(paced(s.submit_url("fast"), rate, seconds))
+    wait_until(lambda: received(s.fast_port) >= len(sent), 120, "paced leads delivered")
+    arrived = requests.get(f"http://127.0.0.1:{s.fast_port}/times", timeout=30).json()
+    ms = [(arrived[k] - v) * 1000 for k, v in sent.items() if k in arrived]
+    return percentile(ms, 0.5), percentile(ms, 0.99)
+
+
+def slow_rate(s: Stack, commands: int, count: int) -> tuple[float, int]:
+    """Deliveries per second to a recipient answering in 1 s; and the OS processes used."""
+    full_stack(s, commands)
+    reset(s.slow_port)
+    ab(s.submit_url("slow"), count)
+    wait_until(lambda: received(s.slow_port) >= count, 600, "slow deliveries", 0.2)
+    arrivals = sorted(
+        requests.get(f"http://127.0.0.1:{s.slow_port}/times", timeout=30).json().values()
+    )
+    lo, hi = arrivals[len(arrivals) // 10], arrivals[len(arrivals) * 9 // 10]
+    rate = (len(arrivals) * 8 // 10) / max(hi - lo, 1e-6)
+    processes = sum(count_processes(p.pid) for p in s.services["http-delivery"])
+    return rate, processes
+
+
+def recovery(s: Stack, procs: Processes, count: int) -> tuple[float, float, float]:
+    """A recipient down while ``count`` leads arrive, then back: drain seconds, and the
+    peak memory (MB) of the http-delivery and router pools meanwhile, before and after."""
+    full_stack(s)
+    recipient = [
+        p for p in procs.running if "bench.recipient" in p.args and str(s.fast_port) in p.args
+    ]
+    for process in recipient:
+        procs.stop(process)
+    workers = s.services["http-delivery"] + s.services["router"]
+    baseline = sum(tree_rss_mb(p.pid) for p in workers)
+    peak = baseline
+    ab(s.submit_url("fast"), count)
+
+    def retried() -> bool:
+        nonlocal peak
+        peak = max(peak, sum(tree_rss_mb(p.pid) for p in workers))
+        return attempted(s) >= count
+
+    wait_until(retried, 900, "every lead to fail once", 1.0)
+    start_recipient(procs, s.fast_port, 0.0)
+    up = time.monotonic()
+
+    def drained() -> bool:
+        nonlocal peak
+        peak = max(peak, sum(tree_rss_mb(p.pid) for p in workers))
+        return received(s.fast_port) >= count
+
+    wait_until(drained, 900, "the backlog to drain", 0.2)
+    return time.monotonic() - up, baseline, peak
+
+
+def attempted(s: Stack) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(s.env["LEADFLOW_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM deliveries WHERE status = 'retrying'")
+                ).scalar()
+                or 0
+            )
+    finally:
+        engine.dispose()
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores (nproc), {int(mem) // 1024 // 1024} GiB, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
+    procs = Processes(work)
+    rows: list[tuple[str, str, str, str, str]] = []
+    try:
+        hello = Figure("aiohttp hello-world POST, 1 process", "req/s")
+        chain = Figure("raw pika chain, 3 hops, windowed confirms", "msg/s")
+        for _ in range(RUNS):
+            hello.values.append(hello_rate(procs))
+        with vhost() as url:
+            for _ in range(RUNS):
+                chain.values.append(pika_chain.run(url, 20_000))
+        for kind in ("postgresql", "sqlite"):
+            with stack(kind, work, procs) as s:
+                start_recipient(procs, s.fast_port, 0.0)
+                start_recipient(procs, s.slow_port, 1.0)
+                intake = Figure(f"intake, 1 process ({kind})", "leads/s")
+                for _ in range(RUNS):
+                    intake.values.append(intake_rate(s))
+                rows.append(
+                    (
+                        intake.name,
+                        f"{intake.median:,.0f} {intake.unit}",
+                        intake.spread,
+                        f"{hello.median:,.0f} hello-world",
+                        f"{intake.median / hello.median:.0%} (target 25%)",
+                    )
+                )
+                full_stack(s)
+                e2e = Figure(f"end to end, fast recipient ({kind})", "leads/s")
+                end_to_end_rate(s, 500)  # warm up
+                for _ in range(RUNS):
+                    e2e.values.append(end_to_end_rate(s, 3000))
+                rows.append(
+                    (
+                        e2e.name,
+                        f"{e2e.median:,.0f} {e2e.unit}",
+                        e2e.spread,
+                        f"{chain.median:,.0f} raw pika chain",
+                        f"{e2e.median / chain.median:.0%} (targets 1,000/s, 25%)",
+                    )
+                )
+                p50s, p99s = [], []
+                for _ in range(RUNS):
+                    p50, p99 = latency(s, e2e.median / 2)
+                    p50s.append(p50)
+                    p99s.append(p99)
+                rows.append(
+                    (
+                        f"latency at {e2e.median / 2:,.0f} leads/s ({kind})",
+                        f"p50 {statistics.median(p50s):.0f} ms, "
+                        f"p99 {statistics.median(p99s):.0f} ms",
+                        f"p99 {min(p99s):.0f}-{max(p99s):.0f}",
+                        "-",
+                        "p99 target < 100 ms",
+                    )
+                )
+                if kind == "postgresql":
+                    one, two = (
+                        Figure("1 s recipient, 1 http-delivery", "deliveries/s"),
+                        Figure("1 s recipient, 2 http-delivery", "deliveries/s"),
+                    )
+                    procs_one = procs_two = 0
+                    for _ in range(RUNS):
+                        rate, procs_one = slow_rate(s, 1, 1500)
+                        one.values.append(rate)
+                        rate, procs_two = slow_rate(s, 2, 2500)
+                        two.values.append(rate)
+                    rows.append(
+                        (
+                            one.name + f" ({procs_one} OS processes)",
+                            f"{one.median:,.0f} {one.unit}",
+                            one.spread,
+                            "-",
+                            "target 200/s",
+                        )
+                    )
+                    rows.append(
+                        (
+                            two.name + f" ({procs_two} OS processes)",
+                            f"{two.median:,.0f} {two.unit}",
+                            two.spread,
+                            f"{one.median:,.0f} with one",
+                            f"x{two.median / one.median:.2f} (target x1.8)",
+                        )
+                    )
+                    drains, peaks = [], []
+                    for _ in range(RUNS):
+                        seconds, base, peak = recovery(s, procs, 10_000)
+                        drains.append(seconds)
+                        peaks.append((base, peak))
+                    drain = statistics.median(drains)
+                    base, peak = peaks[len(peaks) // 2]
+                    rows.append(
+                        (
+                            "recovery: 10,000 retried leads, recipient back",
+                            f"drained in {drain:.1f} s ({10_000 / drain:,.0f} leads/s)",
+                            f"{min(drains):.1f}-{max(drains):.1f} s",
+                            f"{e2e.median:,.0f} leads/s end to end",
+                            f"workers {base:.0f} MB -> peak {peak:.0f} MB",
+                        )
+                    )
+        rows.insert(
+            0, (hello.name, f"{hello.median:,.0f} {hello.unit}", hello.spread, "-", "baseline")
+        )
+        rows.insert(
+            1, (chain.name, f"{chain.median:,.0f} {chain.unit}", chain.spread, "-", "baseline")
+        )
+    finally:
+        procs.stop_all()
+    report(rows)
+
+
+def report(rows: list[tuple[str, str, str, str, str]]) -> None:
+    header = ("figure", f"median of {RUNS}", "spread", "baseline (same run)", "ratio / target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    table = "\n".join(lines)
+    sys.stdout.write(table + "\n")
+    results = ROOT / "bench" / "RESULTS.md"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results.write_text(
+        "# Benchmark results\n\n"
+        f"{stamp} on {machine()}; command: `make bench` (BENCH_RUNS={RUNS}).\n"
+        "Every process (RabbitMQ, PostgreSQL, leadflow, recipients, load generators) on this "
+        "one machine.\n\n" + table + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
