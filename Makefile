@@ -8,7 +8,13 @@ TEST_PG_URL ?= postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres
 
 export LEADFLOW_DATABASE_URL ?= sqlite:///var/leadflow.db
 
-.PHONY: run test test-sqlite test-postgres lint bench install rabbitmq postgres clean
+.PHONY: run test lint bench install rabbitmq postgres test-tools bench-tools clean
+
+# Install Debian package $(2) when command $(1) is missing.
+define need
+	@command -v $(1) >/dev/null 2>&1 || { echo "installing $(2)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
+endef
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +48,14 @@ run: install rabbitmq
 	  trap "kill $$demo 2>/dev/null" EXIT; \
 	  $(BIN)/leadflow up
 
-test: install rabbitmq postgres
+test-tools:
+	$(call need,docker-compose,docker-compose)
+
+bench-tools:
+	$(call need,wrk,wrk)
+	$(call need,ab,apache2-utils)
+
+test: install rabbitmq postgres test-tools
 	$(BIN)/pytest tests -q
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/integration tests/e2e -q
 
@@ -50,7 +63,7 @@ lint: install
 	$(BIN)/ruff check services shared tests bench deploy
 	$(BIN)/mypy services shared
 
-bench: install rabbitmq postgres
+bench: install rabbitmq postgres bench-tools
 	$(BIN)/python -m bench.run
 
 clean:
