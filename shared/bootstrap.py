@@ -5,14 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from sqlalchemy import exc as sa_exc
 
 from shared.config import Settings, load_settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
 from shared.deadletters import record_dead_letter
 from shared.logs import setup_logging
-from shared.messaging import make_broker
+from shared.messaging import LeadflowBroker, make_broker
+
+#: The database is unreachable (or its pool is exhausted): wait for it, do not park.
+DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +28,7 @@ class WorkerContext:
     settings: Settings
     sessions: SessionFactory
     configs: ConfigStore
-    broker: RabbitmqBroker
+    broker: LeadflowBroker
 
 
 def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
@@ -32,5 +40,6 @@ def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
         settings.broker_url,
         record_dead_letter=partial(record_dead_letter, sessions),
         queue_type=settings.queue_type,
+        outage_errors=DATABASE_OUTAGES,
     )
     return WorkerContext(settings=settings, sessions=sessions, configs=configs, broker=broker)

@@ -41,7 +41,7 @@ class Claim:
     job: Job | None = None
 
 
-LEASE_MARGIN_SECONDS = 30.0
+LEASE_MARGIN_SECONDS = 5.0
 
 
 def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim:
@@ -69,15 +69,25 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
     delivery.updated_at = now
     flow = config.flows[lead.flow_id]
     variables = base_variables(
-        lead_id=lead.id, flow_id=lead.flow_id, source_id=lead.source_id,
-        received_at=as_utc(lead.received_at) or now, fields=lead.fields,
+        lead_id=lead.id,
+        flow_id=lead.flow_id,
+        source_id=lead.source_id,
+        received_at=as_utc(lead.received_at) or now,
+        fields=lead.fields,
     )
     variables["event"] = {"id": delivery.event_id}
-    return Claim("send", Job(
-        lead_id=lead.id, event_id=delivery.event_id, recipient_id=delivery.recipient_id,
-        attempt=delivery.attempts, target=recipient.http, flow_fields=list(flow.fields),
-        variables=variables,
-    ))
+    return Claim(
+        "send",
+        Job(
+            lead_id=lead.id,
+            event_id=delivery.event_id,
+            recipient_id=delivery.recipient_id,
+            attempt=delivery.attempts,
+            target=recipient.http,
+            flow_fields=list(flow.fields),
+            variables=variables,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +101,17 @@ class AttemptRecord:
 
 def record_attempt(session: Session, job: Job, attempt: AttemptRecord, *, retrying: bool) -> None:
     """Store the attempt this worker claimed; a retried delivery waits as ``retrying``."""
-    session.add(DeliveryAttempt(
-        event_id=job.event_id, number=job.attempt, at=attempt.at, ms=attempt.ms,
-        status=attempt.status, error=attempt.error,
-        excerpt=(attempt.excerpt or "")[:EXCERPT_CHARS] or None,
-    ))
+    session.add(
+        DeliveryAttempt(
+            event_id=job.event_id,
+            number=job.attempt,
+            at=attempt.at,
+            ms=attempt.ms,
+            status=attempt.status,
+            error=attempt.error,
+            excerpt=(attempt.excerpt or "")[:EXCERPT_CHARS] or None,
+        )
+    )
     if retrying:
         delivery = session.get(Delivery, job.event_id, with_for_update=True)
         if delivery is not None and delivery.status == "sending":

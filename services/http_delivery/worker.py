@@ -28,7 +28,7 @@ class Deps:
 
 
 #: How long a duplicate waits for the worker holding the delivery before looking again.
-BUSY_RETRY_SCHEDULE = (15.0, 60.0, 120.0)
+BUSY_RETRY_SCHEDULE = (5.0, 15.0, 60.0, 120.0)
 
 
 def handle(message: Message, deps: Deps) -> None:

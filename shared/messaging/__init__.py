@@ -3,6 +3,7 @@
 from shared.messaging.aio import AsyncBrokerClient, NotConnected, encode_for_queue
 from shared.messaging.broker import (
     BrokerPublisher,
+    LeadflowBroker,
     ParkedMessage,
     Publisher,
     declare_handler,
@@ -34,6 +35,7 @@ __all__ = [
     "FeedbackAccepted",
     "FlowReply",
     "LeadSubmitted",
+    "LeadflowBroker",
     "Message",
     "NotConnected",
     "ParkedMessage",

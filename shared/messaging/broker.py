@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: Delays (seconds) before re-running a message whose handler failed unexpectedly (a bug
 #: or an outage the handler did not classify); then it is parked in the dead-letter queue.
 UNEXPECTED_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0)
+#: Delays while a dependency the worker needs (the database) is unreachable: about 50
+#: minutes in all, so an outage delays leads without parking them.
+OUTAGE_RETRY_SCHEDULE: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 60, 120, 300, 600, 1800)
 MAX_REASON_CHARS = 500
 
 
@@ -289,11 +292,19 @@ def with_connection_defaults(url: str) -> str:
 
 
 class LeadflowBroker(RabbitmqBroker):
-    """dramatiq's RabbitMQ broker, declaring quorum queues when the cluster wants them."""
+    """dramatiq's RabbitMQ broker, declaring quorum queues when the cluster wants them, and
+    knowing which exceptions mean an outage of a dependency (retried, never parked soon)."""
 
-    def __init__(self, *, queue_type: str = "classic", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        queue_type: str = "classic",
+        outage_errors: tuple[type[BaseException], ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.queue_type = queue_type
+        self.outage_errors = outage_errors
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return work_queue_arguments(queue_name.removesuffix(".DQ"), self.queue_type)
@@ -310,14 +321,19 @@ def make_broker(
     record_dead_letter: DeadLetterRecorder | None = None,
     extra_middleware: Sequence[Middleware] = (),
     queue_type: str = "classic",
-) -> RabbitmqBroker:
-    """A confirming RabbitmqBroker without dramatiq's Retries (TieredRetries replaces it)."""
+    outage_errors: tuple[type[BaseException], ...] = (),
+) -> LeadflowBroker:
+    """A confirming RabbitmqBroker without dramatiq's Retries (TieredRetries replaces it).
+
+    Handlers failing with one of ``outage_errors`` (a database that went away) are retried
+    on OUTAGE_RETRY_SCHEDULE."""
     middleware: list[Middleware] = [
         TieredRetries(record_dead_letter, queue_type),
         *extra_middleware,
     ]
     broker = LeadflowBroker(
         queue_type=queue_type,
+        outage_errors=outage_errors,
         url=with_connection_defaults(broker_url),
         confirm_delivery=True,
         middleware=middleware,
@@ -339,11 +355,17 @@ def declare_handler(
     without a traceback; anything else is logged once with its traceback by dramatiq.
     """
 
+    outages = getattr(broker, "outage_errors", ())
+
     def actor_fn(payload: Any) -> None:
         message = decode_any(payload)
         if queue != message.QUEUE:
             raise MessageDecodeError(f"{message.KIND} does not belong on {queue}", payload)
-        handler(message)
+        try:
+            handler(message)
+        except outages as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            raise TransientError(reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE) from exc
 
     def exhausted(payload: Any, reason: str) -> None:
         if on_exhausted is not None:

@@ -73,6 +73,15 @@ class Stack:
         finally:
             engine.dispose()
 
+    def execute(self, sql: str, **params: Any) -> None:
+        """Change the stack's database directly (to set up a case a test cannot reach)."""
+        engine = sqlalchemy.create_engine(self.env["LEADFLOW_DATABASE_URL"])
+        try:
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text(sql), params)
+        finally:
+            engine.dispose()
+
     def show(self, lead_id: str) -> dict[str, Any]:
         return json.loads(self.leadflow("leads", "show", lead_id, "--json").stdout)
 

@@ -56,3 +56,26 @@ def test_a_retry_tier_dead_letters_back_to_its_work_queue_after_its_delay() -> N
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "http_delivery",
     }
+
+
+def test_a_database_outage_in_a_handler_is_retried_on_the_long_outage_schedule() -> None:
+    # given a handler on a broker that knows which errors are outages (no connection is made)
+    from sqlalchemy.exc import OperationalError
+
+    from shared.messaging import LeadSubmitted, declare_handler, make_broker
+    from shared.messaging.broker import OUTAGE_RETRY_SCHEDULE
+
+    def handler(message: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+
+    broker = make_broker("amqp://guest:guest@127.0.0.1:1/%2F", outage_errors=(OperationalError,))
+    declare_handler(broker, "router", handler)
+
+    # when the handler fails that way
+    with pytest.raises(TransientError) as caught:
+        broker.get_actor("router").fn(LeadSubmitted(lead_id="x").to_dict())
+
+    # then it is a transient failure waiting for the database, not an unexpected one
+    assert caught.value.schedule == OUTAGE_RETRY_SCHEDULE
+    assert caught.value.reason.startswith("OperationalError")
+    assert next_retry_delay_ms(caught.value, 5) == 20_000
