@@ -8,7 +8,7 @@ TEST_PG_URL ?= postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres
 
 export LEADFLOW_DATABASE_URL ?= sqlite:///var/leadflow.db
 
-.PHONY: run test lint bench install rabbitmq postgres test-tools bench-tools clean
+.PHONY: run test test-faults lint bench install rabbitmq postgres test-tools bench-tools clean
 
 # Install Debian package $(2) when command $(1) is missing.
 define need
@@ -56,8 +56,12 @@ bench-tools:
 	$(call need,ab,apache2-utils)
 
 test: install rabbitmq postgres test-tools
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --ignore=tests/faults
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/integration tests/e2e -q
+
+# Fault tests kill processes and stop RabbitMQ for the whole machine: run them alone.
+test-faults: install rabbitmq postgres
+	$(BIN)/pytest tests/faults -q -s
 
 lint: install
 	$(BIN)/ruff check services shared tests bench deploy

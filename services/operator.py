@@ -69,7 +69,9 @@ def parked_detail(factory: SessionFactory, key: str) -> ParkedDetail | None:
     return ParkedDetail(letter, attempts)
 
 
-def replay(factory: SessionFactory, broker_url: str, letters: list[DeadLetter]) -> int:
+def replay(
+    factory: SessionFactory, broker_url: str, letters: list[DeadLetter], queue_type: str = "classic"
+) -> int:
     """Put parked messages back on their work queues; the delivery runs again.
 
     A delivery that failed for good is reopened (``queued``) so the worker sends it again;
@@ -89,8 +91,8 @@ def replay(factory: SessionFactory, broker_url: str, letters: list[DeadLetter]) 
                 if delivery is not None and delivery.dead_lettered and delivery.status == "error":
                     delivery.status, delivery.dead_lettered = "queued", False
                     delivery.updated_at = utcnow()
-        take_parked(broker_url, queue, {letter.message_id for letter in group})
-        republish(broker_url, queue, [letter.body for letter in group])
+        take_parked(broker_url, queue, {letter.message_id for letter in group}, queue_type)
+        republish(broker_url, queue, [letter.body for letter in group], queue_type)
         for letter in group:
             logger.info(
                 "replayed %s on %s",
@@ -101,13 +103,15 @@ def replay(factory: SessionFactory, broker_url: str, letters: list[DeadLetter]) 
     return len(letters)
 
 
-def purge(factory: SessionFactory, broker_url: str, letters: list[DeadLetter]) -> int:
+def purge(
+    factory: SessionFactory, broker_url: str, letters: list[DeadLetter], queue_type: str = "classic"
+) -> int:
     """Remove parked messages for good (the record keeps the delivery's outcome)."""
     by_queue: dict[str, set[str]] = {}
     for letter in letters:
         by_queue.setdefault(letter.queue, set()).add(letter.message_id)
     for queue, ids in by_queue.items():
-        take_parked(broker_url, queue, ids)
+        take_parked(broker_url, queue, ids, queue_type)
     with transaction(factory) as session:
         for letter in letters:
             row = session.get(DeadLetter, letter.id)

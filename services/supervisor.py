@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-SERVICES = ("intake", "router", "http-delivery")
-WORKERS = ("router", "http-delivery")
+SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback")
+WORKERS = ("router", "http-delivery", "email-delivery")
 logger = logging.getLogger(__name__)
 
 

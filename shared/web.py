@@ -1,23 +1,157 @@
-"""aiohttp plumbing both HTTP services share: answers in the client's format, one error
-middleware that maps every error to ``{"outcome": "error", "reason": ...}`` and a status."""
+"""aiohttp plumbing both HTTP services share: typed state, the database and broker
+contexts, operational routes (``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``),
+answers in the client's format, and one error middleware that maps every error to
+``{"outcome": "error", "reason": ...}`` and a status."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.answers import JSON, NotAcceptable, negotiate, render
 from shared.bodies import BodyError
+from shared.config import Settings
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, make_engine, make_session_factory
 from shared.errors import NotFound
+from shared.messaging import AsyncBrokerClient, FlowReply
+from shared.metrics import latest
+from shared.outbox import OutboxDepthCollector, OutboxRelay
 
-logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SETTINGS = web.AppKey("settings", Settings)
+FACTORY = web.AppKey("factory", SessionFactory)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+CONFIG = web.AppKey("config", ConfigStore)
+CLIENT = web.AppKey("client", AsyncBrokerClient)
+RELAY = web.AppKey("relay", OutboxRelay)
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+
+ReplyHandlerFactory = Callable[[web.Application], Callable[[FlowReply], None]]
+
+
+async def run_db(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking database work on the service's database threads."""
+    return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], fn, *args)
+
+
+def database_ctx(service: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        engine = make_engine(settings.database_url)
+        app[FACTORY] = make_session_factory(engine)
+        app[EXECUTOR] = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{service}-db")
+        app[CONFIG] = ConfigStore(app[FACTORY], settings.config_refresh_seconds)
+        depth = OutboxDepthCollector(app[FACTORY], service)
+        REGISTRY.register(depth)
+        yield
+        REGISTRY.unregister(depth)
+        app[EXECUTOR].shutdown(wait=True)
+        engine.dispose()
+
+    return ctx
+
+
+def broker_ctx(
+    queues: Sequence[str],
+    on_reply: ReplyHandlerFactory | None = None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The broker connection and the outbox relay; the relay is flushed at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        client = AsyncBrokerClient(
+            settings.broker_url,
+            queues=queues,
+            on_reply=on_reply(app) if on_reply else None,
+            queue_type=settings.queue_type,
+        )
+        app[CLIENT] = client
+        client.start()
+        await client.wait_connected(timeout=3.0)
+        relay = OutboxRelay(
+            client, app[FACTORY], app[EXECUTOR], sweep_seconds=settings.outbox_sweep_seconds
+        )
+        app[RELAY] = relay
+        task = asyncio.create_task(relay.run())
+        yield
+        await relay.flush()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+
+    return ctx
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers and the broker connection is up."""
+
+    def ping() -> None:
+        with request.app[FACTORY]() as session:
+            session.execute(text("SELECT 1"))
+
+    problems = []
+    try:
+        await run_db(request.app, ping)
+    except Exception as exc:
+        problems.append(f"database: {type(exc).__name__}")
+    if not request.app[CLIENT].connected:
+        problems.append("broker: not connected")
+    return web.json_response(
+        {"status": "unavailable" if problems else "ok", "problems": problems},
+        status=503 if problems else 200,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = await run_db(request.app, latest)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+def create_service_app(
+    settings: Settings,
+    *,
+    service: str,
+    max_body_bytes: int,
+    queues: Sequence[str],
+    openapi_document: dict[str, Any],
+    on_reply: ReplyHandlerFactory | None = None,
+) -> web.Application:
+    """An aiohttp service with its database, broker, outbox relay and operational routes;
+    the caller adds its own routes and contexts."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[OPENAPI] = openapi_document
+    app.cleanup_ctx.append(database_ctx(service))
+    app.cleanup_ctx.append(broker_ctx(queues, on_reply))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+logger = logging.getLogger(__name__)
 
 
 def answer(data: dict[str, Any], media: str, *, status: int = 200) -> web.Response:

@@ -11,27 +11,16 @@ import time
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from services.intake.leads import new_lead
-from services.intake.openapi import OPENAPI
-from services.intake.state import (
-    CLIENT,
-    CONFIG,
-    EXECUTOR,
-    FACTORY,
-    RELAY,
-    WAITERS,
-    WRITER,
-    run_db,
-)
+from services.intake.state import WAITERS, WRITER
 from shared.answers import negotiate
 from shared.bodies import merge_over, nest_pairs, parse_body
 from shared.db.engine import utcnow
 from shared.db.models import Lead
 from shared.flowconfig import Source
-from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED, latest
-from shared.web import answer
+from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED
+from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, RELAY, answer, run_db
 
 logger = logging.getLogger(__name__)
 
@@ -182,36 +171,3 @@ async def show_lead(request: web.Request) -> web.Response:
         return unauthorized(media)
     outcome = lead.outcome if lead.state == "done" else "queued"
     return answer(lead_answer(lead.id, outcome, lead.reason, lead.price), media)
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers and the broker connection is up."""
-
-    def ping() -> None:
-        with request.app[FACTORY]() as session:
-            session.execute(text("SELECT 1"))
-
-    problems = []
-    try:
-        await run_db(request.app, ping)
-    except Exception as exc:
-        problems.append(f"database: {type(exc).__name__}")
-    if not request.app[CLIENT].connected:
-        problems.append("broker: not connected")
-    status = 503 if problems else 200
-    return web.json_response(
-        {"status": "ok" if not problems else "unavailable", "problems": problems}, status=status
-    )
-
-
-async def openapi(_request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = await run_db(request.app, latest)
-    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -25,9 +25,11 @@ def main() -> None:
     sys.exit(
         run_worker_pool(
             "services.router.__main__:setup",
-            queue=worker.QUEUE,
+            queues=[worker.QUEUE],
             processes=1,
             threads=settings.router_threads,
+            broker_url=settings.broker_url,
+            metrics_port=settings.metrics_port,
         )
     )
 

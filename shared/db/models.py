@@ -102,6 +102,8 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # The email batch or manual download that took this lead (never two: set once).
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
 
     # Declared so the unit of work inserts the step's event before its delivery.
     event: Mapped[Event] = relationship(lazy="raise")
@@ -121,6 +123,33 @@ class DeliveryAttempt(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class Batch(Base):
+    """One file of a recipient's pending leads: an email batch or a manual download.
+
+    ``(recipient_id, due_at)`` is the slot key: of several schedulers claiming one slot,
+    one inserts the row and the others get an IntegrityError.
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("recipient_id", "due_at", name="uq_batches_recipient_due"),
+        Index("ix_batches_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    recipient_id: Mapped[str] = mapped_column(NAME)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | send | download
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending | sent | error
+    leads: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    published_at: Mapped[datetime | None]
+    sending_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class OutboxMessage(Base):

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 import dramatiq.cli
+import pika
+import pika.exceptions
+
+from shared.messaging.broker import with_connection_defaults
+from shared.messaging.topology import xq_name
 
 
 def run_worker_pool(
-    factory: str, *, queue: str, processes: int, threads: int, shutdown_timeout_ms: int = 30_000
+    factory: str,
+    *,
+    queues: Sequence[str],
+    processes: int,
+    threads: int,
+    broker_url: str,
+    metrics_port: int | None = None,
+    shutdown_timeout_ms: int = 30_000,
 ) -> int:
-    """Run ``processes`` x ``threads`` workers consuming ``queue`` only; ``factory``
-    (``module:function``) builds the broker and declares the handler in each worker
-    process. Returns the exit code."""
+    """Run ``processes`` x ``threads`` workers consuming ``queues`` only; ``factory``
+    (``module:function``) builds the broker and declares the handlers in each worker
+    process. With ``metrics_port``, this (parent) process serves ``/metrics`` for every
+    process of the pool, the depth of its queues, and ``/healthz``. Returns the exit code."""
+    server = None
+    if metrics_port:
+        from shared.metrics import QueueDepthCollector, serve_pool_metrics
+
+        depths = QueueDepthCollector(lambda: queue_depths(broker_url, queues))
+        server = serve_pool_metrics(metrics_port, extra=[depths])
     parser = dramatiq.cli.make_argument_parser()
     args = parser.parse_args(
         [
@@ -22,8 +44,32 @@ def run_worker_pool(
             "--worker-shutdown-timeout",
             str(shutdown_timeout_ms),
             "--queues",
-            queue,
+            *queues,
             "--skip-logging",
         ]
     )
-    return int(dramatiq.cli.main(args))
+    try:
+        return int(dramatiq.cli.main(args))
+    finally:
+        if server is not None:
+            server.shutdown()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from shared.metrics import cleanup_multiprocess
+
+            cleanup_multiprocess()
+
+
+def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting in each work queue and its dead-letter queue (a passive declare)."""
+    connection = pika.BlockingConnection(pika.URLParameters(with_connection_defaults(broker_url)))
+    try:
+        channel = connection.channel()
+        depths = {}
+        for queue in [*queues, *(xq_name(q) for q in queues)]:
+            try:
+                depths[queue] = channel.queue_declare(queue, passive=True).method.message_count
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = connection.channel()  # the queue does not exist yet
+        return depths
+    finally:
+        connection.close()

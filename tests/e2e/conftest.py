@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import sqlalchemy
 import yaml
 
 from tests.support.infra import free_port, wait_for
+from tests.support.processes import start_process, stop_process, wait_healthy
 from tests.support.recipient import Recipient
 
 CONFIG_FRAGMENTS = Path(__file__).with_name("config.d")
@@ -32,6 +32,18 @@ class Stack:
     recipient: Recipient
     log_path: Path
     keep_running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    up_pid: int = 0
+
+    def service_pids(self, service: str) -> list[int]:
+        """The copies of ``service`` that this stack's `leadflow up` started, still running."""
+        out = subprocess.run(
+            ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True
+        ).stdout
+        return [
+            int(line.split()[0])
+            for line in out.splitlines()
+            if int(line.split()[1]) == self.up_pid and f"services.cli {service}" in line
+        ]
 
     @property
     def feedback_url(self) -> str:
@@ -106,36 +118,6 @@ def merged_config() -> str:
     return yaml.safe_dump(merged, sort_keys=False)
 
 
-def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"process exited early:\n{log.read_text()[-3000:]}")
-        try:
-            return requests.get(url, timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(healthy, timeout=60, interval=0.2, message=url)
-
-
 @pytest.fixture(scope="session")
 def recipient() -> Iterator[Recipient]:
     server = Recipient().start()
@@ -189,6 +171,7 @@ def stack(
         intake_url=f"http://127.0.0.1:{stack_env['LEADFLOW_INTAKE_PORT']}",
         recipient=recipient,
         log_path=log,
+        up_pid=process.pid,
     )
     try:
         wait_healthy(f"{stack.intake_url}/healthz", process, log)

@@ -114,17 +114,10 @@ def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped
     started: list[subprocess.Popen[bytes]] = []
 
     def kill_stack_router() -> None:
-        out = subprocess.run(
-            ["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True, check=True
-        ).stdout
-        groups = {
-            int(line.split()[1])
-            for line in out.splitlines()[1:]
-            if "services.cli router" in line and str(os.getpid()) not in line
-        }
-        assert groups, "no router is running"
-        for group in groups:
-            os.killpg(group, signal.SIGKILL)
+        pids = stack.service_pids("router")
+        assert pids, "no router is running"
+        for pid in pids:  # each copy leads its own process group (its pool)
+            os.killpg(pid, signal.SIGKILL)
 
     def start_router() -> None:
         log = tmp_path / "router.log"

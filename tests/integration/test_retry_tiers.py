@@ -21,13 +21,10 @@ from tests.support.infra import rabbit_vhost, rabbitmqctl, wait_for
 
 
 @pytest.fixture(params=["classic", "quorum"])
-def queues(request: pytest.FixtureRequest, broker_url: str) -> Iterator[tuple[str, str]]:
-    """The run's vhost for classic queues; a vhost of its own for quorum queues."""
-    if request.param == "classic":
-        yield broker_url, "classic"
-        return
+def queues(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A vhost of its own (no other worker of the test run consumes there), per queue type."""
     with rabbit_vhost() as url:
-        yield url, "quorum"
+        yield url, request.param
 
 
 @contextmanager

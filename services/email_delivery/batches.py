@@ -1,0 +1,331 @@
+"""Batches: claiming a recipient's pending leads once, sending them once, recording the end.
+
+A batch is claimed in one transaction: its row is inserted under the slot key
+``(recipient_id, due_at)`` (a second scheduler claiming the same slot gets an
+IntegrityError and moves on), then the recipient's pending deliveries that no batch has
+taken are assigned to it (``UPDATE ... WHERE status = 'pending' AND batch_id IS NULL``,
+rows locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
+serializes). A lead is therefore never in two batches. A slot with nothing pending
+stores nothing and sends nothing.
+
+Sending takes a lease on the batch (``sending_until``), so two copies of its message
+never send it twice at once; the leads become ``delivered`` only after the server
+accepted the message. The batch is published after the commit; a batch whose message
+was never published (the process died, the broker was down) is published again by the
+scheduler's sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.email_delivery import leadfiles
+from services.email_delivery.compose import Envelope
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
+from shared.db.models import Batch, Delivery, Lead
+from shared.errors import PermanentError, TransientError
+from shared.flowconfig import EmailTarget
+from shared.ids import new_id
+from shared.messaging import DeliverEmail, Publisher
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+#: How a second copy of a batch's message waits for the worker holding the lease.
+BUSY_RETRY_SCHEDULE = (60.0,) * 20
+STATES = ("pending", "sent", "error")
+
+
+class _NothingPending(Exception):
+    """Rolls back a claim that found no pending lead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    batch_id: str
+    recipient_id: str
+    leads: int
+
+
+def assign_pending(
+    session: Session, recipient_id: str, batch_id: str, *, delivered_at: datetime | None = None
+) -> int:
+    """Give the recipient's untaken pending deliveries to the batch (and mark them delivered
+    when ``delivered_at`` is given: a manual download). Returns how many it took."""
+    now = utcnow()
+    untaken = (
+        Delivery.recipient_id == recipient_id,
+        Delivery.status == "pending",
+        Delivery.batch_id.is_(None),
+    )
+    lockable = select(Delivery.event_id).where(*untaken).with_for_update(skip_locked=True)
+    values: dict[str, Any] = {"batch_id": batch_id, "updated_at": now}
+    if delivered_at is not None:
+        values.update(status="delivered", delivered_at=delivered_at)
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.event_id.in_(lockable.scalar_subquery()), *untaken)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def has_pending(sessions: SessionFactory, recipient_id: str) -> bool:
+    with sessions() as session:
+        found = session.scalar(
+            select(Delivery.event_id)
+            .where(
+                Delivery.recipient_id == recipient_id,
+                Delivery.status == "pending",
+                Delivery.batch_id.is_(None),
+            )
+            .limit(1)
+        )
+        return found is not None
+
+
+def claim(
+    sessions: SessionFactory, recipient_id: str, due_at: datetime, *, trigger: str = "schedule"
+) -> Claimed | None:
+    """Claim the slot and its pending leads; None when the slot is taken or nothing waits."""
+    if not has_pending(sessions, recipient_id):
+        return None  # (a plain read: an idle recipient never takes the write lock)
+    batch_id = new_id()
+    try:
+        with transaction(sessions) as session:
+            batch = Batch(
+                id=batch_id,
+                recipient_id=recipient_id,
+                trigger=trigger,
+                due_at=due_at,
+                created_at=utcnow(),
+                state="pending",
+                leads=0,
+                attempts=0,
+            )
+            session.add(batch)
+            session.flush()
+            count = assign_pending(session, recipient_id, batch_id)
+            if count == 0:
+                raise _NothingPending
+            batch.leads = count
+    except _NothingPending:
+        return None
+    except IntegrityError:
+        logger.debug("slot %s of %s was claimed by another scheduler", due_at, recipient_id)
+        return None
+    logger.info("batch %s of %s claimed: %d leads", batch_id, recipient_id, count)
+    return Claimed(batch_id, recipient_id, count)
+
+
+def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, int]:
+    """Inside the caller's transaction: move the pending leads to delivered under a new
+    ``download`` batch. Returns (batch id, count); (None, 0) when nothing was pending."""
+    now = utcnow()
+    batch = Batch(
+        id=new_id(),
+        recipient_id=recipient_id,
+        trigger="download",
+        due_at=now,
+        created_at=now,
+        state="sent",
+        leads=0,
+        attempts=1,
+        published_at=None,
+        sent_at=now,
+    )
+    session.add(batch)
+    session.flush()
+    count = assign_pending(session, recipient_id, batch.id, delivered_at=now)
+    if count == 0:
+        session.delete(batch)
+        session.flush()
+        return None, 0
+    batch.leads = count
+    return batch.id, count
+
+
+def publish(sessions: SessionFactory, publisher: Publisher, claimed: Claimed) -> None:
+    """Hand the batch to the workers (after its claim committed) and note that it was."""
+    publisher.publish(DeliverEmail(recipient_id=claimed.recipient_id, batch_id=claimed.batch_id))
+    with transaction(sessions) as session:
+        session.execute(
+            update(Batch).where(Batch.id == claimed.batch_id).values(published_at=utcnow())
+        )
+
+
+def unpublished(sessions: SessionFactory, older_than: timedelta) -> list[Claimed]:
+    """Pending batches whose message was never published (the claimer died or the broker
+    was down), for the scheduler to publish again."""
+    cutoff = utcnow() - older_than
+    with sessions() as session:
+        found = session.execute(
+            select(Batch.id, Batch.recipient_id, Batch.leads)
+            .where(
+                Batch.state == "pending",
+                Batch.published_at.is_(None),
+                Batch.created_at <= cutoff,
+            )
+            .order_by(Batch.created_at)
+            .limit(100)
+        )
+        return [Claimed(r.id, r.recipient_id, r.leads) for r in found]
+
+
+# --- the worker's side ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    batch_id: str
+    recipient_id: str
+    target: EmailTarget
+    columns: list[str]
+    envelope: Envelope
+
+
+def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) -> BatchJob | None:
+    """Take the sending lease; None when the batch is already sent or given up."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        batch = session.get(Batch, batch_id, with_for_update=True)
+        if batch is None:
+            raise PermanentError(f"no batch {batch_id}")
+        if batch.state != "pending":
+            logger.info("batch %s is already %s; not sent again", batch_id, batch.state)
+            return None
+        lease_end = as_utc(batch.sending_until)
+        if lease_end is not None and lease_end > now:
+            raise TransientError(
+                f"batch {batch_id} is being sent by another worker", BUSY_RETRY_SCHEDULE
+            )
+        _, config = configs.latest()
+        recipient = config.recipients.get(batch.recipient_id)
+        if recipient is None or recipient.email is None:
+            raise PermanentError(f"recipient {batch.recipient_id} has no email settings")
+        present = [
+            (flow_id, version)
+            for flow_id, version in session.execute(
+                select(Lead.flow_id, Lead.config_version)
+                .join(Delivery, Delivery.lead_id == Lead.id)
+                .where(Delivery.batch_id == batch_id)
+                .distinct()
+            )
+        ]
+        batch.sending_until = now + LEASE
+        batch.attempts += 1
+        flow_ids = {flow_id for flow_id, _ in present}
+        return BatchJob(
+            batch_id=batch_id,
+            recipient_id=batch.recipient_id,
+            target=recipient.email,
+            columns=leadfiles.columns(
+                config, leadfiles.recipient_flows(config, batch.recipient_id), configs, present
+            ),
+            envelope=Envelope(
+                recipient_id=batch.recipient_id,
+                recipient_name=recipient.name,
+                flows=leadfiles.flow_names(config, flow_ids),
+                at=as_utc(batch.due_at) or now,
+                count=batch.leads,
+                batch_id=batch_id,
+            ),
+        )
+
+
+def leads_of(batch_id: str) -> Select[Any]:
+    return (
+        select(Lead.fields)
+        .join(Delivery, Delivery.lead_id == Lead.id)
+        .where(Delivery.batch_id == batch_id)
+        .order_by(Lead.received_at, Lead.id)
+    )
+
+
+def rows(session: Session, batch_id: str) -> Iterator[dict[str, Any]]:
+    return leadfiles.rows(session, leads_of(batch_id))
+
+
+def mark_sent(sessions: SessionFactory, batch_id: str) -> int:
+    """The server accepted the message: the batch is sent and its leads delivered."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        batch = session.get(Batch, batch_id, with_for_update=True)
+        if batch is None or batch.state != "pending":
+            return 0
+        batch.state, batch.sent_at, batch.sending_until, batch.reason = "sent", now, None, None
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
+            .values(
+                status="delivered",
+                delivered_at=now,
+                updated_at=now,
+                attempts=Delivery.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(sessions: SessionFactory, batch_id: str, reason: str) -> None:
+    """A failed attempt: give the lease back (the retry takes it again) and keep the reason."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == "pending")
+            .values(sending_until=None, reason=reason)
+        )
+
+
+def give_up(sessions: SessionFactory, batch_id: str, reason: str) -> bool:
+    """The retries are used up (or the failure is permanent): the batch and its leads are
+    ``error``. False when the batch is done, or another worker holds its lease."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        batch = session.get(Batch, batch_id, with_for_update=True)
+        if batch is None or batch.state != "pending":
+            return False
+        lease_end = as_utc(batch.sending_until)
+        if lease_end is not None and lease_end > now:
+            return False  # a live worker is sending it (a failing one gives its lease back)
+        batch.state, batch.sending_until, batch.reason = "error", None, reason
+        session.execute(
+            update(Delivery)
+            .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
+            .values(status="error", dead_lettered=True, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return True
+
+
+def listing(
+    sessions: SessionFactory,
+    *,
+    recipient_id: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+) -> list[Batch]:
+    """The newest batches first, for ``leadflow batches list``."""
+    query = select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit)
+    if recipient_id:
+        query = query.where(Batch.recipient_id == recipient_id)
+    if state:
+        query = query.where(Batch.state == state)
+    with sessions() as session:
+        found = list(session.scalars(query))
+    for batch in found:
+        batch.due_at = as_utc(batch.due_at) or batch.due_at
+        batch.created_at = as_utc(batch.created_at) or batch.created_at
+        batch.sent_at = as_utc(batch.sent_at)
+    return found

@@ -1,0 +1,138 @@
+"""Handing a message over: into a local Maildir (the default) or to an SMTP server.
+
+``LEADFLOW_EMAIL_URL`` picks the transport: ``maildir://var/mail`` (relative to the
+working directory), ``maildir:///abs/path``, ``smtp://user:pass@host:port?starttls=true``
+or ``smtps://...`` (TLS from the start). ``send`` returns once the message is accepted
+(written, or answered 250) and raises ``SendFailed`` otherwise, saying whether trying
+again later may help: a refused connection, a timeout or a 4xx reply may; a 5xx may not.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from shared.errors import LeadflowError, SettingsError
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class SendFailed(LeadflowError):
+    """The server (or the disk) did not accept the message."""
+
+    def __init__(self, reason: str, *, transient: bool, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    code: int | None  # the SMTP reply code; None for a Maildir
+    where: str
+
+
+class Mailer(Protocol):
+    def send(self, message: EmailMessage) -> Accepted: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MaildirMailer:
+    path: str
+
+    def send(self, message: EmailMessage) -> Accepted:
+        try:
+            key = mailbox.Maildir(self.path, create=True).add(message)
+        except OSError as exc:
+            raise SendFailed(f"Maildir {self.path}: {exc}", transient=True) from None
+        return Accepted(None, f"{self.path}/new/{key}")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpMailer:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+    def send(self, message: EmailMessage) -> Accepted:
+        try:
+            client = (
+                smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout)
+                if self.tls
+                else smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            )
+            with client:
+                if self.starttls:
+                    client.starttls(context=ssl.create_default_context())
+                if self.username:
+                    client.login(self.username, self.password or "")
+                client.send_message(message)
+        except Exception as exc:
+            raise classify(exc) from None
+        return Accepted(250, f"{self.host}:{self.port}")
+
+
+def classify(exc: BaseException) -> SendFailed:
+    """Sort an smtplib or socket failure into retry-later (4xx, network) or give-up (5xx)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted(code for code, _ in exc.recipients.values())
+        replies = "; ".join(
+            f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in exc.recipients.items()
+        )
+        transient = all(400 <= code < 500 for code in codes)
+        return SendFailed(f"Recipients refused: {replies}", transient=transient, code=codes[-1])
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        reason = f"SMTP {code} {_text(exc.smtp_error)}".strip()
+        return SendFailed(reason, transient=not 500 <= code < 600, code=code)
+    if isinstance(exc, smtplib.SMTPNotSupportedError | ssl.SSLCertVerificationError):
+        return SendFailed(f"SMTP: {exc}", transient=False)
+    if isinstance(exc, TimeoutError):
+        return SendFailed("SMTP: timed out", transient=True)
+    if isinstance(exc, smtplib.SMTPException | OSError):
+        return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=True)
+    return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=False)
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return " ".join(text.split())[:300]
+
+
+def mailer_from_url(url: str) -> Mailer:
+    parts = urlsplit(url)
+    if parts.scheme == "maildir":
+        # maildir://var/mail -> var/mail (relative); maildir:///srv/mail -> /srv/mail
+        path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+        if not path:
+            raise SettingsError(f"LEADFLOW_EMAIL_URL={url!r}: the Maildir path is missing")
+        return MaildirMailer(path)
+    if parts.scheme in ("smtp", "smtps"):
+        if not parts.hostname:
+            raise SettingsError(f"LEADFLOW_EMAIL_URL={url!r}: the SMTP host is missing")
+        query = dict(parse_qsl(parts.query))
+        try:
+            timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
+            port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        except ValueError as exc:
+            raise SettingsError(f"LEADFLOW_EMAIL_URL={url!r}: {exc}") from None
+        return SmtpMailer(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            starttls=query.get("starttls", "").lower() in ("1", "true", "yes", "on"),
+            tls=parts.scheme == "smtps",
+            timeout=timeout,
+        )
+    raise SettingsError(f"LEADFLOW_EMAIL_URL={url!r}: use maildir://PATH or smtp://host:port")

@@ -1,0 +1,211 @@
+"""Manual delivery and export: a recipient's leads written as a file by the CLI.
+
+``deliver`` writes the recipient's pending leads and moves them to ``delivered`` in the
+same transaction that takes them (as LeadConduit's manual delivery does), under a
+``download`` batch; two operators running it at once never get the same lead. ``export``
+writes leads and changes nothing. Both stream: rows are read ``yield_per`` at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import IO, Any
+
+from sqlalchemy import Select, select
+
+from services.email_delivery import batches, leadfiles
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, transaction
+from shared.db.models import Delivery, Lead
+from shared.files import TextSink, write_rows
+from shared.flowconfig import FileFormat, LeadflowConfig
+
+DELIVERY_STATUSES = ("pending", "delivered", "rejected", "error", "returned", "converted")
+LEAD_OUTCOMES = ("success", "failure", "error", "queued")
+PROGRESS_EVERY = 1000
+
+Progress = Callable[[int], None]
+
+
+class UsageError(ValueError):
+    """The operator asked for something that cannot be done (an unknown recipient...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileChoice:
+    """Format options given on the command line; None keeps the recipient's setting."""
+
+    format: str | None = None
+    quote: bool | None = None
+    header: bool | None = None
+
+    def resolve(self, default: FileFormat) -> FileFormat:
+        return FileFormat(
+            format=self.format or default.format,  # type: ignore[arg-type]
+            quote=default.quote if self.quote is None else self.quote,
+            header=default.header if self.header is None else self.header,
+        )
+
+
+def recipient_file(config: LeadflowConfig, recipient_id: str) -> FileFormat:
+    recipient = config.recipients.get(recipient_id)
+    if recipient is None:
+        raise UsageError(f"unknown recipient {recipient_id!r}")
+    if recipient.manual is not None:
+        return recipient.manual.file
+    if recipient.email is not None:
+        return recipient.email.file
+    return FileFormat()
+
+
+def deliver(
+    sessions: SessionFactory,
+    configs: ConfigStore,
+    recipient_id: str,
+    sink: TextSink,
+    choice: FileChoice = FileChoice(),
+    progress: Progress | None = None,
+) -> int:
+    """Write the pending leads and mark them delivered, in one transaction."""
+    _, config = configs.latest()
+    file = choice.resolve(recipient_file(config, recipient_id))
+    flows = leadfiles.recipient_flows(config, recipient_id)
+    with transaction(sessions) as session:
+        batch_id, count = batches.take_for_download(session, recipient_id)
+        present: list[tuple[str, int]] = []
+        if batch_id is not None:
+            present = _flow_versions(session, batches.leads_of(batch_id))
+        columns = leadfiles.columns(config, flows, configs, present)
+        rows = leadfiles.rows(session, batches.leads_of(batch_id)) if batch_id else iter(())
+        written = write_rows(sink, columns, _counting(rows, progress), file)
+        _flush(sink)
+    assert written == count
+    return written
+
+
+def export(
+    sessions: SessionFactory,
+    configs: ConfigStore,
+    sink: TextSink,
+    *,
+    flow_id: str | None = None,
+    recipient_id: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    choice: FileChoice = FileChoice(),
+    progress: Progress | None = None,
+) -> int:
+    """Write the leads that match; nothing changes."""
+    _, config = configs.latest()
+    if flow_id is None and recipient_id is None:
+        raise UsageError("give --flow or --recipient")
+    if flow_id is not None and flow_id not in config.flows:
+        raise UsageError(f"unknown flow {flow_id!r}")
+    default = recipient_file(config, recipient_id) if recipient_id else FileFormat()
+    file = choice.resolve(default)
+    statement = _export_query(flow_id, recipient_id, status, since, until)
+    if flow_id is not None:
+        flows = [flow_id]
+    else:
+        flows = leadfiles.recipient_flows(config, recipient_id or "")
+    with sessions() as session:
+        present = _flow_versions(session, statement)
+        columns = leadfiles.columns(config, flows, configs, present)
+        rows = leadfiles.rows(session, statement.order_by(Lead.received_at, Lead.id))
+        written = write_rows(sink, columns, _counting(rows, progress), file)
+        _flush(sink)
+    return written
+
+
+def _export_query(
+    flow_id: str | None,
+    recipient_id: str | None,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    statement = select(Lead.fields)
+    if recipient_id is not None:
+        statement = statement.join(Delivery, Delivery.lead_id == Lead.id).where(
+            Delivery.recipient_id == recipient_id
+        )
+        if status is not None:
+            if status not in DELIVERY_STATUSES:
+                raise UsageError(
+                    f"--status with --recipient is one of {', '.join(DELIVERY_STATUSES)}"
+                )
+            statement = statement.where(Delivery.status == status)
+    elif status is not None:
+        if status not in LEAD_OUTCOMES:
+            raise UsageError(f"--status with --flow is one of {', '.join(LEAD_OUTCOMES)}")
+        statement = statement.where(
+            Lead.state != "done" if status == "queued" else Lead.outcome == status
+        )
+    if flow_id is not None:
+        statement = statement.where(Lead.flow_id == flow_id)
+    if since is not None:
+        statement = statement.where(Lead.received_at >= since)
+    if until is not None:
+        statement = statement.where(Lead.received_at < until)
+    return statement
+
+
+def _flow_versions(session: Any, statement: Select[Any]) -> list[tuple[str, int]]:
+    leads = statement.with_only_columns(Lead.flow_id, Lead.config_version).order_by(None)
+    leads = leads.distinct()
+    return [(flow_id, version) for flow_id, version in session.execute(leads)]
+
+
+def _counting(rows: Iterable[Any], progress: Progress | None) -> Iterator[Any]:
+    for count, row in enumerate(rows, start=1):
+        yield row
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(count)
+
+
+def _flush(sink: TextSink) -> None:
+    flush = getattr(sink, "flush", None)
+    if callable(flush):
+        flush()
+
+
+def parse_when(text: str, *, end: bool = False) -> datetime:
+    """An ISO 8601 date or time, as UTC (a time without offset is UTC). A bare date as
+    ``--until`` means the end of that day."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time(), tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO 8601 date or time") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value + timedelta(microseconds=1) if end else value
+
+
+@contextlib.contextmanager
+def output(path: str | None) -> Iterator[IO[str]]:
+    """Standard output, or ``path`` written in full beside it and renamed into place only
+    when everything went well (after the commit, for ``deliver``)."""
+    if path is None or path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise

@@ -1,0 +1,118 @@
+"""The ``email_delivery`` queue: email one lead (real-time) or one batch, then record it.
+
+A server's 4xx, a refused connection or a timeout is retried through the retry tiers
+(the recipient's ``retry.schedule``); a 5xx gives up at once. Giving up, either way,
+goes through ``on_exhausted``: the delivery (or the batch and its leads) becomes
+``error``, a real-time step completes with outcome ``error`` and the flow goes on, and
+the message is parked in ``email_delivery.XQ``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from services.email_delivery import batches, compose, records
+from services.email_delivery.mailer import Mailer, SendFailed
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.errors import PermanentError, TransientError
+from shared.flowconfig import EmailTarget
+from shared.messaging import DeliverEmail, Message, Publisher, StepCompleted
+from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
+
+QUEUE = "email_delivery"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    sessions: SessionFactory
+    configs: ConfigStore
+    publisher: Publisher
+    mailer: Mailer
+
+
+def handle(message: Message, deps: Deps) -> None:
+    assert isinstance(message, DeliverEmail)
+    if message.batch_id is not None:
+        _send_batch(message.batch_id, deps)
+        return
+    with deps.sessions() as session:
+        job = records.load_job(session, deps.configs, message)
+    if not job.final:
+        _send_lead(job, deps)
+    deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))
+
+
+def _send_lead(job: records.LeadJob, deps: Deps) -> None:
+    ids = {"lead_id": job.lead_id, "event_id": job.event_id}
+    at, started = utcnow(), time.monotonic()
+    lead = {**job.row, "id": job.lead_id}
+    email = compose.letter(job.target, job.envelope, job.columns, [job.row], lead)
+    try:
+        accepted = deps.mailer.send(email)
+    except SendFailed as failure:
+        ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
+        attempt = records.AttemptRecord(at, _ms(started), failure.code, failure.reason)
+        with transaction(deps.sessions) as session:
+            records.record_attempt(session, job, attempt, retrying=failure.transient)
+        logger.warning("email to %s failed: %s", job.recipient_id, failure.reason, extra=ids)
+        raise _retry_or_give_up(failure, job.target) from None
+    ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
+    with transaction(deps.sessions) as session:
+        attempt = records.AttemptRecord(at, _ms(started), accepted.code, None)
+        if records.record_attempt(session, job, attempt, retrying=False):
+            records.complete(session, job.event_id, outcome="success", reason=None)
+    DELIVERIES.labels(job.recipient_id, "success").inc()
+    logger.info("lead emailed to %s (%s)", job.recipient_id, accepted.where, extra=ids)
+
+
+def _send_batch(batch_id: str, deps: Deps) -> None:
+    job = batches.begin_send(deps.sessions, deps.configs, batch_id)
+    if job is None:
+        return
+    try:
+        with deps.sessions() as session:
+            rows = batches.rows(session, batch_id)
+            email = compose.letter(job.target, job.envelope, job.columns, rows)
+        accepted = deps.mailer.send(email)
+    except BaseException as exc:
+        batches.release(deps.sessions, batch_id, str(exc) or type(exc).__name__)
+        if isinstance(exc, SendFailed):
+            logger.warning("batch %s to %s failed: %s", batch_id, job.recipient_id, exc)
+            raise _retry_or_give_up(exc, job.target) from None
+        raise
+    count = batches.mark_sent(deps.sessions, batch_id)
+    DELIVERIES.labels(job.recipient_id, "success").inc(count)
+    logger.info("batch %s of %d leads emailed to %s", batch_id, count, accepted.where)
+
+
+def _retry_or_give_up(failure: SendFailed, target: EmailTarget) -> Exception:
+    if failure.transient:
+        return TransientError(failure.reason, target.retry.schedule)
+    return PermanentError(failure.reason)
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
+    """Retries used up, or a permanent failure: record the error; a lead's flow goes on."""
+    assert isinstance(message, DeliverEmail)
+    if message.batch_id is not None:
+        if batches.give_up(deps.sessions, message.batch_id, reason):
+            logger.warning(
+                "batch %s to %s gave up: %s", message.batch_id, message.recipient_id, reason
+            )
+        return
+    if message.lead_id is None or message.event_id is None:
+        return
+    ids = {"lead_id": message.lead_id, "event_id": message.event_id}
+    with transaction(deps.sessions) as session:
+        records.complete(session, message.event_id, outcome="error", reason=reason, dead=True)
+    DELIVERIES.labels(message.recipient_id, "error").inc()
+    logger.warning("email to %s gave up: %s", message.recipient_id, reason, extra=ids)
+    deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -1,0 +1,257 @@
+"""Forwarding accepted feedback to the lead's source (SPEC section 8).
+
+The source's ``feedback`` settings (in the lead's configuration version) give the URL, the
+format (json, form or xml) and which types it wants. The body carries ``type``,
+``reason``, ``lead_id``, ``event_id`` (the lead's source event) and the lead's fields under
+``lead``; the ``Idempotency-Key`` header is the ``feedback-received`` event's id.
+
+One ``feedback-sent`` event per forwarded feedback records the source's answer; once it
+holds an answer (success or failure), a redelivered message sends nothing and writes
+nothing. A ``feedback-sent`` in ``error`` (the retries were used up) is overwritten if an
+operator replays the message and it then gets through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.http_delivery.request import OutgoingRequest, as_text
+from services.http_delivery.send import Answer
+from shared.configstore import ConfigStore
+from shared.db.engine import utcnow
+from shared.db.models import Event, Lead
+from shared.errors import PermanentError
+from shared.flowconfig import SourceFeedback
+from shared.ids import new_id
+from shared.leaddata import display_fields
+from shared.messaging import FeedbackAccepted
+
+TIMEOUT = 10.0
+CONTENT_TYPES = {
+    "json": "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "xml": "application/xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardJob:
+    lead_id: str
+    event_id: str  # the recipient step's event
+    feedback_event_id: str
+    recipient_id: str | None
+    source_id: str
+    kind: str
+    target: SourceFeedback
+    request: OutgoingRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Nothing to send: the reason is logged."""
+
+    reason: str
+
+
+# The body ----------------------------------------------------------------------------
+
+
+def feedback_body(
+    *, kind: str, reason: str | None, lead_id: str, source_event_id: str, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": kind}
+    if reason is not None:
+        body["reason"] = reason
+    body.update(lead_id=lead_id, event_id=source_event_id, lead=nested(fields))
+    return body
+
+
+def nested(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted field ids as nested objects (``a.b`` -> ``{"a": {"b": ...}}``); a dotted id
+    that would clash with another field keeps its dotted name."""
+    out: dict[str, Any] = {k: v for k, v in values.items() if "." not in k}
+    for key, value in values.items():
+        if "." not in key:
+            continue
+        *parents, last = key.split(".")
+        node: Any = out if all(parents) and last else None
+        for part in parents:
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(part, {})
+        if isinstance(node, dict) and last not in node:
+            node[last] = value
+        else:
+            out[key] = value
+    return out
+
+
+def form_pairs(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    """Objects as dot keys (``lead.first_name``), lists as repeated keys."""
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            yield from form_pairs(child, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from form_pairs(item, prefix)
+    else:
+        yield prefix, as_text(value)
+
+
+def _xml_children(parent: Any, data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                child = etree.SubElement(parent, str(key))
+            except ValueError:
+                break  # not a valid element name: left out of the XML body
+            if isinstance(item, Mapping):
+                _xml_children(child, item)
+            else:
+                child.text = as_text(item)
+
+
+def to_xml(body: Mapping[str, Any]) -> bytes:
+    root = etree.Element("feedback")
+    _xml_children(root, body)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
+def encode(body: Mapping[str, Any], format: str) -> bytes:
+    if format == "json":
+        return json.dumps(body, default=as_text).encode()
+    if format == "xml":
+        return to_xml(body)
+    return urlencode(list(form_pairs(body, ""))).encode()
+
+
+def build_forward_request(
+    target: SourceFeedback, body: Mapping[str, Any], feedback_event_id: str
+) -> OutgoingRequest:
+    headers = dict(target.headers)
+    headers["Idempotency-Key"] = feedback_event_id
+    headers.setdefault("Content-Type", CONTENT_TYPES[target.format])
+    headers.setdefault("Accept", "application/json, text/xml;q=0.9, */*;q=0.5")
+    return OutgoingRequest(
+        method="POST",
+        url=target.url,
+        headers=headers,
+        body=encode(body, target.format),
+        auth=None,
+    )
+
+
+# Reading and recording ---------------------------------------------------------------
+
+
+def _sent_event(session: Session, feedback_event_id: str) -> Event | None:
+    return session.scalars(
+        select(Event).where(
+            Event.parent_event_id == feedback_event_id, Event.type == "feedback-sent"
+        )
+    ).first()
+
+
+def load_job(
+    session: Session, configs: ConfigStore, message: FeedbackAccepted
+) -> ForwardJob | Skipped:
+    received = session.get(Event, message.feedback_event_id)
+    lead = session.get(Lead, message.lead_id)
+    if received is None or lead is None or received.type != "feedback-received":
+        raise PermanentError(f"no feedback {message.feedback_event_id} for lead {message.lead_id}")
+    sent = _sent_event(session, received.id)
+    if sent is not None and sent.outcome != "error":
+        return Skipped("already forwarded")
+    flow = configs.get(lead.config_version).flows.get(lead.flow_id)
+    source = flow.sources.get(lead.source_id) if flow is not None else None
+    target = source.feedback if source is not None else None
+    kind = str((received.appended or {}).get("type"))
+    if target is None:
+        return Skipped(f"source {lead.source_id} has no feedback URL")
+    if not (target.returns if kind == "return" else target.conversions):
+        return Skipped(f"source {lead.source_id} does not take {kind}s")
+    source_event_id = session.scalars(
+        select(Event.id).where(Event.lead_id == lead.id, Event.type == "source")
+    ).first()
+    body = feedback_body(
+        kind=kind,
+        reason=received.reason,
+        lead_id=lead.id,
+        source_event_id=source_event_id or "",
+        fields=display_fields(lead.fields),
+    )
+    return ForwardJob(
+        lead_id=lead.id,
+        event_id=message.event_id,
+        feedback_event_id=received.id,
+        recipient_id=received.recipient_id,
+        source_id=lead.source_id,
+        kind=kind,
+        target=target,
+        request=build_forward_request(target, body, received.id),
+    )
+
+
+def transient_reason(answer: Answer, on_status: list[int]) -> str | None:
+    """Why the answer is worth retrying (no answer, a 5xx, a listed status), or None."""
+    if answer.status is None:
+        return answer.error or "No answer"
+    if answer.status >= 500:
+        return f"Server error (HTTP {answer.status})"
+    if answer.status in on_status:
+        return f"HTTP {answer.status}"
+    return None
+
+
+def outcome_of(answer: Answer) -> tuple[str, str | None]:
+    """A source's final answer: 2xx and 3xx accept the feedback, anything else refuses it."""
+    if answer.status is not None and answer.status < 400:
+        return "success", None
+    return "failure", f"HTTP {answer.status}"
+
+
+def record_sent(
+    session: Session,
+    job: ForwardJob,
+    *,
+    at: datetime,
+    outcome: str,
+    reason: str | None,
+    status: int | None,
+    ms: int,
+) -> bool:
+    """Write the ``feedback-sent`` event; False when an answer was recorded already."""
+    session.get(Event, job.feedback_event_id, with_for_update=True)
+    sent = _sent_event(session, job.feedback_event_id)
+    if sent is not None and sent.outcome != "error":
+        return False
+    if sent is None:
+        sent = Event(
+            id=new_id(),
+            lead_id=job.lead_id,
+            type="feedback-sent",
+            step=None,
+            recipient_id=job.recipient_id,
+            price=0.0,
+            attempts=0,
+            parent_event_id=job.feedback_event_id,
+        )
+        session.add(sent)
+    sent.outcome, sent.reason = outcome, reason
+    sent.started_at, sent.completed_at, sent.ms = at, utcnow(), ms
+    sent.appended = {
+        "type": job.kind,
+        "source": job.source_id,
+        "url": job.target.url,
+        "status": status,
+    }
+    return True

@@ -1,0 +1,71 @@
+"""The ``feedback`` queue: forward accepted feedback to the lead's source, record the answer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from services.http_delivery import forward
+from services.http_delivery.send import Sessions, send
+from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.errors import TransientError
+from shared.messaging import FEEDBACK, FeedbackAccepted, Message
+
+QUEUE = FEEDBACK
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    sessions: SessionFactory
+    configs: ConfigStore
+    http: Sessions
+
+
+def handle(message: Message, deps: Deps) -> None:
+    assert isinstance(message, FeedbackAccepted)
+    ids = {"lead_id": message.lead_id, "event_id": message.event_id}
+    with deps.sessions() as session:
+        job = forward.load_job(session, deps.configs, message)
+    if isinstance(job, forward.Skipped):
+        logger.info(
+            "feedback %s not forwarded: %s", message.feedback_event_id, job.reason, extra=ids
+        )
+        return
+    at = utcnow()
+    answer = send(deps.http.get(), job.request, forward.TIMEOUT)
+    transient = forward.transient_reason(answer, job.target.retry.on_status)
+    if transient is not None:
+        raise TransientError(transient, job.target.retry.schedule)
+    outcome, reason = forward.outcome_of(answer)
+    with transaction(deps.sessions) as session:
+        forward.record_sent(
+            session, job, at=at, outcome=outcome, reason=reason, status=answer.status, ms=answer.ms
+        )
+    logger.info(
+        "%s forwarded to source %s: %s (HTTP %s, %d ms)",
+        job.kind,
+        job.source_id,
+        outcome,
+        answer.status,
+        answer.ms,
+        extra=ids,
+    )
+
+
+def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
+    """The retry schedule is used up: the feedback-sent event records the error."""
+    assert isinstance(message, FeedbackAccepted)
+    with transaction(deps.sessions) as session:
+        job = forward.load_job(session, deps.configs, message)
+        if isinstance(job, forward.ForwardJob):
+            forward.record_sent(
+                session, job, at=utcnow(), outcome="error", reason=reason, status=None, ms=0
+            )
+    logger.warning(
+        "forwarding feedback %s gave up: %s",
+        message.feedback_event_id,
+        reason,
+        extra={"lead_id": message.lead_id, "event_id": message.event_id},
+    )

@@ -1,0 +1,357 @@
+"""Email delivery on real infrastructure: the worker consuming a real RabbitMQ vhost with
+its retry tiers, a real database, and messages read back from a Maildir or from a real
+SMTP server (aiosmtpd on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import mailbox
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from dramatiq import Worker
+from sqlalchemy import select
+
+from services.email_delivery import batches, worker
+from services.email_delivery.mailer import MaildirMailer, Mailer, SmtpMailer
+from shared.configstore import ConfigStore, apply_config
+from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
+from shared.db.migrate import upgrade
+from shared.db.models import Batch, DeadLetter, DeliveryAttempt, Event
+from shared.deadletters import record_dead_letter
+from shared.messaging import BrokerPublisher, DeliverEmail, declare_handler, make_broker
+from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
+from tests.unit.test_email_worker import attachment_rows, delivery_of, submit
+
+CONFIG = """
+recipients:
+  mail_now:
+    name: Mail Now
+    email:
+      to: [now@buyer.example]
+      sender: leadflow@seller.example
+      retry: {schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]}
+  mail_batch:
+    name: Mail Batch
+    email:
+      to: [batch@buyer.example]
+      mode: batch
+      schedule: "0 8 * * *"
+      file: {format: csv, quote: false}
+      retry: {schedule: [200ms, 200ms]}
+flows:
+  now:
+    name: Right now
+    fields:
+      first_name: {type: first_name}
+      phone_1: {type: phone}
+      email: {type: email}
+    sources: {web: {}}
+    steps: [{recipient: mail_now}]
+  later:
+    name: Later on
+    fields:
+      first_name: {type: first_name}
+      phone_1: {type: phone}
+    sources: {web: {}}
+    steps: [{recipient: mail_batch}]
+"""
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler answering each DATA with the next scripted reply (the last one
+    repeats) and keeping the messages it accepted."""
+
+    replies: list[str] = field(default_factory=lambda: ["250 OK"])
+    answered: list[str] = field(default_factory=list)
+    accepted: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            self.answered.append(reply)
+            if reply.startswith("250"):
+                parsed = message_from_bytes(envelope.content, policy=policy.default)
+                self.accepted.append(parsed)  # type: ignore[arg-type]
+        return reply
+
+
+@dataclass
+class Rig:
+    sessions: SessionFactory
+    configs: ConfigStore
+    publisher: BrokerPublisher
+    broker_url: str
+    maildir: Path
+    smtp_port: int
+    inbox: Inbox
+    controller: Controller | None = None
+
+    def start_smtp(self) -> None:
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
+        self.controller.start()
+
+    def maildir_messages(self) -> list[EmailMessage]:
+        box = mailbox.Maildir(str(self.maildir), create=True)
+        return [message_from_bytes(bytes(m), policy=policy.default) for m in box]  # type: ignore[misc]
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
+    with fresh_database(str(tmp_path)) as url:
+        upgrade(url)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        apply_config(factory, CONFIG, {})
+        yield factory
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[str]:
+    with rabbit_vhost() as url:
+        yield url
+
+
+def running(
+    sessions: SessionFactory, broker_url: str, mailer: Mailer, rig_args: dict[str, Any]
+) -> Iterator[Rig]:
+    configs = ConfigStore(sessions, refresh_seconds=0)
+    broker = make_broker(broker_url, record_dead_letter=partial(record_dead_letter, sessions))
+    publisher = BrokerPublisher(broker)
+    deps = worker.Deps(sessions, configs, publisher, mailer)
+    declare_handler(
+        broker,
+        worker.QUEUE,
+        lambda m: worker.handle(m, deps),
+        on_exhausted=lambda m, reason: worker.on_exhausted(m, reason, deps),
+    )
+    consumer = Worker(broker, queues={worker.QUEUE}, worker_threads=2)
+    consumer.start()
+    rig = Rig(sessions, configs, publisher, broker_url, **rig_args)
+    try:
+        yield rig
+    finally:
+        consumer.stop()
+        broker.close()
+        if rig.controller is not None:
+            rig.controller.stop()
+
+
+@pytest.fixture
+def smtp_rig(sessions: SessionFactory, vhost: str, tmp_path: Path) -> Iterator[Rig]:
+    port = free_port()
+    mailer = SmtpMailer("127.0.0.1", port, timeout=5)
+    args = {"maildir": tmp_path / "unused", "smtp_port": port, "inbox": Inbox()}
+    yield from running(sessions, vhost, mailer, args)
+
+
+@pytest.fixture
+def maildir_rig(sessions: SessionFactory, vhost: str, tmp_path: Path) -> Iterator[Rig]:
+    args = {"maildir": tmp_path / "mail", "smtp_port": 0, "inbox": Inbox()}
+    yield from running(sessions, vhost, MaildirMailer(str(tmp_path / "mail")), args)
+
+
+def send_lead(rig: Rig, **fields: str) -> tuple[str, str]:
+    lead_id = submit(rig.sessions, rig.configs, "now", **fields)
+    event_id = delivery_of(rig.sessions, lead_id).event_id
+    rig.publisher.publish(DeliverEmail(recipient_id="mail_now", lead_id=lead_id, event_id=event_id))
+    return lead_id, event_id
+
+
+def wait_status(rig: Rig, lead_id: str, status: str, timeout: float = 20) -> None:
+    wait_for(
+        lambda: delivery_of(rig.sessions, lead_id).status == status,
+        timeout=timeout,
+        message=f"lead {lead_id} to be {status}",
+    )
+
+
+def send_batch(rig: Rig, count: int) -> tuple[list[str], str]:
+    lead_ids = [
+        submit(rig.sessions, rig.configs, "later", first_name=f"Lead{n}", phone_1="5125551212")
+        for n in range(count)
+    ]
+    claimed = batches.claim(rig.sessions, "mail_batch", utcnow())
+    assert claimed is not None
+    batches.publish(rig.sessions, rig.publisher, claimed)
+    return lead_ids, claimed.batch_id
+
+
+def attempts_of(rig: Rig, event_id: str) -> list[tuple[int | None, str | None]]:
+    with rig.sessions() as session:
+        found = session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.event_id == event_id)
+            .order_by(DeliveryAttempt.number)
+        )
+        return [(a.status, a.error) for a in found]
+
+
+# --- read back from a Maildir ----------------------------------------------------------------
+
+
+def test_a_realtime_lead_is_written_to_the_maildir_as_a_one_row_attachment(
+    maildir_rig: Rig,
+) -> None:
+    # when a lead for a real-time recipient is published
+    lead_id, event_id = send_lead(maildir_rig, first_name="Ann", phone_1="5125551212")
+
+    # then it is delivered, and the Maildir holds one message with the lead as a file
+    wait_status(maildir_rig, lead_id, "delivered")
+    (message,) = maildir_rig.maildir_messages()
+    assert message["To"] == "now@buyer.example"
+    assert message["X-Leadflow-Event-Id"] == event_id
+    name, rows = attachment_rows(message)
+    assert name.startswith("mail_now_now_") and name.endswith(".csv")
+    assert rows == [["first_name", "phone_1", "email"], ["Ann", "5125551212", ""]]
+
+
+def test_a_batch_is_written_to_the_maildir_as_one_message_with_every_lead(
+    maildir_rig: Rig,
+) -> None:
+    lead_ids, batch_id = send_batch(maildir_rig, 3)
+
+    wait_for(lambda: maildir_rig.maildir_messages(), timeout=20, message="the batch message")
+    (message,) = maildir_rig.maildir_messages()
+    assert message["X-Leadflow-Batch-Id"] == batch_id
+    _, rows = attachment_rows(message)
+    assert rows == [["first_name", "phone_1"]] + [[f"Lead{n}", "5125551212"] for n in range(3)]
+    wait_for(
+        lambda: all(delivery_of(maildir_rig.sessions, i).status == "delivered" for i in lead_ids),
+        timeout=10,
+        message="leads delivered",
+    )
+
+
+# --- read back from a real SMTP server -------------------------------------------------------
+
+
+def test_a_realtime_lead_sent_over_smtp_reaches_the_server(smtp_rig: Rig) -> None:
+    # given a listening SMTP server
+    smtp_rig.start_smtp()
+
+    # when a lead is published
+    lead_id, event_id = send_lead(smtp_rig, first_name="Bob", phone_1="5125551213")
+
+    # then the server got one message with the lead, and the step completed with success
+    wait_status(smtp_rig, lead_id, "delivered")
+    (message,) = smtp_rig.inbox.accepted
+    assert message["From"] == "leadflow@seller.example"
+    assert message["Message-ID"] == f"<lead.{event_id}@seller.example>"
+    _, rows = attachment_rows(message)
+    assert rows[1] == ["Bob", "5125551213", ""]
+    assert attempts_of(smtp_rig, event_id) == [(250, None)]
+    with smtp_rig.sessions() as session:
+        assert session.get(Event, event_id).outcome == "success"  # type: ignore[union-attr]
+
+
+def test_a_batch_sent_over_smtp_reaches_the_server_and_its_leads_are_delivered(
+    smtp_rig: Rig,
+) -> None:
+    smtp_rig.start_smtp()
+
+    lead_ids, batch_id = send_batch(smtp_rig, 4)
+
+    wait_for(
+        lambda: all(delivery_of(smtp_rig.sessions, i).status == "delivered" for i in lead_ids),
+        timeout=20,
+        message="leads delivered",
+    )
+    (message,) = smtp_rig.inbox.accepted
+    assert message["Subject"].startswith("4 leads for Mail Batch from Later on")
+    _, rows = attachment_rows(message)
+    assert len(rows) == 5
+    with smtp_rig.sessions() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and (batch.state, batch.leads) == ("sent", 4)
+
+
+def test_an_smtp_server_answering_451_then_250_gets_the_lead_after_the_retries(
+    smtp_rig: Rig,
+) -> None:
+    # given a server that answers 451 twice, then accepts
+    smtp_rig.inbox.replies = ["451 4.3.0 try later", "451 4.3.0 try later", "250 OK"]
+    smtp_rig.start_smtp()
+
+    # when a lead is published
+    lead_id, event_id = send_lead(smtp_rig, phone_1="5125551214")
+
+    # then it is delivered on the third attempt, each attempt recorded, sent once
+    wait_status(smtp_rig, lead_id, "delivered")
+    assert [status for status, _ in attempts_of(smtp_rig, event_id)] == [451, 451, 250]
+    assert len(smtp_rig.inbox.accepted) == 1
+
+
+def test_a_batch_whose_server_answers_451_first_is_sent_once_after_the_retry(
+    smtp_rig: Rig,
+) -> None:
+    smtp_rig.inbox.replies = ["451 4.3.0 try later", "250 OK"]
+    smtp_rig.start_smtp()
+
+    lead_ids, batch_id = send_batch(smtp_rig, 2)
+
+    wait_for(
+        lambda: all(delivery_of(smtp_rig.sessions, i).status == "delivered" for i in lead_ids),
+        timeout=20,
+        message="leads delivered",
+    )
+    assert smtp_rig.inbox.answered == ["451 4.3.0 try later", "250 OK"]
+    with smtp_rig.sessions() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and (batch.state, batch.attempts) == ("sent", 2)
+
+
+def test_a_refused_connection_is_retried_until_the_server_is_up(smtp_rig: Rig) -> None:
+    # given no SMTP server listening yet
+    lead_id, event_id = send_lead(smtp_rig, phone_1="5125551215")
+    wait_for(lambda: attempts_of(smtp_rig, event_id), timeout=20, message="a first attempt")
+    assert delivery_of(smtp_rig.sessions, lead_id).status == "retrying"
+    assert "Connection" in (attempts_of(smtp_rig, event_id)[0][1] or "")
+
+    # when the server comes up
+    smtp_rig.start_smtp()
+
+    # then the lead is delivered by a later retry
+    wait_status(smtp_rig, lead_id, "delivered")
+    assert len(smtp_rig.inbox.accepted) == 1
+
+
+def test_an_smtp_server_refusing_with_5xx_ends_the_step_in_error_and_parks_the_message(
+    smtp_rig: Rig,
+) -> None:
+    # given a server that refuses the message for good
+    smtp_rig.inbox.replies = ["554 5.7.1 rejected as spam"]
+    smtp_rig.start_smtp()
+
+    # when a lead is published
+    lead_id, event_id = send_lead(smtp_rig, phone_1="5125551216")
+
+    # then after one attempt the delivery and the step are errors
+    wait_status(smtp_rig, lead_id, "error")
+    delivery = delivery_of(smtp_rig.sessions, lead_id)
+    assert delivery.dead_lettered is True
+    assert attempts_of(smtp_rig, event_id) == [(554, "SMTP 554 5.7.1 rejected as spam")]
+    with smtp_rig.sessions() as session:
+        event = session.get(Event, event_id)
+        assert event is not None
+        assert (event.outcome, event.reason) == ("error", "SMTP 554 5.7.1 rejected as spam")
+
+    # and the parked message is mirrored for operators
+    def parked() -> DeadLetter | None:
+        with smtp_rig.sessions() as session:
+            return session.scalars(
+                select(DeadLetter).where(DeadLetter.event_id == event_id)
+            ).first()
+
+    letter = wait_for(parked, timeout=10, message="the dead letter")
+    assert letter.queue == "email_delivery"  # type: ignore[attr-defined]

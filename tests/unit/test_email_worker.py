@@ -1,0 +1,447 @@
+"""The email worker's handler with fakes: a recording mailer, a recording publisher, and
+leads routed by the real router code into a throwaway SQLite database."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from services.email_delivery import batches, worker
+from services.email_delivery.mailer import Accepted, SendFailed
+from services.email_delivery.schedule import Scheduler
+from services.intake.leads import new_lead
+from services.router import flow
+from shared.configstore import ConfigStore, apply_config
+from shared.db.engine import (
+    SessionFactory,
+    as_utc,
+    make_engine,
+    make_session_factory,
+    transaction,
+    utcnow,
+)
+from shared.db.models import Base, Batch, Delivery, DeliveryAttempt, Event
+from shared.errors import PermanentError, TransientError
+from shared.messaging import DeliverEmail, FlowReply, Message, StepCompleted
+
+CONFIG = """
+recipients:
+  now_buyer:
+    name: Now Buyer
+    email:
+      to: [leads@now.example]
+      retry: {schedule: [200ms, 1s]}
+  batch_buyer:
+    name: Batch Buyer
+    email:
+      to: [leads@batch.example]
+      cc: [boss@batch.example]
+      mode: batch
+      every: 1h
+      timezone: America/Chicago
+      file: {format: tsv, quote: false}
+      retry: {schedule: [200ms]}
+flows:
+  auto:
+    name: Auto insurance
+    fields:
+      first_name: {type: first_name}
+      phone_1: {type: phone, required: true}
+      email: {type: email}
+      comments: {type: string}
+    sources: {web: {name: Web}}
+    steps:
+      - recipient: now_buyer
+  later:
+    name: Later
+    fields:
+      first_name: {type: first_name}
+      phone_1: {type: phone}
+    sources: {web: {name: Web}}
+    steps:
+      - recipient: batch_buyer
+"""
+
+
+@dataclass
+class FakeMailer:
+    """Accepts messages, or raises the scripted failures first."""
+
+    failures: list[SendFailed] = field(default_factory=list)
+    sent: list[EmailMessage] = field(default_factory=list)
+
+    def send(self, message: EmailMessage) -> Accepted:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+        return Accepted(250, "fake")
+
+
+@dataclass
+class FakePublisher:
+    published: list[Message] = field(default_factory=list)
+
+    def publish(self, message: Message) -> None:
+        self.published.append(message)
+
+    def reply(self, reply_to: str, reply: FlowReply) -> None:
+        pass
+
+
+def sqlite_sessions(path: str) -> SessionFactory:
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    return make_session_factory(engine)
+
+
+def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **fields: str) -> str:
+    """Store a lead as intake does and route it as the router does; returns its id."""
+    version, config = configs.latest()
+    created = new_lead(
+        config_version=version,
+        flow_id=flow_id,
+        flow=config.flows[flow_id],
+        source_id="web",
+        submitted=fields,
+        received_at=utcnow(),
+        reply_to=None,
+    )
+    with transaction(sessions) as session:
+        session.add_all([created.lead, created.source_event])
+    with transaction(sessions) as session:
+        flow.start(session, configs.get, created.lead.id)
+    return created.lead.id
+
+
+def delivery_of(sessions: SessionFactory, lead_id: str) -> Delivery:
+    with sessions() as session:
+        found = session.scalars(select(Delivery).where(Delivery.lead_id == lead_id)).one()
+        session.expunge(found)
+        return found
+
+
+def attachment_rows(message: EmailMessage) -> tuple[str, list[list[str]]]:
+    part = next(iter(message.iter_attachments()))
+    text = part.get_content()
+    if isinstance(text, bytes):
+        text = text.decode()
+    name = part.get_filename() or ""
+    delimiter = "\t" if name.endswith(".tsv") else ","
+    return name, list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+@dataclass
+class World:
+    sessions: SessionFactory
+    configs: ConfigStore
+    mailer: FakeMailer
+    publisher: FakePublisher
+    deps: worker.Deps
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    sessions = sqlite_sessions(str(tmp_path / "leadflow.db"))
+    apply_config(sessions, CONFIG, {})
+    configs = ConfigStore(sessions, refresh_seconds=0)
+    mailer, publisher = FakeMailer(), FakePublisher()
+    yield World(
+        sessions, configs, mailer, publisher, worker.Deps(sessions, configs, publisher, mailer)
+    )
+
+
+def realtime_message(world: World, lead_id: str) -> DeliverEmail:
+    delivery = delivery_of(world.sessions, lead_id)
+    return DeliverEmail(recipient_id="now_buyer", lead_id=lead_id, event_id=delivery.event_id)
+
+
+# --- real time -------------------------------------------------------------------------------
+
+
+def test_a_realtime_lead_is_emailed_as_a_one_row_file_then_delivered_and_the_flow_goes_on(
+    world: World,
+) -> None:
+    # given a lead routed to a real-time email recipient
+    lead_id = submit(world.sessions, world.configs, "auto", first_name="Ann", phone_1="5125551212")
+    message = realtime_message(world, lead_id)
+
+    # when the worker handles its message
+    worker.handle(message, world.deps)
+
+    # then one email went out with the lead as a one-row CSV under every flow field
+    (email,) = world.mailer.sent
+    assert email["To"] == "leads@now.example"
+    assert "Now Buyer" in email["Subject"] and "Auto insurance" in email["Subject"]
+    assert email["X-Leadflow-Event-Id"] == message.event_id
+    name, rows = attachment_rows(email)
+    assert name.startswith("now_buyer_auto_") and name.endswith(".csv")
+    assert rows == [["first_name", "phone_1", "email", "comments"], ["Ann", "5125551212", "", ""]]
+    # and the delivery is delivered, the step a success, and the router is told
+    delivery = delivery_of(world.sessions, lead_id)
+    assert delivery.status == "delivered"
+    assert delivery.attempts == 1
+    with world.sessions() as session:
+        assert session.get(Event, message.event_id).outcome == "success"  # type: ignore[union-attr]
+    assert world.publisher.published == [StepCompleted(lead_id=lead_id, event_id=message.event_id)]  # type: ignore[arg-type]
+
+
+def test_a_redelivered_message_for_a_delivered_lead_is_not_emailed_again(world: World) -> None:
+    # given a lead already emailed
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+    message = realtime_message(world, lead_id)
+    worker.handle(message, world.deps)
+
+    # when the same message comes again
+    worker.handle(message, world.deps)
+
+    # then nothing more is sent, and the step result is published again (harmless)
+    assert len(world.mailer.sent) == 1
+    assert len(world.publisher.published) == 2
+    assert delivery_of(world.sessions, lead_id).attempts == 1
+
+
+def test_a_4xx_answer_is_retried_with_the_recipients_schedule(world: World) -> None:
+    # given a server answering 451
+    world.mailer.failures = [SendFailed("SMTP 451 try later", transient=True, code=451)]
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+
+    # when the worker handles the lead, then it asks for a retry on the recipient's schedule
+    with pytest.raises(TransientError) as caught:
+        worker.handle(realtime_message(world, lead_id), world.deps)
+    assert caught.value.schedule == (0.2, 1.0)
+    # and the attempt is recorded, the lead waits as retrying, the flow is not told yet
+    delivery = delivery_of(world.sessions, lead_id)
+    assert delivery.status == "retrying"
+    with world.sessions() as session:
+        attempt = session.scalars(select(DeliveryAttempt)).one()
+    assert (attempt.status, attempt.error) == (451, "SMTP 451 try later")
+    assert world.publisher.published == []
+
+
+def test_a_5xx_answer_gives_up_and_the_step_ends_in_error_with_the_flow_going_on(
+    world: World,
+) -> None:
+    # given a server refusing the message for good
+    world.mailer.failures = [SendFailed("SMTP 550 no such user", transient=False, code=550)]
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+    message = realtime_message(world, lead_id)
+
+    # when the worker handles it, then the message is to be parked at once
+    with pytest.raises(PermanentError):
+        worker.handle(message, world.deps)
+    # and when the messaging layer calls the exhausted hook
+    worker.on_exhausted(message, "SMTP 550 no such user", world.deps)
+
+    # then the delivery and the step are errors and the flow goes on
+    delivery = delivery_of(world.sessions, lead_id)
+    assert (delivery.status, delivery.dead_lettered) == ("error", True)
+    with world.sessions() as session:
+        event = session.get(Event, message.event_id)
+        assert event is not None
+        assert (event.outcome, event.reason) == ("error", "SMTP 550 no such user")
+    assert world.publisher.published == [StepCompleted(lead_id=lead_id, event_id=message.event_id)]  # type: ignore[arg-type]
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def test_a_batch_is_one_email_with_every_pending_lead_and_they_become_delivered(
+    world: World,
+) -> None:
+    # given three leads pending for a batch recipient (their flow did not wait)
+    lead_ids = [
+        submit(world.sessions, world.configs, "later", first_name=name, phone_1="5125551212")
+        for name in ("Ann", "Bob", "Cy")
+    ]
+    assert {delivery_of(world.sessions, i).status for i in lead_ids} == {"pending"}
+
+    # when the slot is claimed and its message handled
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None and claimed.leads == 3
+    worker.handle(DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id), world.deps)
+
+    # then one email carries the three leads in the recipient's format (tsv, unquoted)
+    (email,) = world.mailer.sent
+    assert email["Cc"] == "boss@batch.example"
+    assert email["Subject"].startswith("3 leads for Batch Buyer from Later")
+    name, rows = attachment_rows(email)
+    assert name.startswith("batch_buyer_later_") and name.endswith(".tsv")
+    assert rows == [
+        ["first_name", "phone_1"],
+        ["Ann", "5125551212"],
+        ["Bob", "5125551212"],
+        ["Cy", "5125551212"],
+    ]
+    # and the leads are delivered, the batch sent, and the router is not involved
+    assert {delivery_of(world.sessions, i).status for i in lead_ids} == {"delivered"}
+    with world.sessions() as session:
+        batch = session.get(Batch, claimed.batch_id)
+        assert batch is not None and batch.state == "sent" and batch.sent_at is not None
+    assert world.publisher.published == []
+
+
+def test_a_slot_with_nothing_pending_stores_and_sends_nothing(world: World) -> None:
+    # given no pending lead, when the slot is claimed
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+
+    # then there is no batch
+    assert claimed is None
+    with world.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+def test_a_slot_is_claimed_once_and_a_lead_joins_only_one_batch(world: World) -> None:
+    # given a pending lead and a claimed slot
+    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    due = utcnow()
+    first = batches.claim(world.sessions, "batch_buyer", due)
+
+    # when the same slot is claimed again, or another slot right after
+    again = batches.claim(world.sessions, "batch_buyer", due)
+    other = batches.claim(world.sessions, "batch_buyer", utcnow())
+
+    # then only the first claim took anything
+    assert first is not None and first.leads == 1
+    assert again is None
+    assert other is None
+
+
+def test_a_batch_already_sent_is_not_sent_again(world: World) -> None:
+    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None
+    message = DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id)
+    worker.handle(message, world.deps)
+
+    worker.handle(message, world.deps)
+
+    assert len(world.mailer.sent) == 1
+
+
+def test_a_batch_failing_for_good_ends_in_error_with_its_leads(world: World) -> None:
+    # given a batch whose server refuses it
+    lead_id = submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None
+    world.mailer.failures = [SendFailed("SMTP 552 too big", transient=False, code=552)]
+    message = DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id)
+
+    # when it is handled and given up
+    with pytest.raises(PermanentError):
+        worker.handle(message, world.deps)
+    worker.on_exhausted(message, "SMTP 552 too big", world.deps)
+
+    # then the batch and its lead are errors
+    with world.sessions() as session:
+        batch = session.get(Batch, claimed.batch_id)
+        assert batch is not None
+        assert (batch.state, batch.reason) == ("error", "SMTP 552 too big")
+    delivery = delivery_of(world.sessions, lead_id)
+    assert (delivery.status, delivery.dead_lettered) == ("error", True)
+
+
+def test_a_second_copy_of_a_batch_being_sent_waits_for_the_first(world: World) -> None:
+    # given a batch whose sending lease another worker holds
+    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None
+    assert batches.begin_send(world.sessions, world.configs, claimed.batch_id) is not None
+
+    # when a second copy of its message is handled, then it is retried later, unsent
+    with pytest.raises(TransientError, match="being sent by another worker"):
+        worker.handle(
+            DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id), world.deps
+        )
+    assert world.mailer.sent == []
+
+
+def test_a_batch_failing_for_a_while_gives_its_lease_back_for_the_retry(world: World) -> None:
+    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None
+    world.mailer.failures = [SendFailed("SMTP: ConnectionRefusedError", transient=True)]
+    message = DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id)
+
+    with pytest.raises(TransientError):
+        worker.handle(message, world.deps)
+    worker.handle(message, world.deps)
+
+    assert len(world.mailer.sent) == 1
+    with world.sessions() as session:
+        batch = session.get(Batch, claimed.batch_id)
+        assert batch is not None and (batch.state, batch.attempts) == ("sent", 2)
+
+
+# --- the scheduler ---------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_the_scheduler_claims_a_batch_at_each_due_time_and_publishes_it(world: World) -> None:
+    # given a scheduler started at 10:30 for an hourly recipient, and a lead pending
+    clock = Clock(datetime(2026, 11, 24, 16, 30, tzinfo=UTC))
+    scheduler = Scheduler(world.sessions, world.configs, world.publisher, clock=clock)
+    first = submit(world.sessions, world.configs, "later", phone_1="5125551212")
+
+    # when it first looks, it catches up the slot already due (16:00) and sends the lead
+    wait = scheduler.tick()
+    (message,) = world.publisher.published
+    assert isinstance(message, DeliverEmail) and message.batch_id is not None
+    assert wait == pytest.approx(30 * 60, abs=1)
+
+    # when a second lead arrives and time passes, but not to the next slot
+    second = submit(world.sessions, world.configs, "later", phone_1="5125551213")
+    clock.now = datetime(2026, 11, 24, 16, 59, 59, tzinfo=UTC)
+    scheduler.tick()
+    # then nothing more is published
+    assert len(world.publisher.published) == 1
+
+    # when the next slot comes, the second lead goes in a second batch
+    clock.now = datetime(2026, 11, 24, 17, 0, 0, 1000, tzinfo=UTC)
+    scheduler.tick()
+    assert len(world.publisher.published) == 2
+    with world.sessions() as session:
+        rows = session.execute(select(Batch.id, Batch.due_at, Batch.leads, Batch.published_at))
+        found = sorted((as_utc(r.due_at), r.leads, r.published_at is not None) for r in rows)
+    assert found == [
+        (datetime(2026, 11, 24, 16, tzinfo=UTC), 1, True),
+        (datetime(2026, 11, 24, 17, tzinfo=UTC), 1, True),
+    ]
+    assert (
+        delivery_of(world.sessions, first).batch_id != delivery_of(world.sessions, second).batch_id
+    )
+
+
+def test_a_claimed_batch_that_was_never_published_is_published_by_the_sweep(
+    world: World,
+) -> None:
+    # given a batch claimed a minute ago whose claimer died before publishing
+    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow() - timedelta(minutes=1))
+    assert claimed is not None
+    with transaction(world.sessions) as session:
+        batch = session.get(Batch, claimed.batch_id)
+        assert batch is not None
+        batch.created_at = utcnow() - timedelta(minutes=1)
+
+    # when a scheduler runs
+    Scheduler(world.sessions, world.configs, world.publisher).tick()
+
+    # then the batch's message is published
+    assert world.publisher.published == [
+        DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id)
+    ]
