@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import psycopg
@@ -31,6 +31,8 @@ from bench import pika_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+# 10,000 leads through a down recipient take minutes here: once by default.
+RECOVERY_RUNS = int(os.environ.get("BENCH_RECOVERY_RUNS", "1"))
 PG_BASE = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres"
 )
@@ -89,7 +91,7 @@ def wait_until(
 
 def http_ok(url: str) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
+        return requests.get(url, timeout=1).status_code < 400
     except requests.RequestException:
         return False
 
@@ -406,6 +408,34 @@ def full_stack(s: Stack, http_commands: int = 1) -> None:
     for _ in range(http_commands):
         s.start("http-delivery")
     s.start("intake")
+    wait_until(
+        lambda: consumers(s, "router") >= 1 and consumers(s, "http_delivery") >= http_commands,
+        60,
+        "workers consuming",
+    )
+
+
+def consumers(s: Stack, queue: str) -> int:
+    vhost = unquote(s.env["LEADFLOW_BROKER_URL"].rsplit("/", 1)[1])
+    out = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "consumers",
+            "--no-table-headers",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1])
+    return 0
 
 
 def end_to_end_rate(s: Stack, count: int) -> float:
@@ -420,6 +450,8 @@ def end_to_end_rate(s: Stack, count: int) -> float:
 def latency(s: Stack, rate: float, seconds: float = 10.0) -> tuple[float, float]:
     reset(s.fast_port)
     sent = asyncio.run(paced(s.submit_url("fast"), rate, seconds))
+    if not sent:
+        raise RuntimeError(f"no paced submission was answered (rate {rate:.0f}/s)")
     wait_until(lambda: received(s.fast_port) >= len(sent), 120, "paced leads delivered")
     arrived = requests.get(f"http://127.0.0.1:{s.fast_port}/times", timeout=30).json()
     ms = [(arrived[k] - v) * 1000 for k, v in sent.items() if k in arrived]
@@ -509,9 +541,11 @@ def main() -> None:
         chain = Figure("raw pika chain, 3 hops, windowed confirms", "msg/s")
         for _ in range(RUNS):
             hello.values.append(hello_rate(procs))
+            progress(f"hello-world {hello.values[-1]:,.0f} req/s")
         with vhost() as url:
             for _ in range(RUNS):
                 chain.values.append(pika_chain.run(url, 20_000))
+                progress(f"pika chain {chain.values[-1]:,.0f} msg/s")
         for kind in ("postgresql", "sqlite"):
             with stack(kind, work, procs) as s:
                 start_recipient(procs, s.fast_port, 0.0)
@@ -519,6 +553,7 @@ def main() -> None:
                 intake = Figure(f"intake, 1 process ({kind})", "leads/s")
                 for _ in range(RUNS):
                     intake.values.append(intake_rate(s))
+                    progress(f"intake ({kind}) {intake.values[-1]:,.0f} leads/s")
                 rows.append(
                     (
                         intake.name,
@@ -533,6 +568,7 @@ def main() -> None:
                 end_to_end_rate(s, 500)  # warm up
                 for _ in range(RUNS):
                     e2e.values.append(end_to_end_rate(s, 3000))
+                    progress(f"end to end ({kind}) {e2e.values[-1]:,.0f} leads/s")
                 rows.append(
                     (
                         e2e.name,
@@ -545,6 +581,7 @@ def main() -> None:
                 p50s, p99s = [], []
                 for _ in range(RUNS):
                     p50, p99 = latency(s, e2e.median / 2)
+                    progress(f"latency ({kind}) p50 {p50:.0f} ms p99 {p99:.0f} ms")
                     p50s.append(p50)
                     p99s.append(p99)
                 rows.append(
@@ -566,8 +603,10 @@ def main() -> None:
                     for _ in range(RUNS):
                         rate, procs_one = slow_rate(s, 1, 1500)
                         one.values.append(rate)
+                        progress(f"slow, 1 command: {rate:,.0f}/s")
                         rate, procs_two = slow_rate(s, 2, 2500)
                         two.values.append(rate)
+                        progress(f"slow, 2 commands: {rate:,.0f}/s")
                     rows.append(
                         (
                             one.name + f" ({procs_one} OS processes)",
@@ -587,8 +626,9 @@ def main() -> None:
                         )
                     )
                     drains, peaks = [], []
-                    for _ in range(RUNS):
+                    for _ in range(RECOVERY_RUNS):
                         seconds, base, peak = recovery(s, procs, 10_000)
+                        progress(f"recovery {seconds:.1f} s, {base:.0f} -> {peak:.0f} MB")
                         drains.append(seconds)
                         peaks.append((base, peak))
                     drain = statistics.median(drains)
@@ -611,6 +651,11 @@ def main() -> None:
     finally:
         procs.stop_all()
     report(rows)
+
+
+def progress(text: str) -> None:
+    sys.stderr.write(f"[{datetime.now(UTC):%H:%M:%S}] {text}\n")
+    sys.stderr.flush()
 
 
 def report(rows: list[tuple[str, str, str, str, str]]) -> None:

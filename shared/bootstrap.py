@@ -34,7 +34,9 @@ class WorkerContext:
 def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
     settings = load_settings()
     setup_logging(service, settings.log_format, settings.log_level)
-    sessions = make_session_factory(make_engine(settings.database_url, pool_size=pool_size))
+    sessions = make_session_factory(
+        make_engine(settings.database_url, pool_size=pool_size, pre_ping=False)
+    )
     configs = ConfigStore(sessions, settings.config_refresh_seconds)
     broker = make_broker(
         settings.broker_url,

@@ -11,14 +11,12 @@ from sqlalchemy.orm import Session
 from services.email_delivery.compose import Envelope
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
-from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
+from shared.db.models import Delivery, DeliveryAttempt, Lead
+from shared.deliveries import FINAL
 from shared.errors import PermanentError
 from shared.flowconfig import EmailTarget
 from shared.leaddata import display_fields
 from shared.messaging import DeliverEmail
-
-FINAL = frozenset({"delivered", "rejected", "error", "returned", "converted"})
-STATUS_BY_OUTCOME = {"success": "delivered", "failure": "rejected", "error": "error"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,25 +92,4 @@ def record_attempt(
     delivery.updated_at = utcnow()
     if retrying:
         delivery.status = "retrying"
-    return True
-
-
-def complete(
-    session: Session, event_id: str, *, outcome: str, reason: str | None, dead: bool = False
-) -> bool:
-    """Record the step's outcome on its event and delivery; False when already final."""
-    delivery = session.get(Delivery, event_id, with_for_update=True)
-    event = session.get(Event, event_id)
-    if delivery is None or event is None or delivery.status in FINAL:
-        return False
-    now = utcnow()
-    delivery.status = STATUS_BY_OUTCOME[outcome]
-    delivery.updated_at = now
-    delivery.dead_lettered = dead
-    if outcome == "success":
-        delivery.delivered_at = now
-    event.outcome, event.reason, event.price = outcome, reason, 0.0
-    event.completed_at = now
-    event.attempts = delivery.attempts
-    event.ms = max(0, int((now - (as_utc(event.started_at) or now)).total_seconds() * 1000))
     return True

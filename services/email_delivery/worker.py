@@ -17,6 +17,7 @@ from services.email_delivery import batches, compose, records
 from services.email_delivery.mailer import Mailer, SendFailed
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.deliveries import complete
 from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
 from shared.messaging import DeliverEmail, Message, Publisher, StepCompleted
@@ -64,7 +65,7 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
     with transaction(deps.sessions) as session:
         attempt = records.AttemptRecord(at, _ms(started), accepted.code, None)
         if records.record_attempt(session, job, attempt, retrying=False):
-            records.complete(session, job.event_id, outcome="success", reason=None)
+            complete(session, job.event_id, outcome="success", reason=None)
     DELIVERIES.labels(job.recipient_id, "success").inc()
     logger.info("lead emailed to %s (%s)", job.recipient_id, accepted.where, extra=ids)
 
@@ -112,7 +113,7 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
         return
     ids = {"lead_id": message.lead_id, "event_id": message.event_id}
     with transaction(deps.sessions) as session:
-        records.complete(session, message.event_id, outcome="error", reason=reason, dead=True)
+        complete(session, message.event_id, outcome="error", reason=reason, dead=True)
     DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning("email to %s gave up: %s", message.recipient_id, reason, extra=ids)
     deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -201,17 +201,6 @@ def load_job(
     )
 
 
-def transient_reason(answer: Answer, on_status: list[int]) -> str | None:
-    """Why the answer is worth retrying (no answer, a 5xx, a listed status), or None."""
-    if answer.status is None:
-        return answer.error or "No answer"
-    if answer.status >= 500:
-        return f"Server error (HTTP {answer.status})"
-    if answer.status in on_status:
-        return f"HTTP {answer.status}"
-    return None
-
-
 def outcome_of(answer: Answer) -> tuple[str, str | None]:
     """A source's final answer: 2xx and 3xx accept the feedback, anything else refuses it."""
     if answer.status is not None and answer.status < 400:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from services.http_delivery import forward
-from services.http_delivery.send import Sessions, send
+from services.http_delivery.send import Sessions, send, transient_reason
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.errors import TransientError
@@ -35,7 +35,7 @@ def handle(message: Message, deps: Deps) -> None:
         return
     at = utcnow()
     answer = send(deps.http.get(), job.request, forward.TIMEOUT)
-    transient = forward.transient_reason(answer, job.target.retry.on_status)
+    transient = transient_reason(answer, job.target.retry.on_status)
     if transient is not None:
         raise TransientError(transient, job.target.retry.schedule)
     outcome, reason = forward.outcome_of(answer)

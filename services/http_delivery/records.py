@@ -10,14 +10,13 @@ from sqlalchemy.orm import Session
 
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
-from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
+from shared.db.models import Delivery, DeliveryAttempt, Lead
+from shared.deliveries import FINAL
 from shared.errors import PermanentError
 from shared.flowconfig import HttpTarget
 from shared.leaddata import base_variables
 from shared.messaging import DeliverHttp
 
-FINAL = frozenset({"delivered", "rejected", "error", "returned", "converted"})
-STATUS_BY_OUTCOME = {"success": "delivered", "failure": "rejected", "error": "error"}
 EXCERPT_CHARS = 2048
 
 
@@ -117,32 +116,3 @@ def record_attempt(session: Session, job: Job, attempt: AttemptRecord, *, retryi
         if delivery is not None and delivery.status == "sending":
             delivery.status = "retrying"
             delivery.updated_at = utcnow()
-
-
-def complete(
-    session: Session,
-    event_id: str,
-    *,
-    outcome: str,
-    reason: str | None,
-    price: float,
-    appended: dict[str, Any] | None,
-    dead: bool = False,
-) -> bool:
-    """Record the step's outcome on its event and delivery; False when already final."""
-    delivery = session.get(Delivery, event_id, with_for_update=True)
-    event = session.get(Event, event_id)
-    if delivery is None or event is None or delivery.status in FINAL:
-        return False
-    now = utcnow()
-    delivery.status = STATUS_BY_OUTCOME[outcome]
-    delivery.updated_at = now
-    delivery.dead_lettered = dead
-    if outcome == "success":
-        delivery.delivered_at = now
-    event.outcome, event.reason, event.price = outcome, reason, price
-    event.appended = appended or None
-    event.completed_at = now
-    event.attempts = delivery.attempts
-    event.ms = max(0, int((now - (as_utc(event.started_at) or now)).total_seconds() * 1000))
-    return True

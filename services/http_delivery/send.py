@@ -79,3 +79,14 @@ def _ms(started: float) -> int:
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:300] + "..."
+
+
+def transient_reason(answer: Answer, on_status: list[int]) -> str | None:
+    """Why an answer is worth retrying (no answer, a 5xx, a listed status), or None."""
+    if answer.status is None:
+        return answer.error or "No answer"
+    if answer.status >= 500:
+        return f"Server error (HTTP {answer.status})"
+    if answer.status in on_status:
+        return f"HTTP {answer.status}"
+    return None

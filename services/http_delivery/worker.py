@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from services.http_delivery import records
 from services.http_delivery.request import build_request
 from services.http_delivery.response import interpret
-from services.http_delivery.send import Answer, Sessions, send
+from services.http_delivery.send import Sessions, send, transient_reason
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.deliveries import complete
 from shared.errors import TransientError
 from shared.messaging import DeliverHttp, Message, Publisher, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
@@ -48,7 +49,7 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     answer = send(deps.http.get(), request, job.target.timeout)
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(answer.ms / 1000)
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
-    transient = _transient_reason(answer, job.target.retry.on_status)
+    transient = transient_reason(answer, job.target.retry.on_status)
     attempt = records.AttemptRecord(
         at=at,
         ms=answer.ms,
@@ -67,7 +68,7 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
     with transaction(deps.sessions) as session:
         records.record_attempt(session, job, attempt, retrying=False)
-        records.complete(
+        complete(
             session,
             job.event_id,
             outcome=result.outcome,
@@ -87,22 +88,12 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     )
 
 
-def _transient_reason(answer: Answer, on_status: list[int]) -> str | None:
-    if answer.status is None:
-        return answer.error or "No answer"
-    if answer.status >= 500:
-        return f"Server error (HTTP {answer.status})"
-    if answer.status in on_status:
-        return f"HTTP {answer.status}"
-    return None
-
-
 def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
     """The retry schedule is used up: the step is an error and the flow goes on."""
     assert isinstance(message, DeliverHttp)
     final_reason = "Server error" if reason.startswith("Server error") else reason
     with transaction(deps.sessions) as session:
-        records.complete(
+        complete(
             session,
             message.event_id,
             outcome="error",

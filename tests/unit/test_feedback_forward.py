@@ -14,9 +14,8 @@ from services.http_delivery.forward import (
     feedback_body,
     nested,
     outcome_of,
-    transient_reason,
 )
-from services.http_delivery.send import Answer
+from services.http_delivery.send import Answer, transient_reason
 from shared.flowconfig import SourceFeedback
 
 FIELDS = {"first_name": "Ann", "phone_1": "5125551212", "mortgage.loan.amount": 250000}
