@@ -145,6 +145,9 @@ def stack_env(
         "LEADFLOW_HTTP_CONCURRENCY": "16",
         "RECIPIENT": f"http://127.0.0.1:{recipient.port}",
         "UNREACHABLE": f"http://127.0.0.1:{free_port()}",
+        "SECRET_HEADER_VALUE": "hdr-5ecret-9f3a",
+        "SECRET_PASSWORD_VALUE": "pw-5ecret-7c1e",
+        "SECRET_SOURCE_KEY": "src-5ecret-2b8d",
         "PYTHONUNBUFFERED": "1",
     }
 

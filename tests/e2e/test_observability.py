@@ -1,0 +1,73 @@
+"""Health and metrics on every service of the running stack; JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.e2e.conftest import Stack
+from tests.support.infra import free_port, wait_for
+from tests.support.processes import start_process, stop_process, wait_healthy
+
+
+def worker_metrics_ports(stack: Stack) -> dict[str, int]:
+    """`leadflow up` prints the metrics port it gave each worker copy."""
+    found = re.findall(r"started (\S+) \(pid \d+, metrics on :(\d+)\)", stack.log_path.read_text())
+    return {name: int(port) for name, port in found}
+
+
+def test_every_worker_serves_health_and_its_pools_metrics_on_its_own_port(stack: Stack) -> None:
+    ports = worker_metrics_ports(stack)
+    assert {"router.1", "http-delivery.1", "email-delivery.1"} <= set(ports)
+    # given some traffic through the flow
+    assert stack.submit("spine", data={"phone_1": "5125550142"}).status_code == 201
+    for name, port in ports.items():
+        if name not in ("router.1", "http-delivery.1", "email-delivery.1"):
+            continue
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "leadflow_queue_messages" in text, name
+    http_metrics = requests.get(
+        f"http://127.0.0.1:{ports['http-delivery.1']}/metrics", timeout=10
+    ).text
+    assert re.search(r'leadflow_deliveries_total\{[^}]*recipient="acme"', http_metrics)
+    assert "leadflow_delivery_attempt_seconds_bucket" in http_metrics
+    router_metrics = requests.get(f"http://127.0.0.1:{ports['router.1']}/metrics", timeout=10).text
+    assert "leadflow_flows_completed_total" in router_metrics
+
+
+def test_intake_is_ready_and_counts_leads_by_flow_source_and_outcome(stack: Stack) -> None:
+    assert requests.get(f"{stack.intake_url}/readyz", timeout=10).json()["status"] == "ok"
+    stack.submit("spine", data={"first_name": "x"})  # fails: phone_1 is required
+    text = requests.get(f"{stack.intake_url}/metrics", timeout=10).text
+    assert re.search(
+        r'leadflow_leads_received_total\{flow="spine",outcome="failure",'
+        r'source="web"\} [1-9]',
+        text,
+    ), text[:2000]
+    assert "leadflow_outbox_depth" in text
+
+
+def test_with_json_logs_each_line_is_an_object_naming_the_lead(
+    stack: Stack, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "intake.log"
+    env = {**stack.env, "LEADFLOW_INTAKE_PORT": str(port), "LEADFLOW_LOG_FORMAT": "json"}
+    process = start_process([sys.executable, "-m", "services.cli", "intake"], env, log)
+    wait_healthy(f"http://127.0.0.1:{port}/healthz", process, log)
+    lead_id = requests.post(
+        f"http://127.0.0.1:{port}/flows/spine/sources/web/submit",
+        data={"phone_1": "5125550143"},
+        timeout=10,
+    ).json()["lead"]["id"]
+    wait_for(lambda: lead_id in log.read_text(), timeout=10, message="the lead's log line")
+    assert stop_process(process) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("lead_id") == lead_id]
+    assert mine and {"ts", "level", "service", "msg", "lead_id", "event_id"} <= set(mine[0])
+    assert mine[0]["service"] == "intake"
