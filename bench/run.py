@@ -412,25 +412,20 @@ def full_stack(s: Stack, http_commands: int = 1) -> None:
         s.start("http-delivery")
     s.start("intake")
     wait_until(
-        lambda: consumers(s, "router") >= 1 and consumers(s, "http_delivery") >= http_commands,
+        lambda: (
+            queue_stat(s, "router", "consumers") >= 1
+            and queue_stat(s, "http_delivery", "consumers") >= http_commands
+        ),
         60,
         "workers consuming",
     )
 
 
-def consumers(s: Stack, queue: str) -> int:
+def queue_stat(s: Stack, queue: str, column: str) -> int:
+    """One column of `rabbitmqctl list_queues` (messages, consumers) for a queue of the stack."""
     vhost = unquote(s.env["LEADFLOW_BROKER_URL"].rsplit("/", 1)[1])
     out = subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "list_queues",
-            "-p",
-            vhost,
-            "name",
-            "consumers",
-            "--no-table-headers",
-        ],
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", column, "--no-table-headers"],
         capture_output=True,
         text=True,
     ).stdout
@@ -468,7 +463,9 @@ def slow_rate(s: Stack, commands: int, count: int) -> tuple[float, int]:
     full_stack(s, 0)
     reset(s.slow_port)
     ab(s.submit_url("slow"), count)
-    wait_until(lambda: queue_messages(s, "http_delivery") >= count, 900, "leads handed over", 0.5)
+    wait_until(
+        lambda: queue_stat(s, "http_delivery", "messages") >= count, 900, "leads handed over", 0.5
+    )
     for _ in range(commands):
         s.start("http-delivery")
     wait_until(lambda: received(s.slow_port) >= count, 900, "slow deliveries", 0.2)
@@ -480,20 +477,6 @@ def slow_rate(s: Stack, commands: int, count: int) -> tuple[float, int]:
     rate = (len(arrivals) * 8 // 10) / max(hi - lo, 1e-6)
     processes = sum(count_processes(p.pid) for p in s.services["http-delivery"])
     return rate, processes
-
-
-def queue_messages(s: Stack, queue: str) -> int:
-    vhost = unquote(s.env["LEADFLOW_BROKER_URL"].rsplit("/", 1)[1])
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages", "--no-table-headers"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1])
-    return 0
 
 
 def recovery(s: Stack, procs: Processes, count: int) -> tuple[float, float, float]:
@@ -536,7 +519,11 @@ def attempted(s: Stack) -> int:
         with engine.connect() as conn:
             return int(
                 conn.execute(
-                    text("SELECT count(*) FROM deliveries WHERE status = 'retrying'")
+                    # every lead tried once (a delivery cycles retrying <-> sending meanwhile)
+                    text(
+                        "SELECT count(*) FROM deliveries WHERE attempts >= 1 "
+                        "AND recipient_id = 'fast' AND status <> 'delivered'"
+                    )
                 ).scalar()
                 or 0
             )
