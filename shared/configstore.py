@@ -57,6 +57,14 @@ class ConfigStore:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
+    def cached_latest(self) -> tuple[int, LeadflowConfig] | None:
+        """The newest version when the cache is fresh (no database access), else None."""
+        latest_id = self._latest_id
+        if latest_id is None or time.monotonic() - self._checked_at >= self._refresh:
+            return None
+        config = self._versions.get(latest_id)
+        return (latest_id, config) if config is not None else None
+
     def latest(self) -> tuple[int, LeadflowConfig]:
         """The newest applied version; raises NotFound when none was ever applied."""
         now = time.monotonic()

@@ -77,7 +77,9 @@ async def _submit(request: web.Request) -> web.Response:
         response.headers["Allow"] = ALLOWED
         return response
     flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
-    version, config = await run_db(request.app, request.app[CONFIG].latest)
+    configs = request.app[CONFIG]
+    current = configs.cached_latest() or await run_db(request.app, configs.latest)
+    version, config = current
     flow = config.flows.get(flow_id)
     if flow is None:
         return answer(
