@@ -78,7 +78,9 @@ async def _submit(request: web.Request) -> web.Response:
         return response
     flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
     configs = request.app[CONFIG]
-    current = configs.cached_latest() or await run_db(request.app, configs.latest)
+    current = configs.cached_latest()
+    if current is None:
+        current = await run_db(request.app, configs.latest)
     version, config = current
     flow = config.flows.get(flow_id)
     if flow is None:
