@@ -32,7 +32,9 @@ rabbitmq:
 	@rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { \
 	  echo "starting rabbitmq"; \
 	  (rabbitmq-server -detached >/dev/null 2>&1 || true); \
-	  rabbitmqctl -q await_startup --timeout 120 >/dev/null; }
+	  for i in $$(seq 1 240); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 0.5; done; \
+	  rabbitmqctl -q await_startup --timeout 120 >/dev/null || { \
+	    tail -n 40 /var/log/rabbitmq/*.log 2>/dev/null; exit 1; }; }
 
 # PostgreSQL: the cluster started when down, a role that may create test databases.
 postgres:
