@@ -10,6 +10,7 @@ again later may help: a refused connection, a timeout or a 4xx reply may; a 5xx 
 from __future__ import annotations
 
 import mailbox
+import os
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -48,7 +49,11 @@ class MaildirMailer:
 
     def send(self, message: EmailMessage) -> Accepted:
         try:
-            key = mailbox.Maildir(self.path, create=True).add(message)
+            # The three folders are made idempotently: two threads (or processes) creating
+            # the Maildir at once must not leave one of them without `tmp`/`new`/`cur`.
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(os.path.join(self.path, sub), exist_ok=True)
+            key = mailbox.Maildir(self.path, create=False).add(message)
         except OSError as exc:
             raise SendFailed(f"Maildir {self.path}: {exc}", transient=True) from None
         return Accepted(None, f"{self.path}/new/{key}")

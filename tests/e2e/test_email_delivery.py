@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import mailbox
+import os
 import secrets
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,7 +20,10 @@ from tests.support.infra import wait_for
 
 def maildir_messages(stack: Stack, recipient: str) -> list[EmailMessage]:
     parts = urlsplit(stack.env["LEADFLOW_EMAIL_URL"])
-    box = mailbox.Maildir(parts.netloc + parts.path, create=True)
+    path = parts.netloc + parts.path
+    if not os.path.isdir(os.path.join(path, "cur")):
+        return []  # no email worker has made the Maildir yet
+    box = mailbox.Maildir(path, create=False)
     messages = [message_from_bytes(bytes(m), policy=policy.default) for m in box]  # type: ignore[misc]
     return [m for m in messages if m["X-Leadflow-Recipient"] == recipient]  # type: ignore[misc]
 

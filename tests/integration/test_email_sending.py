@@ -101,7 +101,9 @@ class Rig:
         self.controller.start()
 
     def maildir_messages(self) -> list[EmailMessage]:
-        box = mailbox.Maildir(str(self.maildir), create=True)
+        if not (self.maildir / "cur").is_dir():
+            return []  # the worker has not made the Maildir yet
+        box = mailbox.Maildir(str(self.maildir), create=False)
         return [message_from_bytes(bytes(m), policy=policy.default) for m in box]  # type: ignore[misc]
 
 
