@@ -31,13 +31,26 @@ class WorkerContext:
     broker: LeadflowBroker
 
 
-def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
+@dataclass(frozen=True, slots=True)
+class Basics:
+    settings: Settings
+    sessions: SessionFactory
+    configs: ConfigStore
+
+
+def worker_basics(service: str, *, pool_size: int = 10) -> Basics:
+    """Settings, logging, the database and the configuration store (no broker)."""
     settings = load_settings()
     setup_logging(service, settings.log_format, settings.log_level)
     sessions = make_session_factory(
         make_engine(settings.database_url, pool_size=pool_size, pre_ping=False)
     )
-    configs = ConfigStore(sessions, settings.config_refresh_seconds)
+    return Basics(settings, sessions, ConfigStore(sessions, settings.config_refresh_seconds))
+
+
+def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
+    basics = worker_basics(service, pool_size=pool_size)
+    settings, sessions, configs = basics.settings, basics.sessions, basics.configs
     broker = make_broker(
         settings.broker_url,
         record_dead_letter=partial(record_dead_letter, sessions),

@@ -1,52 +1,72 @@
-"""``leadflow http-delivery``: the HTTP delivery worker pool."""
+"""``leadflow http-delivery``: the HTTP delivery worker, one asyncio process.
+
+``LEADFLOW_HTTP_CONCURRENCY`` requests may be in flight at once (the prefetch window);
+the database work runs on a few threads. Scale out with more copies of the command.
+"""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import sys
+from functools import partial
 
 from services.http_delivery import forward_worker, worker
-from services.http_delivery.send import Sessions
-from shared.bootstrap import worker_context
+from services.http_delivery.send import client_session
+from shared.bootstrap import DATABASE_OUTAGES, worker_basics
 from shared.config import load_settings
-from shared.messaging import BrokerPublisher, declare_handler
-from shared.messaging.runner import run_worker_pool
+from shared.db.threads import DatabaseThreads
+from shared.deadletters import record_dead_letter
+from shared.messaging import ParkedMessage
+from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
+from shared.messaging.runner import run_async_worker
+
+#: Threads (and pooled connections) for the short claim/record transactions.
+DATABASE_THREADS = 8
 
 
-def setup() -> None:
-    """Called by dramatiq in each worker process: broker, collaborators, the handlers."""
-    ctx = worker_context("http_delivery", pool_size=16)
-    http = Sessions()
-    deps = worker.Deps(
-        sessions=ctx.sessions,
-        configs=ctx.configs,
-        publisher=BrokerPublisher(ctx.broker),
-        http=http,
-    )
-    declare_handler(
-        ctx.broker,
-        worker.QUEUE,
-        lambda m: worker.handle(m, deps),
-        on_exhausted=lambda m, reason: worker.on_exhausted(m, reason, deps),
-    )
-    forward_deps = forward_worker.Deps(sessions=ctx.sessions, configs=ctx.configs, http=http)
-    declare_handler(
-        ctx.broker,
-        forward_worker.QUEUE,
-        lambda m: forward_worker.handle(m, forward_deps),
-        on_exhausted=lambda m, reason: forward_worker.on_exhausted(m, reason, forward_deps),
-    )
+async def serve(stop: asyncio.Event) -> None:
+    basics = worker_basics("http_delivery", pool_size=DATABASE_THREADS)
+    settings = basics.settings
+    db = DatabaseThreads(DATABASE_THREADS, "http-delivery-db")
+
+    async def mirror(parked: ParkedMessage) -> None:
+        await db.run(record_dead_letter, basics.sessions, parked)
+
+    async with client_session(settings.http_concurrency) as http:
+        app = AsyncWorker(
+            settings.broker_url,
+            concurrency=settings.http_concurrency,
+            queue_type=settings.queue_type,
+            record_dead_letter=mirror,
+            outage_errors=DATABASE_OUTAGES,
+            name="http-delivery",
+        )
+        deps = worker.Deps(basics.sessions, basics.configs, app.publish, http, db)
+        forward_deps = forward_worker.Deps(basics.sessions, basics.configs, http, db)
+        app.consume(
+            AsyncConsumer(
+                worker.QUEUE,
+                partial(worker.handle, deps=deps),
+                partial(worker.on_exhausted, deps=deps),
+            )
+        )
+        app.consume(
+            AsyncConsumer(
+                forward_worker.QUEUE,
+                partial(forward_worker.handle, deps=forward_deps),
+                partial(forward_worker.on_exhausted, deps=forward_deps),
+            )
+        )
+        await app.run(stop)
+    db.shutdown()
 
 
 def main() -> None:
     settings = load_settings()
-    processes = int(os.environ.get("LEADFLOW_HTTP_PROCESSES", "1"))
     sys.exit(
-        run_worker_pool(
-            "services.http_delivery.__main__:setup",
+        run_async_worker(
+            serve,
             queues=[worker.QUEUE, forward_worker.QUEUE],
-            processes=processes,
-            threads=settings.http_concurrency,
             broker_url=settings.broker_url,
             metrics_port=settings.metrics_port,
         )

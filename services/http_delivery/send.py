@@ -1,17 +1,20 @@
-"""One HTTP attempt with requests: a pooled session per worker thread, a hard timeout."""
+"""One HTTP attempt with aiohttp: one client session per process, a hard total timeout.
+
+Every in-flight request is a coroutine on the worker's event loop, so a slow buyer costs
+an open socket, not a thread. Keep-alive connections are pooled per recipient host.
+"""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
+import aiohttp
 
 from services.http_delivery.request import OutgoingRequest
 
 MAX_BODY_BYTES = 1024 * 1024
+USER_AGENT = "leadflow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,61 +26,58 @@ class Answer:
     error: str | None
 
 
-class Sessions:
-    """A ``requests.Session`` per worker thread: keep-alive pools per recipient host."""
-
-    def __init__(self, pool_maxsize: int = 16) -> None:
-        self._local = threading.local()
-        self._pool_maxsize = pool_maxsize
-
-    def get(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=32, pool_maxsize=self._pool_maxsize, max_retries=0
-            )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.trust_env = False
-            self._local.session = session
-        return session
+def client_session(concurrency: int) -> aiohttp.ClientSession:
+    """The process's HTTP client: up to ``concurrency`` connections, no proxy from the
+    environment, redirects followed by each request."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=60)
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
 
 
-def send(session: requests.Session, request: OutgoingRequest, timeout: float) -> Answer:
+async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: float) -> Answer:
     started = time.monotonic()
+    headers = {"User-Agent": USER_AGENT, **request.headers}
+    auth = aiohttp.BasicAuth(*request.auth) if request.auth else None
     try:
-        response = session.request(
+        async with http.request(
             request.method,
             request.url,
-            data=request.body,
-            headers=request.headers,
-            auth=request.auth,
-            timeout=timeout,
+            data=request.body if request.body else None,
+            headers=headers,
+            auth=auth,
+            timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=True,
-            stream=True,
-        )
-        try:
-            body = response.raw.read(MAX_BODY_BYTES, decode_content=True) or b""
-        finally:
-            response.close()
-    except requests.Timeout:
+        ) as response:
+            body = await _read_capped(response)
+            return Answer(
+                response.status, response.headers.get("Content-Type"), body, _ms(started), None
+            )
+    except TimeoutError:
         return Answer(None, None, b"", _ms(started), f"Timed out after {timeout:g}s")
-    except requests.ConnectionError as exc:
+    except (aiohttp.ClientConnectionError, OSError) as exc:
         return Answer(None, None, b"", _ms(started), f"Connection error: {_short(exc)}")
-    except requests.RequestException as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
         return Answer(None, None, b"", _ms(started), f"Request failed: {_short(exc)}")
-    return Answer(
-        response.status_code, response.headers.get("Content-Type"), body, _ms(started), None
-    )
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body up to MAX_BODY_BYTES (a buyer's answer is small; more is cut off)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_BODY_BYTES:
+        chunk = await response.content.read(MAX_BODY_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
 
 

@@ -1,19 +1,28 @@
-"""The ``http_delivery`` queue: send a lead to a recipient, read its answer, report the step."""
+"""The ``http_delivery`` queue: send a lead to a recipient, read its answer, report the step.
+
+Handlers are coroutines on the worker's event loop (``shared.messaging.aioworker``): the
+claim and the records are short transactions on the database threads, the request is
+awaited on the loop, so one process holds hundreds of slow requests at once.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+import aiohttp
 
 from services.http_delivery import records
 from services.http_delivery.request import build_request
-from services.http_delivery.response import interpret
-from services.http_delivery.send import Sessions, send, transient_reason
+from services.http_delivery.response import Interpretation, interpret
+from services.http_delivery.send import send, transient_reason
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.threads import DatabaseThreads
 from shared.deliveries import complete
 from shared.errors import TransientError
-from shared.messaging import DeliverHttp, Message, Publisher, StepCompleted
+from shared.messaging import DeliverHttp, Message, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 
 QUEUE = "http_delivery"
@@ -24,29 +33,54 @@ logger = logging.getLogger(__name__)
 class Deps:
     sessions: SessionFactory
     configs: ConfigStore
-    publisher: Publisher
-    http: Sessions
+    publish: Callable[[Message], Awaitable[None]]
+    http: aiohttp.ClientSession
+    db: DatabaseThreads
 
 
 #: How long a duplicate waits for the worker holding the delivery before looking again.
 BUSY_RETRY_SCHEDULE = (5.0, 15.0, 60.0, 120.0)
 
 
-def handle(message: Message, deps: Deps) -> None:
-    assert isinstance(message, DeliverHttp)
+def _claim(deps: Deps, message: DeliverHttp) -> records.Claim:
     with transaction(deps.sessions) as session:
-        claimed = records.claim(session, deps.configs, message)
+        return records.claim(session, deps.configs, message)
+
+
+async def handle(message: Message, deps: Deps) -> None:
+    assert isinstance(message, DeliverHttp)
+    claimed = await deps.db.run(_claim, deps, message)
     if claimed.state == "busy":
         raise TransientError("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
     if claimed.job is not None:
-        _attempt(claimed.job, deps)
-    deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
+        await _attempt(claimed.job, deps)
+    await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
 
 
-def _attempt(job: records.Job, deps: Deps) -> None:
+def _record_retrying(deps: Deps, job: records.Job, attempt: records.AttemptRecord) -> None:
+    with transaction(deps.sessions) as session:
+        records.record_attempt(session, job, attempt, retrying=True)
+
+
+def _record_outcome(
+    deps: Deps, job: records.Job, attempt: records.AttemptRecord, result: Interpretation
+) -> None:
+    with transaction(deps.sessions) as session:
+        records.record_attempt(session, job, attempt, retrying=False)
+        complete(
+            session,
+            job.event_id,
+            outcome=result.outcome,
+            reason=result.reason,
+            price=result.price,
+            appended=result.appended,
+        )
+
+
+async def _attempt(job: records.Job, deps: Deps) -> None:
     at = utcnow()
     request = build_request(job.target, job.variables, job.flow_fields, job.event_id)
-    answer = send(deps.http.get(), request, job.target.timeout)
+    answer = await send(deps.http, request, job.target.timeout)
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(answer.ms / 1000)
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
     transient = transient_reason(answer, job.target.retry.on_status)
@@ -58,24 +92,14 @@ def _attempt(job: records.Job, deps: Deps) -> None:
         excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
     )
     if transient is not None:
-        with transaction(deps.sessions) as session:
-            records.record_attempt(session, job, attempt, retrying=True)
+        await deps.db.run(_record_retrying, deps, job, attempt)
         logger.info(
             "attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient, extra=ids
         )
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
-    with transaction(deps.sessions) as session:
-        records.record_attempt(session, job, attempt, retrying=False)
-        complete(
-            session,
-            job.event_id,
-            outcome=result.outcome,
-            reason=result.reason,
-            price=result.price,
-            appended=result.appended,
-        )
+    await deps.db.run(_record_outcome, deps, job, attempt, result)
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
         "delivered to %s: %s%s (HTTP %s, %d ms)",
@@ -88,20 +112,24 @@ def _attempt(job: records.Job, deps: Deps) -> None:
     )
 
 
-def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
-    """The retry schedule is used up: the step is an error and the flow goes on."""
-    assert isinstance(message, DeliverHttp)
-    final_reason = "Server error" if reason.startswith("Server error") else reason
+def _give_up(deps: Deps, message: DeliverHttp, reason: str) -> None:
     with transaction(deps.sessions) as session:
         complete(
             session,
             message.event_id,
             outcome="error",
-            reason=final_reason,
+            reason=reason,
             price=0.0,
             appended=None,
             dead=True,
         )
+
+
+async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
+    """The retry schedule is used up: the step is an error and the flow goes on."""
+    assert isinstance(message, DeliverHttp)
+    final_reason = "Server error" if reason.startswith("Server error") else reason
+    await deps.db.run(_give_up, deps, message, final_reason)
     DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning(
         "delivery to %s gave up: %s",
@@ -109,4 +137,4 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
         reason,
         extra={"lead_id": message.lead_id, "event_id": message.event_id},
     )
-    deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
+    await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -1,11 +1,13 @@
-"""An asyncio RabbitMQ client for aiohttp services: windowed publisher confirms and replies.
+"""An asyncio RabbitMQ client: windowed publisher confirms, replies, and consuming.
 
 One pika ``AsyncioConnection`` on the service's event loop. ``publish`` returns when the
 broker has confirmed the message (many may be in flight at once, so confirms cost
-nothing per message). The connection also owns an exclusive, auto-deleted reply queue;
-its name goes out with each lead so the router can answer this process. On any loss the
-client reconnects by itself; callers see ``NotConnected`` meanwhile and the outbox keeps
-their messages.
+nothing per message). For aiohttp services the connection owns an exclusive,
+auto-deleted reply queue; its name goes out with each lead so the router can answer this
+process. For asyncio workers it consumes work queues with a prefetch window and hands
+each message over as a ``Delivery`` to ack or reject later. On any loss the client
+reconnects by itself; callers see ``NotConnected`` meanwhile (the outbox keeps their
+messages) and unacknowledged deliveries go back to their queue.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -45,6 +48,17 @@ def encode_for_queue(message: Message) -> tuple[str, bytes]:
     return message.QUEUE, body
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One consumed message, to ``ack`` or ``reject`` on the channel it came from."""
+
+    queue: str
+    body: bytes
+    tag: int
+    channel: Any  # the pika channel it arrived on
+    redelivered: bool
+
+
 class AsyncBrokerClient:
     def __init__(
         self,
@@ -54,11 +68,21 @@ class AsyncBrokerClient:
         on_reply: Callable[[FlowReply], None] | None = None,
         reconnect_delay: float = 1.0,
         queue_type: str = "classic",
+        consume: Sequence[str] = (),
+        prefetch: int = 1,
+        on_delivery: Callable[[Delivery], None] | None = None,
+        reply_queue: bool = True,
     ) -> None:
         self._queue_type = queue_type
+        self._consume = tuple(consume)
+        self._prefetch = prefetch
+        self._on_delivery = on_delivery
+        self._wants_reply_queue = reply_queue
+        self._consumer_tags: dict[str, str] = {}  # consumer tag -> queue
+        self._declared: set[str] = set()
         self._parameters = pika.URLParameters(url)
         self._parameters.heartbeat = 30
-        self._queues = tuple(queues)
+        self._queues = tuple(dict.fromkeys([*queues, *consume]))
         self._on_reply = on_reply
         self._reconnect_delay = reconnect_delay
         self._connection: AsyncioConnection | None = None
@@ -125,6 +149,51 @@ class AsyncBrokerClient:
             raise NotConnected(f"publish failed: {exc}") from exc
         await future
 
+    async def declare(self, queue: str, arguments: dict[str, Any]) -> None:
+        """Declare a durable queue once per connection (retry tiers, declared on first use)."""
+        channel = self._channel
+        if queue in self._declared:
+            return
+        if not self._ready.is_set() or channel is None or not channel.is_open:
+            raise NotConnected("broker not connected")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def declared(_frame: Any) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        channel.queue_declare(queue=queue, durable=True, arguments=arguments, callback=declared)
+        await _until(done, self._closed_future())
+        self._declared.add(queue)
+
+    # --- consuming ------------------------------------------------------------------------
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Acknowledge on the delivery's own channel; False when that channel is gone (the
+        broker then hands the message out again, and consumers are idempotent)."""
+        channel = self._channel
+        if channel is None or delivery.channel is not channel or not channel.is_open:
+            return False
+        channel.basic_ack(delivery.tag)
+        return True
+
+    def reject(self, delivery: Delivery) -> bool:
+        """Reject without requeueing: the queue dead-letters the message to ``<queue>.XQ``."""
+        channel = self._channel
+        if channel is None or delivery.channel is not channel or not channel.is_open:
+            return False
+        channel.basic_nack(delivery.tag, requeue=False)
+        return True
+
+    def stop_consuming(self) -> None:
+        """Take no new messages (a graceful stop); those in hand can still be acked."""
+        self._consume = ()
+        channel = self._channel
+        tags, self._consumer_tags = self._consumer_tags, {}
+        if channel is not None and channel.is_open:
+            for tag in tags:
+                channel.basic_cancel(tag)
+
     # --- pika callbacks -------------------------------------------------------------------
 
     def _connect(self) -> None:
@@ -174,9 +243,10 @@ class AsyncBrokerClient:
         if channel is None:
             return
         if not queues:
-            channel.queue_declare(
-                queue="", exclusive=True, auto_delete=True, callback=self._on_reply_queue
-            )
+            if self._consume:
+                channel.basic_qos(prefetch_count=self._prefetch, callback=self._start_consuming)
+            else:
+                self._after_consumers()
             return
         queue, rest = queues[0], queues[1:]
         channel.queue_declare(
@@ -190,6 +260,50 @@ class AsyncBrokerClient:
                 callback=lambda _g: self._declare(rest),
             ),
         )
+
+    def _start_consuming(self, _frame: Any) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        self._consumer_tags = {
+            channel.basic_consume(queue=queue, on_message_callback=self._on_message): queue
+            for queue in self._consume
+        }
+        logger.info("consuming %s (prefetch %d)", ", ".join(self._consume), self._prefetch)
+        self._after_consumers()
+
+    def _after_consumers(self) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        if self._wants_reply_queue:
+            channel.queue_declare(
+                queue="", exclusive=True, auto_delete=True, callback=self._on_reply_queue
+            )
+        else:
+            self._ready.set()
+
+    def _on_message(
+        self, channel: Channel, method: Basic.Deliver, _props: Any, body: bytes
+    ) -> None:
+        if self._on_delivery is None:
+            return
+        self._on_delivery(
+            Delivery(
+                queue=self._consumer_tags.get(method.consumer_tag, method.routing_key),
+                body=body,
+                tag=method.delivery_tag,
+                channel=channel,
+                redelivered=bool(method.redelivered),
+            )
+        )
+
+    def _closed_future(self) -> asyncio.Future[None]:
+        future = getattr(self, "_channel_lost", None)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self._channel_lost: asyncio.Future[None] | None = future
+        return future
 
     def _on_reply_queue(self, frame: Any) -> None:
         channel = self._channel
@@ -243,6 +357,11 @@ class AsyncBrokerClient:
     def _lost(self, why: str) -> None:
         self._ready.clear()
         self._channel = None
+        self._consumer_tags = {}
+        self._declared.clear()
+        lost = getattr(self, "_channel_lost", None)
+        if lost is not None and not lost.done():
+            lost.set_result(None)
         self.reply_queue = None
         self._fail_pending(why)
 
@@ -251,3 +370,10 @@ class AsyncBrokerClient:
         for future in pending.values():
             if not future.done():
                 future.set_exception(NotConnected(why))
+
+
+async def _until(done: asyncio.Future[None], lost: asyncio.Future[None]) -> None:
+    """Wait for ``done`` unless the channel is lost first (then raise NotConnected)."""
+    finished, _ = await asyncio.wait({done, lost}, return_when=asyncio.FIRST_COMPLETED)
+    if done not in finished:
+        raise NotConnected("the channel closed while declaring a queue")

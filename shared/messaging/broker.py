@@ -111,6 +111,28 @@ def next_retry_delay_ms(exception: BaseException, attempt: int) -> int | None:
     return max(1, round(schedule[attempt - 1] * 1000))
 
 
+@dataclass(frozen=True, slots=True)
+class FailurePlan:
+    """What happens to a message whose handler failed: retried after ``delay_ms`` through
+    a retry tier, or parked (``delay_ms`` None) with its whole failure history."""
+
+    attempt: int
+    reason: str
+    failures: list[dict[str, Any]]
+    delay_ms: int | None
+
+
+def plan_failure(options: dict[str, Any], exception: BaseException) -> FailurePlan:
+    """The one retry policy, for the dramatiq middleware and the asyncio worker alike."""
+    attempt = int(options.get("attempt", 1))
+    reason = reason_of(exception)
+    failures = [
+        *options.get("failures", []),
+        {"attempt": attempt, "at": datetime.now(UTC).isoformat(), "reason": reason},
+    ]
+    return FailurePlan(attempt, reason, failures, next_retry_delay_ms(exception, attempt))
+
+
 class TieredRetries(Middleware):
     """Retries through per-delay TTL queues instead of dramatiq's in-memory delay queue.
 
@@ -142,18 +164,14 @@ class TieredRetries(Middleware):
     ) -> None:
         if exception is None:
             return
-        attempt = int(message.options.get("attempt", 1))
-        reason = reason_of(exception)
-        failures = [
-            *message.options.get("failures", []),
-            {
-                "attempt": attempt,
-                "at": datetime.now(UTC).isoformat(),
-                "reason": reason,
-            },
-        ]
+        plan = plan_failure(message.options, exception)
+        attempt, reason, failures, delay_ms = (
+            plan.attempt,
+            plan.reason,
+            plan.failures,
+            plan.delay_ms,
+        )
         payload = message.args[0] if message.args else None
-        delay_ms = next_retry_delay_ms(exception, attempt)
         if delay_ms is not None:
             retry = message._message.copy(options={"attempt": attempt + 1, "failures": failures})
             if self._publish_retry(broker, message.queue_name, delay_ms, retry):

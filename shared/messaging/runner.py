@@ -1,9 +1,12 @@
-"""Running a worker pool: dramatiq's own CLI (processes, threads, signals, graceful stop)."""
+"""Running workers: dramatiq's own CLI for thread pools (processes, threads, signals,
+graceful stop), or one asyncio process for workers that mostly wait."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 
 import dramatiq.cli
 import pika
@@ -73,3 +76,39 @@ def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
         return depths
     finally:
         connection.close()
+
+
+def run_async_worker(
+    main: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    queues: Sequence[str],
+    broker_url: str,
+    metrics_port: int | None = None,
+) -> int:
+    """Run one asyncio worker process: ``main(stop)`` until SIGTERM/SIGINT sets ``stop``.
+    With ``metrics_port``, ``/metrics`` (with the depth of ``queues``) and ``/healthz``
+    are served from a thread. Returns the exit code."""
+    server = None
+    if metrics_port:
+        from shared.metrics import QueueDepthCollector, serve_pool_metrics
+
+        depths = QueueDepthCollector(lambda: queue_depths(broker_url, queues))
+        server = serve_pool_metrics(metrics_port, extra=[depths])
+
+    async def body() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(body())
+        return 0
+    finally:
+        if server is not None:
+            server.shutdown()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from shared.metrics import cleanup_multiprocess
+
+            cleanup_multiprocess()

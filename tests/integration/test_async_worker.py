@@ -1,0 +1,256 @@
+"""The asyncio worker on a real RabbitMQ: many messages in flight in one process, the same
+retry tiers and dead-letter parking as the dramatiq workers, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pika
+import pytest
+
+from shared.errors import PermanentError, TransientError
+from shared.messaging import (
+    DeliverEmail,
+    DeliverHttp,
+    FeedbackAccepted,
+    Message,
+    ParkedMessage,
+    StepCompleted,
+)
+from shared.messaging.aio import encode_for_queue
+from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
+from tests.integration.test_retry_tiers import get_parked, queue_counts
+from tests.support.infra import rabbit_vhost, wait_for
+
+
+@pytest.fixture(params=["classic", "quorum"])
+def queues(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    with rabbit_vhost() as url:
+        yield url, request.param
+
+
+class Running:
+    """An AsyncWorker on its own event loop in a thread, stopped like SIGTERM stops it."""
+
+    def __init__(self, worker: AsyncWorker) -> None:
+        self.worker = worker
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.started = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def body() -> None:
+            self.stop_event = asyncio.Event()
+            self.started.set()
+            await self.worker.run(self.stop_event, shutdown_timeout=10)
+
+        try:
+            self.loop.run_until_complete(body())
+        finally:
+            self.loop.close()
+
+    def start(self) -> None:
+        self.thread.start()
+        assert self.started.wait(5)
+        wait_for(lambda: self.worker.client.connected, timeout=10, message="worker connected")
+
+    def stop(self) -> None:
+        assert self.stop_event is not None
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+@contextmanager
+def running(
+    broker_url: str,
+    queue: str,
+    handler: Callable[[Message], Awaitable[None]],
+    *,
+    on_exhausted: Callable[[Message, str], Awaitable[None]] | None = None,
+    parked: list[ParkedMessage] | None = None,
+    queue_type: str = "classic",
+    concurrency: int = 8,
+) -> Iterator[Running]:
+    async def mirror(message: ParkedMessage) -> None:
+        if parked is not None:
+            parked.append(message)
+
+    worker = AsyncWorker(
+        broker_url, concurrency=concurrency, queue_type=queue_type, record_dead_letter=mirror
+    )
+    worker.consume(AsyncConsumer(queue, handler, on_exhausted))
+    run = Running(worker)
+    run.start()
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+def publish(broker_url: str, *messages: Message) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message in messages:
+            queue, body = encode_for_queue(message)
+            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    finally:
+        connection.close()
+
+
+def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
+    queues: tuple[str, str],
+) -> None:
+    broker_url, queue_type = queues
+    # given a handler that fails twice with a transient error, then succeeds
+    calls: list[Message] = []
+    done = threading.Event()
+
+    async def handler(message: Message) -> None:
+        calls.append(message)
+        if len(calls) <= 2:
+            raise TransientError("recipient busy", schedule=[0.3, 0.3])
+        done.set()
+
+    with running(broker_url, "feedback", handler, queue_type=queue_type):
+        # when a message is published
+        message = FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1")
+        publish(broker_url, message)
+        # then it comes back through the 300 ms tier twice and succeeds on the third attempt
+        assert done.wait(15)
+    assert calls == [message, message, message]
+    assert get_parked(broker_url, "feedback") == []
+    assert queue_counts(broker_url).get("feedback.retry.300") == (0, 0)
+
+
+def test_a_message_failing_always_is_parked_with_its_history_and_the_hook_runs(
+    queues: tuple[str, str],
+) -> None:
+    broker_url, queue_type = queues
+    # given a handler that always fails transiently, with two retries allowed
+    exhausted: list[tuple[Message, str]] = []
+    parked: list[ParkedMessage] = []
+    calls: list[int] = []
+
+    async def handler(message: Message) -> None:
+        calls.append(1)
+        raise TransientError(f"Server error (HTTP 503), call {len(calls)}", schedule=[0.2, 0.2])
+
+    async def on_exhausted(message: Message, reason: str) -> None:
+        exhausted.append((message, reason))
+
+    with running(
+        broker_url,
+        "email_delivery",
+        handler,
+        on_exhausted=on_exhausted,
+        parked=parked,
+        queue_type=queue_type,
+    ):
+        # when a message is published
+        message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
+        publish(broker_url, message)
+        # then after three attempts it lands in email_delivery.XQ with every failure
+        bodies = wait_for(
+            lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="parked"
+        )
+    assert len(calls) == 3
+    failures = bodies[0]["options"]["failures"]  # type: ignore[index]
+    assert [f["attempt"] for f in failures] == [1, 2, 3]
+    assert exhausted == [(message, "Server error (HTTP 503), call 3")]
+    assert [p.attempts for p in parked] == [3]
+    assert parked[0].payload["event_id"] == "e2"
+
+
+def test_a_permanent_failure_or_a_message_on_the_wrong_queue_is_parked_at_once(
+    queues: tuple[str, str],
+) -> None:
+    broker_url, queue_type = queues
+    # given a handler that refuses its message for good
+    calls: list[Message] = []
+
+    async def handler(message: Message) -> None:
+        calls.append(message)
+        raise PermanentError("unknown lead l3")
+
+    with running(broker_url, "router", handler, queue_type=queue_type):
+        # when one message fails permanently and one of another queue's kind arrives
+        publish(broker_url, StepCompleted(lead_id="l3", event_id="e3"))
+        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+        _, wrong = encode_for_queue(
+            FeedbackAccepted(lead_id="l4", event_id="e4", feedback_event_id="f")
+        )
+        connection.channel().basic_publish("", "router", wrong)
+        connection.close()
+        # then both are parked after one attempt, and the handler saw only the first
+        bodies = wait_for(
+            lambda: (lambda b: b if len(b) == 2 else None)(get_parked(broker_url, "router")),
+            timeout=15,
+            message="two parked messages",
+        )
+    reasons = sorted(b["options"]["failures"][0]["reason"] for b in bodies)  # type: ignore[union-attr]
+    assert reasons == ["feedback-accepted does not belong on router", "unknown lead l3"]
+    assert len(calls) == 1
+
+
+def test_one_process_holds_many_slow_messages_at_once_up_to_its_concurrency() -> None:
+    with rabbit_vhost() as broker_url:
+        # given a handler that waits half a second, and a concurrency of 50
+        in_flight = 0
+        peak = 0
+        done: list[Message] = []
+
+        async def handler(message: Message) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.5)
+            in_flight -= 1
+            done.append(message)
+
+        with running(broker_url, "http_delivery", handler, concurrency=50):
+            # when 120 messages arrive
+            publish(
+                broker_url,
+                *(
+                    DeliverHttp(lead_id=f"l{i}", event_id=f"e{i}", recipient_id="r")
+                    for i in range(120)
+                ),
+            )
+            # then all are handled, 50 at a time and never more
+            wait_for(lambda: len(done) == 120, timeout=30, message="every message handled")
+        assert peak == 50
+        assert queue_counts(broker_url)["http_delivery"] == (0, 0)
+
+
+def test_a_stop_lets_the_message_in_hand_finish_and_ack_it() -> None:
+    with rabbit_vhost() as broker_url:
+        # given a message whose handler takes a second
+        started = threading.Event()
+        finished: list[Any] = []
+
+        async def handler(message: Message) -> None:
+            started.set()
+            await asyncio.sleep(1.0)
+            finished.append(message)
+
+        with running(broker_url, "feedback", handler) as run:
+            publish(
+                broker_url, FeedbackAccepted(lead_id="l5", event_id="e5", feedback_event_id="f")
+            )
+            assert started.wait(10)
+            # when the worker is stopped while it is in hand
+            run.stop()
+            run.stop = lambda: None  # type: ignore[method-assign]
+        # then the handler finished, and nothing is left in the queue
+        assert len(finished) == 1
+        assert queue_counts(broker_url)["feedback"] == (0, 0)
