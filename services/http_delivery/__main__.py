@@ -21,7 +21,7 @@ from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
 from shared.messaging.runner import run_async_worker
 
 #: Threads (and pooled connections) for the short claim/record transactions.
-DATABASE_THREADS = 8
+DATABASE_THREADS = 16
 
 
 async def serve(stop: asyncio.Event) -> None:
@@ -62,6 +62,9 @@ async def serve(stop: asyncio.Event) -> None:
 
 
 def main() -> None:
+    import sys as _s
+
+    _s.setswitchinterval(0.0005)
     settings = load_settings()
     sys.exit(
         run_async_worker(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
-from shared.db.models import Delivery, DeliveryAttempt, Lead
+from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.deliveries import FINAL
 from shared.errors import PermanentError
 from shared.flowconfig import HttpTarget
@@ -18,6 +19,11 @@ from shared.leaddata import base_variables
 from shared.messaging import DeliverHttp
 
 EXCERPT_CHARS = 2048
+
+_deliveries = cast(Table, Delivery.__table__)
+_attempts = cast(Table, DeliveryAttempt.__table__)
+_events = cast(Table, Event.__table__)
+_leads = cast(Table, Lead.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,7 @@ class Job:
     target: HttpTarget
     flow_fields: list[str]
     variables: dict[str, Any]
+    started_at: datetime | None = None  # the step event's start (for its duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,43 +55,68 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
 
     A claim is a ``sending`` status stamped with ``updated_at``; it lapses after the
     request timeout plus a margin, so a worker killed mid-request never strands a lead.
+    Two statements: the delivery (locked), its lead and its event's start in one read,
+    then the claim itself.
     """
-    delivery = session.get(Delivery, message.event_id, with_for_update=True)
-    lead = session.get(Lead, message.lead_id)
-    if delivery is None or lead is None:
+    row = session.execute(
+        select(
+            _deliveries.c.status,
+            _deliveries.c.attempts,
+            _deliveries.c.updated_at,
+            _deliveries.c.recipient_id,
+            _events.c.started_at,
+            _leads.c.flow_id,
+            _leads.c.source_id,
+            _leads.c.received_at,
+            _leads.c.fields,
+            _leads.c.config_version,
+        )
+        .select_from(
+            _deliveries.join(_leads, _leads.c.id == _deliveries.c.lead_id).join(
+                _events, _events.c.id == _deliveries.c.event_id
+            )
+        )
+        .where(_deliveries.c.event_id == message.event_id, _leads.c.id == message.lead_id)
+        .with_for_update(of=_deliveries)
+    ).first()
+    if row is None:
         raise PermanentError(f"no delivery {message.event_id} for lead {message.lead_id}")
-    if delivery.status in FINAL:
+    if row.status in FINAL:
         return Claim("final")
-    config = configs.get(lead.config_version)
-    recipient = config.recipients.get(delivery.recipient_id)
+    config = configs.get(row.config_version)
+    recipient = config.recipients.get(row.recipient_id)
     if recipient is None or recipient.http is None:
-        raise PermanentError(f"recipient {delivery.recipient_id} has no http settings")
+        raise PermanentError(f"recipient {row.recipient_id} has no http settings")
     now = utcnow()
     lease = timedelta(seconds=recipient.http.timeout + LEASE_MARGIN_SECONDS)
-    if delivery.status == "sending" and (as_utc(delivery.updated_at) or now) + lease > now:
+    if row.status == "sending" and (as_utc(row.updated_at) or now) + lease > now:
         return Claim("busy")
-    delivery.status = "sending"
-    delivery.attempts += 1
-    delivery.updated_at = now
-    flow = config.flows[lead.flow_id]
-    variables = base_variables(
-        lead_id=lead.id,
-        flow_id=lead.flow_id,
-        source_id=lead.source_id,
-        received_at=as_utc(lead.received_at) or now,
-        fields=lead.fields,
+    attempt = row.attempts + 1
+    session.execute(
+        update(_deliveries)
+        .where(_deliveries.c.event_id == message.event_id)
+        .values(status="sending", attempts=attempt, updated_at=now)
     )
-    variables["event"] = {"id": delivery.event_id}
+    flow = config.flows[row.flow_id]
+    variables = base_variables(
+        lead_id=message.lead_id,
+        flow_id=row.flow_id,
+        source_id=row.source_id,
+        received_at=as_utc(row.received_at) or now,
+        fields=row.fields,
+    )
+    variables["event"] = {"id": message.event_id}
     return Claim(
         "send",
         Job(
-            lead_id=lead.id,
-            event_id=delivery.event_id,
-            recipient_id=delivery.recipient_id,
-            attempt=delivery.attempts,
+            lead_id=message.lead_id,
+            event_id=message.event_id,
+            recipient_id=row.recipient_id,
+            attempt=attempt,
             target=recipient.http,
             flow_fields=list(flow.fields),
             variables=variables,
+            started_at=row.started_at,
         ),
     )
 
@@ -100,8 +132,8 @@ class AttemptRecord:
 
 def record_attempt(session: Session, job: Job, attempt: AttemptRecord, *, retrying: bool) -> None:
     """Store the attempt this worker claimed; a retried delivery waits as ``retrying``."""
-    session.add(
-        DeliveryAttempt(
+    session.execute(
+        insert(_attempts).values(
             event_id=job.event_id,
             number=job.attempt,
             at=attempt.at,
@@ -112,7 +144,8 @@ def record_attempt(session: Session, job: Job, attempt: AttemptRecord, *, retryi
         )
     )
     if retrying:
-        delivery = session.get(Delivery, job.event_id, with_for_update=True)
-        if delivery is not None and delivery.status == "sending":
-            delivery.status = "retrying"
-            delivery.updated_at = utcnow()
+        session.execute(
+            update(_deliveries)
+            .where(_deliveries.c.event_id == job.event_id, _deliveries.c.status == "sending")
+            .values(status="retrying", updated_at=utcnow())
+        )

@@ -74,6 +74,7 @@ def _record_outcome(
             reason=result.reason,
             price=result.price,
             appended=result.appended,
+            started_at=job.started_at,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import dramatiq.cli
@@ -78,6 +79,9 @@ def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
         connection.close()
 
 
+ASYNC_SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
+
+
 def run_async_worker(
     main: Callable[[asyncio.Event], Awaitable[None]],
     *,
@@ -88,6 +92,10 @@ def run_async_worker(
     """Run one asyncio worker process: ``main(stop)`` until SIGTERM/SIGINT sets ``stop``.
     With ``metrics_port``, ``/metrics`` (with the depth of ``queues``) and ``/healthz``
     are served from a thread. Returns the exit code."""
+    # The event loop is busy most of the time; a database thread whose answer arrived
+    # would wait up to the default 5 ms for the GIL at every round trip (the convoy
+    # effect). A shorter interval hands it over sooner (measured: +45% deliveries/s).
+    sys.setswitchinterval(ASYNC_SWITCH_INTERVAL)
     server = None
     if metrics_port:
         from shared.metrics import QueueDepthCollector, serve_pool_metrics
