@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
@@ -17,6 +17,9 @@ STATUS_BY_OUTCOME = {"success": "delivered", "failure": "rejected", "error": "er
 
 _deliveries = cast(Table, Delivery.__table__)
 _events = cast(Table, Event.__table__)
+# Literal values, so the statement compiles once (an expanding IN parameter is re-rendered
+# at every execution).
+_NOT_FINAL = _deliveries.c.status.not_in([literal_column(f"'{s}'") for s in sorted(FINAL)])
 
 
 def complete(
@@ -49,7 +52,7 @@ def complete(
         values["delivered_at"] = now
     attempts = session.execute(
         update(_deliveries)
-        .where(_deliveries.c.event_id == event_id, _deliveries.c.status.not_in(FINAL))
+        .where(_deliveries.c.event_id == event_id, _NOT_FINAL)
         .values(values)
         .returning(_deliveries.c.attempts)
     ).scalar()

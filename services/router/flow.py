@@ -6,6 +6,11 @@ They return what to publish after the commit. Both are idempotent: a lead that h
 already started, or a step result that is not the one the lead waits for, changes
 nothing (a pending hand-off is published again, which delivery workers ignore when
 the delivery is already recorded).
+
+The router runs twice for every lead, so it talks to the database with Core statements
+built once, not through the ORM's identity map and unit of work: a ``SELECT ... FOR
+UPDATE`` of the lead and a SELECT of its events, then at most one INSERT of events, one
+of deliveries, one UPDATE of the lead and one of the source event.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
-from shared.db.models import Delivery, Event, Lead
+from shared.db.models import Base
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.ids import new_id
@@ -41,11 +46,66 @@ class Outbound:
     finished: tuple[str, str] | None = None  # (flow id, outcome) when the flow ended
 
 
+@dataclass(slots=True)
+class RoutedLead:
+    """The columns of a locked lead the router reads."""
+
+    id: str
+    flow_id: str
+    source_id: str
+    config_version: int
+    received_at: datetime
+    state: str
+    price: float
+    fields: dict[str, Any]
+    step_index: int
+    waiting_event_id: str | None
+    reply_to: str | None
+
+
+@dataclass(slots=True)
+class StepEvent:
+    """The columns of a lead's event the router reads (stored, or inserted by this run)."""
+
+    id: str
+    type: str
+    recipient_id: str | None
+    outcome: str | None
+    reason: str | None
+    price: float | None
+    started_at: datetime | None
+    appended: dict[str, Any] | None = None
+
+
+_LEADS: Table = Base.metadata.tables["leads"]
+_EVENTS: Table = Base.metadata.tables["events"]
+_DELIVERIES: Table = Base.metadata.tables["deliveries"]
+
+_LOCK_LEAD = (
+    select(*(_LEADS.c[name] for name in RoutedLead.__dataclass_fields__))
+    .where(_LEADS.c.id == bindparam("lead_id"))
+    .with_for_update()
+)
+# Read after the lock is held, in a statement of its own: PostgreSQL's read-committed
+# snapshot is then one taken after the previous holder committed (a join under the lock
+# would see the newest lead row beside older events).
+_LEAD_EVENTS = select(*(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)).where(
+    _EVENTS.c.lead_id == bindparam("lead_id")
+)
+# The columns set are the execution's other parameters; ``version`` as the ORM keeps it.
+_UPDATE_LEAD = (
+    update(_LEADS).where(_LEADS.c.id == bindparam("key")).values(version=_LEADS.c.version + 1)
+)
+_UPDATE_EVENT = update(_EVENTS).where(_EVENTS.c.id == bindparam("key"))
+_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_DELIVERIES = insert(_DELIVERIES)
+
+
 def _ms(start: datetime, end: datetime) -> int:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-def _handoff(lead: Lead, event: Event, recipient: Recipient) -> Message:
+def _handoff(lead: RoutedLead, event: StepEvent, recipient: Recipient) -> Message:
     if recipient.kind == "http":
         return DeliverHttp(
             lead_id=lead.id, event_id=event.id, recipient_id=event.recipient_id or ""
@@ -53,7 +113,7 @@ def _handoff(lead: Lead, event: Event, recipient: Recipient) -> Message:
     return DeliverEmail(recipient_id=event.recipient_id or "", lead_id=lead.id, event_id=event.id)
 
 
-def recipient_results(events: list[Event]) -> dict[str, dict[str, Any]]:
+def recipient_results(events: list[StepEvent]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.type == "recipient" and event.recipient_id and event.outcome:
@@ -66,34 +126,36 @@ def recipient_results(events: list[Event]) -> dict[str, dict[str, Any]]:
     return results
 
 
-def _lead_events(session: Session, lead_id: str) -> list[Event]:
-    return list(session.scalars(select(Event).where(Event.lead_id == lead_id)))
-
-
-def _lock_lead(session: Session, lead_id: str) -> Lead:
-    lead = session.get(Lead, lead_id, with_for_update=True)
-    if lead is None:
+def _lock_lead(connection: Connection, lead_id: str) -> RoutedLead:
+    row = connection.execute(_LOCK_LEAD, {"lead_id": lead_id}).first()
+    if row is None:
         raise PermanentError(f"unknown lead {lead_id}")
-    return lead
+    return RoutedLead(*row)
+
+
+def _lead_events(connection: Connection, lead_id: str) -> list[StepEvent]:
+    return [StepEvent(*row) for row in connection.execute(_LEAD_EVENTS, {"lead_id": lead_id})]
 
 
 def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
-    lead = _lock_lead(session, lead_id)
+    connection = session.connection()
+    lead = _lock_lead(connection, lead_id)
     if lead.state == "done":
         return Outbound()
-    events = _lead_events(session, lead.id)
+    events = _lead_events(connection, lead.id)
     if lead.waiting_event_id is not None:
         return _republish_waiting(lead, events, config_for(lead.config_version))
     if any(e.type != "source" for e in events):
         return Outbound()
-    return _advance(session, lead, events, config_for(lead.config_version))
+    return _advance(connection, lead, events, config_for(lead.config_version))
 
 
 def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Outbound:
-    lead = _lock_lead(session, lead_id)
+    connection = session.connection()
+    lead = _lock_lead(connection, lead_id)
     if lead.state == "done":
         # A replayed delivery may have succeeded after the flow went on without it.
-        _refresh_price(lead, _lead_events(session, lead.id))
+        _refresh_price(connection, lead, _lead_events(connection, lead.id))
         return Outbound()
     if lead.waiting_event_id != event_id:
         logger.info(
@@ -102,16 +164,18 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
             extra={"lead_id": lead_id, "event_id": event_id},
         )
         return Outbound()
-    events = _lead_events(session, lead.id)
+    events = _lead_events(connection, lead.id)
     step_event = next((e for e in events if e.id == event_id), None)
     if step_event is None or step_event.outcome is None:
         raise PermanentError(f"step event {event_id} has no outcome yet")
     lead.waiting_event_id = None
     lead.step_index += 1
-    return _advance(session, lead, events, config_for(lead.config_version))
+    return _advance(connection, lead, events, config_for(lead.config_version))
 
 
-def _republish_waiting(lead: Lead, events: list[Event], config: LeadflowConfig) -> Outbound:
+def _republish_waiting(
+    lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
+) -> Outbound:
     event = next((e for e in events if e.id == lead.waiting_event_id), None)
     if event is None or event.recipient_id is None:
         return Outbound()
@@ -119,7 +183,75 @@ def _republish_waiting(lead: Lead, events: list[Event], config: LeadflowConfig) 
     return Outbound(messages=[_handoff(lead, event, recipient)])
 
 
-def _advance(session: Session, lead: Lead, events: list[Event], config: LeadflowConfig) -> Outbound:
+@dataclass(slots=True)
+class _Writes:
+    """What a run of steps stores, one statement each once the steps are done (events
+    before deliveries: a delivery references its event)."""
+
+    lead: dict[str, Any]  # the lead's changed columns, and ``key``: its id
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    source: dict[str, Any] | None = None  # the source event's changed columns and ``key``
+
+    def execute(self, connection: Connection) -> None:
+        if self.events:
+            connection.execute(_INSERT_EVENTS, self.events)
+        if self.deliveries:
+            connection.execute(_INSERT_DELIVERIES, self.deliveries)
+        connection.execute(_UPDATE_LEAD, self.lead)
+        if self.source is not None:
+            connection.execute(_UPDATE_EVENT, self.source)
+
+
+def _new_event(
+    writes: _Writes,
+    events: list[StepEvent],
+    lead_id: str,
+    *,
+    type: str,
+    step: int,
+    now: datetime,
+    recipient_id: str | None = None,
+    outcome: str | None = None,
+    reason: str | None = None,
+) -> StepEvent:
+    """A step's event: added to the lead's events and to the rows to insert."""
+    event = StepEvent(new_id(), type, recipient_id, outcome, reason, 0.0, now)
+    done = outcome is not None
+    writes.events.append(
+        {
+            "id": event.id,
+            "lead_id": lead_id,
+            "type": type,
+            "step": step,
+            "recipient_id": recipient_id,
+            "outcome": outcome,
+            "reason": reason,
+            "price": 0.0,
+            "started_at": now,
+            "completed_at": now if done else None,
+            "ms": 0 if done else None,
+            "attempts": 0,
+        }
+    )
+    events.append(event)
+    return event
+
+
+def _advance(
+    connection: Connection, lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
+) -> Outbound:
+    writes = _Writes(lead={"key": lead.id})
+    outbound = _run_steps(lead, events, config, writes)
+    writes.lead["step_index"] = lead.step_index
+    writes.lead["waiting_event_id"] = lead.waiting_event_id
+    writes.execute(connection)
+    return outbound
+
+
+def _run_steps(
+    lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig, writes: _Writes
+) -> Outbound:
     flow = config.flows[lead.flow_id]
     received_at = as_utc(lead.received_at) or utcnow()
     variables = base_variables(
@@ -139,76 +271,62 @@ def _advance(session: Session, lead: Lead, events: list[Event], config: Leadflow
             reason = (
                 render(step.filter.reason, variables) if matched and step.filter.reason else None
             )
-            event = Event(
-                id=new_id(),
-                lead_id=lead.id,
+            _new_event(
+                writes,
+                events,
+                lead.id,
                 type="filter",
                 step=index,
+                now=now,
                 outcome="stop" if matched else "continue",
                 reason=reason,
-                price=0.0,
-                started_at=now,
-                completed_at=now,
-                ms=0,
-                attempts=0,
             )
-            session.add(event)
-            events.append(event)
             if matched:
                 lead.step_index = index
-                return _finish(lead, events, step.filter.outcome, reason)
+                return _finish(lead, events, step.filter.outcome, reason, writes)
             index += 1
             continue
         recipient_id = step.recipient or ""
         recipient = config.recipients[recipient_id]
         if step.criteria is not None and not evaluate(step.criteria, variables):
-            event = Event(
-                id=new_id(),
-                lead_id=lead.id,
+            _new_event(
+                writes,
+                events,
+                lead.id,
                 type="recipient",
                 step=index,
+                now=now,
                 recipient_id=recipient_id,
                 outcome="skip",
                 reason="Recipient criteria not met",
-                price=0.0,
-                started_at=now,
-                completed_at=now,
-                ms=0,
-                attempts=0,
             )
-            session.add(event)
-            events.append(event)
             index += 1
             continue
         waits = recipient.kind == "http" or (
             recipient.email is not None and recipient.email.mode == "realtime"
         )
-        event = Event(
-            id=new_id(),
-            lead_id=lead.id,
+        event = _new_event(
+            writes,
+            events,
+            lead.id,
             type="recipient",
             step=index,
+            now=now,
             recipient_id=recipient_id,
-            price=0.0,
-            started_at=now,
-            attempts=0,
             outcome=None if waits else "success",
-            completed_at=None if waits else now,
-            ms=None if waits else 0,
         )
-        delivery = Delivery(
-            event_id=event.id,
-            lead_id=lead.id,
-            recipient_id=recipient_id,
-            kind=recipient.kind,
-            status="queued" if waits else "pending",
-            attempts=0,
-            created_at=now,
-            updated_at=now,
+        writes.deliveries.append(
+            {
+                "event_id": event.id,
+                "lead_id": lead.id,
+                "recipient_id": recipient_id,
+                "kind": recipient.kind,
+                "status": "queued" if waits else "pending",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        session.add(event)
-        session.add(delivery)
-        events.append(event)
         if waits:
             lead.step_index = index
             lead.waiting_event_id = event.id
@@ -222,35 +340,45 @@ def _advance(session: Session, lead: Lead, events: list[Event], config: Leadflow
         )
         index += 1
     lead.step_index = index
-    return _finish(lead, events, "success", None)
+    return _finish(lead, events, "success", None, writes)
 
 
-def _accepted_price(events: list[Event]) -> float:
+def _accepted_price(events: list[StepEvent]) -> float:
     return sum(e.price or 0.0 for e in events if e.type == "recipient" and e.outcome == "success")
 
 
-def _refresh_price(lead: Lead, events: list[Event]) -> None:
+def _refresh_price(connection: Connection, lead: RoutedLead, events: list[StepEvent]) -> None:
     price = _accepted_price(events)
     if price == lead.price:
         return
     lead.price = price
+    connection.execute(_UPDATE_LEAD, {"key": lead.id, "price": price})
     source = next((e for e in events if e.type == "source"), None)
     if source is not None:
         source.price = price
+        connection.execute(_UPDATE_EVENT, {"key": source.id, "price": price})
     logger.info("lead price is now %g after a late step result", price, extra={"lead_id": lead.id})
 
 
-def _finish(lead: Lead, events: list[Event], outcome: str, reason: str | None) -> Outbound:
+def _finish(
+    lead: RoutedLead, events: list[StepEvent], outcome: str, reason: str | None, writes: _Writes
+) -> Outbound:
     now = utcnow()
     price = _accepted_price(events)
-    lead.state, lead.outcome, lead.reason, lead.price = "done", outcome, reason, price
-    lead.completed_at = now
+    lead.state, lead.price = "done", price
     lead.waiting_event_id = None
+    writes.lead.update(state="done", outcome=outcome, reason=reason, price=price, completed_at=now)
     source = next(e for e in events if e.type == "source")
     source.outcome, source.reason, source.price = outcome, reason, price
-    source.completed_at = now
-    source.ms = _ms(as_utc(source.started_at) or now, now)
-    source.steps_processed = sum(1 for e in events if e.type in ("filter", "recipient"))
+    writes.source = {
+        "key": source.id,
+        "outcome": outcome,
+        "reason": reason,
+        "price": price,
+        "completed_at": now,
+        "ms": _ms(as_utc(source.started_at) or now, now),
+        "steps_processed": sum(1 for e in events if e.type in ("filter", "recipient")),
+    }
     logger.info(
         "flow finished: %s%s",
         outcome,
