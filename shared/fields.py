@@ -153,7 +153,10 @@ def _parse_phone(text: str) -> Parsed:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    # The number's type once: UNKNOWN exactly when ``is_valid_number`` is false, and
+    # what the toll-free test needs (each call runs the region's patterns again).
+    number_type = phonenumbers.number_type(number)
+    if number_type == phonenumbers.PhoneNumberType.UNKNOWN:
         return None
     national = phonenumbers.national_significant_number(number)
     area_length = phonenumbers.length_of_national_destination_code(number)
@@ -164,7 +167,7 @@ def _parse_phone(text: str) -> Parsed:
         exchange, line = national[3:6], national[6:]
     extension = number.extension or None
     is_tollfree = (number.country_code == 1 and area in _TOLL_FREE_AREAS) or (
-        phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.TOLL_FREE
+        number_type == phonenumbers.PhoneNumberType.TOLL_FREE
     )
     normal = f"{national}x{extension}" if extension else national
     return normal, {

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from services.intake import views
 from services.intake.openapi import OPENAPI
-from services.intake.state import WAITERS, WRITER
+from services.intake.state import LATEST_CONFIG, WAITERS, WRITER, LatestConfig
 from services.intake.store import LeadWriter
 from shared.config import Settings
 from shared.messaging import ROUTER, FlowReply
-from shared.web import EXECUTOR, FACTORY, create_service_app
+from shared.web import CONFIG, EXECUTOR, FACTORY, create_service_app, run_db
 
 
 def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
@@ -29,6 +30,14 @@ def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
             )
 
     return on_reply
+
+
+async def latest_config_ctx(app: web.Application) -> AsyncIterator[None]:
+    configs = app[CONFIG]
+    app[LATEST_CONFIG] = LatestConfig(
+        configs.cached_latest, functools.partial(run_db, app, configs.latest)
+    )
+    yield
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         on_reply=reply_handler,
     )
     app[WAITERS] = {}
+    app.cleanup_ctx.append(latest_config_ctx)
     app.cleanup_ctx.append(writer_ctx)
     app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/submit", views.submit)
     app.router.add_get("/leads/{lead_id}", views.show_lead)

@@ -1,10 +1,16 @@
-"""A submission becomes a lead: typed fields, required fields, acceptance criteria, rows."""
+"""A submission becomes a lead: typed fields, required fields, acceptance criteria, rows.
+
+``new_lead`` returns the rows as column values, which the intake's writer inserts with
+Core statements; ``NewLead.lead``, ``.source_event`` and ``.outbox`` build the same rows
+as ORM objects for callers that store them through a session.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from shared.db.models import Event, Lead, OutboxMessage
@@ -16,15 +22,46 @@ from shared.rules import evaluate
 from shared.templates import render
 
 
-@dataclass(slots=True)
+@dataclass
 class NewLead:
-    lead: Lead
-    source_event: Event
-    outbox: OutboxMessage | None
+    """One submission's rows: ``leads``, its ``source`` event and, when it enters the
+    flow, the ``outbox`` row (without its id, which the database assigns)."""
+
+    lead_row: dict[str, Any]
+    event_row: dict[str, Any]
+    outbox_row: dict[str, Any] | None
 
     @property
     def enters_flow(self) -> bool:
-        return self.outbox is not None
+        return self.outbox_row is not None
+
+    @property
+    def lead_id(self) -> str:
+        return str(self.lead_row["id"])
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event_row["id"])
+
+    @property
+    def outcome(self) -> str | None:
+        return self.lead_row["outcome"]
+
+    @property
+    def reason(self) -> str | None:
+        return self.lead_row["reason"]
+
+    @cached_property
+    def lead(self) -> Lead:
+        return Lead(**self.lead_row)
+
+    @cached_property
+    def source_event(self) -> Event:
+        return Event(**self.event_row)
+
+    @cached_property
+    def outbox(self) -> OutboxMessage | None:
+        return None if self.outbox_row is None else OutboxMessage(**self.outbox_row)
 
 
 def _first_failure(criteria: list[Criterion], variables: Mapping[str, Any]) -> str | None:
@@ -55,7 +92,7 @@ def new_lead(
         missing = [f for f, d in flow.fields.items() if d.required and is_blank(fields, f)]
         if missing:
             outcome, reason = "failure", ", ".join(f"{f} is required" for f in missing)
-        else:
+        elif flow.acceptance_criteria or flow.sources[source_id].acceptance_criteria:
             variables = base_variables(
                 lead_id=lead_id,
                 flow_id=flow_id,
@@ -69,40 +106,43 @@ def new_lead(
             )
             outcome = "failure" if reason else None
     done = outcome is not None
-    lead = Lead(
-        id=lead_id,
-        flow_id=flow_id,
-        source_id=source_id,
-        config_version=config_version,
-        received_at=received_at,
-        completed_at=received_at if done else None,
-        state="done" if done else "routing",
-        outcome=outcome,
-        reason=reason,
-        price=0.0,
-        fields=fields,
-        step_index=0,
-        waiting_event_id=None,
-        reply_to=None if done else reply_to,
-    )
-    event = Event(
-        id=new_id(),
-        lead_id=lead_id,
-        type="source",
-        step=None,
-        recipient_id=None,
-        outcome=outcome,
-        reason=reason,
-        price=0.0,
-        started_at=received_at,
-        completed_at=received_at if done else None,
-        ms=0 if done else None,
-        attempts=0,
-        steps_processed=0 if done else None,
-        appended=None,
-    )
+    # Every column, as the ORM would insert it (``version`` starts at 1).
+    lead = {
+        "id": lead_id,
+        "flow_id": flow_id,
+        "source_id": source_id,
+        "config_version": config_version,
+        "received_at": received_at,
+        "completed_at": received_at if done else None,
+        "state": "done" if done else "routing",
+        "outcome": outcome,
+        "reason": reason,
+        "price": 0.0,
+        "fields": fields,
+        "step_index": 0,
+        "waiting_event_id": None,
+        "reply_to": None if done else reply_to,
+        "version": 1,
+    }
+    event = {
+        "id": new_id(),
+        "lead_id": lead_id,
+        "type": "source",
+        "step": None,
+        "recipient_id": None,
+        "outcome": outcome,
+        "reason": reason,
+        "price": 0.0,
+        "started_at": received_at,
+        "completed_at": received_at if done else None,
+        "ms": 0 if done else None,
+        "attempts": 0,
+        "steps_processed": 0 if done else None,
+        "appended": None,
+        "parent_event_id": None,
+    }
     outbox = None
     if not done:
         queue, body = encode_for_queue(LeadSubmitted(lead_id=lead_id))
-        outbox = OutboxMessage(queue=queue, body=body.decode(), created_at=received_at)
-    return NewLead(lead=lead, source_event=event, outbox=outbox)
+        outbox = {"queue": queue, "body": body.decode(), "created_at": received_at}
+    return NewLead(lead_row=lead, event_row=event, outbox_row=outbox)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from services.intake.leads import new_lead
-from services.intake.state import WAITERS, WRITER
+from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
 from shared.answers import negotiate
 from shared.bodies import merge_over, nest_pairs, parse_body
 from shared.db.engine import utcnow
@@ -77,11 +77,7 @@ async def _submit(request: web.Request) -> web.Response:
         response.headers["Allow"] = ALLOWED
         return response
     flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
-    configs = request.app[CONFIG]
-    current = configs.cached_latest()
-    if current is None:
-        current = await run_db(request.app, configs.latest)
-    version, config = current
+    version, config = await request.app[LATEST_CONFIG].get()
     flow = config.flows.get(flow_id)
     if flow is None:
         return answer(
@@ -111,35 +107,38 @@ async def _submit(request: web.Request) -> web.Response:
         received_at=utcnow(),
         reply_to=client.reply_queue if after_flow else None,
     )
-    lead = created.lead
+    lead_id = created.lead_id
     waiter: asyncio.Future[dict[str, Any]] | None = None
     if created.enters_flow and after_flow:
         waiter = asyncio.get_running_loop().create_future()
-        request.app[WAITERS][lead.id] = waiter
+        request.app[WAITERS][lead_id] = waiter
     try:
-        await request.app[WRITER].write(created)
-        LEADS_RECEIVED.labels(flow_id, source_id, lead.outcome or "accepted").inc()
+        outbox_id = await request.app[WRITER].write(created)
+        LEADS_RECEIVED.labels(flow_id, source_id, created.outcome or "accepted").inc()
         logger.info(
             "lead received for %s/%s: %s",
             flow_id,
             source_id,
-            lead.outcome or "in flow",
-            extra={"lead_id": lead.id, "event_id": created.source_event.id},
+            created.outcome or "in flow",
+            extra={"lead_id": lead_id, "event_id": created.event_id},
         )
-        if created.outbox is not None:
-            request.app[RELAY].submit(created.outbox.id, created.outbox.queue, created.outbox.body)
+        if created.outbox_row is not None and outbox_id is not None:
+            outbox = created.outbox_row
+            request.app[RELAY].submit(outbox_id, outbox["queue"], outbox["body"])
         if not created.enters_flow:
-            return answer(lead_answer(lead.id, lead.outcome, lead.reason, 0.0), media, status=201)
+            return answer(
+                lead_answer(lead_id, created.outcome, created.reason, 0.0), media, status=201
+            )
         if waiter is None:
-            return answer(lead_answer(lead.id, "queued", None, 0.0), media, status=201)
+            return answer(lead_answer(lead_id, "queued", None, 0.0), media, status=201)
         try:
             result = await asyncio.wait_for(waiter, timeout=flow.response.timeout)
         except TimeoutError:
-            result = await current_answer(request.app, lead.id)
+            result = await current_answer(request.app, lead_id)
         return answer(result, media, status=201)
     finally:
         if waiter is not None:
-            request.app[WAITERS].pop(lead.id, None)
+            request.app[WAITERS].pop(lead_id, None)
 
 
 async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
