@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import ConfigVersion
@@ -80,18 +81,27 @@ class ConfigStore:
             raise NotFound("no configuration has been applied (run `leadflow config apply FILE`)")
         return self._latest_id, self.get(self._latest_id)
 
-    def get(self, version: int) -> LeadflowConfig:
+    def get(self, version: int, session: Session | None = None) -> LeadflowConfig:
+        """A version (immutable, so cached for good); read through ``session`` when given
+        (a caller inside a transaction, e.g. on an asyncio worker's connection)."""
         config = self._versions.get(version)
         if config is not None:
             return config
-        with self._factory() as session:
-            row = session.get(ConfigVersion, version)
-            if row is None:
-                raise NotFound(f"configuration version {version} does not exist")
-            config = LeadflowConfig.model_validate(row.document)
+        if session is not None:
+            config = self._load(session, version)
+        else:
+            with self._factory() as own:
+                config = self._load(own, version)
         with self._lock:
             self._versions[version] = config
         return config
+
+    @staticmethod
+    def _load(session: Session, version: int) -> LeadflowConfig:
+        row = session.get(ConfigVersion, version)
+        if row is None:
+            raise NotFound(f"configuration version {version} does not exist")
+        return LeadflowConfig.model_validate(row.document)
 
     def source_text(self, version: int | None = None) -> tuple[int, str]:
         with self._factory() as session:

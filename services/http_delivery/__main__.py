@@ -15,22 +15,23 @@ from services.http_delivery.send import client_session
 from shared.bootstrap import DATABASE_OUTAGES, worker_basics
 from shared.config import load_settings
 from shared.db.threads import DatabaseThreads
-from shared.deadletters import record_dead_letter
+from shared.deadletters import mirror_dead_letter
 from shared.messaging import ParkedMessage
 from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
 from shared.messaging.runner import run_async_worker
 
-#: Threads (and pooled connections) for the short claim/record transactions.
+#: Threads (one pooled connection each) for the short claim/record transactions.
 DATABASE_THREADS = 16
 
 
 async def serve(stop: asyncio.Event) -> None:
-    basics = worker_basics("http_delivery", pool_size=DATABASE_THREADS)
+    # (The synchronous pool only backs the configuration store's own reads.)
+    basics = worker_basics("http_delivery", pool_size=2)
     settings = basics.settings
-    db = DatabaseThreads(DATABASE_THREADS, "http-delivery-db")
+    db = DatabaseThreads(settings.database_url, DATABASE_THREADS, "http-delivery-db")
 
     async def mirror(parked: ParkedMessage) -> None:
-        await db.run(record_dead_letter, basics.sessions, parked)
+        await db.transaction(mirror_dead_letter, parked)
 
     async with client_session(settings.http_concurrency) as http:
         app = AsyncWorker(
@@ -41,8 +42,8 @@ async def serve(stop: asyncio.Event) -> None:
             outage_errors=DATABASE_OUTAGES,
             name="http-delivery",
         )
-        deps = worker.Deps(basics.sessions, basics.configs, app.publish, http, db)
-        forward_deps = forward_worker.Deps(basics.sessions, basics.configs, http, db)
+        deps = worker.Deps(basics.configs, app.publish, http, db)
+        forward_deps = forward_worker.Deps(basics.configs, http, db)
         app.consume(
             AsyncConsumer(
                 worker.QUEUE,
@@ -58,7 +59,7 @@ async def serve(stop: asyncio.Event) -> None:
             )
         )
         await app.run(stop)
-    db.shutdown()
+    await db.close()
 
 
 def main() -> None:

@@ -171,7 +171,7 @@ def load_job(
     sent = _sent_event(session, received.id)
     if sent is not None and sent.outcome != "error":
         return Skipped("already forwarded")
-    flow = configs.get(lead.config_version).flows.get(lead.flow_id)
+    flow = configs.get(lead.config_version, session).flows.get(lead.flow_id)
     source = flow.sources.get(lead.source_id) if flow is not None else None
     target = source.feedback if source is not None else None
     kind = str((received.appended or {}).get("type"))

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
+from sqlalchemy.orm import Session
 
 from services.http_delivery import forward
 from services.http_delivery.send import Answer, send, transient_reason
 from shared.configstore import ConfigStore
-from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.engine import utcnow
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
 from shared.messaging import FEEDBACK, FeedbackAccepted, Message
@@ -22,35 +23,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    sessions: SessionFactory
     configs: ConfigStore
     http: aiohttp.ClientSession
     db: DatabaseThreads
 
 
-def _load(deps: Deps, message: FeedbackAccepted) -> forward.ForwardJob | forward.Skipped:
-    with deps.sessions() as session:
-        return forward.load_job(session, deps.configs, message)
-
-
 def _record(
-    deps: Deps,
+    session: Session,
     job: forward.ForwardJob,
     at: datetime,
     answer: Answer,
     outcome: str,
     reason: str | None,
 ) -> None:
-    with transaction(deps.sessions) as session:
-        forward.record_sent(
-            session, job, at=at, outcome=outcome, reason=reason, status=answer.status, ms=answer.ms
-        )
+    forward.record_sent(
+        session, job, at=at, outcome=outcome, reason=reason, status=answer.status, ms=answer.ms
+    )
 
 
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, FeedbackAccepted)
     ids = {"lead_id": message.lead_id, "event_id": message.event_id}
-    job = await deps.db.run(_load, deps, message)
+    job = await deps.db.transaction(forward.load_job, deps.configs, message)
     if isinstance(job, forward.Skipped):
         logger.info(
             "feedback %s not forwarded: %s", message.feedback_event_id, job.reason, extra=ids
@@ -62,7 +56,7 @@ async def handle(message: Message, deps: Deps) -> None:
     if transient is not None:
         raise TransientError(transient, job.target.retry.schedule)
     outcome, reason = forward.outcome_of(answer)
-    await deps.db.run(_record, deps, job, at, answer, outcome, reason)
+    await deps.db.transaction(_record, job, at, answer, outcome, reason)
     logger.info(
         "%s forwarded to source %s: %s (HTTP %s, %d ms)",
         job.kind,
@@ -74,19 +68,20 @@ async def handle(message: Message, deps: Deps) -> None:
     )
 
 
-def _record_given_up(deps: Deps, message: FeedbackAccepted, reason: str) -> None:
-    with transaction(deps.sessions) as session:
-        job = forward.load_job(session, deps.configs, message)
-        if isinstance(job, forward.ForwardJob):
-            forward.record_sent(
-                session, job, at=utcnow(), outcome="error", reason=reason, status=None, ms=0
-            )
+def _record_given_up(
+    session: Session, configs: ConfigStore, message: FeedbackAccepted, reason: str
+) -> None:
+    job = forward.load_job(session, configs, message)
+    if isinstance(job, forward.ForwardJob):
+        forward.record_sent(
+            session, job, at=utcnow(), outcome="error", reason=reason, status=None, ms=0
+        )
 
 
 async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
     """The retry schedule is used up: the feedback-sent event records the error."""
     assert isinstance(message, FeedbackAccepted)
-    await deps.db.run(_record_given_up, deps, message, reason)
+    await deps.db.transaction(_record_given_up, deps.configs, message, reason)
     logger.warning(
         "forwarding feedback %s gave up: %s",
         message.feedback_event_id,

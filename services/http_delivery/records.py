@@ -83,7 +83,7 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
         raise PermanentError(f"no delivery {message.event_id} for lead {message.lead_id}")
     if row.status in FINAL:
         return Claim("final")
-    config = configs.get(row.config_version)
+    config = configs.get(row.config_version, session)
     recipient = config.recipients.get(row.recipient_id)
     if recipient is None or recipient.http is None:
         raise PermanentError(f"recipient {row.recipient_id} has no http settings")

@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+from sqlalchemy.orm import Session
 
 from services.http_delivery import records
 from services.http_delivery.request import build_request
 from services.http_delivery.response import Interpretation, interpret
 from services.http_delivery.send import send, transient_reason
 from shared.configstore import ConfigStore
-from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.engine import utcnow
 from shared.db.threads import DatabaseThreads
 from shared.deliveries import complete
 from shared.errors import TransientError
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    sessions: SessionFactory
     configs: ConfigStore
     publish: Callable[[Message], Awaitable[None]]
     http: aiohttp.ClientSession
@@ -42,14 +42,9 @@ class Deps:
 BUSY_RETRY_SCHEDULE = (5.0, 15.0, 60.0, 120.0)
 
 
-def _claim(deps: Deps, message: DeliverHttp) -> records.Claim:
-    with transaction(deps.sessions) as session:
-        return records.claim(session, deps.configs, message)
-
-
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
-    claimed = await deps.db.run(_claim, deps, message)
+    claimed = await deps.db.transaction(records.claim, deps.configs, message)
     if claimed.state == "busy":
         raise TransientError("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
     if claimed.job is not None:
@@ -57,25 +52,19 @@ async def handle(message: Message, deps: Deps) -> None:
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
 
 
-def _record_retrying(deps: Deps, job: records.Job, attempt: records.AttemptRecord) -> None:
-    with transaction(deps.sessions) as session:
-        records.record_attempt(session, job, attempt, retrying=True)
-
-
 def _record_outcome(
-    deps: Deps, job: records.Job, attempt: records.AttemptRecord, result: Interpretation
+    session: Session, job: records.Job, attempt: records.AttemptRecord, result: Interpretation
 ) -> None:
-    with transaction(deps.sessions) as session:
-        records.record_attempt(session, job, attempt, retrying=False)
-        complete(
-            session,
-            job.event_id,
-            outcome=result.outcome,
-            reason=result.reason,
-            price=result.price,
-            appended=result.appended,
-            started_at=job.started_at,
-        )
+    records.record_attempt(session, job, attempt, retrying=False)
+    complete(
+        session,
+        job.event_id,
+        outcome=result.outcome,
+        reason=result.reason,
+        price=result.price,
+        appended=result.appended,
+        started_at=job.started_at,
+    )
 
 
 async def _attempt(job: records.Job, deps: Deps) -> None:
@@ -93,14 +82,14 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
     )
     if transient is not None:
-        await deps.db.run(_record_retrying, deps, job, attempt)
+        await deps.db.transaction(records.record_attempt, job, attempt, retrying=True)
         logger.info(
             "attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient, extra=ids
         )
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
-    await deps.db.run(_record_outcome, deps, job, attempt, result)
+    await deps.db.transaction(_record_outcome, job, attempt, result)
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
         "delivered to %s: %s%s (HTTP %s, %d ms)",
@@ -113,24 +102,15 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
     )
 
 
-def _give_up(deps: Deps, message: DeliverHttp, reason: str) -> None:
-    with transaction(deps.sessions) as session:
-        complete(
-            session,
-            message.event_id,
-            outcome="error",
-            reason=reason,
-            price=0.0,
-            appended=None,
-            dead=True,
-        )
+def _give_up(session: Session, message: DeliverHttp, reason: str) -> None:
+    complete(session, message.event_id, outcome="error", reason=reason, price=0.0, dead=True)
 
 
 async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
     """The retry schedule is used up: the step is an error and the flow goes on."""
     assert isinstance(message, DeliverHttp)
     final_reason = "Server error" if reason.startswith("Server error") else reason
-    await deps.db.run(_give_up, deps, message, final_reason)
+    await deps.db.transaction(_give_up, message, final_reason)
     DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning(
         "delivery to %s gave up: %s",
