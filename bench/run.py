@@ -543,6 +543,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
     procs = Processes(work)
     rows: list[tuple[str, str, str, str, str]] = []
@@ -577,7 +578,7 @@ def main() -> None:
                 e2e = Figure(f"end to end, fast recipient ({kind})", "leads/s")
                 end_to_end_rate(s, 500)  # warm up
                 for _ in range(RUNS):
-                    e2e.values.append(end_to_end_rate(s, 3000))
+                    e2e.values.append(end_to_end_rate(s, 2000))
                     progress(f"end to end ({kind}) {e2e.values[-1]:,.0f} leads/s")
                 rows.append(
                     (
@@ -660,7 +661,7 @@ def main() -> None:
         )
     finally:
         procs.stop_all()
-    report(rows)
+    report(rows, (time.monotonic() - began) / 60)
 
 
 def progress(text: str) -> None:
@@ -668,7 +669,7 @@ def progress(text: str) -> None:
     sys.stderr.flush()
 
 
-def report(rows: list[tuple[str, str, str, str, str]]) -> None:
+def report(rows: list[tuple[str, str, str, str, str]], minutes: float) -> None:
     header = ("figure", f"median of {RUNS}", "spread", "baseline (same run)", "ratio / target")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     lines = [
@@ -679,14 +680,18 @@ def report(rows: list[tuple[str, str, str, str, str]]) -> None:
         "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
     ]
     table = "\n".join(lines)
-    sys.stdout.write(table + "\n")
+    sys.stdout.write(table + f"\nthe whole run took {minutes:.1f} minutes\n")
     results = ROOT / "bench" / "RESULTS.md"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # The written analysis (the sections after the table) is kept; it is updated by hand
+    # when the hot path changes.
+    previous = results.read_text() if results.exists() else ""
+    analysis = previous[previous.find("\n## ") :] if "\n## " in previous else ""
     results.write_text(
         "# Benchmark results\n\n"
         f"{stamp} on {machine()}; command: `make bench` (BENCH_RUNS={RUNS}).\n"
         "Every process (RabbitMQ, PostgreSQL, leadflow, recipients, load generators) on this "
-        "one machine.\n\n" + table + "\n"
+        f"one machine. The whole run took {minutes:.1f} minutes.\n\n" + table + "\n" + analysis
     )
 
 
