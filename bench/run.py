@@ -445,7 +445,13 @@ def end_to_end_rate(s: Stack, count: int) -> float:
     return count / (time.monotonic() - started)
 
 
+def settled(s: Stack) -> bool:
+    """No backlog left from an earlier figure (the router finishes flows after receipt)."""
+    return all(queue_stat(s, q, "messages") == 0 for q in ("router", "http_delivery"))
+
+
 def latency(s: Stack, rate: float, seconds: float = 10.0) -> tuple[float, float]:
+    wait_until(lambda: settled(s), 300, "the queues drained", 0.5)
     reset(s.fast_port)
     sent = asyncio.run(paced(s.submit_url("fast"), rate, seconds))
     if not sent:

@@ -3,11 +3,13 @@ statuses, answers read as rejections, and the concurrency setting."""
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from lxml import etree
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, start_process, stop_process
 from tests.support.infra import wait_for
 from tests.support.recipient import Reply
 
@@ -65,6 +67,38 @@ def test_an_answer_read_as_a_rejection_is_a_failure_with_the_recipients_reasons(
     assert (step["outcome"], step["reason"]) == ("failure", "dup, phone invalid")
     assert report["deliveries"][0]["status"] == "rejected"
     assert answer["outcome"] == "success"  # a recipient's rejection does not fail the lead
+
+
+def test_one_process_keeps_more_than_200_deliveries_in_flight_to_a_slow_recipient(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given a second http-delivery process at the default concurrency (256) beside the
+    # stack's own (16), and a recipient answering in four seconds
+    stack.recipient.script("/crowded", [Reply(200, "{}", delay=4.0)])
+    log = tmp_path / "http-delivery.log"
+    env = {**stack.env, "LEADFLOW_HTTP_CONCURRENCY": "256", "LEADFLOW_METRICS_PORT": "0"}
+    process = start_process([sys.executable, "-m", "services.cli", "http-delivery"], env, log)
+    try:
+        wait_for(lambda: "ready for action" in log.read_text(), timeout=30, message="ready")
+
+        # when 300 leads arrive at once
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(
+                pool.map(
+                    lambda _: stack.submit("http_crowded_flow").json()["lead"]["id"], range(300)
+                )
+            )
+        wait_for(
+            lambda: len(stack.recipient.requests("/crowded")) >= 300,
+            timeout=120,
+            message="300 deliveries",
+        )
+    finally:
+        assert stop_process(process, timeout=60) == 0, log.read_text()[-2000:]
+
+    # then more than 216 were in flight at once: over 200 held by the new process alone
+    assert stack.recipient.peak_in_flight["/crowded"] > 216
+    assert stack.wait_done(ids[-1])["deliveries"][0]["status"] == "delivered"
 
 
 def test_the_concurrency_setting_caps_and_fills_the_deliveries_in_flight(stack: Stack) -> None:
