@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -34,11 +35,15 @@ def test_a_delivery_worker_stopped_mid_request_finishes_it_and_exits_0(
         timeout=40,
         message="http-delivery to exit 0",
     )
-    # (another one takes over the stack's remaining work)
+    # (another one takes over the stack's remaining work, on the same metrics port)
+    port = re.search(
+        r"started http-delivery\.1 \(pid \d+, metrics on :(\d+)\)", stack.log_path.read_text()
+    )
+    env = {**stack.env, **({"LEADFLOW_METRICS_PORT": port.group(1)} if port else {})}
     stack.keep_running.append(
         start_process(
             [sys.executable, "-m", "services.cli", "http-delivery"],
-            stack.env,
+            env,
             tmp_path / "http-delivery.log",
         )
     )
