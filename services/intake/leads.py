@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from shared.db.models import Event, Lead, OutboxMessage
+from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
@@ -124,23 +125,15 @@ def new_lead(
         "reply_to": None if done else reply_to,
         "version": 1,
     }
-    event = {
-        "id": new_id(),
-        "lead_id": lead_id,
-        "type": "source",
-        "step": None,
-        "recipient_id": None,
-        "outcome": outcome,
-        "reason": reason,
-        "price": 0.0,
-        "started_at": received_at,
-        "completed_at": received_at if done else None,
-        "ms": 0 if done else None,
-        "attempts": 0,
-        "steps_processed": 0 if done else None,
-        "appended": None,
-        "parent_event_id": None,
-    }
+    event = event_row(
+        id=new_id(),
+        lead_id=lead_id,
+        type="source",
+        started_at=received_at,
+        outcome=outcome,
+        reason=reason,
+        steps_processed=0 if done else None,
+    )
     outbox = None
     if not done:
         queue, body = encode_for_queue(LeadSubmitted(lead_id=lead_id))

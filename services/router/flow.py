@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
+from shared.db.rows import event_row
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.ids import new_id
@@ -217,22 +218,17 @@ def _new_event(
 ) -> StepEvent:
     """A step's event: added to the lead's events and to the rows to insert."""
     event = StepEvent(new_id(), type, recipient_id, outcome, reason, 0.0, now)
-    done = outcome is not None
     writes.events.append(
-        {
-            "id": event.id,
-            "lead_id": lead_id,
-            "type": type,
-            "step": step,
-            "recipient_id": recipient_id,
-            "outcome": outcome,
-            "reason": reason,
-            "price": 0.0,
-            "started_at": now,
-            "completed_at": now if done else None,
-            "ms": 0 if done else None,
-            "attempts": 0,
-        }
+        event_row(
+            id=event.id,
+            lead_id=lead_id,
+            type=type,
+            started_at=now,
+            step=step,
+            recipient_id=recipient_id,
+            outcome=outcome,
+            reason=reason,
+        )
     )
     events.append(event)
     return event

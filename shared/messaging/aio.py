@@ -56,7 +56,6 @@ class Delivery:
     body: bytes
     tag: int
     channel: Any  # the pika channel it arrived on
-    redelivered: bool
 
 
 class AsyncBrokerClient:
@@ -294,7 +293,6 @@ class AsyncBrokerClient:
                 body=body,
                 tag=method.delivery_tag,
                 channel=channel,
-                redelivered=bool(method.redelivered),
             )
         )
 

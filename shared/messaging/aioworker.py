@@ -27,14 +27,15 @@ import dramatiq
 from shared.errors import MessageDecodeError, PermanentError, TransientError
 from shared.messaging.aio import AsyncBrokerClient, Delivery, NotConnected, encode_for_queue
 from shared.messaging.broker import (
-    MAX_REASON_CHARS,
-    OUTAGE_RETRY_SCHEDULE,
     ParkedMessage,
+    ids_of,
+    note_parked,
+    note_retry,
+    outage_error,
     plan_failure,
 )
 from shared.messaging.messages import Message, decode_any
 from shared.messaging.topology import retry_queue_arguments, retry_queue_name, xq_name
-from shared.metrics import DEAD_LETTERS, RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +102,6 @@ class AsyncWorker:
         queue, body = encode_for_queue(message)
         await self.client.publish(queue, body)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     async def run(self, stop: asyncio.Event, shutdown_timeout: float = 30.0) -> None:
         """Consume until ``stop`` is set, then finish what is in hand and close."""
         self.client.start()
@@ -153,9 +150,7 @@ class AsyncWorker:
             try:
                 await consumer.handler(message)
             except self._outage_errors as exc:
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                reason = f"{type(exc).__name__}: {first}"
-                raise TransientError(reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE) from exc
+                raise outage_error(exc) from exc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -165,7 +160,7 @@ class AsyncWorker:
                     delivery.queue,
                     envelope.message_id,
                     exc_info=exc,
-                    extra=_ids(payload),
+                    extra=ids_of(payload),
                 )
             try:
                 await self._failed(delivery, envelope, payload, message, consumer, exc)
@@ -174,7 +169,7 @@ class AsyncWorker:
                     "broker lost while handling a failure on %s (%s); the message comes back",
                     delivery.queue,
                     lost,
-                    extra=_ids(payload),
+                    extra=ids_of(payload),
                 )
             return
         self.client.ack(delivery)
@@ -198,46 +193,28 @@ class AsyncWorker:
             )
             await self.client.publish(tier, retry.encode())
             self.client.ack(delivery)
-            RETRIES.labels(queue).inc()
-            logger.info(
-                "retry %d of %s in %d ms: %s",
-                plan.attempt,
-                queue,
-                plan.delay_ms,
-                plan.reason,
-                extra=_ids(payload),
-            )
+            note_retry(queue, plan, payload)
             return
         if consumer is not None and consumer.on_exhausted is not None and message is not None:
             try:
                 await consumer.on_exhausted(message, plan.reason)
             except Exception:
-                logger.exception("on_exhausted hook of %s failed", queue, extra=_ids(payload))
-        parked_copy = envelope.copy(options={"failures": plan.failures})
-        body = parked_copy.encode()
+                logger.exception("on_exhausted hook of %s failed", queue, extra=ids_of(payload))
+        body = envelope.copy(options={"failures": plan.failures}).encode()
+        parked = ParkedMessage(
+            queue=queue,
+            message_id=envelope.message_id,
+            payload=payload,
+            attempts=plan.attempt,
+            failures=plan.failures,
+            body=body.decode(),
+        )
         if self._record_dead_letter is not None:
             try:
-                await self._record_dead_letter(
-                    ParkedMessage(
-                        queue=queue,
-                        message_id=envelope.message_id,
-                        payload=payload,
-                        attempts=plan.attempt,
-                        failures=plan.failures,
-                        body=body.decode(),
-                    )
-                )
+                await self._record_dead_letter(parked)
             except Exception:
                 logger.exception("could not mirror the dead letter %s", envelope.message_id)
-        DEAD_LETTERS.labels(queue).inc()
-        logger.warning(
-            "parked %s in %s.XQ after %d attempts: %s",
-            envelope.message_id,
-            queue,
-            plan.attempt,
-            plan.reason,
-            extra=_ids(payload),
-        )
+        note_parked(parked)
         try:
             await self.client.publish(xq_name(queue), body)
         except NotConnected:
@@ -245,9 +222,3 @@ class AsyncWorker:
             self.client.reject(delivery)
             return
         self.client.ack(delivery)
-
-
-def _ids(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        return {}
-    return {k: payload[k] for k in ("lead_id", "event_id") if payload.get(k)}

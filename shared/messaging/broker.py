@@ -133,6 +133,38 @@ def plan_failure(options: dict[str, Any], exception: BaseException) -> FailurePl
     return FailurePlan(attempt, reason, failures, next_retry_delay_ms(exception, attempt))
 
 
+def outage_error(exc: BaseException) -> TransientError:
+    """A dependency outage (the database went away) as a transient failure retried on
+    OUTAGE_RETRY_SCHEDULE, named by its first line."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    reason = f"{type(exc).__name__}: {first}"
+    return TransientError(reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE)
+
+
+def note_retry(queue: str, plan: FailurePlan, payload: Any) -> None:
+    RETRIES.labels(queue).inc()
+    logger.info(
+        "retry %d of %s in %d ms: %s",
+        plan.attempt,
+        queue,
+        plan.delay_ms,
+        plan.reason,
+        extra=ids_of(payload),
+    )
+
+
+def note_parked(parked: ParkedMessage) -> None:
+    DEAD_LETTERS.labels(parked.queue).inc()
+    logger.warning(
+        "parked %s in %s.XQ after %d attempts: %s",
+        parked.message_id,
+        parked.queue,
+        parked.attempts,
+        parked.last_reason,
+        extra=ids_of(parked.payload),
+    )
+
+
 class TieredRetries(Middleware):
     """Retries through per-delay TTL queues instead of dramatiq's in-memory delay queue.
 
@@ -165,28 +197,16 @@ class TieredRetries(Middleware):
         if exception is None:
             return
         plan = plan_failure(message.options, exception)
-        attempt, reason, failures, delay_ms = (
-            plan.attempt,
-            plan.reason,
-            plan.failures,
-            plan.delay_ms,
-        )
         payload = message.args[0] if message.args else None
-        if delay_ms is not None:
-            retry = message._message.copy(options={"attempt": attempt + 1, "failures": failures})
-            if self._publish_retry(broker, message.queue_name, delay_ms, retry):
-                RETRIES.labels(message.queue_name).inc()
-                logger.info(
-                    "retry %d of %s in %d ms: %s",
-                    attempt,
-                    message.queue_name,
-                    delay_ms,
-                    reason,
-                    extra=_ids(payload),
-                )
+        if plan.delay_ms is not None:
+            retry = message._message.copy(
+                options={"attempt": plan.attempt + 1, "failures": plan.failures}
+            )
+            if self._publish_retry(broker, message.queue_name, plan.delay_ms, retry):
+                note_retry(message.queue_name, plan, payload)
                 return
-            failures[-1]["reason"] += " (could not schedule the retry)"
-        self._park(broker, message, payload, attempt, failures)
+            plan.failures[-1]["reason"] += " (could not schedule the retry)"
+        self._park(broker, message, payload, plan.attempt, plan.failures)
 
     def _park(
         self,
@@ -204,7 +224,7 @@ class TieredRetries(Middleware):
                 hook(payload, reason)
             except Exception:
                 logger.exception(
-                    "on_exhausted hook of %s failed", message.queue_name, extra=_ids(payload)
+                    "on_exhausted hook of %s failed", message.queue_name, extra=ids_of(payload)
                 )
         parked_copy = message._message.copy(options={"failures": failures})
         parked = ParkedMessage(
@@ -220,15 +240,7 @@ class TieredRetries(Middleware):
                 self.record_dead_letter(parked)
             except Exception:
                 logger.exception("could not mirror the dead letter %s", message.message_id)
-        DEAD_LETTERS.labels(message.queue_name).inc()
-        logger.warning(
-            "parked %s in %s.XQ after %d attempts: %s",
-            message.message_id,
-            message.queue_name,
-            attempt,
-            reason,
-            extra=_ids(payload),
-        )
+        note_parked(parked)
         # The parked copy carries the whole history; the original is then acked. If the
         # copy cannot be published, failing the original parks it through the queue's
         # dead-letter arguments instead (with the history of the earlier attempts).
@@ -267,7 +279,7 @@ class TieredRetries(Middleware):
         return False
 
 
-def _ids(payload: Any) -> dict[str, Any]:
+def ids_of(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         return {}
     return {k: payload[k] for k in ("lead_id", "event_id") if payload.get(k)}
@@ -382,8 +394,7 @@ def declare_handler(
         try:
             handler(message)
         except outages as exc:
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            raise TransientError(reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE) from exc
+            raise outage_error(exc) from exc
 
     def exhausted(payload: Any, reason: str) -> None:
         if on_exhausted is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pika
 import pytest
 
-from shared.messaging import DeliverHttp, LeadSubmitted, StepCompleted, encode_for_queue
-from shared.messaging.messages import Message
+from shared.messaging import DeliverHttp, LeadSubmitted, StepCompleted
 from tests.e2e.conftest import Stack, start_process
 from tests.support.infra import rabbitmqctl, wait_for
+from tests.support.queues import publish_messages
 from tests.support.recipient import Reply
 
 ACCEPT = '{"result": "accepted", "price": %s}'
@@ -66,18 +66,6 @@ def test_a_filter_stops_the_flow_with_its_templated_reason(stack: Stack) -> None
     assert (answer["outcome"], answer["reason"]) == ("failure", "Test lead (OK)")
 
 
-def publish_raw(stack: Stack, *messages: Message) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for message in messages:
-            queue, body = encode_for_queue(message)
-            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
-    finally:
-        connection.close()
-
-
 def queues_drained(stack: Stack) -> bool:
     vhost = pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]).virtual_host
     out = rabbitmqctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
@@ -100,7 +88,7 @@ def test_lead_and_step_messages_delivered_twice_change_nothing_the_second_time(
         StepCompleted(lead_id=lead_id, event_id=step["id"]),
         DeliverHttp(lead_id=lead_id, event_id=step["id"], recipient_id="first_choice"),
     ]
-    publish_raw(stack, *duplicates, *duplicates)
+    publish_messages(stack.env["LEADFLOW_BROKER_URL"], *duplicates, *duplicates)
     wait_for(lambda: queues_drained(stack), timeout=20, message="queues drained")
 
     # then the recipient was not sent the lead again and the record is unchanged

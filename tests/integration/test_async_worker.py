@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pika
-import pytest
 
 from shared.errors import PermanentError, TransientError
 from shared.messaging import (
@@ -23,14 +22,8 @@ from shared.messaging import (
 )
 from shared.messaging.aio import encode_for_queue
 from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
-from tests.integration.test_retry_tiers import get_parked, queue_counts
 from tests.support.infra import rabbit_vhost, wait_for
-
-
-@pytest.fixture(params=["classic", "quorum"])
-def queues(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    with rabbit_vhost() as url:
-        yield url, request.param
+from tests.support.queues import get_parked, publish_messages, queue_counts
 
 
 class Running:
@@ -95,18 +88,6 @@ def running(
         run.stop()
 
 
-def publish(broker_url: str, *messages: Message) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for message in messages:
-            queue, body = encode_for_queue(message)
-            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
-    finally:
-        connection.close()
-
-
 def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
     queues: tuple[str, str],
 ) -> None:
@@ -124,7 +105,7 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
     with running(broker_url, "feedback", handler, queue_type=queue_type):
         # when a message is published
         message = FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1")
-        publish(broker_url, message)
+        publish_messages(broker_url, message)
         # then it comes back through the 300 ms tier twice and succeeds on the third attempt
         assert done.wait(15)
     assert calls == [message, message, message]
@@ -158,7 +139,7 @@ def test_a_message_failing_always_is_parked_with_its_history_and_the_hook_runs(
     ):
         # when a message is published
         message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
-        publish(broker_url, message)
+        publish_messages(broker_url, message)
         # then after three attempts it lands in email_delivery.XQ with every failure
         bodies = wait_for(
             lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="parked"
@@ -184,7 +165,7 @@ def test_a_permanent_failure_or_a_message_on_the_wrong_queue_is_parked_at_once(
 
     with running(broker_url, "router", handler, queue_type=queue_type):
         # when one message fails permanently and one of another queue's kind arrives
-        publish(broker_url, StepCompleted(lead_id="l3", event_id="e3"))
+        publish_messages(broker_url, StepCompleted(lead_id="l3", event_id="e3"))
         connection = pika.BlockingConnection(pika.URLParameters(broker_url))
         _, wrong = encode_for_queue(
             FeedbackAccepted(lead_id="l4", event_id="e4", feedback_event_id="f")
@@ -219,7 +200,7 @@ def test_one_process_holds_many_slow_messages_at_once_up_to_its_concurrency() ->
 
         with running(broker_url, "http_delivery", handler, concurrency=50):
             # when 120 messages arrive
-            publish(
+            publish_messages(
                 broker_url,
                 *(
                     DeliverHttp(lead_id=f"l{i}", event_id=f"e{i}", recipient_id="r")
@@ -244,7 +225,7 @@ def test_a_stop_lets_the_message_in_hand_finish_and_ack_it() -> None:
             finished.append(message)
 
         with running(broker_url, "feedback", handler) as run:
-            publish(
+            publish_messages(
                 broker_url, FeedbackAccepted(lead_id="l5", event_id="e5", feedback_event_id="f")
             )
             assert started.wait(10)

@@ -3,28 +3,19 @@ comes back, and is parked in <queue>.XQ with its history when the schedule is us
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pika
-import pytest
 from dramatiq import Worker
 
 from shared.errors import TransientError
 from shared.messaging import BrokerPublisher, DeliverEmail, FeedbackAccepted, declare_handler
 from shared.messaging.broker import ParkedMessage, make_broker
-from tests.support.infra import rabbit_vhost, rabbitmqctl, wait_for
-
-
-@pytest.fixture(params=["classic", "quorum"])
-def queues(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """A vhost of its own (no other worker of the test run consumes there), per queue type."""
-    with rabbit_vhost() as url:
-        yield url, request.param
+from tests.support.infra import wait_for
+from tests.support.queues import get_parked, queue_counts
 
 
 @contextmanager
@@ -49,39 +40,6 @@ def running_worker(
     finally:
         worker.stop()
         broker.close()
-
-
-def queue_counts(broker_url: str) -> dict[str, tuple[int, int]]:
-    vhost = pika.URLParameters(broker_url).virtual_host
-    out = rabbitmqctl(
-        "list_queues",
-        "-p",
-        vhost,
-        "name",
-        "messages_ready",
-        "messages_unacknowledged",
-        "--no-table-headers",
-    )
-    counts = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            counts[parts[0]] = (int(parts[1]), int(parts[2]))
-    return counts
-
-
-def get_parked(broker_url: str, queue: str) -> list[dict[str, Any]]:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        channel = connection.channel()
-        bodies = []
-        while True:
-            method, _props, body = channel.basic_get(f"{queue}.XQ", auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(json.loads(body))
-    finally:
-        connection.close()
 
 
 def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
