@@ -59,7 +59,7 @@ bench-tools:
 
 test: install rabbitmq postgres test-tools
 	$(BIN)/pytest tests -q --ignore=tests/faults
-	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/integration tests/e2e -q
+	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests -q --ignore=tests/faults
 
 # Fault tests kill processes and stop RabbitMQ for the whole machine: run them alone.
 test-faults: install rabbitmq postgres

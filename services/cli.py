@@ -153,8 +153,11 @@ def db_upgrade() -> None:
     """Apply every migration."""
     from shared.db.migrate import upgrade
 
-    upgrade(_settings().database_url)
-    click.echo("database is up to date", err=True)
+    before, after = upgrade(_settings().database_url)
+    if before == after:
+        click.echo(f"database is up to date (revision {after})", err=True)
+    else:
+        click.echo(f"database upgraded from revision {before or 'none'} to {after}", err=True)
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import os
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
 from shared.db.engine import make_engine
 
@@ -19,15 +20,19 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Apply migrations up to ``revision``; returns the schema's revision before and after."""
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            after = MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+    return before, after
 
 
 def revision(url: str, message: str) -> None:
