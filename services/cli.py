@@ -7,7 +7,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -28,9 +27,14 @@ def _settings() -> Settings:
 
 
 def _sessions(settings: Settings) -> SessionFactory:
+    """Sessions for one command; the engine's connections are closed when it ends."""
     from shared.db.engine import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(engine.dispose)
+    return make_session_factory(engine)
 
 
 WORKER_COMMANDS = ("router", "http-delivery", "email-delivery")
@@ -95,9 +99,8 @@ def feedback(ctx: click.Context) -> None:
 @click.option("--recipient", default=None, help="a recipient id")
 @click.option(
     "--since",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
     default=None,
-    help="received at or after this UTC date or time",
+    help="received at or after this ISO 8601 date or time (UTC unless it has an offset)",
 )
 @click.option(
     "--accepted/--refused",
@@ -105,16 +108,18 @@ def feedback(ctx: click.Context) -> None:
     default=None,
     help="only accepted feedback, or only feedback not accepted (refused or in error)",
 )
-def feedback_list(recipient: str | None, since: datetime | None, accepted: bool | None) -> None:
+def feedback_list(recipient: str | None, since: str | None, accepted: bool | None) -> None:
     """List received feedback for reconciliation: received at, lead, event, recipient,
     type, outcome, reason."""
+    from services.email_delivery.manual import UsageError, parse_when
     from services.feedback.listing import HEADER, received_feedback
 
+    try:
+        since_at = parse_when(since) if since else None
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
     rows = received_feedback(
-        _sessions(_settings()),
-        recipient=recipient,
-        since=since.replace(tzinfo=UTC) if since is not None else None,
-        accepted=accepted,
+        _sessions(_settings()), recipient=recipient, since=since_at, accepted=accepted
     )
     click.echo(HEADER)
     for row in rows:

@@ -8,6 +8,7 @@ keys (``lead.id: ...``). Keys whose value is None are left out.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,12 +70,24 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Characters XML 1.0 cannot carry (a reason quoted from a client may hold them).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
+
+
+def _whole(value: Any) -> Any:
+    """A whole float as an int (``"price": 0``, not ``0.0``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return str(_whole(value))
 
 
 def _xml(parent: Any, data: Mapping[str, Any]) -> None:
@@ -83,7 +96,7 @@ def _xml(parent: Any, data: Mapping[str, Any]) -> None:
         if isinstance(value, Mapping):
             _xml(child, value)
         else:
-            child.text = _text_value(value)
+            child.text = _NOT_XML.sub("", _text_value(value))
 
 
 def _lines(data: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -92,7 +105,8 @@ def _lines(data: Mapping[str, Any], prefix: str = "") -> list[str]:
         if isinstance(value, Mapping):
             lines.extend(_lines(value, f"{prefix}{key}."))
         else:
-            lines.append(f"{prefix}{key}: {_text_value(value)}")
+            # One line per key, whatever the value holds.
+            lines.append(f"{prefix}{key}: {_LINE_BREAKS.sub(' ', _text_value(value))}")
     return lines
 
 
@@ -106,4 +120,4 @@ def render(data: Mapping[str, Any], media: str) -> tuple[bytes, str]:
         return body, "text/xml; charset=utf-8"
     if media == TEXT:
         return ("\n".join(_lines(clean)) + "\n").encode(), "text/plain; charset=utf-8"
-    return json.dumps(clean).encode(), "application/json; charset=utf-8"
+    return json.dumps(_whole(clean)).encode(), "application/json; charset=utf-8"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from shared.errors import SettingsError
+from shared.redact import url_without_password
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class Settings:
     feedback_host: str = "0.0.0.0"
     log_format: str = "text"
     log_level: str = "INFO"
-    metrics_port: int | None = None
+    metrics_port: int | None = 9100  # workers only; 0 turns it off
     http_concurrency: int = 256
     email_concurrency: int = 8
     router_threads: int = 8
@@ -76,7 +77,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             else:
                 values[name] = text
         except ValueError as exc:
-            raise SettingsError(f"{var}={text!r}: {exc}") from None
+            raise SettingsError(f"{var}={url_without_password(text)!r}: {exc}") from None
     settings = replace(defaults, **values)  # type: ignore[arg-type]
     _check(settings)
     return settings
@@ -87,12 +88,14 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"LEADFLOW_LOG_FORMAT={settings.log_format!r}: use 'text' or 'json'")
     if urlsplit(settings.broker_url).scheme not in ("amqp", "amqps"):
         raise SettingsError(
-            f"LEADFLOW_BROKER_URL={settings.broker_url!r}: must be amqp:// or amqps://"
+            f"LEADFLOW_BROKER_URL={url_without_password(settings.broker_url)!r}: "
+            "must be amqp:// or amqps://"
         )
     scheme = urlsplit(settings.email_url).scheme
     if scheme not in ("maildir", "smtp", "smtps"):
         raise SettingsError(
-            f"LEADFLOW_EMAIL_URL={settings.email_url!r}: use maildir://PATH or smtp://host:port"
+            f"LEADFLOW_EMAIL_URL={url_without_password(settings.email_url)!r}: "
+            "use maildir://PATH or smtp://host:port"
         )
     if settings.queue_type not in ("classic", "quorum"):
         raise SettingsError(f"LEADFLOW_QUEUE_TYPE={settings.queue_type!r}: use classic or quorum")

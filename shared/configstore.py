@@ -112,6 +112,8 @@ class ConfigStore:
                 else query.order_by(ConfigVersion.id.desc()).limit(1)
             )
             row = session.scalars(query).first()
+            if row is None and version is not None:
+                raise NotFound(f"there is no configuration version {version}")
             if row is None:
                 raise NotFound("no configuration has been applied")
             return row.id, row.source_text

@@ -34,13 +34,25 @@ class TransientError(LeadflowError):
 
     ``schedule`` gives the delays (in seconds) before each retransmission; the
     messaging layer picks the tier for the next attempt and, when the schedule is
-    used up, parks the message in the dead-letter queue.
+    used up, parks the message in the dead-letter queue. Failures are counted by
+    ``kind``, so waiting out a database outage does not use up a recipient's retries.
+    A ``persistent`` failure (an outage, a lease held by another worker) is never
+    parked: once its schedule is used up it keeps waiting the schedule's last delay.
     """
 
-    def __init__(self, reason: str, schedule: Sequence[float]) -> None:
+    def __init__(
+        self,
+        reason: str,
+        schedule: Sequence[float],
+        *,
+        kind: str = "transient",
+        persistent: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.schedule = tuple(schedule)
+        self.kind = kind
+        self.persistent = persistent
 
 
 class PermanentError(LeadflowError):

@@ -48,13 +48,24 @@ def build_fields(flow: Flow, submitted: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(raw, Mapping) or not isinstance(raw, str):
             raw = _stringify(raw)
         typed[field_id] = parse_field(definition.type, raw).to_json()
-    declared_roots = {f.split(".")[0] for f in flow.fields}
-    extra = {
-        k: _stringify(v)
-        for k, v in submitted.items()
-        if k not in flow.fields and not (k in declared_roots and isinstance(v, Mapping))
-    }
-    return {"typed": typed, "extra": extra}
+    return {"typed": typed, "extra": _undeclared(submitted, set(flow.fields))}
+
+
+def _undeclared(submitted: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
+    """Every submitted value that is not a declared field, nesting kept: with
+    ``mortgage.loan.amount`` declared, ``mortgage.loan.rate`` stays."""
+    extra: dict[str, Any] = {}
+    for key, value in submitted.items():
+        if key in declared:
+            continue
+        inner = {d[len(key) + 1 :] for d in declared if d.startswith(f"{key}.")}
+        if inner and isinstance(value, Mapping):
+            rest = _undeclared(value, inner)
+            if rest:
+                extra[key] = rest
+            continue
+        extra[key] = _stringify(value)
+    return extra
 
 
 def typed_values(fields: Mapping[str, Any]) -> dict[str, FieldValue]:

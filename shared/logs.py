@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from shared.redact import url_without_password
+
 _IDS = ("lead_id", "event_id")
 
 
@@ -27,14 +29,14 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": getattr(record, "service", ""),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": url_without_password(record.getMessage()),
         }
         for key in _IDS:
             value = getattr(record, key, None)
             if value:
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = url_without_password(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
@@ -43,7 +45,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = url_without_password(super().format(record))
         ids = " ".join(f"{k}={getattr(record, k)}" for k in _IDS if getattr(record, k, None))
         if ids:
             first, sep, rest = text.partition("\n")

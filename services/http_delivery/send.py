@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from services.http_delivery.request import OutgoingRequest
+from shared.redact import request_secrets, scrub
 
 MAX_BODY_BYTES = 1024 * 1024
 USER_AGENT = "leadflow"
@@ -23,7 +24,12 @@ class Answer:
     content_type: str | None
     body: bytes
     ms: int
-    error: str | None
+    error: str | None  # secrets the request carried are masked in it
+    secrets: tuple[str, ...] = ()
+
+    def excerpt(self, chars: int) -> str:
+        """The start of the body as text to record, the request's secrets masked."""
+        return scrub(self.body[:chars].decode("utf-8", "replace"), self.secrets)
 
 
 def client_session(concurrency: int) -> aiohttp.ClientSession:
@@ -37,6 +43,7 @@ async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: f
     started = time.monotonic()
     headers = {"User-Agent": USER_AGENT, **request.headers}
     auth = aiohttp.BasicAuth(*request.auth) if request.auth else None
+    secrets = request_secrets(request.url, request.headers, request.auth)
     try:
         async with http.request(
             request.method,
@@ -48,15 +55,16 @@ async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: f
             allow_redirects=True,
         ) as response:
             body = await _read_capped(response)
-            return Answer(
-                response.status, response.headers.get("Content-Type"), body, _ms(started), None
-            )
+            content_type = response.headers.get("Content-Type")
+            return Answer(response.status, content_type, body, _ms(started), None, secrets)
     except TimeoutError:
-        return Answer(None, None, b"", _ms(started), f"Timed out after {timeout:g}s")
+        return Answer(None, None, b"", _ms(started), f"Timed out after {timeout:g}s", secrets)
     except (aiohttp.ClientConnectionError, OSError) as exc:
-        return Answer(None, None, b"", _ms(started), f"Connection error: {_short(exc)}")
+        error = scrub(f"Connection error: {_short(exc)}", secrets)
+        return Answer(None, None, b"", _ms(started), error, secrets)
     except (aiohttp.ClientError, ValueError) as exc:
-        return Answer(None, None, b"", _ms(started), f"Request failed: {_short(exc)}")
+        error = scrub(f"Request failed: {_short(exc)}", secrets)
+        return Answer(None, None, b"", _ms(started), error, secrets)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from shared.deliveries import complete
 from shared.errors import TransientError
 from shared.messaging import DeliverHttp, Message, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
+from shared.redact import scrub
 
 QUEUE = "http_delivery"
 logger = logging.getLogger(__name__)
@@ -46,7 +47,12 @@ async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
     claimed = await deps.db.transaction(records.claim, deps.configs, message)
     if claimed.state == "busy":
-        raise TransientError("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
+        raise TransientError(
+            "another worker is delivering this lead",
+            BUSY_RETRY_SCHEDULE,
+            kind="busy",
+            persistent=True,
+        )
     if claimed.job is not None:
         await _attempt(claimed.job, deps)
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
@@ -79,7 +85,7 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         ms=answer.ms,
         status=answer.status,
         error=transient or answer.error,
-        excerpt=answer.body[: records.EXCERPT_CHARS].decode("utf-8", "replace"),
+        excerpt=answer.excerpt(records.EXCERPT_CHARS),
     )
     if transient is not None:
         await deps.db.transaction(records.record_attempt, job, attempt, retrying=True)
@@ -89,6 +95,8 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
+    if result.reason and answer.secrets:
+        result = replace(result, reason=scrub(result.reason, answer.secrets))
     await deps.db.transaction(_record_outcome, job, attempt, result)
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(

@@ -19,6 +19,7 @@ def main(settings: Settings | None = None) -> None:
         print=None,
         access_log=None,
         shutdown_timeout=10,
+        reuse_port=True,  # several copies on one host share the port (leadflow up --scale)
     )
 
 

@@ -158,14 +158,20 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
         # A replayed delivery may have succeeded after the flow went on without it.
         _refresh_price(connection, lead, _lead_events(connection, lead.id))
         return Outbound()
+    events = _lead_events(connection, lead.id)
     if lead.waiting_event_id != event_id:
+        if lead.waiting_event_id is not None and any(
+            e.id == event_id and e.outcome is not None for e in events
+        ):
+            # This result was applied, but the hand-off it led to may never have been
+            # published (the router stopped between its commit and the publish).
+            return _republish_waiting(lead, events, config_for(lead.config_version))
         logger.info(
             "step result for %s is not awaited; ignored",
             event_id,
             extra={"lead_id": lead_id, "event_id": event_id},
         )
         return Outbound()
-    events = _lead_events(connection, lead.id)
     step_event = next((e for e in events if e.id == event_id), None)
     if step_event is None or step_event.outcome is None:
         raise PermanentError(f"step event {event_id} has no outcome yet")

@@ -39,9 +39,9 @@ logger = logging.getLogger(__name__)
 #: Delays (seconds) before re-running a message whose handler failed unexpectedly (a bug
 #: or an outage the handler did not classify); then it is parked in the dead-letter queue.
 UNEXPECTED_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0)
-#: Delays while a dependency the worker needs (the database) is unreachable: about 50
-#: minutes in all, so an outage delays leads without parking them.
-OUTAGE_RETRY_SCHEDULE: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 60, 120, 300, 600, 1800)
+#: Delays while a dependency the worker needs (the database) is unreachable, the last
+#: repeated for as long as the outage lasts: an outage delays leads, never parks them.
+OUTAGE_RETRY_SCHEDULE: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 60, 120, 300)
 MAX_REASON_CHARS = 500
 
 
@@ -93,17 +93,30 @@ def build_dramatiq_message(
     )
 
 
-def next_retry_delay_ms(exception: BaseException, attempt: int) -> int | None:
-    """The delay before the next attempt after ``attempt`` failed, or None to park it.
+def failure_kind(exception: BaseException) -> str:
+    """What a failure is counted as: each kind has its own count of attempts."""
+    if isinstance(exception, PermanentError | MessageDecodeError):
+        return "permanent"
+    if isinstance(exception, TransientError):
+        return exception.kind
+    return "unexpected"
 
-    Transient failures follow their own schedule; permanent ones and undecodable
-    messages are parked at once; anything unexpected gets a few short retries.
+
+def next_retry_delay_ms(exception: BaseException, attempt: int) -> int | None:
+    """The delay before the next attempt after the ``attempt``-th failure of this kind,
+    or None to park the message.
+
+    Transient failures follow their own schedule (a persistent one keeps its last delay
+    once the schedule is used up); permanent ones and undecodable messages are parked at
+    once; anything unexpected gets a few short retries.
     """
     schedule: Sequence[float]
     if isinstance(exception, PermanentError | MessageDecodeError):
         schedule = ()
     elif isinstance(exception, TransientError):
         schedule = exception.schedule
+        if exception.persistent and schedule:
+            attempt = min(attempt, len(schedule))
     else:
         schedule = UNEXPECTED_RETRY_SCHEDULE
     if attempt > len(schedule):
@@ -126,11 +139,14 @@ def plan_failure(options: dict[str, Any], exception: BaseException) -> FailurePl
     """The one retry policy, for the dramatiq middleware and the asyncio worker alike."""
     attempt = int(options.get("attempt", 1))
     reason = reason_of(exception)
+    kind = failure_kind(exception)
+    earlier = list(options.get("failures", []))
+    nth = 1 + sum(1 for failure in earlier if failure.get("kind") == kind)
     failures = [
-        *options.get("failures", []),
-        {"attempt": attempt, "at": datetime.now(UTC).isoformat(), "reason": reason},
+        *earlier,
+        {"attempt": attempt, "at": datetime.now(UTC).isoformat(), "reason": reason, "kind": kind},
     ]
-    return FailurePlan(attempt, reason, failures, next_retry_delay_ms(exception, attempt))
+    return FailurePlan(attempt, reason, failures, next_retry_delay_ms(exception, nth))
 
 
 def outage_error(exc: BaseException) -> TransientError:
@@ -138,7 +154,9 @@ def outage_error(exc: BaseException) -> TransientError:
     OUTAGE_RETRY_SCHEDULE, named by its first line."""
     first = str(exc).splitlines()[0] if str(exc) else ""
     reason = f"{type(exc).__name__}: {first}"
-    return TransientError(reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE)
+    return TransientError(
+        reason[:MAX_REASON_CHARS], OUTAGE_RETRY_SCHEDULE, kind="outage", persistent=True
+    )
 
 
 def note_retry(queue: str, plan: FailurePlan, payload: Any) -> None:

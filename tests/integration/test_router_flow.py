@@ -49,6 +49,19 @@ flows:
     sources: {web: {}}
     steps:
       - recipient: realtime_buyer
+  results:
+    sources: {web: {}}
+    steps:
+      - recipient: a
+      - filter:
+          rule_set: {rules: [{lhv: a.quote.status, op: is equal to, rhv: expired}]}
+          reason: "Quote {{a.quote.id}} expired"
+      - filter:
+          rule_set: {rules: [{lhv: a.reason, op: is equal to, rhv: duplicate}]}
+          reason: "Already sold ({{a.reason}})"
+          outcome: error
+      - recipient: b
+        criteria: {rules: [{lhv: a.price, op: is greater than, rhv: 1}]}
 """
 
 
@@ -101,6 +114,7 @@ def report(
     outcome: str,
     price: float = 0.0,
     reason: str | None = None,
+    appended: dict[str, Any] | None = None,
 ) -> flow.Outbound:
     """What a delivery worker does: record the step's outcome, then the router resumes."""
     with transaction(sessions) as session:
@@ -110,6 +124,7 @@ def report(
         event = session.get(Event, event_id)
         assert event is not None
         event.outcome, event.price, event.reason = outcome, price, reason
+        event.appended = appended
         event.completed_at = utcnow()
     with transaction(sessions) as session:
         return flow.resume(session, {1: config}.__getitem__, lead_id, event_id)
@@ -292,22 +307,101 @@ def test_a_lead_message_seen_twice_changes_nothing_the_second_time(
 def test_a_step_result_seen_twice_changes_nothing_the_second_time(
     sessions: SessionFactory, config: LeadflowConfig
 ) -> None:
+    # given a lead that recipient a rejected, now waiting at recipient b
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
     with sessions() as session:
         lead = session.get(Lead, lead_id)
         assert lead is not None
         step_event = lead.waiting_event_id or ""
-    report(sessions, config, lead_id, "failure")
+    first = report(sessions, config, lead_id, "failure")
     after_first = events_of(sessions, lead_id)
 
-    # when the same step result arrives again
+    # when a's step result arrives again
     with transaction(sessions) as session:
         outbound = flow.resume(session, {1: config}.__getitem__, lead_id, step_event)
 
-    # then it is ignored
-    assert outbound.messages == [] and outbound.reply is None
+    # then no event is added and only b's pending hand-off is published again
     assert events_of(sessions, lead_id) == after_first
+    assert outbound.messages == first.messages
+    assert [m.recipient_id for m in outbound.messages] == ["b"]  # type: ignore[attr-defined]
+    assert outbound.reply is None
+
+
+def test_a_router_stopped_between_its_commit_and_the_publish_hands_the_lead_on_when_the_result_comes_again(  # noqa: E501
+    sessions: SessionFactory, config: LeadflowConfig
+) -> None:
+    # given a step result the router applied and committed, whose hand-off to b was lost
+    lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
+    start(sessions, {1: config}, lead_id)
+    with sessions() as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        step_event = lead.waiting_event_id or ""
+    lost = report(sessions, config, lead_id, "failure").messages
+
+    # when RabbitMQ delivers the unacknowledged step result again
+    with transaction(sessions) as session:
+        outbound = flow.resume(session, {1: config}.__getitem__, lead_id, step_event)
+
+    # then the hand-off to b is published again and the lead is not stuck
+    assert outbound.messages == lost
+    assert lead_of(sessions, lead_id).state == "routing"
+
+
+def test_later_steps_read_a_recipients_reason_price_and_appended_data(
+    sessions: SessionFactory, config: LeadflowConfig
+) -> None:
+    # given leads whose first recipient answered with different results
+    expired = submit(sessions, config, "results", {})
+    start(sessions, {1: config}, expired)
+    sold_twice = submit(sessions, config, "results", {})
+    start(sessions, {1: config}, sold_twice)
+    cheap = submit(sessions, config, "results", {})
+    start(sessions, {1: config}, cheap)
+    dear = submit(sessions, config, "results", {})
+    start(sessions, {1: config}, dear)
+
+    # when a's results come back
+    quote = {"quote": {"id": "Q-7", "status": "expired"}}
+    report(sessions, config, expired, "success", price=2, appended=quote)
+    report(sessions, config, sold_twice, "failure", reason="Duplicate")
+    report(sessions, config, cheap, "success", price=1)
+    to_b = report(sessions, config, dear, "success", price=2.5).messages
+
+    # then filters read a's appended data and reason, and b's criteria read a's price
+    assert (lead_of(sessions, expired).outcome, lead_of(sessions, expired).reason) == (
+        "failure",
+        "Quote Q-7 expired",
+    )
+    assert (lead_of(sessions, sold_twice).outcome, lead_of(sessions, sold_twice).reason) == (
+        "error",
+        "Already sold (Duplicate)",
+    )
+    assert events_of(sessions, cheap)[-1] == ("recipient", 3, "b", "skip")
+    assert [m.recipient_id for m in to_b] == ["b"]  # type: ignore[attr-defined]
+
+
+def test_the_leads_price_is_the_sum_of_every_accepting_recipients_price(
+    sessions: SessionFactory, config: LeadflowConfig
+) -> None:
+    # given a lead that a accepts at 2.5, so b (criteria: a's price above 1) gets it too
+    lead_id = submit(sessions, config, "results", {})
+    start(sessions, {1: config}, lead_id)
+    report(sessions, config, lead_id, "success", price=2.5)
+
+    # when b accepts at 3
+    outbound = report(sessions, config, lead_id, "success", price=3)
+
+    # then the lead, its source event and the reply carry 5.5
+    lead = lead_of(sessions, lead_id)
+    assert (lead.outcome, lead.price) == ("success", 5.5)
+    with sessions() as session:
+        source = session.scalars(
+            select(Event).where(Event.lead_id == lead_id, Event.type == "source")
+        ).one()
+    assert source.price == 5.5
+    assert outbound.reply is not None and outbound.reply.price == 5.5
 
 
 def test_a_lead_finishes_on_the_configuration_version_it_started_with(

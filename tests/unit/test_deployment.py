@@ -42,6 +42,20 @@ def test_every_leadflow_service_waits_for_healthy_dependencies_and_the_migration
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
 
 
+def test_the_migration_step_upgrades_the_schema_then_applies_the_flows_file() -> None:
+    migrate = compose_config()["services"]["migrate"]
+    script = " ".join(migrate["command"])
+    assert script.index("leadflow db upgrade") < script.index("leadflow config apply")
+    assert any(str(v).endswith(":/etc/leadflow/flows.yaml:ro") or (
+        isinstance(v, dict) and v.get("target") == "/etc/leadflow/flows.yaml"
+    ) for v in migrate["volumes"])
+    job = next(d for d in manifests() if d["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "leadflow config apply /etc/leadflow/flows.yaml" in container["args"][0]
+    volume = job["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == "leadflow-flows"
+
+
 def test_worker_pools_publish_no_fixed_host_ports_so_they_scale() -> None:
     services = compose_config()["services"]
     for name in ("router", "http_delivery", "email_delivery"):

@@ -79,3 +79,50 @@ def test_a_database_outage_in_a_handler_is_retried_on_the_long_outage_schedule()
     assert caught.value.schedule == OUTAGE_RETRY_SCHEDULE
     assert caught.value.reason.startswith("OperationalError")
     assert next_retry_delay_ms(caught.value, 5) == 20_000
+
+
+def test_waiting_out_a_database_outage_does_not_use_up_the_recipients_retries() -> None:
+    # given a message that already waited out eight database-outage failures
+    from shared.messaging.broker import plan_failure
+
+    options: dict[str, object] = {"attempt": 9, "failures": []}
+    for n in range(1, 9):
+        plan = plan_failure({**options, "attempt": n}, _outage())
+        options["failures"] = plan.failures
+
+    # when the recipient then fails for the first time (a two-step schedule)
+    plan = plan_failure(options, TransientError("Server error", [10, 60]))
+
+    # then it waits the schedule's first delay, not parked as if on its ninth attempt
+    assert plan.delay_ms == 10_000
+    assert plan.attempt == 9
+    assert [f["kind"] for f in plan.failures] == ["outage"] * 8 + ["transient"]
+
+
+def test_a_database_outage_is_waited_out_however_long_it_lasts() -> None:
+    from shared.messaging.broker import OUTAGE_RETRY_SCHEDULE, plan_failure
+
+    # given a message that failed on the outage more times than the schedule has delays
+    failures = [{"kind": "outage", "reason": "down"}] * (len(OUTAGE_RETRY_SCHEDULE) + 20)
+
+    # when it fails on the outage again
+    plan = plan_failure({"attempt": len(failures) + 1, "failures": failures}, _outage())
+
+    # then it waits the schedule's last delay again instead of being parked
+    assert plan.delay_ms == round(OUTAGE_RETRY_SCHEDULE[-1] * 1000)
+
+
+def test_a_recipients_schedule_used_up_parks_the_message_whatever_else_happened() -> None:
+    from shared.messaging.broker import plan_failure
+
+    failures = [{"kind": "transient"}, {"kind": "outage"}, {"kind": "transient"}]
+    plan = plan_failure({"attempt": 4, "failures": failures}, TransientError("down", [10, 60]))
+    assert plan.delay_ms is None
+
+
+def _outage() -> TransientError:
+    from sqlalchemy.exc import OperationalError
+
+    from shared.messaging.broker import outage_error
+
+    return outage_error(OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")))

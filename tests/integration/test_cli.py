@@ -1,0 +1,140 @@
+"""The operator's commands on a real database: configuration check, apply and show,
+schema upgrade, and `leadflow up --scale` parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+
+from services.cli import main
+from services.supervisor import parse_scale
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example.yaml"
+
+BROKEN = """
+recipients:
+  acme: {http: {url: "ftp://acme.example/leads"}}
+flows:
+  auto:
+    sources: {web: {api_key: "${NO_SUCH_VARIABLE_HERE}"}}
+    steps:
+      - recipient: acme
+      - filter: {rule_set: {rules: [{lhv: lead.state, op: is sort of, rhv: TX}]}}
+      - recipient: acmee
+"""
+
+
+@pytest.fixture
+def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", database_url)
+    monkeypatch.delenv("NO_SUCH_VARIABLE_HERE", raising=False)
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def stored_versions(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.execute(text("SELECT count(*) FROM config_versions"))
+            return int(count.scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_an_invalid_file_is_refused_with_every_problem_and_its_path_and_nothing_is_stored(
+    run, database_url: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    # given a file with four problems
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN)
+    before = stored_versions(database_url)
+
+    # when it is checked and applied
+    checked = run("config", "check", str(broken))
+    applied = run("config", "apply", str(broken))
+
+    # then both fail, list every problem with its path, and no version is stored
+    for result in (checked, applied):
+        assert result.exit_code == 1
+        assert "4 problem(s)" in result.output
+        assert "flows.auto.steps[2].recipient: unknown recipient 'acmee'" in result.output
+        assert "recipients.acme.http.url:" in result.output
+        assert "flows.auto.steps[1].filter.rule_set.rules[0].op:" in result.output
+        assert "flows.auto.sources.web.api_key:" in result.output
+        assert "NO_SUCH_VARIABLE_HERE" in result.output
+    assert stored_versions(database_url) == before
+
+
+def test_a_valid_file_is_stored_once_as_a_new_version_and_shown_back(
+    run, database_url: str  # type: ignore[no-untyped-def]
+) -> None:
+    # given the example file
+    assert run("config", "check", str(EXAMPLE)).exit_code == 0
+
+    # when it is applied twice
+    first = run("config", "apply", str(EXAMPLE))
+    second = run("config", "apply", str(EXAMPLE))
+
+    # then one version is stored, the second apply changes nothing, and show prints it
+    assert first.exit_code == 0 and second.exit_code == 0
+    version = first.output.split()[-1].strip("()")
+    assert second.output.strip() == f"configuration unchanged (version {version})"
+    shown = run("config", "show")
+    assert shown.exit_code == 0
+    assert f"# version {version}" in shown.output
+    assert shown.output.endswith(EXAMPLE.read_text())
+
+
+def test_show_names_a_version_that_does_not_exist(run) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(main, ["config", "show", "--version", "99999"])
+    assert result.exit_code == 1
+    assert "99999" in result.output
+
+
+def test_db_upgrade_on_a_migrated_database_says_it_is_up_to_date(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("db", "upgrade")
+    assert result.exit_code == 0
+    assert "database is up to date (revision " in result.output
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ((), {}),
+        (("http-delivery=4",), {"http-delivery": 4}),
+        (("http_delivery=3", "router=2"), {"http-delivery": 3, "router": 2}),
+        (("email_delivery=0",), {"email-delivery": 0}),
+    ],
+)
+def test_scale_takes_dashes_or_underscores_and_leaves_the_rest_at_one(
+    given: tuple[str, ...], expected: dict[str, int]
+) -> None:
+    scale = parse_scale(given)
+    assert {k: v for k, v in scale.items() if v != 1} == expected
+    assert set(scale) == {"intake", "router", "http-delivery", "email-delivery", "feedback"}
+
+
+@pytest.mark.parametrize("bad", ["http-delivery", "mailer=2", "router=two", "router=-1"])
+def test_scale_refuses_an_unknown_service_or_a_count_that_is_not_a_number(bad: str) -> None:
+    with pytest.raises(ValueError, match="--scale takes SERVICE=N"):
+        parse_scale((bad,))
+
+
+@pytest.mark.parametrize("since", ["2026-11-24", "2026-11-24T00:00:00Z", "2026-11-24T02:00+02:00"])
+def test_feedback_list_takes_any_iso_8601_date_or_time(run, since: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("feedback", "list", "--since", since)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("received at")
+
+
+def test_feedback_list_refuses_a_since_that_is_not_a_date(run) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(main, ["feedback", "list", "--since", "yesterday"])
+    assert result.exit_code == 2
+    assert "'yesterday' is not an ISO 8601 date or time" in result.output

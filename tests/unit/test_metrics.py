@@ -1,0 +1,89 @@
+"""Metrics: the dashboard reads only metrics leadflow exports; a worker's metrics port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+import shared.metrics
+from shared.metrics import QueueDepthCollector, serve_pool_metrics
+from shared.outbox import OutboxDepthCollector
+
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "leadflow-dashboard.json"
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exported_series() -> set[str]:
+    """Every series name leadflow's metrics can produce, labelled children or not."""
+    assert shared.metrics  # the module registers its metrics on import
+    families = [
+        *REGISTRY.collect(),
+        *QueueDepthCollector(dict).collect(),
+        *OutboxDepthCollector(lambda: 1 / 0, "intake").collect(),  # type: ignore[arg-type,return-value]
+    ]
+    return {
+        family.name + suffix
+        for family in families
+        if family.name.startswith("leadflow_")
+        for suffix in SUFFIXES.get(family.type, ("",))
+    }
+
+
+def test_every_series_the_dashboard_queries_is_one_leadflow_exports() -> None:
+    # given the panels' queries
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = [t["expr"] for p in panels for t in p.get("targets", [])]
+    queried = {name for q in queries for name in re.findall(r"leadflow_\w+", q)}
+
+    # then each names a series leadflow exports, and the core ones are all on it
+    assert queried, "the dashboard queries no leadflow metric"
+    assert queried <= exported_series(), queried - exported_series()
+    for core in ("leadflow_leads_received_total", "leadflow_deliveries_total",
+                 "leadflow_retries_total", "leadflow_dead_letters_total",
+                 "leadflow_delivery_attempt_seconds_bucket", "leadflow_outbox_depth"):
+        assert core in queried, core
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_worker_serves_health_and_metrics_on_its_port() -> None:
+    port = free_port()
+    server = serve_pool_metrics(port)
+    assert server is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert json.loads(answer.read()) == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_worker_whose_metrics_port_is_taken_warns_and_goes_on_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given the port held by another process
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        # when a worker wants to serve its metrics there
+        with caplog.at_level(logging.WARNING):
+            server = serve_pool_metrics(port)
+
+    # then it says so and runs without them
+    assert server is None
+    assert f"metrics port {port} unavailable" in caplog.text
