@@ -13,7 +13,7 @@ Rows are written as they come from an iterable, so a long file needs constant me
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from shared.fields import to_text
@@ -68,30 +68,3 @@ def write_rows(
         writer.writerow(cells(columns, row))
         count += 1
     return count
-
-
-class _Line:
-    """Collects what the csv writer writes for one row."""
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str, /) -> int:
-        self.text += text
-        return len(text)
-
-    def take(self) -> str:
-        text, self.text = self.text, ""
-        return text
-
-
-def lines(columns: Sequence[str], rows: Iterable[Row], file: FileFormat) -> Iterator[str]:
-    """The file as a generator of lines (the header first when on), one row at a time."""
-    line = _Line()
-    writer = _writer(line, file)
-    if file.header:
-        writer.writerow([neutralize(column) for column in columns])
-        yield line.take()
-    for row in rows:
-        writer.writerow(cells(columns, row))
-        yield line.take()

@@ -45,6 +45,8 @@ def build_fields(flow: Flow, submitted: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(raw, list):
             raw = raw[-1] if raw else ""
+        if isinstance(raw, Mapping) and isinstance(raw.get("value"), str):
+            raw = raw["value"]  # XML ``<phone_1 type="home">5125551212</phone_1>``
         if isinstance(raw, Mapping) or not isinstance(raw, str):
             raw = _stringify(raw)
         typed[field_id] = parse_field(definition.type, raw).to_json()

@@ -8,6 +8,11 @@ rows locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
 serializes). A lead is therefore never in two batches. A slot with nothing pending
 stores nothing and sends nothing.
 
+A scheduled batch (due at T) takes only the deliveries created at or before T: a
+scheduler that starts at 10:00 and catches up the 08:00 slot sends the leads that were
+waiting at 08:00, not one that came at 08:30 (that one waits for the next slot).
+``leadflow batches send`` and manual downloads take every pending delivery.
+
 Sending takes a lease on the batch (``sending_until``), so two copies of its message
 never send it twice at once; the leads become ``delivered`` only after the server
 accepted the message. The batch is published after the commit; a batch whose message
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 #: How a second copy of a batch's message waits for the worker holding the lease.
-BUSY_RETRY_SCHEDULE = (60.0,) * 20
+BUSY_RETRY_SCHEDULE = (60.0,)
 STATES = ("pending", "sent", "error")
 
 
@@ -56,17 +61,31 @@ class Claimed:
     leads: int
 
 
-def assign_pending(
-    session: Session, recipient_id: str, batch_id: str, *, delivered_at: datetime | None = None
-) -> int:
-    """Give the recipient's untaken pending deliveries to the batch (and mark them delivered
-    when ``delivered_at`` is given: a manual download). Returns how many it took."""
-    now = utcnow()
-    untaken = (
+def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
+    """The recipient's pending deliveries that no batch took (created by ``created_by``)."""
+    conditions = [
         Delivery.recipient_id == recipient_id,
         Delivery.status == "pending",
         Delivery.batch_id.is_(None),
-    )
+    ]
+    if created_by is not None:
+        conditions.append(Delivery.created_at <= created_by)
+    return conditions
+
+
+def assign_pending(
+    session: Session,
+    recipient_id: str,
+    batch_id: str,
+    *,
+    delivered_at: datetime | None = None,
+    created_by: datetime | None = None,
+) -> int:
+    """Give the recipient's untaken pending deliveries (those created by ``created_by``,
+    when given) to the batch, and mark them delivered when ``delivered_at`` is given (a
+    manual download). Returns how many it took."""
+    now = utcnow()
+    untaken = _untaken(recipient_id, created_by)
     lockable = select(Delivery.event_id).where(*untaken).with_for_update(skip_locked=True)
     values: dict[str, Any] = {"batch_id": batch_id, "updated_at": now}
     if delivered_at is not None:
@@ -80,16 +99,12 @@ def assign_pending(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def has_pending(sessions: SessionFactory, recipient_id: str) -> bool:
+def has_pending(
+    sessions: SessionFactory, recipient_id: str, created_by: datetime | None = None
+) -> bool:
     with sessions() as session:
         found = session.scalar(
-            select(Delivery.event_id)
-            .where(
-                Delivery.recipient_id == recipient_id,
-                Delivery.status == "pending",
-                Delivery.batch_id.is_(None),
-            )
-            .limit(1)
+            select(Delivery.event_id).where(*_untaken(recipient_id, created_by)).limit(1)
         )
         return found is not None
 
@@ -97,8 +112,12 @@ def has_pending(sessions: SessionFactory, recipient_id: str) -> bool:
 def claim(
     sessions: SessionFactory, recipient_id: str, due_at: datetime, *, trigger: str = "schedule"
 ) -> Claimed | None:
-    """Claim the slot and its pending leads; None when the slot is taken or nothing waits."""
-    if not has_pending(sessions, recipient_id):
+    """Claim the slot and its pending leads; None when the slot is taken or nothing waits.
+
+    A ``schedule`` claim takes the deliveries created at or before ``due_at``; a ``send``
+    (the operator's "send now") takes every pending one."""
+    created_by = due_at if trigger == "schedule" else None
+    if not has_pending(sessions, recipient_id, created_by):
         return None  # (a plain read: an idle recipient never takes the write lock)
     batch_id = new_id()
     try:
@@ -115,7 +134,7 @@ def claim(
             )
             session.add(batch)
             session.flush()
-            count = assign_pending(session, recipient_id, batch_id)
+            count = assign_pending(session, recipient_id, batch_id, created_by=created_by)
             if count == 0:
                 raise _NothingPending
             batch.leads = count
@@ -207,7 +226,10 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
         lease_end = as_utc(batch.sending_until)
         if lease_end is not None and lease_end > now:
             raise TransientError(
-                f"batch {batch_id} is being sent by another worker", BUSY_RETRY_SCHEDULE
+                f"batch {batch_id} is being sent by another worker",
+                BUSY_RETRY_SCHEDULE,
+                kind="busy",
+                persistent=True,
             )
         _, config = configs.latest()
         recipient = config.recipients.get(batch.recipient_id)
@@ -256,14 +278,15 @@ def rows(session: Session, batch_id: str) -> Iterator[dict[str, Any]]:
     return leadfiles.rows(session, leads_of(batch_id))
 
 
-def mark_sent(sessions: SessionFactory, batch_id: str) -> int:
-    """The server accepted the message: the batch is sent and its leads delivered."""
+def mark_sent(sessions: SessionFactory, batch_id: str, note: str | None = None) -> int:
+    """The server accepted the message: the batch is sent and its leads delivered. ``note``
+    (the recipients the server refused while it accepted others) is kept as its reason."""
     now = utcnow()
     with transaction(sessions) as session:
         batch = session.get(Batch, batch_id, with_for_update=True)
         if batch is None or batch.state != "pending":
             return 0
-        batch.state, batch.sent_at, batch.sending_until, batch.reason = "sent", now, None, None
+        batch.state, batch.sent_at, batch.sending_until, batch.reason = "sent", now, None, note
         result = session.execute(
             update(Delivery)
             .where(Delivery.batch_id == batch_id, Delivery.status == "pending")

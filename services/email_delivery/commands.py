@@ -28,15 +28,21 @@ def _progress(count: int) -> None:
     sys.stderr.flush()
 
 
-def _progress_if_terminal() -> manual.Progress | None:
-    return _progress if sys.stderr.isatty() else None
+def progress_for(path: str | None) -> manual.Progress | None:
+    """A ``\rN leads`` counter on stderr when stderr is a terminal, unless the file itself
+    goes to a terminal (standard output not redirected), where the counter would write
+    over its lines."""
+    to_stdout = path is None or path == "-"
+    if not sys.stderr.isatty() or (to_stdout and sys.stdout.isatty()):
+        return None
+    return _progress
 
 
 def deliver(settings: Settings, recipient_id: str, choice: FileChoice, path: str | None) -> int:
     sessions = _sessions(settings)
     with manual.output(path) as out:
         return manual.deliver(
-            sessions, ConfigStore(sessions), recipient_id, out, choice, _progress_if_terminal()
+            sessions, ConfigStore(sessions), recipient_id, out, choice, progress_for(path)
         )
 
 
@@ -65,7 +71,7 @@ def export(
             since=since_at,
             until=until_at,
             choice=choice,
-            progress=_progress_if_terminal(),
+            progress=progress_for(path),
         )
 
 

@@ -5,6 +5,13 @@ working directory), ``maildir:///abs/path``, ``smtp://user:pass@host:port?startt
 or ``smtps://...`` (TLS from the start). ``send`` returns once the message is accepted
 (written, or answered 250) and raises ``SendFailed`` otherwise, saying whether trying
 again later may help: a refused connection, a timeout or a 4xx reply may; a 5xx may not.
+A server that accepts the message for some recipients and refuses others has accepted
+it: ``Accepted.refused`` names the ones it refused, for the worker to log and record.
+
+TLS (``starttls=true`` or ``smtps``) checks the server's certificate and name against the
+system's CAs; a relay with a certificate from a private CA is trusted by pointing
+OpenSSL's ``SSL_CERT_FILE`` at a bundle that holds that CA. A failed login (535) is a
+5xx: the message is not retried.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import mailbox
 import os
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -37,6 +45,9 @@ class SendFailed(LeadflowError):
 class Accepted:
     code: int | None  # the SMTP reply code; None for a Maildir
     where: str
+    #: Recipients the server refused while it accepted others (``Recipients refused: a@x:
+    #: 550 ...``); the message is delivered, but not to them.
+    refused: str | None = None
 
 
 class Mailer(Protocol):
@@ -81,21 +92,18 @@ class SmtpMailer:
                     client.starttls(context=ssl.create_default_context())
                 if self.username:
                     client.login(self.username, self.password or "")
-                client.send_message(message)
+                refused = client.send_message(message)
         except Exception as exc:
             raise classify(exc) from None
-        return Accepted(250, f"{self.host}:{self.port}")
+        return Accepted(250, f"{self.host}:{self.port}", refusal(refused) if refused else None)
 
 
 def classify(exc: BaseException) -> SendFailed:
     """Sort an smtplib or socket failure into retry-later (4xx, network) or give-up (5xx)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = sorted(code for code, _ in exc.recipients.values())
-        replies = "; ".join(
-            f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in exc.recipients.items()
-        )
         transient = all(400 <= code < 500 for code in codes)
-        return SendFailed(f"Recipients refused: {replies}", transient=transient, code=codes[-1])
+        return SendFailed(refusal(exc.recipients), transient=transient, code=codes[-1])
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
         reason = f"SMTP {code} {_text(exc.smtp_error)}".strip()
@@ -107,6 +115,14 @@ def classify(exc: BaseException) -> SendFailed:
     if isinstance(exc, smtplib.SMTPException | OSError):
         return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=True)
     return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=False)
+
+
+def refusal(recipients: Mapping[str, tuple[int, bytes | str]]) -> str:
+    """``Recipients refused: a@x: 550 no such user; ...`` from smtplib's refused dict."""
+    replies = "; ".join(
+        f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in recipients.items()
+    )
+    return f"Recipients refused: {replies}"
 
 
 def _text(reply: bytes | str) -> str:

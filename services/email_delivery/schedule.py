@@ -6,9 +6,11 @@ recipient's wall clock. Each due time is a slot that one scheduler claims (see
 ``batches.claim``), so any number of email-delivery processes may run the scheduler.
 
 A scheduler that starts (or sees a recipient's timing change) claims the latest slot
-already due, so a batch due while no scheduler ran (a restart at 08:00) is sent at
-once rather than at the next slot. It also publishes again, now and then, the batches
-whose message was never published.
+already due, so a batch due while no scheduler ran (a restart at 08:05) is sent at
+once rather than at the next slot. Such a batch holds only the leads that were waiting
+at its due time (``batches.claim``): a scheduler started at 10:00 for ``0 8,15 * * *``
+sends at once a lead of 07:30, but keeps a lead of 08:30 for 15:00. It also publishes
+again, now and then, the batches whose message was never published.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ A server's 4xx, a refused connection or a timeout is retried through the retry t
 goes through ``on_exhausted``: the delivery (or the batch and its leads) becomes
 ``error``, a real-time step completes with outcome ``error`` and the flow goes on, and
 the message is parked in ``email_delivery.XQ``.
+
+A message the server took for some recipients but refused for others is delivered; the
+refused addresses are logged as a warning and kept (as the attempt's error, or as the
+batch's reason in ``leadflow batches list``).
 """
 
 from __future__ import annotations
@@ -63,10 +67,14 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
         raise _retry_or_give_up(failure, job.target) from None
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
     with transaction(deps.sessions) as session:
-        attempt = records.AttemptRecord(at, _ms(started), accepted.code, None)
+        attempt = records.AttemptRecord(at, _ms(started), accepted.code, accepted.refused)
         if records.record_attempt(session, job, attempt, retrying=False):
             complete(session, job.event_id, outcome="success", reason=None)
     DELIVERIES.labels(job.recipient_id, "success").inc()
+    if accepted.refused:
+        logger.warning(
+            "email to %s delivered, but %s", job.recipient_id, accepted.refused, extra=ids
+        )
     logger.info("lead emailed to %s (%s)", job.recipient_id, accepted.where, extra=ids)
 
 
@@ -85,8 +93,12 @@ def _send_batch(batch_id: str, deps: Deps) -> None:
             logger.warning("batch %s to %s failed: %s", batch_id, job.recipient_id, exc)
             raise _retry_or_give_up(exc, job.target) from None
         raise
-    count = batches.mark_sent(deps.sessions, batch_id)
+    count = batches.mark_sent(deps.sessions, batch_id, accepted.refused)
     DELIVERIES.labels(job.recipient_id, "success").inc(count)
+    if accepted.refused:
+        logger.warning(
+            "batch %s to %s delivered, but %s", batch_id, job.recipient_id, accepted.refused
+        )
     logger.info("batch %s of %d leads emailed to %s", batch_id, count, accepted.where)
 
 

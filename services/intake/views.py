@@ -35,10 +35,12 @@ def _authorized(request: web.Request, source: Source) -> bool:
     if scheme.lower() != "basic":
         return False
     try:
-        _user, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
+        user, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return False
-    return hmac.compare_digest(password.encode(), source.api_key.encode())
+    # As LeadConduit: the user is ``API`` (any case), the password the source's key.
+    key_matches = hmac.compare_digest(password.encode(), source.api_key.encode())
+    return key_matches and user.upper() == "API"
 
 
 def unauthorized(media: str) -> web.Response:

@@ -68,7 +68,7 @@ def test_schedulers_racing_for_one_slot_make_exactly_one_batch_with_every_lead(
     lead_ids = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(10)}
 
     # when eight schedulers claim the same due time at the same moment
-    due = utcnow().replace(microsecond=0)
+    due = utcnow()
     claims = race(8, lambda _i: batches.claim(sessions, "batch_buyer", due))
 
     # then exactly one of them got a batch, holding every lead
@@ -118,7 +118,7 @@ def test_a_manual_send_and_a_scheduled_slot_at_once_never_share_a_lead(
     # given pending leads, when a scheduled claim and two `batches send` run together
     configs = ConfigStore(sessions, refresh_seconds=0)
     lead_ids = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(20)}
-    due = utcnow().replace(microsecond=0)
+    due = utcnow()
 
     def work(i: int) -> batches.Claimed | None:
         if i == 0:
@@ -132,3 +132,25 @@ def test_a_manual_send_and_a_scheduled_slot_at_once_never_share_a_lead(
     assert set(assigned) == lead_ids
     assert sum(c.leads for c in claims) == 20
     assert set(assigned.values()) == {c.batch_id for c in claims}
+
+
+def test_schedulers_racing_for_a_slot_leave_the_leads_that_came_after_its_due_time(
+    sessions: SessionFactory,
+) -> None:
+    # given four leads pending before a slot's due time and three that came after it
+    configs = ConfigStore(sessions, refresh_seconds=0)
+    early = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(4)}
+    due = utcnow()
+    late = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(3)}
+
+    # when eight schedulers claim that slot at the same moment
+    claims = race(8, lambda _i: batches.claim(sessions, "batch_buyer", due))
+
+    # then one batch holds the early leads, and the late ones wait for the next slot
+    (winner,) = [c for c in claims if c is not None]
+    assert winner.leads == 4
+    assigned = batch_of_each_lead(sessions)
+    assert {assigned[i] for i in early} == {winner.batch_id}
+    assert {assigned[i] for i in late} == {None}
+    later = batches.claim(sessions, "batch_buyer", utcnow())
+    assert later is not None and later.leads == 3

@@ -4,7 +4,10 @@ SMTP server (aiosmtpd on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import logging
 import mailbox
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,11 +19,12 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from dramatiq import Worker
 from sqlalchemy import select
 
 from services.email_delivery import batches, worker
-from services.email_delivery.mailer import MaildirMailer, Mailer, SmtpMailer
+from services.email_delivery.mailer import MaildirMailer, Mailer, SmtpMailer, mailer_from_url
 from shared.configstore import ConfigStore, apply_config
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
 from shared.db.migrate import upgrade
@@ -38,6 +42,11 @@ recipients:
       to: [now@buyer.example]
       sender: leadflow@seller.example
       retry: {schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]}
+  mail_two:
+    name: Mail Two
+    email:
+      to: [first@buyer.example, gone@buyer.example]
+      retry: {schedule: [200ms]}
   mail_batch:
     name: Mail Batch
     email:
@@ -55,6 +64,12 @@ flows:
       email: {type: email}
     sources: {web: {}}
     steps: [{recipient: mail_now}]
+  two:
+    name: Two inboxes
+    fields:
+      phone_1: {type: phone}
+    sources: {web: {}}
+    steps: [{recipient: mail_two}]
   later:
     name: Later on
     fields:
@@ -65,15 +80,37 @@ flows:
 """
 
 
+@dataclass(frozen=True)
+class Received:
+    """How an accepted message came: to whom, over TLS or not, logged in as whom."""
+
+    rcpt_tos: list[str]
+    tls: bool
+    login: str | None
+
+
 @dataclass
 class Inbox:
     """An aiosmtpd handler answering each DATA with the next scripted reply (the last one
-    repeats) and keeping the messages it accepted."""
+    repeats), refusing the ``unknown`` addresses at RCPT, logging in ``user:password``,
+    and keeping the messages it accepted."""
 
     replies: list[str] = field(default_factory=lambda: ["250 OK"])
+    unknown: set[str] = field(default_factory=set)
+    user: str = "leadflow"
+    password: str = "s3cret"
     answered: list[str] = field(default_factory=list)
     accepted: list[EmailMessage] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.unknown:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
@@ -82,7 +119,18 @@ class Inbox:
             if reply.startswith("250"):
                 parsed = message_from_bytes(envelope.content, policy=policy.default)
                 self.accepted.append(parsed)  # type: ignore[arg-type]
+                tls = session.ssl is not None
+                self.received.append(Received(list(envelope.rcpt_tos), tls, session.auth_data))
         return reply
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            self.user.encode(),
+            self.password.encode(),
+        )
+        return AuthResult(success=ok, handled=False, auth_data=self.user if ok else None)
 
 
 @dataclass
@@ -96,8 +144,11 @@ class Rig:
     inbox: Inbox
     controller: Controller | None = None
 
-    def start_smtp(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
+    def start_smtp(self, **options: Any) -> None:
+        """Start the server; ``options`` go to aiosmtpd's SMTP (TLS, AUTH...)."""
+        self.controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.smtp_port, **options
+        )
         self.controller.start()
 
     def maildir_messages(self) -> list[EmailMessage]:
@@ -157,16 +208,92 @@ def smtp_rig(sessions: SessionFactory, vhost: str, tmp_path: Path) -> Iterator[R
     yield from running(sessions, vhost, mailer, args)
 
 
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for 127.0.0.1, made by openssl for this test run."""
+    folder = tmp_path_factory.mktemp("tls")
+    made = Certificate(folder / "cert.pem", folder / "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(made.key), "-out", str(made.cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return made
+
+
+def starttls_rig(
+    sessions: SessionFactory, vhost: str, tmp_path: Path, password: str
+) -> Iterator[Rig]:
+    """The worker sending with ``smtp://leadflow:PASSWORD@...?starttls=true`` to a server
+    that requires STARTTLS, then AUTH."""
+    port = free_port()
+    mailer = mailer_from_url(f"smtp://leadflow:{password}@127.0.0.1:{port}?starttls=true&timeout=5")
+    args = {"maildir": tmp_path / "unused", "smtp_port": port, "inbox": Inbox()}
+    yield from running(sessions, vhost, mailer, args)
+
+
+@pytest.fixture
+def tls_rig(
+    sessions: SessionFactory,
+    vhost: str,
+    tmp_path: Path,
+    certificate: Certificate,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    # the mailer trusts the test certificate as OpenSSL lets any client: SSL_CERT_FILE
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    yield from starttls_rig(sessions, vhost, tmp_path, "s3cret")
+
+
+@pytest.fixture
+def wrong_password_rig(
+    sessions: SessionFactory,
+    vhost: str,
+    tmp_path: Path,
+    certificate: Certificate,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    yield from starttls_rig(sessions, vhost, tmp_path, "not-the-password")
+
+
+def start_tls_server(rig: Rig, certificate: Certificate) -> None:
+    """STARTTLS with the test certificate required before anything, then AUTH."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.cert, certificate.key)
+    rig.start_smtp(
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=rig.inbox.authenticate,
+    )
+
+
 @pytest.fixture
 def maildir_rig(sessions: SessionFactory, vhost: str, tmp_path: Path) -> Iterator[Rig]:
     args = {"maildir": tmp_path / "mail", "smtp_port": 0, "inbox": Inbox()}
     yield from running(sessions, vhost, MaildirMailer(str(tmp_path / "mail")), args)
 
 
-def send_lead(rig: Rig, **fields: str) -> tuple[str, str]:
-    lead_id = submit(rig.sessions, rig.configs, "now", **fields)
+def send_lead(
+    rig: Rig, flow_id: str = "now", recipient_id: str = "mail_now", **fields: str
+) -> tuple[str, str]:
+    lead_id = submit(rig.sessions, rig.configs, flow_id, **fields)
     event_id = delivery_of(rig.sessions, lead_id).event_id
-    rig.publisher.publish(DeliverEmail(recipient_id="mail_now", lead_id=lead_id, event_id=event_id))
+    rig.publisher.publish(
+        DeliverEmail(recipient_id=recipient_id, lead_id=lead_id, event_id=event_id)
+    )
     return lead_id, event_id
 
 
@@ -357,3 +484,62 @@ def test_an_smtp_server_refusing_with_5xx_ends_the_step_in_error_and_parks_the_m
 
     letter = wait_for(parked, timeout=10, message="the dead letter")
     assert letter.queue == "email_delivery"  # type: ignore[attr-defined]
+
+
+def test_a_server_refusing_one_of_two_recipients_still_gets_the_lead_and_the_refusal_is_kept(
+    smtp_rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a server that knows the first of the recipient's two addresses but not the second
+    smtp_rig.inbox.unknown = {"gone@buyer.example"}
+    smtp_rig.start_smtp()
+
+    # when a lead is published
+    with caplog.at_level(logging.WARNING, logger="services.email_delivery.worker"):
+        lead_id, event_id = send_lead(smtp_rig, "two", "mail_two", phone_1="5125551217")
+        wait_status(smtp_rig, lead_id, "delivered")
+
+    # then the message reached the address the server accepted, and the lead is delivered
+    (received,) = smtp_rig.inbox.received
+    assert received.rcpt_tos == ["first@buyer.example"]
+    # and the refused address is on the attempt, and in a warning naming the lead
+    refusal = "Recipients refused: gone@buyer.example: 550 5.1.1 no such user"
+    assert attempts_of(smtp_rig, event_id) == [(250, refusal)]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.getMessage(), r.lead_id, r.event_id) for r in warnings] == [  # type: ignore[attr-defined]
+        (f"email to mail_two delivered, but {refusal}", lead_id, event_id)
+    ]
+
+
+def test_a_lead_is_sent_over_starttls_after_logging_in(
+    tls_rig: Rig, certificate: Certificate
+) -> None:
+    # given a server that requires STARTTLS with a certificate the mailer trusts, then AUTH
+    start_tls_server(tls_rig, certificate)
+
+    # when a lead is published
+    lead_id, event_id = send_lead(tls_rig, first_name="Tia", phone_1="5125551218")
+
+    # then the server got it over TLS from the logged-in user, and the lead is delivered
+    wait_status(tls_rig, lead_id, "delivered")
+    (received,) = tls_rig.inbox.received
+    assert received == Received(["now@buyer.example"], tls=True, login="leadflow")
+    _, rows = attachment_rows(tls_rig.inbox.accepted[0])
+    assert rows[1] == ["Tia", "5125551218", ""]
+    assert attempts_of(tls_rig, event_id) == [(250, None)]
+
+
+def test_a_wrong_smtp_password_is_a_permanent_error(
+    wrong_password_rig: Rig, certificate: Certificate
+) -> None:
+    # given a server that requires STARTTLS and AUTH, and a mailer with a wrong password
+    start_tls_server(wrong_password_rig, certificate)
+
+    # when a lead is published
+    lead_id, event_id = send_lead(wrong_password_rig, phone_1="5125551219")
+
+    # then the 535 gives up at once: one attempt, the delivery in error, nothing received
+    wait_status(wrong_password_rig, lead_id, "error")
+    ((code, error),) = attempts_of(wrong_password_rig, event_id)
+    assert code == 535 and error is not None and error.startswith("SMTP 535")
+    assert delivery_of(wrong_password_rig.sessions, lead_id).dead_lettered is True
+    assert wrong_password_rig.inbox.received == []

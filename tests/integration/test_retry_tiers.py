@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from dramatiq import Worker
 
 from shared.errors import TransientError
 from shared.messaging import BrokerPublisher, DeliverEmail, FeedbackAccepted, declare_handler
 from shared.messaging.broker import ParkedMessage, make_broker
-from tests.support.infra import wait_for
+from tests.support.infra import rabbitmqctl, wait_for
 from tests.support.queues import get_parked, queue_counts
 
 
@@ -74,6 +75,16 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
     assert calls[1] - calls[0] >= 1.4
     assert calls[2] - calls[1] >= 0.25
     assert get_parked(broker_url, "feedback") == []
+    # and the work queue and its dead-letter queue are of the type asked for
+    types = declared_types(broker_url)
+    assert types["feedback"] == types["feedback.XQ"] == queue_type
+
+
+def declared_types(broker_url: str) -> dict[str, str]:
+    """Each queue of the broker URL's vhost with its type, as RabbitMQ reports it."""
+    vhost = unquote(urlsplit(broker_url).path.lstrip("/"))
+    listed = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "type")
+    return dict(line.split("\t")[:2] for line in listed.splitlines() if "\t" in line)
 
 
 def test_a_message_failing_always_is_parked_in_the_dead_letter_queue_with_its_history(

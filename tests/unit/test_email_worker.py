@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.email_delivery import batches, worker
 from services.email_delivery.mailer import Accepted, SendFailed
@@ -49,6 +51,13 @@ recipients:
       timezone: America/Chicago
       file: {format: tsv, quote: false}
       retry: {schedule: [200ms]}
+  twice_daily:
+    name: Twice Daily
+    email:
+      to: [leads@twice.example]
+      mode: batch
+      schedule: "0 8,15 * * *"
+      timezone: America/Chicago
 flows:
   auto:
     name: Auto insurance
@@ -68,6 +77,13 @@ flows:
     sources: {web: {name: Web}}
     steps:
       - recipient: batch_buyer
+  daily:
+    name: Daily
+    fields:
+      phone_1: {type: phone}
+    sources: {web: {name: Web}}
+    steps:
+      - recipient: twice_daily
 """
 
 
@@ -77,12 +93,13 @@ class FakeMailer:
 
     failures: list[SendFailed] = field(default_factory=list)
     sent: list[EmailMessage] = field(default_factory=list)
+    refused: str | None = None  # what the server says it refused while accepting
 
     def send(self, message: EmailMessage) -> Accepted:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)
-        return Accepted(250, "fake")
+        return Accepted(250, "fake", self.refused)
 
 
 @dataclass
@@ -119,6 +136,12 @@ def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **field
     with transaction(sessions) as session:
         flow.start(session, configs.get, created.lead.id)
     return created.lead.id
+
+
+def pending_since(sessions: SessionFactory, lead_id: str, at: datetime) -> None:
+    """Date the lead's delivery as routed at ``at`` (the tests' scheduler clock is not now)."""
+    with transaction(sessions) as session:
+        session.execute(update(Delivery).where(Delivery.lead_id == lead_id).values(created_at=at))
 
 
 def delivery_of(sessions: SessionFactory, lead_id: str) -> Delivery:
@@ -348,6 +371,33 @@ def test_a_batch_failing_for_good_ends_in_error_with_its_leads(world: World) -> 
     assert (delivery.status, delivery.dead_lettered) == ("error", True)
 
 
+def test_a_batch_the_server_took_for_some_recipients_is_sent_and_keeps_the_refusal(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a batch, and a server that takes it for the To address but refuses the Cc
+    lead_id = submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    claimed = batches.claim(world.sessions, "batch_buyer", utcnow())
+    assert claimed is not None
+    refusal = "Recipients refused: boss@batch.example: 550 5.1.1 no such user"
+    world.mailer.refused = refusal
+
+    # when the batch is handled
+    with caplog.at_level(logging.WARNING, logger="services.email_delivery.worker"):
+        worker.handle(
+            DeliverEmail(recipient_id="batch_buyer", batch_id=claimed.batch_id), world.deps
+        )
+
+    # then the batch is sent and its lead delivered, with the refusal as the batch's reason
+    assert delivery_of(world.sessions, lead_id).status == "delivered"
+    with world.sessions() as session:
+        batch = session.get(Batch, claimed.batch_id)
+        assert batch is not None and (batch.state, batch.reason) == ("sent", refusal)
+    # and a warning names the batch and the refused address
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"batch {claimed.batch_id} to batch_buyer delivered, but {refusal}"
+    ]
+
+
 def test_a_second_copy_of_a_batch_being_sent_waits_for_the_first(world: World) -> None:
     # given a batch whose sending lease another worker holds
     submit(world.sessions, world.configs, "later", phone_1="5125551212")
@@ -392,25 +442,32 @@ class Clock:
 
 
 def test_the_scheduler_claims_a_batch_at_each_due_time_and_publishes_it(world: World) -> None:
-    # given a scheduler started at 10:30 for an hourly recipient, and a lead pending
+    # given an hourly recipient with a lead pending since 15:50 and one since 16:10,
+    # and a scheduler started at 16:30 (it missed the 16:00 slot)
+    before_slot = submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    pending_since(world.sessions, before_slot, datetime(2026, 11, 24, 15, 50, tzinfo=UTC))
+    after_slot = submit(world.sessions, world.configs, "later", phone_1="5125551213")
+    pending_since(world.sessions, after_slot, datetime(2026, 11, 24, 16, 10, tzinfo=UTC))
     clock = Clock(datetime(2026, 11, 24, 16, 30, tzinfo=UTC))
     scheduler = Scheduler(world.sessions, world.configs, world.publisher, clock=clock)
-    first = submit(world.sessions, world.configs, "later", phone_1="5125551212")
 
-    # when it first looks, it catches up the slot already due (16:00) and sends the lead
+    # when it first looks, it catches up the 16:00 slot with the lead that waited by then
     wait = scheduler.tick()
     (message,) = world.publisher.published
     assert isinstance(message, DeliverEmail) and message.batch_id is not None
+    assert delivery_of(world.sessions, before_slot).batch_id == message.batch_id
+    assert delivery_of(world.sessions, after_slot).batch_id is None
     assert wait == pytest.approx(30 * 60, abs=1)
 
-    # when a second lead arrives and time passes, but not to the next slot
-    second = submit(world.sessions, world.configs, "later", phone_1="5125551213")
+    # when a third lead arrives and time passes, but not to the next slot
+    third = submit(world.sessions, world.configs, "later", phone_1="5125551214")
+    pending_since(world.sessions, third, datetime(2026, 11, 24, 16, 45, tzinfo=UTC))
     clock.now = datetime(2026, 11, 24, 16, 59, 59, tzinfo=UTC)
     scheduler.tick()
     # then nothing more is published
     assert len(world.publisher.published) == 1
 
-    # when the next slot comes, the second lead goes in a second batch
+    # when the next slot comes, the two later leads go in a second batch
     clock.now = datetime(2026, 11, 24, 17, 0, 0, 1000, tzinfo=UTC)
     scheduler.tick()
     assert len(world.publisher.published) == 2
@@ -419,18 +476,98 @@ def test_the_scheduler_claims_a_batch_at_each_due_time_and_publishes_it(world: W
         found = sorted((as_utc(r.due_at), r.leads, r.published_at is not None) for r in rows)
     assert found == [
         (datetime(2026, 11, 24, 16, tzinfo=UTC), 1, True),
-        (datetime(2026, 11, 24, 17, tzinfo=UTC), 1, True),
+        (datetime(2026, 11, 24, 17, tzinfo=UTC), 2, True),
     ]
-    assert (
-        delivery_of(world.sessions, first).batch_id != delivery_of(world.sessions, second).batch_id
+    assert delivery_of(world.sessions, after_slot).batch_id == (
+        delivery_of(world.sessions, third).batch_id
     )
+
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def chicago(hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(2026, 11, 24, hour, minute, second, tzinfo=CHICAGO).astimezone(UTC)
+
+
+def test_a_scheduler_started_after_a_slot_keeps_a_lead_that_came_after_it_for_the_next_slot(
+    world: World,
+) -> None:
+    # given a recipient emailed at 08:00 and 15:00 and a lead pending for it since 08:30
+    lead_id = submit(world.sessions, world.configs, "daily", phone_1="5125551212")
+    pending_since(world.sessions, lead_id, chicago(8, 30))
+
+    # when a scheduler starts at 10:00 and runs until just before 15:00
+    clock = Clock(chicago(10))
+    scheduler = Scheduler(world.sessions, world.configs, world.publisher, clock=clock)
+    scheduler.tick()
+    clock.now = chicago(14, 59, 59)
+    scheduler.tick()
+
+    # then nothing is sent: the 08:00 slot it caught up had nothing waiting by 08:00
+    assert world.publisher.published == []
+    assert delivery_of(world.sessions, lead_id).batch_id is None
+    with world.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+
+    # when 15:00 comes
+    clock.now = chicago(15)
+    scheduler.tick()
+
+    # then the lead goes in the 15:00 batch
+    (message,) = world.publisher.published
+    assert isinstance(message, DeliverEmail) and message.recipient_id == "twice_daily"
+    assert delivery_of(world.sessions, lead_id).batch_id == message.batch_id
+    with world.sessions() as session:
+        batch = session.get(Batch, message.batch_id)
+        assert batch is not None
+        assert (as_utc(batch.due_at), batch.leads) == (chicago(15), 1)
+
+
+def test_a_timing_change_does_not_send_a_lead_that_came_after_the_new_timings_last_slot(
+    world: World,
+) -> None:
+    # given the twice-daily recipient set to hourly, a scheduler running, and a lead of 10:10
+    hourly = CONFIG.replace('schedule: "0 8,15 * * *"', "every: 1h")
+    apply_config(world.sessions, hourly, {})
+    clock = Clock(chicago(10, 5))
+    scheduler = Scheduler(world.sessions, world.configs, world.publisher, clock=clock)
+    scheduler.tick()
+    lead_id = submit(world.sessions, world.configs, "daily", phone_1="5125551212")
+    pending_since(world.sessions, lead_id, chicago(10, 10))
+
+    # when the recipient is set back to 08:00 and 15:00 at 10:20
+    apply_config(world.sessions, CONFIG, {})
+    clock.now = chicago(10, 20)
+    scheduler.tick()
+
+    # then the lead is not sent at once but at 15:00
+    assert world.publisher.published == []
+    clock.now = chicago(15)
+    scheduler.tick()
+    (message,) = world.publisher.published
+    assert delivery_of(world.sessions, lead_id).batch_id == message.batch_id  # type: ignore[attr-defined]
+
+
+def test_sending_now_takes_every_pending_lead_whatever_its_time(world: World) -> None:
+    # given a lead pending since after the 08:00 slot
+    lead_id = submit(world.sessions, world.configs, "daily", phone_1="5125551212")
+    pending_since(world.sessions, lead_id, chicago(8, 30))
+
+    # when the operator sends the recipient's pending leads now, with an 08:00 stamp
+    claimed = batches.claim(world.sessions, "twice_daily", chicago(8), trigger="send")
+
+    # then the lead is in that batch all the same
+    assert claimed is not None and claimed.leads == 1
+    assert delivery_of(world.sessions, lead_id).batch_id == claimed.batch_id
 
 
 def test_a_claimed_batch_that_was_never_published_is_published_by_the_sweep(
     world: World,
 ) -> None:
     # given a batch claimed a minute ago whose claimer died before publishing
-    submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    lead_id = submit(world.sessions, world.configs, "later", phone_1="5125551212")
+    pending_since(world.sessions, lead_id, utcnow() - timedelta(minutes=2))
     claimed = batches.claim(world.sessions, "batch_buyer", utcnow() - timedelta(minutes=1))
     assert claimed is not None
     with transaction(world.sessions) as session:

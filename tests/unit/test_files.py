@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.files import lines, neutralize, write_rows
+from shared.files import neutralize, write_rows
 from shared.flowconfig import FileFormat, Flow
 from shared.leaddata import build_fields, display_fields
 
@@ -143,21 +143,49 @@ def written_with(columns: list[str], rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+class SinkFull(Exception):
+    """The sink took all the lines it would."""
+
+
+class StoppingSink:
+    """A sink that keeps the lines it is given and stops the writer after ``room`` of them."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.lines: list[str] = []
+
+    def write(self, text: str, /) -> int:
+        if len(self.lines) == self.room:
+            raise SinkFull
+        self.lines.append(text)
+        return len(text)
+
+
 def test_rows_are_written_one_at_a_time_so_an_endless_source_can_be_streamed() -> None:
-    # given a source of leads that never ends
+    # given a sink that stops after the header and two rows, and a source of leads that
+    # never ends and fails when asked for a row before the previous ones were written
+    sink = StoppingSink(room=3)
+    taken = 0
+
     def endless() -> Iterator[dict[str, Any]]:
+        nonlocal taken
         for n in itertools.count():
+            assert len(sink.lines) == 1 + n, "a row was read before the previous one was written"
+            taken += 1
             yield {"first_name": f"Lead {n}"}
 
-    # when the first lines are taken from the generator
-    first = list(itertools.islice(lines(COLUMNS, endless(), FileFormat(quote=False)), 3))
+    # when the source is written to the sink
+    with pytest.raises(SinkFull):
+        write_rows(sink, COLUMNS, endless(), FileFormat(quote=False))
 
-    # then they come without the source being exhausted
-    assert first == [
+    # then each row went to the sink as a whole line as it came, and the source gave only
+    # the rows written and the one the sink refused
+    assert sink.lines == [
         "first_name,phone_1,email,state,postal_code\r\n",
         "Lead 0,,,,\r\n",
         "Lead 1,,,,\r\n",
     ]
+    assert taken == 3
 
 
 def test_write_rows_returns_the_number_of_leads_not_counting_the_header() -> None:

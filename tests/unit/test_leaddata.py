@@ -44,3 +44,14 @@ def test_a_flat_dotted_key_is_typed_and_not_kept_twice() -> None:
     fields = build_fields(FLOW, {"mortgage.loan.amount": "2", "mortgage.loan.rate": "3"})
     assert fields["typed"]["mortgage.loan.amount"]["normal"] == 2
     assert fields["extra"] == {"mortgage.loan.rate": "3"}
+
+
+def test_a_declared_xml_element_with_attributes_is_typed_from_its_text() -> None:
+    # given `<state source="geo">Texas</state>` as the XML body parser reads it
+    from shared.bodies import parse_body
+
+    submitted = parse_body("text/xml", b"<lead><state source='geo'>Texas</state></lead>")
+
+    # when the lead's fields are built, then the state is typed from the element's text
+    fields = build_fields(FLOW, submitted)
+    assert fields["typed"]["state"]["normal"] == "TX"

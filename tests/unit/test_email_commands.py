@@ -1,0 +1,116 @@
+"""The CLI's ``leads export|deliver`` behind click: the file on standard output or in a
+file, and the ``\\rN leads`` progress counter, with fake terminals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.email_delivery import commands, manual
+from shared.config import Settings
+from shared.configstore import ConfigStore, apply_config
+from tests.unit.test_email_worker import CONFIG, sqlite_sessions, submit
+
+
+class FakeStream(io.StringIO):
+    """Standard output or error, on a terminal or redirected."""
+
+    def __init__(self, *, terminal: bool) -> None:
+        super().__init__(newline="")
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A database with five leads of flow ``later``, and progress every two leads."""
+    path = tmp_path / "leadflow.db"
+    sessions = sqlite_sessions(str(path))
+    apply_config(sessions, CONFIG, {})
+    configs = ConfigStore(sessions, refresh_seconds=0)
+    for n in range(5):
+        submit(sessions, configs, "later", first_name=f"Lead{n}", phone_1="5125551212")
+    monkeypatch.setattr(manual, "PROGRESS_EVERY", 2)
+    return Settings(database_url=f"sqlite:///{path}")
+
+
+def terminals(
+    monkeypatch: pytest.MonkeyPatch, *, stdout: bool, stderr: bool
+) -> tuple[FakeStream, FakeStream]:
+    out, err = FakeStream(terminal=stdout), FakeStream(terminal=stderr)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    return out, err
+
+
+def export(settings: Settings, path: str | None) -> int:
+    return commands.export(
+        settings,
+        flow_id="later",
+        recipient_id=None,
+        status=None,
+        since=None,
+        until=None,
+        choice=commands.FileChoice(quote=False),
+        path=path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stdout_terminal", "stderr_terminal", "to_file", "progress"),
+    [
+        (True, True, True, "\r2 leads\r4 leads"),  # the file elsewhere: counted on screen
+        (False, True, False, "\r2 leads\r4 leads"),  # stdout piped on: counted on screen
+        (True, True, False, ""),  # the file on the screen: no counter over its lines
+        (False, False, False, ""),  # nobody watching: nothing
+        (True, False, True, ""),  # stderr redirected: nothing
+    ],
+)
+def test_an_export_shows_progress_only_on_a_terminal_that_does_not_show_the_file(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stdout_terminal: bool,
+    stderr_terminal: bool,
+    to_file: bool,
+    progress: str,
+) -> None:
+    # given standard output and error on a terminal or not
+    out, err = terminals(monkeypatch, stdout=stdout_terminal, stderr=stderr_terminal)
+    path = tmp_path / "leads.csv"
+
+    # when five leads are exported to a file or to standard output
+    count = export(settings, str(path) if to_file else None)
+
+    # then the counter went to stderr (or not), and the file holds the leads alone
+    assert count == 5
+    assert err.getvalue() == progress
+    text = path.read_text() if to_file else out.getvalue()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [["first_name", "phone_1"]] + [
+        [f"Lead{n}", "5125551212"] for n in range(5)
+    ]
+    assert out.getvalue() == ("" if to_file else text)
+
+
+def test_a_manual_delivery_to_a_file_counts_its_leads_on_the_terminal(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a terminal on both standard output and error
+    out, err = terminals(monkeypatch, stdout=True, stderr=True)
+
+    # when the recipient's pending leads are delivered to a file
+    count = commands.deliver(
+        settings, "batch_buyer", commands.FileChoice(), str(tmp_path / "leads.tsv")
+    )
+
+    # then the terminal shows the count as it goes, and the leads are in the file only
+    assert count == 5
+    assert err.getvalue() == "\r2 leads\r4 leads"
+    assert out.getvalue() == ""
+    assert (tmp_path / "leads.tsv").read_text().count("\n") == 6
