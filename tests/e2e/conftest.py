@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ class Stack:
     log_path: Path
     keep_running: list[subprocess.Popen[bytes]] = field(default_factory=list)
     up_pid: int = 0
+    # Copies of `leadflow up` (e.g. "router.1") a test killed on purpose: `leadflow up`
+    # then reports them and exits 1 instead of 0.
+    killed: list[str] = field(default_factory=list)
 
     def service_pids(self, service: str) -> list[int]:
         """The copies of ``service`` that this stack's `leadflow up` started, still running."""
@@ -184,3 +188,10 @@ def stack(
             stop_process(extra)
         code = stop_process(process, timeout=60)
         sys.stderr.write(f"leadflow up exited with {code}; log at {log}\n")
+    # `leadflow up` stopped by SIGTERM stops every copy cleanly, says so and exits 0 (1 when
+    # a test killed a copy, which it reports)
+    output = log.read_text()
+    assert "all services stopped" in output, output[-3000:]
+    for name in stack.killed:
+        assert re.search(rf"^{re.escape(name)} exited with code -9$", output, re.M), name
+    assert code == (1 if stack.killed else 0), output[-3000:]

@@ -4,14 +4,25 @@ response modes. Leads are checked in the database through `leadflow leads show`.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from lxml import etree
+from sqlalchemy import select
 
+from shared.db.engine import make_engine, make_session_factory
+from shared.db.models import Lead
+from shared.leaddata import display_fields
 from tests.e2e.conftest import Stack
+from tests.support.infra import free_port
+from tests.support.processes import start_process, stop_process, wait_healthy
 from tests.support.recipient import Reply
 
 GOOD = {"first_name": "ann", "phone_1": "512-555-1212", "state": "Texas", "email": "ann@acme.com"}
@@ -185,7 +196,9 @@ def test_a_disabled_flow_answers_201_with_outcome_error(stack: Stack) -> None:
     assert response.json()["reason"] == "The flow is disabled"
 
 
-@pytest.mark.parametrize("auth", [None, ("API", "wrong"), ("API", "S3CRET-KEY")])
+@pytest.mark.parametrize(
+    "auth", [None, ("API", "wrong"), ("API", "S3CRET-KEY"), ("someone", "s3cret-key")]
+)
 def test_a_source_with_an_api_key_refuses_missing_or_wrong_credentials_and_stores_nothing(
     stack: Stack, auth: tuple[str, str] | None
 ) -> None:
@@ -275,6 +288,39 @@ def test_the_first_failing_acceptance_rule_gives_outcome_failure_and_the_lead_go
     assert report["events"][0]["outcome"] == "failure"
 
 
+@pytest.mark.parametrize(
+    ("source", "data", "reason"),
+    [
+        ("open", {"first_name": "ann", "state": "Ohio"}, "phone_1 is required"),
+        (
+            "picky",
+            {"email": "ann@gmail.com", "state": "Ohio", "phone_1": ""},
+            "phone_1 is required",
+        ),
+        (
+            "picky",
+            {**GOOD, "email": "ann@gmail.com", "state": "Ohio"},
+            "Lead must live in TX or OK, not OH",
+        ),
+    ],
+    ids=["required-before-flow", "required-before-flow-and-source", "flow-before-source"],
+)
+def test_a_required_field_is_checked_before_the_flows_criteria_and_those_before_the_sources(
+    stack: Stack, source: str, data: dict[str, str], reason: str
+) -> None:
+    # given a lead that fails more than one acceptance check at once
+    # when it is posted
+    response = requests.post(url(stack, source=source), data=data, timeout=10)
+
+    # then the reason is the first check's in the order required, flow, source
+    assert response.status_code == 201
+    assert response.json()["outcome"] == "failure"
+    assert response.json()["reason"] == reason
+    report = stack.show(response.json()["lead"]["id"])
+    assert (report["lead"]["outcome"], report["lead"]["reason"]) == ("failure", reason)
+    assert [(e["type"], e["reason"]) for e in report["events"]] == [("source", reason)]
+
+
 def test_an_invalid_value_never_blocks_a_lead(stack: Stack) -> None:
     response = requests.post(url(stack), data={**GOOD, "email": "not-an-email"}, timeout=10)
     assert response.json()["outcome"] == "queued"
@@ -315,6 +361,80 @@ def test_after_flow_answers_queued_when_the_flow_outlasts_the_timeout_and_the_le
         "lead": {"id": lead_id},
         "price": 0,
     }
+
+
+def stored_leads(stack: Stack, ids: list[str]) -> dict[str, Lead]:
+    engine = make_engine(stack.env["LEADFLOW_DATABASE_URL"], pool_size=1)
+    try:
+        with make_session_factory(engine)() as session:
+            return {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(ids)))}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def second_intake(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """Another `leadflow intake` beside the stack's, on its own port."""
+    port = free_port()
+    log = tmp_path / "intake.log"
+    process = start_process(
+        [sys.executable, "-m", "services.cli", "intake"],
+        {**stack.env, "LEADFLOW_INTAKE_PORT": str(port)},
+        log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(f"{url}/healthz", process, log)
+        yield url
+    finally:
+        assert stop_process(process) == 0, log.read_text()[-2000:]
+
+
+def test_two_intake_processes_each_answer_after_flow_with_their_own_leads_outcome(
+    stack: Stack, second_intake: str
+) -> None:
+    # given two intake processes, a buyer that accepts at a price, and leads that each
+    # have an answer of their own: sold, or stopped with a reason naming the lead
+    stack.recipient.script("/intake-buyer", [Reply(200, '{"outcome": "success", "price": 3}')])
+    run = secrets.token_hex(3)
+    submissions = [
+        (intake, f"{run}-{n}", n % 3 == 0)
+        for n, intake in enumerate([stack.intake_url, second_intake] * 20)
+    ]
+
+    def post(submission: tuple[str, str, bool]) -> dict[str, Any]:
+        intake, ref, sell = submission
+        response = requests.post(
+            url(stack, "intake_replies").replace(stack.intake_url, intake),
+            data={"phone_1": "5125551212", "ref": ref, "sell": "yes" if sell else "no"},
+            timeout=30,  # well under the flow's 60 s: a lost reply fails here, not "queued"
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    # when both get after_flow submissions at once
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(post, submissions))
+
+    # then each answer is its own lead's flow outcome
+    leads = stored_leads(stack, [a["lead"]["id"] for a in answers])
+    for (_intake, ref, sell), answer in zip(submissions, answers, strict=True):
+        if sell:
+            assert {k: answer.get(k) for k in ("outcome", "reason", "price")} == {
+                "outcome": "success",
+                "reason": None,
+                "price": 3,
+            }
+        else:
+            assert {k: answer.get(k) for k in ("outcome", "reason", "price")} == {
+                "outcome": "failure",
+                "reason": f"Not for sale: {ref}",
+                "price": 0,
+            }
+        lead = leads[answer["lead"]["id"]]
+        assert display_fields(lead.fields)["ref"] == ref
+        assert (lead.state, lead.outcome) == ("done", answer["outcome"])
+        assert lead.price == answer["price"]
 
 
 def test_get_lead_answers_404_for_an_unknown_lead(stack: Stack) -> None:

@@ -110,6 +110,20 @@ def test_deliver_uses_the_recipients_file_settings_and_the_command_line_override
     assert csv_with_header.stdout.startswith('"ref","state"\n')
     assert f'"{tag}-1","TX"\n' in csv_with_header.stdout
 
+    # when they are delivered to a file with the same overrides
+    path = stack.log_path.parent / f"delivered-{tag}.csv"
+    delivered = stack.leadflow(
+        "leads", "deliver", "--recipient", "manual_tsv",
+        "--format", "csv", "--quote", "--header", "-o", str(path),
+    )
+
+    # then the file has the overrides' shape, and the leads are no longer pending
+    assert delivered.returncode == 0, delivered.stderr
+    written = path.read_text()
+    assert written.startswith('"ref","state"\n')
+    assert f'"{tag}-1","TX"\n' in written and f'"{tag}-2",""\n' in written
+    assert pending_count(stack, "manual_tsv") == 0
+
 
 def test_export_by_flow_filters_by_outcome_and_received_time(stack: Stack) -> None:
     # given a lead accepted in the desk flow, and one refused (its required phone missing)

@@ -8,16 +8,36 @@ import sys
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
 from tests.support.infra import free_port, wait_for
 from tests.support.processes import start_process, stop_process, wait_healthy
+from tests.support.recipient import Reply
 
 
 def worker_metrics_ports(stack: Stack) -> dict[str, int]:
     """`leadflow up` prints the metrics port it gave each worker copy."""
     found = re.findall(r"started (\S+) \(pid \d+, metrics on :(\d+)\)", stack.log_path.read_text())
     return {name: int(port) for name, port in found}
+
+
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    text = requests.get(url, timeout=10).text
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when there are none)."""
+    return sum(
+        value
+        for sample, sample_labels, value in samples
+        if sample == name and labels.items() <= sample_labels.items()
+    )
 
 
 def test_every_worker_serves_health_and_its_pools_metrics_on_its_own_port(stack: Stack) -> None:
@@ -71,3 +91,70 @@ def test_with_json_logs_each_line_is_an_object_naming_the_lead(
     mine = [line for line in lines if line.get("lead_id") == lead_id]
     assert mine and {"ts", "level", "service", "msg", "lead_id", "event_id"} <= set(mine[0])
     assert mine[0]["service"] == "intake"
+
+
+def test_http_delivery_counts_retries_dead_letters_and_deliveries_by_outcome(stack: Stack) -> None:
+    metrics = f"http://127.0.0.1:{worker_metrics_ports(stack)['http-delivery.1']}/metrics"
+    counted = {
+        "retries": ("leadflow_retries_total", {"queue": "http_delivery"}),
+        "dead letters": ("leadflow_dead_letters_total", {"queue": "http_delivery"}),
+        "flaky success": (
+            "leadflow_deliveries_total",
+            {"recipient": "flaky", "outcome": "success"},
+        ),
+        "unreachable error": (
+            "leadflow_deliveries_total",
+            {"recipient": "unreachable", "outcome": "error"},
+        ),
+    }
+    before = scrape(metrics)
+    # given a recipient down for two attempts and one nobody listens for (one retry, then
+    # the dead-letter queue)
+    stack.recipient.script("/flaky", [Reply(503, "busy"), Reply(503, "busy"), Reply(200, "ok")])
+    retried = stack.submit("retries", data={"phone_1": "5125550144"}).json()["lead"]["id"]
+    parked = stack.submit("gone", data={"phone_1": "5125550145"}).json()["lead"]["id"]
+
+    # when both leads have been through their deliveries
+    assert stack.wait_done(retried)["deliveries"][0]["status"] == "delivered"
+    assert stack.wait_done(parked)["deliveries"][0]["dead_lettered"] is True
+
+    # then http-delivery's metrics count the three retries, the dead letter and each outcome
+    expected = {"retries": 3, "dead letters": 1, "flaky success": 1, "unreachable error": 1}
+
+    def increases() -> dict[str, float]:
+        after = scrape(metrics)
+        return {
+            key: total(after, name, **labels) - total(before, name, **labels)
+            for key, (name, labels) in counted.items()
+        }
+
+    seen: dict[str, float] = {}
+
+    def increased() -> bool:
+        seen.update(increases())
+        return all(seen[key] >= n for key, n in expected.items())
+
+    wait_for(increased, timeout=10, message=f"increases of at least {expected}")
+
+
+def test_feedback_counts_feedback_by_type_and_outcome(stack: Stack) -> None:
+    metrics = f"{stack.feedback_url}/metrics"
+    returns = ("leadflow_feedback_total", {"type": "return", "outcome": "success"})
+    before = total(scrape(metrics), returns[0], **returns[1])
+    # given a delivered lead whose step takes returns
+    stack.recipient.script("/fb-buyer", [Reply(200, '{"outcome": "success"}')])
+    answer = stack.submit("fb_free", data={"first_name": "Ann", "phone_1": "5125550146"}).json()
+    assert answer["outcome"] == "success"
+    (step,) = [e for e in stack.show(answer["lead"]["id"])["events"] if e["type"] == "recipient"]
+
+    # when the buyer returns it
+    response = requests.post(
+        f"{stack.feedback_url}/feedback",
+        params={"event_id": step["id"]},
+        json={"type": "return", "reason": "Wrong number"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+
+    # then feedback's metrics count one accepted return more
+    assert total(scrape(metrics), returns[0], **returns[1]) == before + 1

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pika
@@ -14,7 +15,7 @@ import pytest
 from shared.messaging import DeliverHttp, LeadSubmitted, StepCompleted
 from tests.e2e.conftest import Stack, start_process
 from tests.support.infra import rabbitmqctl, wait_for
-from tests.support.queues import publish_messages
+from tests.support.queues import publish_messages, queue_counts
 from tests.support.recipient import Reply
 
 ACCEPT = '{"result": "accepted", "price": %s}'
@@ -96,6 +97,81 @@ def test_lead_and_step_messages_delivered_twice_change_nothing_the_second_time(
     assert stack.show(lead_id) == before
 
 
+def quiet(stack: Stack, held: int) -> bool:
+    """The router's queue is empty and http_delivery holds only the ``held`` deliveries
+    (read twice, so a message moving between the two queues is not missed)."""
+
+    def once() -> bool:
+        counts = queue_counts(stack.env["LEADFLOW_BROKER_URL"])
+        router, deliveries = (counts.get(q, (0, 0)) for q in ("router", "http_delivery"))
+        return router == (0, 0) and deliveries == (0, held)
+
+    return once() and once()
+
+
+def short_retries_empty(stack: Stack) -> bool:
+    """No message waits in a router or http_delivery retry tier of 15 s or less (where
+    duplicates of a delivery another worker holds wait before they look again)."""
+    counts = queue_counts(stack.env["LEADFLOW_BROKER_URL"])
+    return all(
+        ready + unacked == 0
+        for name, (ready, unacked) in counts.items()
+        if name.startswith(("router.retry.", "http_delivery.retry."))
+        and int(name.rsplit(".", 1)[1]) <= 15_000
+    )
+
+
+def test_lead_and_step_messages_delivered_again_while_the_lead_waits_change_nothing(
+    stack: Stack,
+) -> None:
+    # given a lead past its first recipient, waiting at a second one that holds the request
+    held = threading.Event()
+    stack.recipient.script("/after-slow", [Reply(200, '{"outcome": "success"}')])
+    stack.recipient.script("/held-buyer", [Reply(200, '{"outcome": "success"}', hold=held)])
+    try:
+        lead_id = stack.submit("router_waits_second", data={"phone_1": "5125550105"}).json()[
+            "lead"
+        ]["id"]
+        wait_for(
+            lambda: requests_for(stack, "/held-buyer", lead_id) == 1,
+            timeout=20,
+            message="the second recipient to be called",
+        )
+        wait_for(lambda: quiet(stack, held=1), timeout=20, message="only the held delivery")
+        before = stack.show(lead_id)
+        first, second = (e for e in before["events"] if e["type"] == "recipient")
+        assert (first["outcome"], second["outcome"]) == ("success", None)
+
+        # when its lead message, the first step's result and both hand-offs arrive again, twice
+        duplicates = [
+            LeadSubmitted(lead_id=lead_id),
+            StepCompleted(lead_id=lead_id, event_id=first["id"]),
+            DeliverHttp(lead_id=lead_id, event_id=first["id"], recipient_id="after_slow"),
+            DeliverHttp(lead_id=lead_id, event_id=second["id"], recipient_id="held_buyer"),
+        ]
+        publish_messages(stack.env["LEADFLOW_BROKER_URL"], *duplicates, *duplicates)
+        wait_for(lambda: quiet(stack, held=1), timeout=20, message="the duplicates handled")
+
+        # then nothing changed while the lead waits
+        assert stack.show(lead_id) == before
+    finally:
+        held.set()
+
+    # and once the held request is answered the flow ends as it would have without them
+    after = stack.wait_done(lead_id)
+    wait_for(lambda: short_retries_empty(stack) and quiet(stack, held=0), timeout=60)
+    assert requests_for(stack, "/after-slow", lead_id) == 1
+    assert requests_for(stack, "/held-buyer", lead_id) == 1
+    assert stack.show(lead_id) == after
+    assert [(e["type"], e["recipient"], e["outcome"]) for e in after["events"]] == [
+        ("recipient", "after_slow", "success"),
+        ("recipient", "held_buyer", "success"),
+        ("source", None, "success"),
+    ]
+    assert [d["status"] for d in after["deliveries"]] == ["delivered", "delivered"]
+    assert lead_id not in stack.leadflow("dead", "list").stdout
+
+
 @pytest.fixture
 def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped-def]
     """Kill the stack's router with SIGKILL; the test starts a new one when it wants."""
@@ -106,6 +182,7 @@ def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped
         assert pids, "no router is running"
         for pid in pids:  # each copy leads its own process group (its pool)
             os.killpg(pid, signal.SIGKILL)
+        stack.killed.append("router.1")
 
     def start_router() -> None:
         log = tmp_path / "router.log"

@@ -3,6 +3,9 @@ else: not the logs, not the recorded attempts, not `leads show`."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import requests
 
 from tests.e2e.conftest import Stack
@@ -15,8 +18,14 @@ def test_credentials_are_sent_but_never_logged_or_recorded(stack: Stack) -> None
         stack.env["SECRET_PASSWORD_VALUE"],
         stack.env["SECRET_SOURCE_KEY"],
     ]
-    # given a recipient failing once, then accepting
-    stack.recipient.script("/secret-buyer", [Reply(503, "down"), Reply(200, "{}")])
+    basic = base64.b64encode(f"buyer:{stack.env['SECRET_PASSWORD_VALUE']}".encode()).decode()
+    secrets.append(basic)
+    echoed = f"X-Api-Key: {secrets[0]}, Authorization: Basic {basic}, password {secrets[1]}"
+    # given a recipient failing once, then accepting, each time echoing the credentials
+    stack.recipient.script(
+        "/secret-buyer",
+        [Reply(503, f"down; you sent {echoed}"), Reply(200, json.dumps({"echo": echoed}))],
+    )
 
     # when a lead is posted with the source's key and delivered with the recipient's
     response = requests.post(

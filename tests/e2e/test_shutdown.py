@@ -55,7 +55,7 @@ def test_a_delivery_worker_stopped_mid_request_finishes_it_and_exits_0(
     assert sum(lead_id in r.body.decode() for r in stack.recipient.requests("/shutdown-slow")) == 1
 
 
-@pytest.mark.parametrize("service", ["router", "http-delivery"])
+@pytest.mark.parametrize("service", ["router", "http-delivery", "email-delivery"])
 def test_an_idle_worker_stopped_by_sigterm_exits_0(
     stack: Stack, tmp_path: Path, service: str
 ) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from tests.e2e.conftest import Stack
 from tests.support.infra import wait_for
 from tests.support.recipient import Reply
@@ -92,3 +95,48 @@ def test_a_recipient_that_never_answers_ends_in_error_and_the_flow_goes_on(stack
         timeout=10,
         message="dead letter listed",
     )
+
+
+def recipient_step(report: dict[str, Any]) -> dict[str, Any]:
+    (step,) = [e for e in report["events"] if e["type"] == "recipient"]
+    return step
+
+
+def test_a_delivered_steps_event_records_one_attempt_and_when_it_started_and_ended(
+    stack: Stack,
+) -> None:
+    # given a recipient that accepts leads
+    stack.recipient.script("/acme", [Reply(200, '{"outcome": "success", "price": 1}')])
+
+    # when a lead is posted and delivered
+    answer = stack.submit("spine", data={"first_name": "Bo", "phone_1": "5125551213"}).json()
+    assert answer["outcome"] == "success"
+
+    # then its recipient step event counts the one attempt and has its start, end and duration
+    step = recipient_step(stack.show(answer["lead"]["id"]))
+    assert step["attempts"] == 1
+    assert step["started_at"] is not None and step["completed_at"] is not None
+    assert datetime.fromisoformat(step["started_at"]) <= datetime.fromisoformat(
+        step["completed_at"]
+    )
+    assert step["ms"] is not None and step["ms"] >= 0
+
+
+def test_a_retried_steps_event_counts_every_attempt_made(stack: Stack) -> None:
+    # given a recipient that fails twice with 503, then accepts
+    stack.recipient.script("/flaky", [Reply(503, "busy"), Reply(503, "busy"), Reply(200, "ok")])
+
+    # when a lead is posted and delivered after the retries
+    lead_id = stack.submit("retries", data={"phone_1": "5125550002"}).json()["lead"]["id"]
+    report = stack.wait_done(lead_id)
+
+    # then the step event's attempts is the number of attempts the delivery recorded
+    attempts = report["deliveries"][0]["attempts"]
+    assert [a["status"] for a in attempts] == [503, 503, 200]
+    step = recipient_step(report)
+    assert step["outcome"] == "success"
+    assert step["attempts"] == len(attempts) == 3
+    assert datetime.fromisoformat(step["started_at"]) <= datetime.fromisoformat(
+        step["completed_at"]
+    )
+    assert step["ms"] is not None

@@ -1,7 +1,8 @@
 """A real HTTP recipient for tests: an aiohttp server in a thread, scripted per path.
 
 ``script(path, [(status, body, content_type), ...])`` answers the next requests in turn
-(the last answer repeats); every request is recorded with its headers and body.
+(the last answer repeats); every request is recorded with its headers and body. A reply
+with ``hold`` keeps its request waiting until the test sets that event.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Reply:
     body: str = '{"outcome": "success"}'
     content_type: str = "application/json"
     delay: float = 0.0
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -76,6 +78,8 @@ class Recipient:
         try:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
+            while reply.hold is not None and not reply.hold.is_set():
+                await asyncio.sleep(0.02)
         finally:
             with self._lock:
                 self.in_flight[request.path] -= 1
