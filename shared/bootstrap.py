@@ -5,22 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import exc as sa_exc
-
 from shared.config import Settings, load_settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
+from shared.db.outages import DATABASE_OUTAGES
 from shared.deadletters import record_dead_letter
 from shared.logs import setup_logging
 from shared.messaging import LeadflowBroker, make_broker
-
-#: The database is unreachable (or its pool is exhausted): wait for it, do not park.
-DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,15 @@
-"""What real-time email delivery reads and writes: the job for one lead, attempts, outcome."""
+"""What real-time email delivery reads and writes: the job for one lead, attempts, outcome.
+
+A job is claimed before the message is sent: the delivery becomes ``sending`` with a
+lease, so a second copy of the message (RabbitMQ redelivers what a worker held when its
+connection dropped, while that worker may still be sending it) waits instead of mailing
+the lead again. A lease that lapses (the worker died) lets the next copy send it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,10 +19,15 @@ from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Lead
 from shared.deliveries import FINAL
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
 from shared.leaddata import display_fields
 from shared.messaging import DeliverEmail
+
+#: How long a claim keeps other copies of the message waiting (a send takes seconds).
+LEASE = timedelta(minutes=2)
+#: How a second copy waits for the worker holding the lease before looking again.
+BUSY_RETRY_SCHEDULE = (5.0, 15.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +43,27 @@ class LeadJob:
     envelope: Envelope
 
 
-def load_job(session: Session, configs: ConfigStore, message: DeliverEmail) -> LeadJob:
-    delivery = session.get(Delivery, message.event_id) if message.event_id else None
+def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> LeadJob:
+    """The job for one lead, its delivery claimed (``sending``) unless it is final; raises
+    a persistent TransientError while another worker holds the claim."""
+    delivery = (
+        session.get(Delivery, message.event_id, with_for_update=True) if message.event_id else None
+    )
     lead = session.get(Lead, message.lead_id) if message.lead_id else None
     if delivery is None or lead is None:
         raise PermanentError(f"no delivery {message.event_id} for lead {message.lead_id}")
+    final = delivery.status in FINAL
+    if not final:
+        now = utcnow()
+        held_until = (as_utc(delivery.updated_at) or now) + LEASE
+        if delivery.status == "sending" and held_until > now:
+            raise TransientError(
+                "another worker is emailing this lead",
+                BUSY_RETRY_SCHEDULE,
+                kind="busy",
+                persistent=True,
+            )
+        delivery.status, delivery.updated_at = "sending", now
     config = configs.get(lead.config_version)
     recipient = config.recipients.get(delivery.recipient_id)
     if recipient is None or recipient.email is None:
@@ -47,7 +74,7 @@ def load_job(session: Session, configs: ConfigStore, message: DeliverEmail) -> L
         event_id=delivery.event_id,
         recipient_id=delivery.recipient_id,
         attempt=delivery.attempts + 1,
-        final=delivery.status in FINAL,
+        final=final,
         target=recipient.email,
         columns=list(flow.fields),
         row=display_fields(lead.fields),

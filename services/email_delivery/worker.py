@@ -21,6 +21,7 @@ from services.email_delivery import batches, compose, records
 from services.email_delivery.mailer import Mailer, SendFailed
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.outages import record_patiently
 from shared.deliveries import complete
 from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
@@ -44,8 +45,8 @@ def handle(message: Message, deps: Deps) -> None:
     if message.batch_id is not None:
         _send_batch(message.batch_id, deps)
         return
-    with deps.sessions() as session:
-        job = records.load_job(session, deps.configs, message)
+    with transaction(deps.sessions) as session:
+        job = records.claim(session, deps.configs, message)
     if not job.final:
         _send_lead(job, deps)
     deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))
@@ -66,10 +67,15 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
         logger.warning("email to %s failed: %s", job.recipient_id, failure.reason, extra=ids)
         raise _retry_or_give_up(failure, job.target) from None
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
-    with transaction(deps.sessions) as session:
-        attempt = records.AttemptRecord(at, _ms(started), accepted.code, accepted.refused)
-        if records.record_attempt(session, job, attempt, retrying=False):
-            complete(session, job.event_id, outcome="success", reason=None)
+    attempt = records.AttemptRecord(at, _ms(started), accepted.code, accepted.refused)
+
+    def record() -> None:
+        with transaction(deps.sessions) as session:
+            if records.record_attempt(session, job, attempt, retrying=False):
+                complete(session, job.event_id, outcome="success", reason=None)
+
+    # The server has the email: a short database outage must not get it sent again.
+    record_patiently(record, ids=ids)
     DELIVERIES.labels(job.recipient_id, "success").inc()
     if accepted.refused:
         logger.warning(

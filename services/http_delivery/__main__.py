@@ -12,8 +12,9 @@ from functools import partial
 
 from services.http_delivery import forward_worker, worker
 from services.http_delivery.send import client_session
-from shared.bootstrap import DATABASE_OUTAGES, worker_basics
+from shared.bootstrap import worker_basics
 from shared.config import load_settings
+from shared.db.outages import DATABASE_OUTAGES
 from shared.db.threads import DatabaseThreads
 from shared.deadletters import mirror_dead_letter
 from shared.messaging import ParkedMessage

@@ -20,6 +20,7 @@ from services.http_delivery.response import Interpretation, interpret
 from services.http_delivery.send import send, transient_reason
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
+from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
 from shared.deliveries import complete
 from shared.errors import TransientError
@@ -97,7 +98,10 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
     if result.reason and answer.secrets:
         result = replace(result, reason=scrub(result.reason, answer.secrets))
-    await deps.db.transaction(_record_outcome, job, attempt, result)
+    # The recipient has answered: a short database outage must not get the lead sent again.
+    await record_patiently_async(
+        lambda: deps.db.transaction(_record_outcome, job, attempt, result), ids=ids
+    )
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
         "delivered to %s: %s%s (HTTP %s, %d ms)",

@@ -3,6 +3,7 @@ PostgreSQL reached through a proxy the test can cut, with a counting recipient."
 
 from __future__ import annotations
 
+import mailbox
 import os
 import random
 import signal
@@ -85,19 +86,30 @@ class FaultStack:
 
     def counts(self, lead_ids: list[str]) -> dict[str, int]:
         """submitted, delivered (distinct leads the recipient got), duplicates (copies a
-        recipient received again, told apart by Idempotency-Key), lost."""
+        recipient received again, told apart by Idempotency-Key), lost; then the same for
+        the email recipient (messages told apart by their lead id header)."""
         received = [r.headers.get("Idempotency-Key") for r in self.recipient.requests("/count")]
         by_key = Counter(received)
         event_to_lead = dict(
             self.rows("SELECT event_id, lead_id FROM deliveries WHERE recipient_id = 'counter'")
         )
         delivered = {event_to_lead.get(k) for k in by_key} & set(lead_ids)
+        mailed = Counter(
+            message["X-Leadflow-Lead-Id"] for message in mailbox.Maildir(self.maildir, create=True)
+        )
         return {
             "submitted": len(lead_ids),
             "delivered": len(delivered),
             "duplicates": sum(n - 1 for n in by_key.values()),
             "lost": len(set(lead_ids) - delivered),
+            "emailed": len(set(mailed) & set(lead_ids)),
+            "email_duplicates": sum(n - 1 for n in mailed.values()),
+            "email_lost": len(set(lead_ids) - set(mailed)),
         }
+
+    @property
+    def maildir(self) -> str:
+        return self.env["LEADFLOW_EMAIL_URL"].removeprefix("maildir://")
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         engine = sqlalchemy.create_engine(self.direct_db)
@@ -129,6 +141,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
             "LEADFLOW_HTTP_CONCURRENCY": "32",
             "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
             "LEADFLOW_METRICS_PORT": "0",
+            "LEADFLOW_EMAIL_URL": f"maildir://{tmp_path / 'mail'}",
             "RECIPIENT": f"http://127.0.0.1:{recipient.port}",
             "PYTHONUNBUFFERED": "1",
         }
@@ -143,7 +156,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
         stack = FaultStack(
             env=env, direct_db=direct_db, db_proxy=proxy, recipient=recipient, logs=tmp_path
         )
-        for service in ("router", "http-delivery", "intake"):
+        for service in ("router", "http-delivery", "email-delivery", "intake"):
             stack.start(service)
         try:
             yield stack

@@ -41,6 +41,7 @@ def test_workers_killed_with_sigkill_during_a_run_lose_no_lead_and_record_one_su
     report("SIGKILL workers", counts)
     assert counts["lost"] == 0
     assert counts["delivered"] == 2000
+    assert counts["email_lost"] == 0
     assert fault_stack.scalar("SELECT count(*) FROM deliveries WHERE status <> 'delivered'") == 0
     assert (
         fault_stack.scalar(
@@ -78,6 +79,7 @@ def test_with_rabbitmq_stopped_during_a_run_intake_keeps_answering_and_every_lea
     report("RabbitMQ stopped", counts)
     assert counts["lost"] == 0
     assert counts["delivered"] == 600
+    assert (counts["emailed"], counts["email_lost"]) == (600, 0)
 
 
 def test_with_the_database_unreachable_intake_answers_503_nothing_is_half_stored_and_all_resumes(
@@ -107,3 +109,4 @@ def test_with_the_database_unreachable_intake_answers_503_nothing_is_half_stored
     counts["refused_503"] = sum(1 for r in responses if r.status_code == 503)
     report("database unreachable", counts)
     assert counts["lost"] == 0
+    assert (counts["emailed"], counts["email_lost"]) == (len(accepted), 0)

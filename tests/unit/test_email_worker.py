@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, update
 
-from services.email_delivery import batches, worker
+from services.email_delivery import batches, records, worker
 from services.email_delivery.mailer import Accepted, SendFailed
 from services.email_delivery.schedule import Scheduler
 from services.intake.leads import new_lead
@@ -229,6 +229,41 @@ def test_a_redelivered_message_for_a_delivered_lead_is_not_emailed_again(world: 
     assert len(world.mailer.sent) == 1
     assert len(world.publisher.published) == 2
     assert delivery_of(world.sessions, lead_id).attempts == 1
+
+
+def test_a_second_copy_of_a_message_being_emailed_waits_instead_of_mailing_again(
+    world: World,
+) -> None:
+    # given a lead whose email another worker is sending right now (its claim is held)
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+    message = realtime_message(world, lead_id)
+    with transaction(world.sessions) as session:
+        records.claim(session, world.configs, message)
+
+    # when RabbitMQ hands a second copy of the message to this worker
+    with pytest.raises(TransientError, match="another worker is emailing this lead") as caught:
+        worker.handle(message, world.deps)
+
+    # then nothing is sent, and the copy waits without using up the recipient's retries
+    assert world.mailer.sent == []
+    assert (caught.value.kind, caught.value.persistent) == ("busy", True)
+    assert delivery_of(world.sessions, lead_id).status == "sending"
+
+
+def test_a_claim_whose_worker_died_lapses_and_the_next_copy_sends_the_lead(world: World) -> None:
+    # given a claim taken longer ago than the lease
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+    message = realtime_message(world, lead_id)
+    with transaction(world.sessions) as session:
+        records.claim(session, world.configs, message)
+        delivery = session.get(Delivery, message.event_id)
+        assert delivery is not None
+        delivery.updated_at = utcnow() - records.LEASE - timedelta(seconds=1)
+
+    # when the message comes again, then the lead is emailed once and delivered
+    worker.handle(message, world.deps)
+    assert len(world.mailer.sent) == 1
+    assert delivery_of(world.sessions, lead_id).status == "delivered"
 
 
 def test_a_4xx_answer_is_retried_with_the_recipients_schedule(world: World) -> None:

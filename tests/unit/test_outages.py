@@ -1,0 +1,61 @@
+"""Recording what already happened elsewhere waits out a short database outage in place."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from shared.db.outages import record_patiently, record_patiently_async
+
+
+def outage() -> OperationalError:
+    return OperationalError("UPDATE deliveries", {}, ConnectionRefusedError("refused"))
+
+
+class Flaky:
+    """A record that fails ``failures`` times with an outage, then succeeds."""
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        self.failures, self.calls = failures, 0
+        self.error = error or outage()
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "recorded"
+
+
+def test_a_record_is_tried_again_while_the_database_is_out_then_stored() -> None:
+    waited: list[float] = []
+    record = Flaky(failures=3)
+    assert record_patiently(record, sleep=waited.append) == "recorded"
+    assert record.calls == 4
+    assert waited == [0.25, 0.5, 1.0]
+
+
+def test_an_outage_longer_than_the_patience_is_left_to_the_retry_tiers() -> None:
+    waited: list[float] = []
+    with pytest.raises(OperationalError):
+        record_patiently(Flaky(failures=100), patience=10, sleep=waited.append)
+    assert sum(waited) <= 10
+    assert waited[-1] == 5.0 or sum(waited) + min(waited[-1] * 2, 5.0) > 10
+
+
+def test_an_error_that_is_not_an_outage_is_raised_at_once() -> None:
+    record = Flaky(failures=1, error=ValueError("bug"))
+    with pytest.raises(ValueError):
+        record_patiently(record, sleep=lambda _: None)
+    assert record.calls == 1
+
+
+def test_an_asyncio_worker_waits_out_the_outage_the_same_way() -> None:
+    record = Flaky(failures=2)
+
+    async def stored() -> str:
+        return record()
+
+    assert asyncio.run(record_patiently_async(stored)) == "recorded"
+    assert record.calls == 3
