@@ -142,7 +142,9 @@ def up(scale: tuple[str, ...]) -> None:
         counts = supervisor.parse_scale(scale)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scale") from None
-    sys.exit(supervisor.run(counts))
+    # Worker copies get consecutive metrics ports from LEADFLOW_METRICS_PORT (0: none).
+    base = _settings().metrics_port
+    sys.exit(supervisor.run(counts, metrics_base_port=base or None))
 
 
 # --- database ------------------------------------------------------------------------------

@@ -102,7 +102,24 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     return fields
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters dropped from every key and string: they mean nothing
+    in a lead and PostgreSQL cannot store them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def parse_body(content_type: str | None, body: bytes, charset: str | None = None) -> dict[str, Any]:
+    """The fields of a form, JSON or XML body (NUL characters dropped)."""
+    return without_nul(_parse_body(content_type, body, charset))
+
+
+def _parse_body(content_type: str | None, body: bytes, charset: str | None) -> dict[str, Any]:
     if not body.strip():
         return {}
     if not content_type:

@@ -7,14 +7,22 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
-#: Header and query parameter names whose values are credentials.
-SENSITIVE_NAME = re.compile(
-    r"auth|key|token|secret|pass|session|cookie|signature|credential", re.IGNORECASE
+#: Words that make a header or query parameter name a credential's (``X-Api-Key``,
+#: ``Authorization``, ``access_token``, ``client-secret``), matched as whole words.
+_SENSITIVE_WORDS = frozenset(
+    {
+        "auth", "authorization", "key", "apikey", "token", "secret", "password", "passwd",
+        "pass", "pwd", "session", "cookie", "signature", "sig", "credential", "credentials",
+    }
 )
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE)
+#: Names that contain such a word but carry no secret.
+_NOT_SECRET = frozenset({"idempotency-key"})
+# ``scheme://user:password@``: the password may hold ``@``, but not ``/``, ``?`` or ``#``.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@?#]*:)[^\s/?#]+@", re.IGNORECASE)
 #: Shorter values are not masked: they would blank out ordinary words.
 _MIN_SECRET_CHARS = 4
 
@@ -22,6 +30,14 @@ _MIN_SECRET_CHARS = 4
 def url_without_password(text: str) -> str:
     """``amqp://user:s3cret@host`` becomes ``amqp://user:***@host``, anywhere in ``text``."""
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether a header or parameter name is a credential's."""
+    lowered = name.lower()
+    if lowered in _NOT_SECRET:
+        return False
+    return any(word in _SENSITIVE_WORDS for word in re.split(r"[^a-z0-9]+", lowered))
 
 
 def request_secrets(
@@ -33,7 +49,7 @@ def request_secrets(
         values.add(auth[1])
         values.add(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     for name, value in headers.items():
-        if SENSITIVE_NAME.search(name) and value:
+        if is_sensitive(name) and value:
             values.add(value)
             scheme, _, credential = value.partition(" ")
             if credential and scheme.isalpha():
@@ -42,9 +58,20 @@ def request_secrets(
     if parts.password:
         values.add(parts.password)
     for name, value in parse_qsl(parts.query):
-        if SENSITIVE_NAME.search(name) and value:
+        if is_sensitive(name) and value:
             values.add(value)
     return tuple(sorted((v for v in values if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True))
+
+
+def scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Every string inside ``value`` (mappings and lists walked) scrubbed."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, Mapping):
+        return {k: scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(v, secrets) for v in value]
+    return value
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

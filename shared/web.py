@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from shared.answers import JSON, NotAcceptable, negotiate, render
 from shared.bodies import BodyError
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
+from shared.db.outages import DATABASE_OUTAGES
 from shared.errors import NotFound
 from shared.messaging import AsyncBrokerClient, FlowReply
 from shared.metrics import latest
@@ -152,6 +152,8 @@ def create_service_app(
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = logging.getLogger(__name__)
+#: Answered 503 (the client may try again): the database unreachable, no configuration.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (*DATABASE_OUTAGES, NotFound)
 
 
 def answer(data: dict[str, Any], media: str, *, status: int = 200) -> web.Response:
@@ -199,7 +201,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return error_answer(request, exc.reason, exc.status)
-    except (SQLAlchemyError, NotFound) as exc:
+    except _UNAVAILABLE as exc:
         logger.warning("answering 503: %s", exc)
         return error_answer(request, "Service unavailable, try again later", 503)
     except asyncio.CancelledError:

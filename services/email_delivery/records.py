@@ -90,6 +90,13 @@ def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> Lead
     )
 
 
+def release(session: Session, job: LeadJob) -> None:
+    """Give a claim back (nothing was sent): the next copy need not wait for the lease."""
+    delivery = session.get(Delivery, job.event_id, with_for_update=True)
+    if delivery is not None and delivery.status == "sending":
+        delivery.status, delivery.updated_at = "retrying", utcnow()
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     at: datetime

@@ -56,7 +56,13 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
     at, started = utcnow(), time.monotonic()
     lead = {**job.row, "id": job.lead_id}
-    email = compose.letter(job.target, job.envelope, job.columns, [job.row], lead)
+    try:
+        email = compose.letter(job.target, job.envelope, job.columns, [job.row], lead)
+    except Exception:
+        # Nothing was sent: give the claim back so the retry need not wait out the lease.
+        with transaction(deps.sessions) as session:
+            records.release(session, job)
+        raise
     try:
         accepted = deps.mailer.send(email)
     except SendFailed as failure:
@@ -99,7 +105,8 @@ def _send_batch(batch_id: str, deps: Deps) -> None:
             logger.warning("batch %s to %s failed: %s", batch_id, job.recipient_id, exc)
             raise _retry_or_give_up(exc, job.target) from None
         raise
-    count = batches.mark_sent(deps.sessions, batch_id, accepted.refused)
+    # The server has the batch: a short database outage must not get it mailed again.
+    count = record_patiently(lambda: batches.mark_sent(deps.sessions, batch_id, accepted.refused))
     DELIVERIES.labels(job.recipient_id, "success").inc(count)
     if accepted.refused:
         logger.warning(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
+from shared.db.outages import RECORD_PATIENCE_SECONDS
 from shared.deliveries import FINAL
 from shared.errors import PermanentError
 from shared.flowconfig import HttpTarget
@@ -47,14 +48,17 @@ class Claim:
     job: Job | None = None
 
 
-LEASE_MARGIN_SECONDS = 5.0
+#: Beyond the request's timeout, a claim also covers recording the answer through a short
+#: database outage (``record_patiently``), so no second copy sends it meanwhile.
+LEASE_MARGIN_SECONDS = 5.0 + RECORD_PATIENCE_SECONDS
 
 
 def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim:
     """Take the next attempt of a delivery, in the transaction that reads what it needs.
 
     A claim is a ``sending`` status stamped with ``updated_at``; it lapses after the
-    request timeout plus a margin, so a worker killed mid-request never strands a lead.
+    request timeout plus a margin, so a worker killed mid-request never strands a lead
+    (it is sent again once the lease lapses).
     Two statements: the delivery (locked), its lead and its event's start in one read,
     then the claim itself.
     """

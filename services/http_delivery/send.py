@@ -29,7 +29,10 @@ class Answer:
 
     def excerpt(self, chars: int) -> str:
         """The start of the body as text to record, the request's secrets masked."""
-        return scrub(self.body[:chars].decode("utf-8", "replace"), self.secrets)
+        # Cut after masking (with room for the longest secret), so a secret straddling
+        # the cut is masked too.
+        room = chars + max((len(secret) for secret in self.secrets), default=0) + 256
+        return scrub(self.body[:room].decode("utf-8", "replace"), self.secrets)[:chars]
 
 
 def client_session(concurrency: int) -> aiohttp.ClientSession:

@@ -26,7 +26,7 @@ from shared.deliveries import complete
 from shared.errors import TransientError
 from shared.messaging import DeliverHttp, Message, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
-from shared.redact import scrub
+from shared.redact import scrub, scrub_value
 
 QUEUE = "http_delivery"
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Deps:
 
 
 #: How long a duplicate waits for the worker holding the delivery before looking again.
-BUSY_RETRY_SCHEDULE = (5.0, 15.0, 60.0, 120.0)
+BUSY_RETRY_SCHEDULE = (5.0, 10.0, 15.0, 30.0)
 
 
 async def handle(message: Message, deps: Deps) -> None:
@@ -96,8 +96,12 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         raise TransientError(transient, job.target.retry.schedule)
     assert answer.status is not None
     result = interpret(answer.status, answer.content_type, answer.body, job.target.response)
-    if result.reason and answer.secrets:
-        result = replace(result, reason=scrub(result.reason, answer.secrets))
+    if answer.secrets:  # a recipient echoing the credentials back
+        result = replace(
+            result,
+            reason=scrub(result.reason, answer.secrets) if result.reason else None,
+            appended=scrub_value(result.appended, answer.secrets),
+        )
     # The recipient has answered: a short database outage must not get the lead sent again.
     await record_patiently_async(
         lambda: deps.db.transaction(_record_outcome, job, attempt, result), ids=ids

@@ -15,7 +15,7 @@ from aiohttp import web
 from services.intake.leads import new_lead
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
 from shared.answers import negotiate
-from shared.bodies import merge_over, nest_pairs, parse_body
+from shared.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.db.engine import utcnow
 from shared.db.models import Lead
 from shared.flowconfig import Source
@@ -95,7 +95,7 @@ async def _submit(request: web.Request) -> web.Response:
 
     body = await request.read() if request.method == "POST" else b""
     submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
-    query = nest_pairs(request.query.items())
+    query = without_nul(nest_pairs(request.query.items()))
     submitted = merge_over(submitted, query)
 
     client = request.app[CLIENT]

@@ -4,8 +4,8 @@
 to a delivery worker (the flow then waits for its ``StepCompleted``) or the flow ends.
 They return what to publish after the commit. Both are idempotent: a lead that has
 already started, or a step result that is not the one the lead waits for, changes
-nothing (a pending hand-off is published again, which delivery workers ignore when
-the delivery is already recorded).
+nothing; the hand-off the lead waits on is published again while its delivery is still
+``queued`` (the router may have stopped between its commit and the publish).
 
 The router runs twice for every lead, so it talks to the database with Core statements
 built once, not through the ORM's identity map and unit of work: a ``SELECT ... FOR
@@ -98,6 +98,9 @@ _UPDATE_LEAD = (
     update(_LEADS).where(_LEADS.c.id == bindparam("key")).values(version=_LEADS.c.version + 1)
 )
 _UPDATE_EVENT = update(_EVENTS).where(_EVENTS.c.id == bindparam("key"))
+_DELIVERY_STATUS = select(_DELIVERIES.c.status).where(
+    _DELIVERIES.c.event_id == bindparam("event_id")
+)
 _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_DELIVERIES = insert(_DELIVERIES)
 
@@ -145,7 +148,7 @@ def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
         return Outbound()
     events = _lead_events(connection, lead.id)
     if lead.waiting_event_id is not None:
-        return _republish_waiting(lead, events, config_for(lead.config_version))
+        return _republish_waiting(connection, lead, events, config_for(lead.config_version))
     if any(e.type != "source" for e in events):
         return Outbound()
     return _advance(connection, lead, events, config_for(lead.config_version))
@@ -165,7 +168,7 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
         ):
             # This result was applied, but the hand-off it led to may never have been
             # published (the router stopped between its commit and the publish).
-            return _republish_waiting(lead, events, config_for(lead.config_version))
+            return _republish_waiting(connection, lead, events, config_for(lead.config_version))
         logger.info(
             "step result for %s is not awaited; ignored",
             event_id,
@@ -181,10 +184,16 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
 
 
 def _republish_waiting(
-    lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
+    connection: Connection, lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
 ) -> Outbound:
+    """The hand-off the lead waits on, published again only while no delivery worker has
+    taken it up (``queued``): a copy of a delivery already under way, or waiting in a retry
+    tier, would send it ahead of the recipient's schedule."""
     event = next((e for e in events if e.id == lead.waiting_event_id), None)
     if event is None or event.recipient_id is None:
+        return Outbound()
+    status = connection.execute(_DELIVERY_STATUS, {"event_id": event.id}).scalar()
+    if status != "queued":
         return Outbound()
     recipient = config.recipients[event.recipient_id]
     return Outbound(messages=[_handoff(lead, event, recipient)])

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def utcnow() -> datetime:
@@ -51,6 +52,8 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
+        # An unreachable server fails in seconds (an outage), not after the OS's timeout.
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
 

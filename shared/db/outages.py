@@ -3,8 +3,8 @@ already happened elsewhere (an email the server took, a recipient's answer) pati
 
 Such a record must not be lost to a short outage: if it were, the message would go back
 through the retry tiers and the email or request would be sent again. So the record is
-tried again in place, for up to ``RECORD_PATIENCE_SECONDS``, before the failure is left
-to the retry tiers.
+tried again in place, for up to ``RECORD_PATIENCE_SECONDS`` of real time, before the
+failure is left to the retry tiers.
 """
 
 from __future__ import annotations
@@ -27,25 +27,32 @@ DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
 )
-RECORD_PATIENCE_SECONDS = 60.0
-_FIRST_DELAY, _MAX_DELAY = 0.25, 5.0
+#: Below the 30 s a stopping worker gets to finish what it holds.
+RECORD_PATIENCE_SECONDS = 20.0
+_FIRST_DELAY, _MAX_DELAY = 0.25, 4.0
 
 
-def _delays(patience: float) -> list[float]:
-    delays, delay, total = [], _FIRST_DELAY, 0.0
-    while total + delay <= patience:
-        delays.append(delay)
-        total += delay
-        delay = min(delay * 2, _MAX_DELAY)
-    return delays
+class _Patience:
+    """The waits between tries, until ``patience`` seconds (real time) have passed."""
+
+    def __init__(self, patience: float) -> None:
+        self._deadline = time.monotonic() + patience
+        self._delay = _FIRST_DELAY
+
+    def next_wait(self) -> float | None:
+        wait = self._delay
+        if time.monotonic() + wait > self._deadline:
+            return None
+        self._delay = min(self._delay * 2, _MAX_DELAY)
+        return wait
 
 
-def _note(exc: BaseException, delay: float, ids: dict[str, str] | None) -> None:
+def _note(exc: BaseException, wait: float, ids: dict[str, str] | None) -> None:
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     logger.warning(
         "database unavailable while recording (%s); trying again in %.2g s",
         first,
-        delay,
+        wait,
         extra=ids or {},
     )
 
@@ -57,14 +64,18 @@ def record_patiently(
     patience: float = RECORD_PATIENCE_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """``record()``, tried again while the database is unreachable, up to ``patience``."""
-    for delay in _delays(patience):
+    """``record()``, tried again while the database is unreachable, for up to ``patience``
+    seconds; then the outage is raised (and left to the retry tiers)."""
+    waits = _Patience(patience)
+    while True:
         try:
             return record()
         except DATABASE_OUTAGES as exc:
-            _note(exc, delay, ids)
-            sleep(delay)
-    return record()
+            wait = waits.next_wait()
+            if wait is None:
+                raise
+            _note(exc, wait, ids)
+            sleep(wait)
 
 
 async def record_patiently_async(
@@ -74,10 +85,13 @@ async def record_patiently_async(
     patience: float = RECORD_PATIENCE_SECONDS,
 ) -> T:
     """The same for an asyncio worker: ``await record()``, again while the database is out."""
-    for delay in _delays(patience):
+    waits = _Patience(patience)
+    while True:
         try:
             return await record()
         except DATABASE_OUTAGES as exc:
-            _note(exc, delay, ids)
-            await asyncio.sleep(delay)
-    return await record()
+            wait = waits.next_wait()
+            if wait is None:
+                raise
+            _note(exc, wait, ids)
+            await asyncio.sleep(wait)

@@ -187,7 +187,7 @@ class AsyncWorker:
         queue = delivery.queue
         if plan.delay_ms is not None:
             tier = retry_queue_name(queue, plan.delay_ms)
-            retry = envelope.copy(options={"attempt": plan.attempt + 1, "failures": plan.failures})
+            retry = envelope.copy(options=plan.retry_options())
             await self.client.declare(
                 tier, retry_queue_arguments(queue, plan.delay_ms, self._queue_type)
             )

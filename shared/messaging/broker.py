@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,11 @@ UNEXPECTED_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0, 30.0)
 #: repeated for as long as the outage lasts: an outage delays leads, never parks them.
 OUTAGE_RETRY_SCHEDULE: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 60, 120, 300)
 MAX_REASON_CHARS = 500
+#: The failure history a message carries: the newest ones (``counts`` keeps the totals).
+MAX_FAILURES_KEPT = 20
+#: Failures of one persistent kind (an outage) before the message is parked after all:
+#: with the outage schedule's 5-minute delay, more than three days.
+PERSISTENT_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,26 +133,39 @@ def next_retry_delay_ms(exception: BaseException, attempt: int) -> int | None:
 @dataclass(frozen=True, slots=True)
 class FailurePlan:
     """What happens to a message whose handler failed: retried after ``delay_ms`` through
-    a retry tier, or parked (``delay_ms`` None) with its whole failure history."""
+    a retry tier, or parked (``delay_ms`` None) with its failure history (the newest
+    ``MAX_FAILURES_KEPT``; ``counts`` has every failure by kind)."""
 
     attempt: int
     reason: str
     failures: list[dict[str, Any]]
     delay_ms: int | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def retry_options(self) -> dict[str, Any]:
+        """The options of the copy that goes to the retry tier."""
+        return {"attempt": self.attempt + 1, "failures": self.failures, "counts": self.counts}
 
 
 def plan_failure(options: dict[str, Any], exception: BaseException) -> FailurePlan:
-    """The one retry policy, for the dramatiq middleware and the asyncio worker alike."""
+    """The one retry policy, for the dramatiq middleware and the asyncio worker alike.
+
+    Failures are counted by kind (``failure_kind``): each kind follows its own schedule.
+    A persistent kind (an outage) is retried at its last delay, but not without end:
+    after ``PERSISTENT_LIMIT`` failures of one kind the message is parked all the same.
+    """
     attempt = int(options.get("attempt", 1))
     reason = reason_of(exception)
     kind = failure_kind(exception)
     earlier = list(options.get("failures", []))
-    nth = 1 + sum(1 for failure in earlier if failure.get("kind") == kind)
+    counts = dict(options.get("counts") or Counter(f.get("kind", "") for f in earlier))
+    counts[kind] = nth = counts.get(kind, 0) + 1
     failures = [
         *earlier,
         {"attempt": attempt, "at": datetime.now(UTC).isoformat(), "reason": reason, "kind": kind},
-    ]
-    return FailurePlan(attempt, reason, failures, next_retry_delay_ms(exception, nth))
+    ][-MAX_FAILURES_KEPT:]
+    delay = next_retry_delay_ms(exception, nth) if nth <= PERSISTENT_LIMIT else None
+    return FailurePlan(attempt, reason, failures, delay, counts)
 
 
 def outage_error(exc: BaseException) -> TransientError:
@@ -218,7 +237,7 @@ class TieredRetries(Middleware):
         payload = message.args[0] if message.args else None
         if plan.delay_ms is not None:
             retry = message._message.copy(
-                options={"attempt": plan.attempt + 1, "failures": plan.failures}
+                options=plan.retry_options()
             )
             if self._publish_retry(broker, message.queue_name, plan.delay_ms, retry):
                 note_retry(message.queue_name, plan, payload)

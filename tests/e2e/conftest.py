@@ -28,7 +28,7 @@ LEADFLOW = [sys.executable, "-m", "services.cli"]
 
 @dataclass
 class Stack:
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # (kept out of failure reports: it is long)
     intake_url: str
     recipient: Recipient
     log_path: Path

@@ -58,7 +58,8 @@ TAKEABLE = st.fixed_dictionaries(
 FIELDS = TAKEABLE | st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["return", "conversion", "Return", "refund", ""]) | st.text(),
+        "type": st.sampled_from(["return", "conversion", "Return", "refund", ""])
+        | st.text(max_size=40),
         "reason": st.text(max_size=40),
     },
 )

@@ -80,6 +80,8 @@ def test_with_rabbitmq_stopped_during_a_run_intake_keeps_answering_and_every_lea
     assert counts["lost"] == 0
     assert counts["delivered"] == 600
     assert (counts["emailed"], counts["email_lost"]) == (600, 0)
+    # and nothing was sent twice: what a worker held is recorded or waited for
+    assert (counts["duplicates"], counts["email_duplicates"]) == (0, 0)
 
 
 def test_with_the_database_unreachable_intake_answers_503_nothing_is_half_stored_and_all_resumes(
@@ -110,3 +112,5 @@ def test_with_the_database_unreachable_intake_answers_503_nothing_is_half_stored
     report("database unreachable", counts)
     assert counts["lost"] == 0
     assert (counts["emailed"], counts["email_lost"]) == (len(accepted), 0)
+    # and nothing was sent twice: what was sent is recorded once the database is back
+    assert (counts["duplicates"], counts["email_duplicates"]) == (0, 0)

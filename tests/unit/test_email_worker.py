@@ -266,6 +266,26 @@ def test_a_claim_whose_worker_died_lapses_and_the_next_copy_sends_the_lead(world
     assert delivery_of(world.sessions, lead_id).status == "delivered"
 
 
+def test_a_lead_that_could_not_be_written_gives_its_claim_back_for_the_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a lead whose file cannot be written (an unexpected failure before sending)
+    lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("services.email_delivery.worker.compose.letter", broken)
+
+    # when the worker handles it, then the failure is raised for a retry
+    with pytest.raises(RuntimeError):
+        worker.handle(realtime_message(world, lead_id), world.deps)
+
+    # and the delivery is not left claimed, so the retry does not wait out the lease
+    assert world.mailer.sent == []
+    assert delivery_of(world.sessions, lead_id).status == "retrying"
+
+
 def test_a_4xx_answer_is_retried_with_the_recipients_schedule(world: World) -> None:
     # given a server answering 451
     world.mailer.failures = [SendFailed("SMTP 451 try later", transient=True, code=451)]

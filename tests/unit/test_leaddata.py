@@ -55,3 +55,15 @@ def test_a_declared_xml_element_with_attributes_is_typed_from_its_text() -> None
     # when the lead's fields are built, then the state is typed from the element's text
     fields = build_fields(FLOW, submitted)
     assert fields["typed"]["state"]["normal"] == "TX"
+
+
+def test_nul_characters_are_dropped_from_every_body_format() -> None:
+    # (PostgreSQL cannot store them; they never mean anything in a lead)
+    from shared.bodies import parse_body
+
+    assert parse_body("application/json", b'{"st\\u0000ate": "Tex\\u0000as"}') == {
+        "state": "Texas"
+    }
+    assert parse_body("application/x-www-form-urlencoded", b"state=Tex%00as") == {
+        "state": "Texas"
+    }

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 import shared.metrics
 from shared.metrics import QueueDepthCollector, serve_pool_metrics
 from shared.outbox import OutboxDepthCollector
+from tests.support.infra import free_port
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "leadflow-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -49,12 +50,6 @@ def test_every_series_the_dashboard_queries_is_one_leadflow_exports() -> None:
                  "leadflow_retries_total", "leadflow_dead_letters_total",
                  "leadflow_delivery_attempt_seconds_bucket", "leadflow_outbox_depth"):
         assert core in queried, core
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_worker_serves_health_and_metrics_on_its_port() -> None:

@@ -44,3 +44,38 @@ def test_a_settings_error_never_shows_the_urls_password(monkeypatch: pytest.Monk
         load_settings()
     assert "s3cretpw" not in str(caught.value)
     assert "lead:***@rabbit" in str(caught.value)
+
+
+def test_an_idempotency_key_and_names_that_merely_contain_a_word_are_not_secrets() -> None:
+    secrets = request_secrets(
+        "https://buyer.example/leads?author=ANNLEE1&passenger=BOB12345",
+        {"Idempotency-Key": "EVENT123456", "X-Session-Id": "SESS12345"},
+        None,
+    )
+    assert secrets == ("SESS12345",)
+
+
+def test_a_port_and_an_email_address_in_a_query_are_not_taken_for_a_password() -> None:
+    text = "http://host:8080?email=a@x.com and http://u:p@ss@host/ok"
+    assert url_without_password(text) == "http://host:8080?email=a@x.com and http://u:***@host/ok"
+
+
+def test_values_inside_appended_data_are_masked_too() -> None:
+    from shared.redact import scrub_value
+
+    appended = {"echo": {"headers": ["X-Api-Key: HKEY5678", "ok"]}, "price": 3}
+    assert scrub_value(appended, ("HKEY5678",)) == {
+        "echo": {"headers": ["X-Api-Key: ***", "ok"]},
+        "price": 3,
+    }
+
+
+def test_a_secret_straddling_the_end_of_a_recorded_excerpt_is_masked() -> None:
+    from services.http_delivery.send import Answer
+
+    # given an answer whose recorded excerpt would end in the middle of a secret
+    answer = Answer(200, "text/plain", b"0123456789HKEY5678 more", 1, None, ("HKEY5678",))
+
+    # when its first 14 characters are kept, then no part of the secret is
+    assert answer.excerpt(13) == "0123456789***"
+    assert "HKEY" not in answer.excerpt(14)

@@ -126,3 +126,27 @@ def _outage() -> TransientError:
     from shared.messaging.broker import outage_error
 
     return outage_error(OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")))
+
+
+def test_a_message_carries_its_newest_failures_and_the_totals_by_kind() -> None:
+    from shared.messaging.broker import MAX_FAILURES_KEPT, plan_failure
+
+    # given a message that waited out many database-outage failures
+    options: dict[str, object] = {"attempt": 1}
+    for n in range(1, MAX_FAILURES_KEPT + 31):
+        plan = plan_failure({**options, "attempt": n}, _outage())
+        options = plan.retry_options()
+
+    # then it carries only the newest failures, but every one is counted
+    assert len(options["failures"]) == MAX_FAILURES_KEPT  # type: ignore[arg-type]
+    assert options["counts"] == {"outage": MAX_FAILURES_KEPT + 30}
+    assert options["attempt"] == MAX_FAILURES_KEPT + 31
+
+
+def test_an_outage_that_never_ends_parks_the_message_after_the_persistent_limit() -> None:
+    from shared.messaging.broker import PERSISTENT_LIMIT, plan_failure
+
+    below = plan_failure({"counts": {"outage": PERSISTENT_LIMIT - 1}}, _outage())
+    beyond = plan_failure({"counts": {"outage": PERSISTENT_LIMIT}}, _outage())
+    assert below.delay_ms is not None
+    assert beyond.delay_ms is None
