@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Stack, start_process, stop_process, wait_healthy
-from tests.support.infra import free_port, wait_for
-from tests.support.proxy import Proxy
+from tests.support.infra import free_port
+from tests.support.proxy import Proxy, check_unready_while_cut
 
 
 @pytest.fixture
@@ -58,26 +58,8 @@ def test_with_rabbitmq_unreachable_intake_answers_201_and_the_lead_is_delivered_
         assert report["deliveries"][0]["status"] == "delivered"
 
 
-def readiness(url: str) -> int:
-    return requests.get(f"{url}/readyz", timeout=30).status_code
-
-
 def test_intake_is_not_ready_while_rabbitmq_is_unreachable_and_ready_again_once_it_is_back(
     intake_behind_proxy: tuple[str, Proxy],
 ) -> None:
     intake_url, proxy = intake_behind_proxy
-    # given a ready intake
-    assert readiness(intake_url) == 200
-
-    # when its broker connection is cut
-    proxy.cut()
-
-    # then it answers /readyz with 503, naming the broker
-    wait_for(lambda: readiness(intake_url) == 503, timeout=30, message="/readyz 503")
-    answer = requests.get(f"{intake_url}/readyz", timeout=30).json()
-    assert answer["status"] == "unavailable"
-    assert any(problem.startswith("broker") for problem in answer["problems"])
-
-    # and once the broker is reachable again, 200
-    proxy.restore()
-    wait_for(lambda: readiness(intake_url) == 200, timeout=60, message="/readyz 200")
+    check_unready_while_cut(intake_url, proxy, "broker")

@@ -27,8 +27,8 @@ from tests.e2e.conftest import (
     stop_process,
     wait_healthy,
 )
-from tests.support.infra import free_port, fresh_database, wait_for
-from tests.support.proxy import Proxy
+from tests.support.infra import free_port, fresh_database
+from tests.support.proxy import Proxy, check_unready_while_cut, readiness
 
 POSTGRES = os.environ.get(
     "LEADFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres"
@@ -98,57 +98,12 @@ def stored(direct_url: str) -> tuple[int, int]:
     )
 
 
-def readiness(url: str) -> int:
-    return requests.get(f"{url}/readyz", timeout=30).status_code
-
-
-def test_with_the_database_unreachable_intake_answers_503_and_stores_nothing_then_recovers(
-    intake_with_cuttable_database: Cuttable,
-) -> None:
-    intake, proxy, direct_url = (
-        intake_with_cuttable_database.url,
-        intake_with_cuttable_database.proxy,
-        intake_with_cuttable_database.direct_url,
-    )
-    submit = f"{intake}/flows/intake_json/sources/open/submit"
-    lead = {"phone_1": "5125551212", "state": "TX"}
-    # given a working intake
-    assert requests.post(submit, data=lead, timeout=30).status_code == 201
-
-    # when the database becomes unreachable
-    proxy.cut()
-    answers = [requests.post(submit, data=lead, timeout=30) for _ in range(5)]
-
-    # then every submission is refused with 503 (sources retry) in the client's format
-    assert [a.status_code for a in answers] == [503] * 5
-    assert answers[0].json()["outcome"] == "error"
-    assert stored(direct_url) == (1, 1)
-
-    # when it is back, intake recovers without a restart and nothing was half-stored
-    proxy.restore()
-    assert requests.post(submit, data=lead, timeout=30).status_code == 201
-    assert stored(direct_url) == (2, 2)
-
-
 def test_intake_is_not_ready_while_the_database_is_unreachable_and_ready_again_once_it_is_back(
     intake_with_cuttable_database: Cuttable,
 ) -> None:
-    intake, proxy = intake_with_cuttable_database.url, intake_with_cuttable_database.proxy
-    # given a ready intake
-    assert readiness(intake) == 200
-
-    # when its database becomes unreachable
-    proxy.cut()
-
-    # then it answers /readyz with 503, naming the database
-    wait_for(lambda: readiness(intake) == 503, timeout=30, message="/readyz 503")
-    answer = requests.get(f"{intake}/readyz", timeout=30).json()
-    assert answer["status"] == "unavailable"
-    assert any(problem.startswith("database") for problem in answer["problems"])
-
-    # and once the database is reachable again, 200
-    proxy.restore()
-    wait_for(lambda: readiness(intake) == 200, timeout=60, message="/readyz 200")
+    check_unready_while_cut(
+        intake_with_cuttable_database.url, intake_with_cuttable_database.proxy, "database"
+    )
 
 
 def delivered_lead(direct_url: str) -> str:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import threading
 
-from tests.support.infra import free_port
+import requests
+
+from tests.support.infra import free_port, wait_for
 
 
 class Proxy:
@@ -73,3 +75,22 @@ class Proxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def readiness(url: str) -> int:
+    return requests.get(f"{url}/readyz", timeout=30).status_code
+
+
+def check_unready_while_cut(url: str, proxy: Proxy, dependency: str) -> None:
+    """A ready service whose ``dependency`` (``broker``, ``database``) ``proxy`` cuts
+    answers /readyz with 503 naming it, then 200 again once it is restored."""
+    assert readiness(url) == 200
+
+    proxy.cut()
+
+    wait_for(lambda: readiness(url) == 503, timeout=30, message="/readyz 503")
+    answer = requests.get(f"{url}/readyz", timeout=30).json()
+    assert answer["status"] == "unavailable"
+    assert any(problem.startswith(dependency) for problem in answer["problems"])
+    proxy.restore()
+    wait_for(lambda: readiness(url) == 200, timeout=60, message="/readyz 200")
