@@ -200,6 +200,12 @@ def output(path: str | None) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A device or a pipe (``-o /dev/null``, ``-o /dev/stdout``): written in place, never
+        # replaced by a file.
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        return
     partial = f"{path}.partial"
     try:
         with open(partial, "w", encoding="utf-8", newline="") as handle:

@@ -114,3 +114,36 @@ def test_a_manual_delivery_to_a_file_counts_its_leads_on_the_terminal(
     assert err.getvalue() == "\r2 leads\r4 leads"
     assert out.getvalue() == ""
     assert (tmp_path / "leads.tsv").read_text().count("\n") == 6
+
+
+def test_a_file_is_written_beside_its_path_and_renamed_into_place(tmp_path: Path) -> None:
+    target = tmp_path / "leads.csv"
+    with manual.output(str(target)) as sink:
+        sink.write("a,b\r\n")
+        assert not target.exists()  # (nothing half-written under the real name)
+    assert target.read_text() == "a,b\n"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_pipe_or_device_given_as_the_output_is_written_in_place_not_replaced(
+    tmp_path: Path,
+) -> None:
+    # given a named pipe with a reader (as `-o /dev/null` or `-o /dev/stdout` would be)
+    import os
+    import stat
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_text()), daemon=True)
+    reader.start()
+
+    # when leads are written to it
+    with manual.output(str(pipe)) as sink:
+        sink.write("a,b\r\n")
+    reader.join(10)
+
+    # then the reader got them and the pipe is still a pipe
+    assert read == ["a,b\n"]
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
