@@ -111,12 +111,12 @@ def feedback(ctx: click.Context) -> None:
 def feedback_list(recipient: str | None, since: str | None, accepted: bool | None) -> None:
     """List received feedback for reconciliation: received at, lead, event, recipient,
     type, outcome, reason."""
-    from services.email_delivery.manual import UsageError, parse_when
     from services.feedback.listing import HEADER, received_feedback
+    from shared.dates import parse_when
 
     try:
         since_at = parse_when(since) if since else None
-    except UsageError as exc:
+    except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     rows = received_feedback(
         _sessions(_settings()), recipient=recipient, since=since_at, accepted=accepted

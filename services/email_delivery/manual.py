@@ -13,12 +13,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import Select, select
 
 from services.email_delivery import batches, leadfiles
+from shared import dates
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction
 from shared.db.models import Delivery, Lead
@@ -176,20 +177,11 @@ def _flush(sink: TextSink) -> None:
 
 
 def parse_when(text: str, *, end: bool = False) -> datetime:
-    """An ISO 8601 date or time, as UTC (a time without offset is UTC). A bare date as
-    ``--until`` means the end of that day."""
+    """``shared.dates.parse_when``, its error as a UsageError."""
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            start = datetime.combine(day, time(), tzinfo=UTC)
-            return start + timedelta(days=1) if end else start
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not an ISO 8601 date or time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    return value + timedelta(microseconds=1) if end else value
+        return dates.parse_when(text, end=end)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @contextlib.contextmanager
