@@ -55,6 +55,14 @@ class TransientError(LeadflowError):
         self.persistent = persistent
 
 
+class Busy(TransientError):
+    """Another worker holds the work (its claim's lease has not lapsed): wait and look
+    again, for as long as it takes, without using up any retry schedule."""
+
+    def __init__(self, reason: str, schedule: Sequence[float]) -> None:
+        super().__init__(reason, schedule, kind="busy", persistent=True)
+
+
 class PermanentError(LeadflowError):
     """Retrying cannot help: the message is parked at once with this reason."""
 

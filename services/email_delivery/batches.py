@@ -37,7 +37,7 @@ from services.email_delivery.compose import Envelope
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import Batch, Delivery, Lead
-from shared.errors import PermanentError, TransientError
+from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
 from shared.ids import new_id
 from shared.messaging import DeliverEmail, Publisher
@@ -225,12 +225,7 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
             return None
         lease_end = as_utc(batch.sending_until)
         if lease_end is not None and lease_end > now:
-            raise TransientError(
-                f"batch {batch_id} is being sent by another worker",
-                BUSY_RETRY_SCHEDULE,
-                kind="busy",
-                persistent=True,
-            )
+            raise Busy(f"batch {batch_id} is being sent by another worker", BUSY_RETRY_SCHEDULE)
         _, config = configs.latest()
         recipient = config.recipients.get(batch.recipient_id)
         if recipient is None or recipient.email is None:

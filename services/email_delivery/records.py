@@ -19,7 +19,7 @@ from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Lead
 from shared.deliveries import FINAL
-from shared.errors import PermanentError, TransientError
+from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
 from shared.leaddata import display_fields
 from shared.messaging import DeliverEmail
@@ -45,7 +45,7 @@ class LeadJob:
 
 def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> LeadJob:
     """The job for one lead, its delivery claimed (``sending``) unless it is final; raises
-    a persistent TransientError while another worker holds the claim."""
+    ``Busy`` while another worker holds the claim."""
     delivery = (
         session.get(Delivery, message.event_id, with_for_update=True) if message.event_id else None
     )
@@ -57,12 +57,7 @@ def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> Lead
         now = utcnow()
         held_until = (as_utc(delivery.updated_at) or now) + LEASE
         if delivery.status == "sending" and held_until > now:
-            raise TransientError(
-                "another worker is emailing this lead",
-                BUSY_RETRY_SCHEDULE,
-                kind="busy",
-                persistent=True,
-            )
+            raise Busy("another worker is emailing this lead", BUSY_RETRY_SCHEDULE)
         delivery.status, delivery.updated_at = "sending", now
     config = configs.get(lead.config_version)
     recipient = config.recipients.get(delivery.recipient_id)

@@ -23,7 +23,7 @@ from shared.db.engine import utcnow
 from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
 from shared.deliveries import complete
-from shared.errors import TransientError
+from shared.errors import Busy, TransientError
 from shared.messaging import DeliverHttp, Message, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 from shared.redact import scrub, scrub_value
@@ -48,12 +48,7 @@ async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
     claimed = await deps.db.transaction(records.claim, deps.configs, message)
     if claimed.state == "busy":
-        raise TransientError(
-            "another worker is delivering this lead",
-            BUSY_RETRY_SCHEDULE,
-            kind="busy",
-            persistent=True,
-        )
+        raise Busy("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
     if claimed.job is not None:
         await _attempt(claimed.job, deps)
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -109,6 +109,17 @@ class Stack:
         return wait_for(done, timeout=timeout, interval=0.3, message=f"lead {lead_id} to finish")  # type: ignore[return-value]
 
 
+def start_intake(stack: Stack, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Another `leadflow intake` beside the stack's, on a port of its own: (process, url)."""
+    port = free_port()
+    process = start_process(
+        [sys.executable, "-m", "services.cli", "intake"],
+        {**stack.env, "LEADFLOW_INTAKE_PORT": str(port)},
+        log,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
 def merged_config() -> str:
     """Every fragment in config.d merged into one file: each test module owns its fragment
     (its own recipients and flows) and all of them run on the one shared stack."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +19,8 @@ from sqlalchemy import select
 from shared.db.engine import make_engine, make_session_factory
 from shared.db.models import Lead
 from shared.leaddata import display_fields
-from tests.e2e.conftest import Stack
-from tests.support.infra import free_port
-from tests.support.processes import start_process, stop_process, wait_healthy
+from tests.e2e.conftest import Stack, start_intake
+from tests.support.processes import stop_process, wait_healthy
 from tests.support.recipient import Reply
 
 GOOD = {"first_name": "ann", "phone_1": "512-555-1212", "state": "Texas", "email": "ann@acme.com"}
@@ -375,14 +373,8 @@ def stored_leads(stack: Stack, ids: list[str]) -> dict[str, Lead]:
 @pytest.fixture
 def second_intake(stack: Stack, tmp_path: Path) -> Iterator[str]:
     """Another `leadflow intake` beside the stack's, on its own port."""
-    port = free_port()
     log = tmp_path / "intake.log"
-    process = start_process(
-        [sys.executable, "-m", "services.cli", "intake"],
-        {**stack.env, "LEADFLOW_INTAKE_PORT": str(port)},
-        log,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_intake(stack, log)
     try:
         wait_healthy(f"{url}/healthz", process, log)
         yield url

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, start_process, stop_process, wait_healthy
-from tests.support.infra import free_port, wait_for
+from tests.e2e.conftest import Stack, start_intake, start_process, stop_process, wait_healthy
+from tests.support.infra import wait_for
 from tests.support.recipient import Reply
 
 
@@ -66,13 +66,8 @@ def test_an_idle_worker_stopped_by_sigterm_exits_0(
 
 
 def test_intake_stopped_by_sigterm_exits_0(stack: Stack, tmp_path: Path) -> None:
-    port = free_port()
     log = tmp_path / "intake.log"
-    process = start_process(
-        [sys.executable, "-m", "services.cli", "intake"],
-        {**stack.env, "LEADFLOW_INTAKE_PORT": str(port)},
-        log,
-    )
-    wait_healthy(f"http://127.0.0.1:{port}/healthz", process, log)
+    process, url = start_intake(stack, log)
+    wait_healthy(f"{url}/healthz", process, log)
     assert stack.submit("shutdown").status_code == 201
     assert stop_process(process, timeout=30) == 0, log.read_text()[-2000:]

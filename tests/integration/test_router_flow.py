@@ -310,10 +310,7 @@ def test_a_step_result_seen_twice_changes_nothing_the_second_time(
     # given a lead that recipient a rejected, whose delivery to b is waiting for a retry
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
-    with sessions() as session:
-        lead = session.get(Lead, lead_id)
-        assert lead is not None
-        step_event = lead.waiting_event_id or ""
+    step_event = lead_of(sessions, lead_id).waiting_event_id or ""
     report(sessions, config, lead_id, "failure")
     with transaction(sessions) as session:
         lead = session.get(Lead, lead_id)
@@ -338,10 +335,7 @@ def test_a_router_stopped_between_its_commit_and_the_publish_hands_the_lead_on_w
     # given a step result the router applied and committed, whose hand-off to b was lost
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
-    with sessions() as session:
-        lead = session.get(Lead, lead_id)
-        assert lead is not None
-        step_event = lead.waiting_event_id or ""
+    step_event = lead_of(sessions, lead_id).waiting_event_id or ""
     lost = report(sessions, config, lead_id, "failure").messages
 
     # when RabbitMQ delivers the unacknowledged step result again
