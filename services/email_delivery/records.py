@@ -41,6 +41,7 @@ class LeadJob:
     columns: list[str]
     row: dict[str, Any]
     envelope: Envelope
+    claimed_at: datetime | None = None  # stamped on the claim (None: final, nothing claimed)
 
 
 def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> LeadJob:
@@ -53,8 +54,8 @@ def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> Lead
     if delivery is None or lead is None:
         raise PermanentError(f"no delivery {message.event_id} for lead {message.lead_id}")
     final = delivery.status in FINAL
+    now = utcnow()
     if not final:
-        now = utcnow()
         held_until = (as_utc(delivery.updated_at) or now) + LEASE
         if delivery.status == "sending" and held_until > now:
             raise Busy("another worker is emailing this lead", BUSY_RETRY_SCHEDULE)
@@ -82,6 +83,19 @@ def claim(session: Session, configs: ConfigStore, message: DeliverEmail) -> Lead
             lead_id=lead.id,
             event_id=delivery.event_id,
         ),
+        claimed_at=None if final else now,
+    )
+
+
+def holds(session: Session, job: LeadJob) -> bool:
+    """Whether the claim of ``job`` is stored (read after its commit went unanswered)."""
+    if job.claimed_at is None:
+        return True
+    delivery = session.get(Delivery, job.event_id)
+    return (
+        delivery is not None
+        and delivery.status == "sending"
+        and as_utc(delivery.updated_at) == job.claimed_at
     )
 
 

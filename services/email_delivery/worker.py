@@ -21,7 +21,7 @@ from services.email_delivery import batches, compose, records
 from services.email_delivery.mailer import Mailer, SendFailed
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
-from shared.db.outages import record_patiently
+from shared.db.outages import record_patiently, transaction_or_find_out
 from shared.deliveries import complete
 from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
@@ -45,8 +45,12 @@ def handle(message: Message, deps: Deps) -> None:
     if message.batch_id is not None:
         _send_batch(message.batch_id, deps)
         return
-    with transaction(deps.sessions) as session:
-        job = records.claim(session, deps.configs, message)
+    job = transaction_or_find_out(
+        deps.sessions,
+        lambda session: records.claim(session, deps.configs, message),
+        records.holds,
+        ids={"lead_id": message.lead_id or "", "event_id": message.event_id or ""},
+    )
     if not job.final:
         _send_lead(job, deps)
     deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))

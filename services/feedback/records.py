@@ -3,7 +3,7 @@ event (accepted or not) linked to the lead, the step and the recipient; for acce
 feedback the delivery's new status and an outbox row (``FeedbackAccepted``) that the relay
 publishes after the commit.
 
-The delivery row is locked (and SQLite's write lock is taken at BEGIN by
+The delivery row is locked (and SQLite's write lock is taken at BEGIN, as in
 ``shared.db.engine.transaction``), so of two concurrent returns of one delivery only the
 first is accepted.
 """
@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from services.feedback.acceptance import DeliveryState, decide
 from services.feedback.body import Feedback, InvalidFeedback
 from shared.configstore import ConfigStore
-from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
+from shared.db.engine import SessionFactory, as_utc, utcnow
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
+from shared.db.outages import transaction_or_find_out
 from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
 from shared.ids import new_id
@@ -148,6 +149,17 @@ def record(
     feedback: Feedback | InvalidFeedback,
     received_at: datetime,
 ) -> Receipt:
-    """``receive`` in its own transaction (committed when this returns)."""
-    with transaction(factory) as session:
-        return receive(session, configs, event_id, feedback, received_at)
+    """``receive`` in its own transaction (committed when this returns). A commit whose
+    answer was lost counts if the feedback event it wrote is there, so a buyer is not told
+    503 for a return that was taken (and then refused as already returned on its retry)."""
+    return transaction_or_find_out(
+        factory,
+        lambda session: receive(session, configs, event_id, feedback, received_at),
+        _taken,
+        ids={"event_id": event_id[:64]},
+    )
+
+
+def _taken(session: Session, receipt: Receipt) -> bool:
+    """Whether the feedback event ``receipt`` wrote is stored."""
+    return session.get(Event, receipt.feedback_event_id) is not None

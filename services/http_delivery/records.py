@@ -37,6 +37,7 @@ class Job:
     flow_fields: list[str]
     variables: dict[str, Any]
     started_at: datetime | None = None  # the step event's start (for its duration)
+    claimed_at: datetime | None = None  # stamped on the claim: tells this claim from others
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,26 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
             flow_fields=list(flow.fields),
             variables=variables,
             started_at=row.started_at,
+            claimed_at=now,
         ),
+    )
+
+
+def holds(session: Session, claim: Claim) -> bool:
+    """Whether ``claim`` is stored (read after its commit went unanswered); a claim that
+    wrote nothing (``final``, ``busy``) needs no commit."""
+    if claim.job is None:
+        return True
+    row = session.execute(
+        select(_deliveries.c.status, _deliveries.c.attempts, _deliveries.c.updated_at).where(
+            _deliveries.c.event_id == claim.job.event_id
+        )
+    ).first()
+    return (
+        row is not None
+        and row.status == "sending"
+        and row.attempts == claim.job.attempt
+        and as_utc(row.updated_at) == claim.job.claimed_at
     )
 
 

@@ -46,7 +46,11 @@ BUSY_RETRY_SCHEDULE = (5.0, 10.0, 15.0, 30.0)
 
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
-    claimed = await deps.db.transaction(records.claim, deps.configs, message)
+    claimed = await deps.db.transaction_or_find_out(
+        lambda session: records.claim(session, deps.configs, message),
+        records.holds,
+        ids={"lead_id": message.lead_id, "event_id": message.event_id},
+    )
     if claimed.state == "busy":
         raise Busy("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
     if claimed.job is not None:

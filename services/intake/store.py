@@ -9,23 +9,37 @@ stores none of them.
 The rows go in as one Core ``INSERT`` per table per batch (an executemany): the rows
 are new and complete, so the ORM's unit of work would only add cost. Leads go first,
 then their events (foreign key), then the outbox rows, whose ids come back in order.
+
+A commit whose answer is lost (the connection drops after ``COMMIT`` was sent) may or
+may not have happened. The batch's waiters then wait while the writer finds out, as
+soon as the database answers again (for up to ``RECORD_PATIENCE_SECONDS``): stored,
+they are told so; not stored, they get the outage (503) and the source sends again.
+If the database stays out past that, the source is told 503 and the batch is undone
+later, once the database is back and if the router has not touched it yet, so a lead
+the source was refused is never delivered beside the one it sends again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Any, TypeVar
 
-from sqlalchemy import insert
+from sqlalchemy import delete, func, insert, select
 
 from services.intake.leads import NewLead
 from shared.db.engine import SessionFactory, transaction
 from shared.db.models import Base
+from shared.db.outages import DATABASE_OUTAGES, RECORD_PATIENCE_SECONDS, record_patiently_async
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 500
+#: Between tries to undo a batch whose commit stayed in doubt.
+UNDO_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 _LEADS = Base.metadata.tables["leads"]
 _EVENTS = Base.metadata.tables["events"]
@@ -35,11 +49,32 @@ _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 
 
+class InDoubt(Exception):
+    """The commit of a batch failed on a lost connection: it may have happened."""
+
+    def __init__(
+        self, lead_ids: list[str], outbox_ids: list[int | None], cause: BaseException
+    ) -> None:
+        super().__init__(f"commit of {len(lead_ids)} leads in doubt: {cause}")
+        self.lead_ids = lead_ids
+        self.outbox_ids = outbox_ids
+        self.cause = cause
+
+
 class LeadWriter:
-    def __init__(self, factory: SessionFactory, executor: Executor) -> None:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        executor: Executor,
+        *,
+        patience: float = RECORD_PATIENCE_SECONDS,
+    ) -> None:
         self._factory = factory
         self._executor = executor
+        self._patience = patience
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[int | None]]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._to_undo: list[InDoubt] = []
 
     async def write(self, item: NewLead) -> int | None:
         """Store the lead's rows; returns the id of its outbox row (None without one)."""
@@ -48,38 +83,190 @@ class LeadWriter:
         return await future
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Write batches until cancelled; then say which doubtful batches stay unresolved."""
+        try:
+            await self._write_batches()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for doubt in self._to_undo:
+                logger.error(
+                    "stopping with %d leads whose commit is in doubt (the source was told 503): %s",
+                    len(doubt.lead_ids),
+                    ", ".join(doubt.lead_ids),
+                )
+
+    async def _write_batches(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                outbox_ids = await loop.run_in_executor(
-                    self._executor, self._insert, [i for i, _ in batch]
+                outbox_ids = await self._db(self._insert, [i for i, _ in batch])
+            except InDoubt as doubt:
+                logger.warning(
+                    "the commit of %d leads is in doubt (%s); finding out",
+                    len(batch),
+                    _first_line(doubt.cause),
                 )
+                self._spawn(self._settle([f for _, f in batch], doubt))
+                continue
             except Exception as exc:
                 logger.warning("storing %d leads failed: %s", len(batch), exc)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail([f for _, f in batch], exc)
                 continue
-            for (_, future), outbox_id in zip(batch, outbox_ids, strict=True):
-                if not future.done():
-                    future.set_result(outbox_id)
+            _answer([f for _, f in batch], outbox_ids)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _insert(self, items: list[NewLead]) -> list[int | None]:
-        """Insert the batch in one transaction; each item's outbox row id, in order."""
+        """Insert the batch in one transaction; each item's outbox row id, in order.
+        Raises ``InDoubt`` when the commit fails on a lost connection."""
         outbox_rows = [i.outbox_row for i in items if i.outbox_row is not None]
+        with self._factory() as session:
+            session.begin()
+            try:
+                connection = session.connection(execution_options={"sqlite_immediate": True})
+                connection.execute(_INSERT_LEADS, [i.lead_row for i in items])
+                connection.execute(_INSERT_EVENTS, [i.event_row for i in items])
+                ids = (
+                    list(connection.execute(_INSERT_OUTBOX, outbox_rows).scalars())
+                    if outbox_rows
+                    else []
+                )
+                if len(ids) != len(outbox_rows):
+                    raise RuntimeError(
+                        f"inserted {len(outbox_rows)} outbox rows, got {len(ids)} ids"
+                    )
+            except BaseException:
+                session.rollback()
+                raise
+            found = iter(ids)
+            outbox_ids = [next(found) if i.outbox_row is not None else None for i in items]
+            try:
+                session.commit()
+            except DATABASE_OUTAGES as exc:
+                raise InDoubt([i.lead_id for i in items], outbox_ids, exc) from exc
+        return outbox_ids
+
+    async def _settle(self, futures: list[asyncio.Future[int | None]], doubt: InDoubt) -> None:
+        """Find out whether the doubtful commit happened and answer its waiters."""
+        first = doubt.lead_ids[0]
+        try:
+            stored = await record_patiently_async(
+                lambda: self._db(self._stored, first),
+                ids={"lead_id": first},
+                patience=self._patience,
+            )
+        except Exception as exc:
+            logger.warning(
+                "the commit of %d leads stays in doubt (%s); the source is told 503 and "
+                "the leads will be undone once the database is back",
+                len(futures),
+                _first_line(exc),
+                extra={"lead_id": first},
+            )
+            _fail(futures, doubt.cause)
+            self._to_undo.append(doubt)
+            self._spawn(self._undo(doubt))
+            return
+        if stored:
+            logger.info("the doubtful commit of %d leads had happened", len(futures))
+            _answer(futures, doubt.outbox_ids)
+        else:
+            logger.info("the doubtful commit of %d leads had not happened", len(futures))
+            _fail(futures, doubt.cause)
+
+    def _stored(self, lead_id: str) -> bool:
+        with self._factory() as session:
+            found = session.scalar(select(func.count()).where(_LEADS.c.id == lead_id))
+            return bool(found)
+
+    async def _undo(self, doubt: InDoubt) -> None:
+        """Remove the batch's leads (if stored) that the router has not taken yet."""
+        attempt = 0
+        while True:
+            try:
+                removed, kept = await self._db(self._remove, doubt)
+                break
+            except DATABASE_OUTAGES as exc:
+                logger.debug("undoing a doubtful batch waits for the database: %s", exc)
+            except Exception:
+                logger.exception("undoing a doubtful batch failed; trying again")
+            await asyncio.sleep(UNDO_DELAYS[min(attempt, len(UNDO_DELAYS) - 1)])
+            attempt += 1
+        self._to_undo.remove(doubt)
+        for lead_id in removed:
+            logger.info(
+                "lead removed: its commit was in doubt and the source was told 503",
+                extra={"lead_id": lead_id},
+            )
+        for lead_id in kept:
+            logger.error(
+                "lead kept though the source was told 503: the router had already taken it",
+                extra={"lead_id": lead_id},
+            )
+
+    def _remove(self, doubt: InDoubt) -> tuple[list[str], list[str]]:
+        """Delete the stored leads of ``doubt`` still as intake left them; (removed, kept)."""
         with transaction(self._factory) as session:
             connection = session.connection()
-            connection.execute(_INSERT_LEADS, [i.lead_row for i in items])
-            connection.execute(_INSERT_EVENTS, [i.event_row for i in items])
-            ids = (
-                list(connection.execute(_INSERT_OUTBOX, outbox_rows).scalars())
-                if outbox_rows
-                else []
+            stored = connection.execute(
+                select(_LEADS.c.id, _LEADS.c.state, _LEADS.c.step_index)
+                .where(_LEADS.c.id.in_(doubt.lead_ids))
+                .with_for_update()
+            ).all()
+            if not stored:
+                return [], []
+            routed = set(
+                connection.execute(
+                    select(_EVENTS.c.lead_id)
+                    .where(_EVENTS.c.lead_id.in_(doubt.lead_ids), _EVENTS.c.type != "source")
+                    .distinct()
+                ).scalars()
             )
-            if len(ids) != len(outbox_rows):  # rolls the batch back
-                raise RuntimeError(f"inserted {len(outbox_rows)} outbox rows, got {len(ids)} ids")
-        found = iter(ids)
-        return [next(found) if i.outbox_row is not None else None for i in items]
+            in_flow = {
+                lead_id
+                for lead_id, outbox_id in zip(doubt.lead_ids, doubt.outbox_ids, strict=True)
+                if outbox_id is not None
+            }
+            removed = [
+                row.id
+                for row in stored
+                if row.id not in routed
+                and (row.id not in in_flow or (row.state == "routing" and row.step_index == 0))
+            ]
+            kept = [row.id for row in stored if row.id not in removed]
+            if removed:
+                outbox_ids = [
+                    outbox_id
+                    for lead_id, outbox_id in zip(doubt.lead_ids, doubt.outbox_ids, strict=True)
+                    if outbox_id is not None and lead_id in removed
+                ]
+                connection.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_(outbox_ids)))
+                connection.execute(delete(_EVENTS).where(_EVENTS.c.lead_id.in_(removed)))
+                connection.execute(delete(_LEADS).where(_LEADS.c.id.in_(removed)))
+            return removed, kept
+
+
+def _answer(futures: list[asyncio.Future[int | None]], outbox_ids: list[int | None]) -> None:
+    for future, outbox_id in zip(futures, outbox_ids, strict=True):
+        if not future.done():
+            future.set_result(outbox_id)
+
+
+def _fail(futures: list[asyncio.Future[int | None]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

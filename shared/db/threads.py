@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.orm import Session
 
 from shared.db.engine import make_engine, make_session_factory, transaction
+from shared.db.outages import transaction_or_find_out
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,6 +41,20 @@ class DatabaseThreads:
     ) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._run, fn, args, kwargs))
+
+    async def transaction_or_find_out(
+        self,
+        fn: Callable[[Session], T],
+        stored: Callable[[Session, T], bool],
+        ids: dict[str, str] | None = None,
+    ) -> T:
+        """``transaction(fn)`` for work that must not be done twice: a commit whose answer
+        is lost counts if ``stored`` finds it (``shared.db.outages.transaction_or_find_out``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            partial(transaction_or_find_out, self._sessions, fn, stored, ids=ids),
+        )
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -1,0 +1,60 @@
+"""A real database whose next commit can lose its answer (the connection dropped after
+COMMIT was sent), and which can stay unreachable for a while."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.engine import make_engine
+from shared.db.models import Event, Lead, OutboxMessage
+
+
+def lost_connection() -> OperationalError:
+    return OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+
+class Database:
+    """A real database whose next commit can lose its answer and which can go away."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine = make_engine(url)
+        self.down = False
+        self.next_commit: str | None = None  # "stored" or "not stored", then its answer lost
+        database = self
+
+        class AnswerLosingSession(Session):
+            def commit(self) -> None:
+                happens, database.next_commit = database.next_commit, None
+                if happens is None:
+                    super().commit()
+                    return
+                if happens == "stored":
+                    super().commit()
+                else:
+                    self.rollback()
+                database.down = True
+                raise lost_connection()
+
+        self.factory: sessionmaker[Session] = sessionmaker(
+            engine, class_=AnswerLosingSession, expire_on_commit=False
+        )
+        event.listen(engine, "before_cursor_execute", self._refuse_while_down)
+
+    def come_back(self) -> None:
+        self.down = False
+
+    def _refuse_while_down(self, *_args: Any) -> None:
+        if self.down:
+            raise lost_connection()
+
+    def count(self, model: Any, lead_ids: list[str]) -> int:
+        column = model.id if model is Lead else model.lead_id if model is Event else None
+        with Session(self.engine) as session:
+            if column is None:
+                return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+            return session.scalar(select(func.count()).where(column.in_(lead_ids))) or 0
