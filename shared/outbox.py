@@ -40,12 +40,20 @@ class OutboxRelay:
         self._executor = executor
         self._sweep_seconds = sweep_seconds
         self._in_flight: set[int] = set()
+        self._held: set[int] = set()  # rows of a commit in doubt: not to be swept
         self._confirmed: list[int] = []
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def hold(self, row_ids: Iterable[int]) -> None:
+        """Keep the sweep off these rows (their commit is in doubt) until ``release``."""
+        self._held.update(row_ids)
+
+    def release(self, row_ids: Iterable[int]) -> None:
+        self._held.difference_update(row_ids)
 
     def submit(self, row_id: int, queue: str, body: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._publish(row_id, queue, body))
@@ -114,7 +122,7 @@ class OutboxRelay:
             return 0
         age = self._sweep_seconds if older_than is None else older_than
         rows = await self._db(self._old_rows, age)
-        rows = [r for r in rows if r[0] not in self._in_flight]
+        rows = [r for r in rows if r[0] not in self._in_flight and r[0] not in self._held]
         if rows:
             logger.info("outbox sweep republishing %d messages", len(rows))
             await asyncio.gather(*(self._publish(*row) for row in rows))

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from services.email_delivery import batches, compose, records
 from services.email_delivery.mailer import Mailer, SendFailed
 from shared.configstore import ConfigStore
+from shared.db.doubt import transaction_or_find_out
 from shared.db.engine import SessionFactory, transaction, utcnow
-from shared.db.outages import record_patiently, transaction_or_find_out
+from shared.db.outages import record_patiently
 from shared.deliveries import complete
 from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from services.feedback.acceptance import DeliveryState, decide
 from services.feedback.body import Feedback, InvalidFeedback
 from shared.configstore import ConfigStore
+from shared.db.doubt import transaction_or_find_out
 from shared.db.engine import SessionFactory, as_utc, utcnow
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
-from shared.db.outages import transaction_or_find_out
 from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
 from shared.ids import new_id

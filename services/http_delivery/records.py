@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -14,7 +14,7 @@ from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.db.outages import RECORD_PATIENCE_SECONDS
 from shared.deliveries import FINAL
-from shared.errors import PermanentError
+from shared.errors import Busy, PermanentError
 from shared.flowconfig import HttpTarget
 from shared.leaddata import base_variables
 from shared.messaging import DeliverHttp
@@ -48,6 +48,9 @@ class Claim:
     state: str
     job: Job | None = None
 
+
+#: How long a duplicate waits for the worker holding the delivery before looking again.
+BUSY_RETRY_SCHEDULE = (5.0, 10.0, 15.0, 30.0)
 
 #: Beyond the request's timeout, a claim also covers recording the answer through a short
 #: database outage (``record_patiently``), so no second copy sends it meanwhile.
@@ -125,6 +128,28 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
             claimed_at=now,
         ),
     )
+
+
+def renew(session: Session, claim: Claim) -> Claim:
+    """Stamp a claim afresh (finding out that its commit happened took time out of its
+    lease); raises ``Busy`` if it lapsed and another worker took the delivery meanwhile."""
+    if claim.job is None:
+        return claim
+    now = utcnow()
+    renewed = session.execute(
+        update(_deliveries)
+        .where(
+            _deliveries.c.event_id == claim.job.event_id,
+            _deliveries.c.status == "sending",
+            _deliveries.c.attempts == claim.job.attempt,
+            _deliveries.c.updated_at == claim.job.claimed_at,
+        )
+        .values(updated_at=now)
+        .returning(_deliveries.c.event_id)
+    ).first()
+    if renewed is None:
+        raise Busy("the claim lapsed while the database was away", BUSY_RETRY_SCHEDULE)
+    return replace(claim, job=replace(claim.job, claimed_at=now))
 
 
 def holds(session: Session, claim: Claim) -> bool:

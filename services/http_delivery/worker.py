@@ -40,19 +40,16 @@ class Deps:
     db: DatabaseThreads
 
 
-#: How long a duplicate waits for the worker holding the delivery before looking again.
-BUSY_RETRY_SCHEDULE = (5.0, 10.0, 15.0, 30.0)
-
-
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
     claimed = await deps.db.transaction_or_find_out(
         lambda session: records.claim(session, deps.configs, message),
         records.holds,
+        renew=records.renew,
         ids={"lead_id": message.lead_id, "event_id": message.event_id},
     )
     if claimed.state == "busy":
-        raise Busy("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
+        raise Busy("another worker is delivering this lead", records.BUSY_RETRY_SCHEDULE)
     if claimed.job is not None:
         await _attempt(claimed.job, deps)
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -15,7 +15,7 @@ from services.intake.state import LATEST_CONFIG, WAITERS, WRITER, LatestConfig
 from services.intake.store import LeadWriter
 from shared.config import Settings
 from shared.messaging import ROUTER, FlowReply
-from shared.web import CONFIG, EXECUTOR, FACTORY, create_service_app, run_db
+from shared.web import CONFIG, EXECUTOR, FACTORY, RELAY, create_service_app, run_db
 
 
 def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
@@ -41,7 +41,7 @@ async def latest_config_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = LeadWriter(app[FACTORY], app[EXECUTOR])
+    writer = LeadWriter(app[FACTORY], app[EXECUTOR], relay=app[RELAY])
     app[WRITER] = writer
     task = asyncio.create_task(writer.run())
     yield

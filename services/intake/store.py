@@ -11,12 +11,15 @@ are new and complete, so the ORM's unit of work would only add cost. Leads go fi
 then their events (foreign key), then the outbox rows, whose ids come back in order.
 
 A commit whose answer is lost (the connection drops after ``COMMIT`` was sent) may or
-may not have happened. The batch's waiters then wait while the writer finds out, as
-soon as the database answers again (for up to ``RECORD_PATIENCE_SECONDS``): stored,
-they are told so; not stored, they get the outage (503) and the source sends again.
-If the database stays out past that, the source is told 503 and the batch is undone
-later, once the database is back and if the router has not touched it yet, so a lead
-the source was refused is never delivered beside the one it sends again.
+may not have happened (``shared.db.doubt``). The batch's waiters then wait while the
+writer finds out, as soon as the database answers again (for up to
+``RECORD_PATIENCE_SECONDS``): stored, they are told so; not stored, they get the outage
+(503) and the source sends again. If it is still unknown then, the source is told 503
+and the batch is undone once the outcome is known (if it was stored and the router has
+not taken it), so a lead the source was refused is not delivered beside the one it sends
+again. Meanwhile the batch's outbox rows are held back from this process's relay sweep.
+(Another intake process's sweep may still publish one first: the undo then keeps a lead
+the router took, or the router parks the start of a lead that was undone.)
 """
 
 from __future__ import annotations
@@ -28,18 +31,22 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
 
 from services.intake.leads import NewLead
+from shared.db.doubt import CommitProbe
 from shared.db.engine import SessionFactory, transaction
 from shared.db.models import Base
-from shared.db.outages import DATABASE_OUTAGES, RECORD_PATIENCE_SECONDS, record_patiently_async
+from shared.db.outages import DATABASE_OUTAGES, RECORD_PATIENCE_SECONDS, Patience
+from shared.outbox import OutboxRelay
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 500
-#: Between tries to undo a batch whose commit stayed in doubt.
-UNDO_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: Between tries to undo a batch whose commit stayed in doubt (short: the outbox sweeps
+#: of other intake processes race it once the database is back).
+UNDO_DELAY_SECONDS = 0.5
 
 _LEADS = Base.metadata.tables["leads"]
 _EVENTS = Base.metadata.tables["events"]
@@ -53,11 +60,22 @@ class InDoubt(Exception):
     """The commit of a batch failed on a lost connection: it may have happened."""
 
     def __init__(
-        self, lead_ids: list[str], outbox_ids: list[int | None], cause: BaseException
+        self,
+        items: list[NewLead],
+        outbox_ids: list[int | None],
+        probe: CommitProbe,
+        cause: BaseException,
     ) -> None:
-        super().__init__(f"commit of {len(lead_ids)} leads in doubt: {cause}")
-        self.lead_ids = lead_ids
+        super().__init__(f"commit of {len(items)} leads in doubt: {cause}")
+        self.lead_ids = [i.lead_id for i in items]
         self.outbox_ids = outbox_ids
+        # each lead's outbox row (id, body): undone only if it is still that row
+        self.outbox_rows = {
+            item.lead_id: (outbox_id, item.outbox_row["body"])
+            for item, outbox_id in zip(items, outbox_ids, strict=True)
+            if outbox_id is not None and item.outbox_row is not None
+        }
+        self.probe = probe
         self.cause = cause
 
 
@@ -67,14 +85,16 @@ class LeadWriter:
         factory: SessionFactory,
         executor: Executor,
         *,
+        relay: OutboxRelay | None = None,
         patience: float = RECORD_PATIENCE_SECONDS,
     ) -> None:
         self._factory = factory
         self._executor = executor
+        self._relay = relay
         self._patience = patience
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[int | None]]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._to_undo: list[InDoubt] = []
+        self._in_doubt: list[InDoubt] = []
 
     async def write(self, item: NewLead) -> int | None:
         """Store the lead's rows; returns the id of its outbox row (None without one)."""
@@ -87,11 +107,13 @@ class LeadWriter:
         try:
             await self._write_batches()
         finally:
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
-            for doubt in self._to_undo:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for doubt in self._in_doubt:
                 logger.error(
-                    "stopping with %d leads whose commit is in doubt (the source was told 503): %s",
+                    "stopping with %d leads whose commit is in doubt: %s",
                     len(doubt.lead_ids),
                     ", ".join(doubt.lead_ids),
                 )
@@ -101,6 +123,7 @@ class LeadWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            futures = [f for _, f in batch]
             try:
                 outbox_ids = await self._db(self._insert, [i for i, _ in batch])
             except InDoubt as doubt:
@@ -109,13 +132,14 @@ class LeadWriter:
                     len(batch),
                     _first_line(doubt.cause),
                 )
-                self._spawn(self._settle([f for _, f in batch], doubt))
+                self._hold(doubt)
+                self._spawn(self._settle(futures, doubt))
                 continue
             except Exception as exc:
                 logger.warning("storing %d leads failed: %s", len(batch), exc)
-                _fail([f for _, f in batch], exc)
+                _fail(futures, exc)
                 continue
-            _answer([f for _, f in batch], outbox_ids)
+            _answer(futures, outbox_ids)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -124,6 +148,16 @@ class LeadWriter:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _hold(self, doubt: InDoubt) -> None:
+        self._in_doubt.append(doubt)
+        if self._relay is not None:
+            self._relay.hold(row_id for row_id, _ in doubt.outbox_rows.values())
+
+    def _settled(self, doubt: InDoubt) -> None:
+        self._in_doubt.remove(doubt)
+        if self._relay is not None:
+            self._relay.release(row_id for row_id, _ in doubt.outbox_rows.values())
 
     def _insert(self, items: list[NewLead]) -> list[int | None]:
         """Insert the batch in one transaction; each item's outbox row id, in order.
@@ -144,6 +178,7 @@ class LeadWriter:
                     raise RuntimeError(
                         f"inserted {len(outbox_rows)} outbox rows, got {len(ids)} ids"
                     )
+                probe = CommitProbe.take(session)
             except BaseException:
                 session.rollback()
                 raise
@@ -152,56 +187,64 @@ class LeadWriter:
             try:
                 session.commit()
             except DATABASE_OUTAGES as exc:
-                raise InDoubt([i.lead_id for i in items], outbox_ids, exc) from exc
+                raise InDoubt(items, outbox_ids, probe, exc) from exc
         return outbox_ids
+
+    def _outcome(self, doubt: InDoubt) -> bool | None:
+        """Whether the doubtful commit happened (None: not known yet); raises outages."""
+        first = doubt.lead_ids[0]
+
+        def stored(session: Session) -> bool:
+            return bool(session.scalar(select(func.count()).where(_LEADS.c.id == first)))
+
+        with self._factory() as session:
+            return doubt.probe.outcome(session, stored)
 
     async def _settle(self, futures: list[asyncio.Future[int | None]], doubt: InDoubt) -> None:
         """Find out whether the doubtful commit happened and answer its waiters."""
-        first = doubt.lead_ids[0]
-        try:
-            stored = await record_patiently_async(
-                lambda: self._db(self._stored, first),
-                ids={"lead_id": first},
-                patience=self._patience,
-            )
-        except Exception as exc:
-            logger.warning(
-                "the commit of %d leads stays in doubt (%s); the source is told 503 and "
-                "the leads will be undone once the database is back",
-                len(futures),
-                _first_line(exc),
-                extra={"lead_id": first},
-            )
-            _fail(futures, doubt.cause)
-            self._to_undo.append(doubt)
-            self._spawn(self._undo(doubt))
-            return
-        if stored:
+        waits = Patience(self._patience)
+        while True:
+            try:
+                known = await self._db(self._outcome, doubt)
+            except DATABASE_OUTAGES:
+                known = None
+            if known is not None:
+                break
+            wait = waits.next_wait()
+            if wait is None:
+                logger.warning(
+                    "the commit of %d leads stays in doubt; the source is told 503 and the "
+                    "leads will be undone if they were stored",
+                    len(futures),
+                    extra={"lead_id": doubt.lead_ids[0]},
+                )
+                _fail(futures, doubt.cause)
+                await self._undo(doubt)
+                return
+            await asyncio.sleep(wait)
+        self._settled(doubt)
+        if known:
             logger.info("the doubtful commit of %d leads had happened", len(futures))
             _answer(futures, doubt.outbox_ids)
         else:
             logger.info("the doubtful commit of %d leads had not happened", len(futures))
             _fail(futures, doubt.cause)
 
-    def _stored(self, lead_id: str) -> bool:
-        with self._factory() as session:
-            found = session.scalar(select(func.count()).where(_LEADS.c.id == lead_id))
-            return bool(found)
-
     async def _undo(self, doubt: InDoubt) -> None:
-        """Remove the batch's leads (if stored) that the router has not taken yet."""
-        attempt = 0
+        """Once the outcome is known: remove the batch's leads (if stored) that the router
+        has not taken yet."""
         while True:
             try:
                 removed, kept = await self._db(self._remove, doubt)
                 break
+            except _NotKnownYet:
+                pass
             except DATABASE_OUTAGES as exc:
                 logger.debug("undoing a doubtful batch waits for the database: %s", exc)
             except Exception:
                 logger.exception("undoing a doubtful batch failed; trying again")
-            await asyncio.sleep(UNDO_DELAYS[min(attempt, len(UNDO_DELAYS) - 1)])
-            attempt += 1
-        self._to_undo.remove(doubt)
+            await asyncio.sleep(UNDO_DELAY_SECONDS)
+        self._settled(doubt)
         for lead_id in removed:
             logger.info(
                 "lead removed: its commit was in doubt and the source was told 503",
@@ -215,6 +258,11 @@ class LeadWriter:
 
     def _remove(self, doubt: InDoubt) -> tuple[list[str], list[str]]:
         """Delete the stored leads of ``doubt`` still as intake left them; (removed, kept)."""
+        happened = self._outcome(doubt)
+        if happened is None:
+            raise _NotKnownYet
+        if not happened:
+            return [], []
         with transaction(self._factory) as session:
             connection = session.connection()
             stored = connection.execute(
@@ -222,8 +270,6 @@ class LeadWriter:
                 .where(_LEADS.c.id.in_(doubt.lead_ids))
                 .with_for_update()
             ).all()
-            if not stored:
-                return [], []
             routed = set(
                 connection.execute(
                     select(_EVENTS.c.lead_id)
@@ -231,28 +277,30 @@ class LeadWriter:
                     .distinct()
                 ).scalars()
             )
-            in_flow = {
-                lead_id
-                for lead_id, outbox_id in zip(doubt.lead_ids, doubt.outbox_ids, strict=True)
-                if outbox_id is not None
-            }
             removed = [
                 row.id
                 for row in stored
                 if row.id not in routed
-                and (row.id not in in_flow or (row.state == "routing" and row.step_index == 0))
+                and (
+                    row.id not in doubt.outbox_rows
+                    or (row.state == "routing" and row.step_index == 0)
+                )
             ]
             kept = [row.id for row in stored if row.id not in removed]
             if removed:
-                outbox_ids = [
-                    outbox_id
-                    for lead_id, outbox_id in zip(doubt.lead_ids, doubt.outbox_ids, strict=True)
-                    if outbox_id is not None and lead_id in removed
-                ]
-                connection.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_(outbox_ids)))
+                for lead_id in removed:
+                    if lead_id in doubt.outbox_rows:
+                        outbox_id, body = doubt.outbox_rows[lead_id]
+                        connection.execute(
+                            delete(_OUTBOX).where(_OUTBOX.c.id == outbox_id, _OUTBOX.c.body == body)
+                        )
                 connection.execute(delete(_EVENTS).where(_EVENTS.c.lead_id.in_(removed)))
                 connection.execute(delete(_LEADS).where(_LEADS.c.id.in_(removed)))
             return removed, kept
+
+
+class _NotKnownYet(Exception):
+    """The doubtful transaction is still open on its old connection."""
 
 
 def _answer(futures: list[asyncio.Future[int | None]], outbox_ids: list[int | None]) -> None:

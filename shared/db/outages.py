@@ -1,6 +1,5 @@
-"""Database outages: which errors mean the database is unreachable, recording what
-already happened elsewhere (an email the server took, a recipient's answer) patiently,
-and finding out whether a commit whose answer was lost happened.
+"""Database outages: which errors mean the database is unreachable, and recording what
+already happened elsewhere (an email the server took, a recipient's answer) patiently.
 
 Such a record must not be lost to a short outage: if it were, the message would go back
 through the retry tiers and the email or request would be sent again. So the record is
@@ -17,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -34,7 +32,7 @@ RECORD_PATIENCE_SECONDS = 20.0
 _FIRST_DELAY, _MAX_DELAY = 0.25, 4.0
 
 
-class _Patience:
+class Patience:
     """The waits between tries, until ``patience`` seconds (real time) have passed."""
 
     def __init__(self, patience: float) -> None:
@@ -68,7 +66,7 @@ def record_patiently(
 ) -> T:
     """``record()``, tried again while the database is unreachable, for up to ``patience``
     seconds; then the outage is raised (and left to the retry tiers)."""
-    waits = _Patience(patience)
+    waits = Patience(patience)
     while True:
         try:
             return record()
@@ -87,7 +85,7 @@ async def record_patiently_async(
     patience: float = RECORD_PATIENCE_SECONDS,
 ) -> T:
     """The same for an asyncio worker: ``await record()``, again while the database is out."""
-    waits = _Patience(patience)
+    waits = Patience(patience)
     while True:
         try:
             return await record()
@@ -98,60 +96,3 @@ async def record_patiently_async(
             _note(exc, wait, ids)
             await asyncio.sleep(wait)
 
-
-def commit_or_find_out(
-    session: Session,
-    stored: Callable[[], bool],
-    *,
-    ids: dict[str, str] | None = None,
-    patience: float = RECORD_PATIENCE_SECONDS,
-) -> None:
-    """``session.commit()``; when it fails on a lost connection the commit may still have
-    happened, so ``stored()`` (a read on a new connection) is asked, patiently, whether it
-    did. Returns if it did; raises the outage if it did not or if that cannot be known."""
-    try:
-        session.commit()
-    except DATABASE_OUTAGES as exc:
-        logger.warning(
-            "the answer to a commit was lost (%s); finding out whether it happened",
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            extra=ids or {},
-        )
-        try:
-            happened = record_patiently(stored, ids=ids, patience=patience)
-        except DATABASE_OUTAGES:
-            logger.error("whether the commit happened stays unknown", extra=ids or {})
-            raise exc from None
-        if not happened:
-            raise
-        logger.info("the commit had happened", extra=ids or {})
-
-
-def transaction_or_find_out(
-    factory: Callable[[], Session],
-    work: Callable[[Session], T],
-    stored: Callable[[Session, T], bool],
-    *,
-    ids: dict[str, str] | None = None,
-    patience: float = RECORD_PATIENCE_SECONDS,
-) -> T:
-    """``work(session)`` in one transaction, committed with ``commit_or_find_out``:
-    ``stored(session, result)`` reads, on a new session, whether what ``work`` wrote is
-    there. For work that must not be done twice, like claiming a delivery or taking a
-    return: without this, a commit that happened but went unanswered would look like an
-    outage and the retry would find the work done (or held) by no one it knows."""
-    with factory() as session:
-        session.begin()
-        try:
-            session.connection(execution_options={"sqlite_immediate": True})
-            result = work(session)
-        except BaseException:
-            session.rollback()
-            raise
-
-        def check() -> bool:
-            with factory() as reader:
-                return stored(reader, result)
-
-        commit_or_find_out(session, check, ids=ids, patience=patience)
-    return result

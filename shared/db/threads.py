@@ -19,8 +19,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
+from shared.db.doubt import transaction_or_find_out
 from shared.db.engine import make_engine, make_session_factory, transaction
-from shared.db.outages import transaction_or_find_out
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +46,8 @@ class DatabaseThreads:
         self,
         fn: Callable[[Session], T],
         stored: Callable[[Session, T], bool],
+        *,
+        renew: Callable[[Session, T], T] | None = None,
         ids: dict[str, str] | None = None,
     ) -> T:
         """``transaction(fn)`` for work that must not be done twice: a commit whose answer
@@ -53,7 +55,7 @@ class DatabaseThreads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor,
-            partial(transaction_or_find_out, self._sessions, fn, stored, ids=ids),
+            partial(transaction_or_find_out, self._sessions, fn, stored, renew=renew, ids=ids),
         )
 
     async def close(self) -> None:

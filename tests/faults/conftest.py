@@ -22,14 +22,12 @@ import pytest
 import requests
 import sqlalchemy
 
+from tests.support.infra import POSTGRES_URL as POSTGRES
 from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
 from tests.support.processes import LEADFLOW, start_process, stop_process, wait_healthy
 from tests.support.proxy import Proxy
 from tests.support.recipient import Recipient
 
-POSTGRES = os.environ.get(
-    "LEADFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres"
-)
 CONFIG = Path(__file__).with_name("config.yaml")
 
 

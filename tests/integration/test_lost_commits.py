@@ -8,28 +8,33 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.email_delivery import records as email_records
+from services.feedback import records as feedback_records
+from services.feedback.body import Feedback
 from services.http_delivery import records as http_records
 from services.intake.leads import NewLead, new_lead
 from services.intake.store import LeadWriter
 from services.router import flow
 from shared.configstore import ConfigStore, apply_config
-from shared.db.engine import make_engine, transaction, utcnow
+from shared.db.doubt import commit_or_find_out, transaction_or_find_out
+from shared.db.engine import as_utc, make_engine, transaction, utcnow
+from shared.db.migrate import upgrade
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
-from shared.db.outages import commit_or_find_out, transaction_or_find_out
 from shared.db.rows import event_row
 from shared.errors import Busy
 from shared.flowconfig import load_config_text
 from shared.ids import new_id
-from shared.messaging import DeliverEmail, DeliverHttp
-from tests.support.infra import wait_for
+from shared.messaging import AsyncBrokerClient, DeliverEmail, DeliverHttp
+from shared.outbox import OutboxRelay
+from tests.support.infra import POSTGRES_URL, fresh_database, wait_for
 from tests.support.lostcommit import Database
 
 CONFIG = load_config_text(
@@ -77,6 +82,7 @@ def write(
     patience: float,
     back_after: float | None = None,
     then: Callable[[], None] | None = None,
+    relay: OutboxRelay | None = None,
 ) -> list[Any]:
     """Hand every lead to a running writer at once (one batch); each waiter's result or
     error. The database comes back ``back_after`` seconds later, if given; ``then`` runs
@@ -84,7 +90,7 @@ def write(
 
     async def scenario() -> list[Any]:
         with ThreadPoolExecutor(2) as executor:
-            writer = LeadWriter(database.factory, executor, patience=patience)
+            writer = LeadWriter(database.factory, executor, relay=relay, patience=patience)
             task = asyncio.create_task(writer.run())
             if back_after is not None:
                 asyncio.get_running_loop().call_later(back_after, database.come_back)
@@ -207,11 +213,10 @@ def commit_one_outbox_row(database: Database, *, patience: float = 10.0) -> None
         session.flush()
         row_id = row.id
 
-        def stored() -> bool:
-            with database.factory() as reader:
-                return reader.get(OutboxMessage, row_id) is not None
+        def stored(reader: Session) -> bool:
+            return reader.get(OutboxMessage, row_id) is not None
 
-        commit_or_find_out(session, stored, patience=patience)
+        commit_or_find_out(session, stored, factory=database.factory, patience=patience)
 
 
 @pytest.mark.parametrize(("happens", "outcome"), [("stored", "returns"), ("not stored", "raises")])
@@ -258,6 +263,9 @@ flows:
   by_email:
     sources: {web: {}}
     steps: [{recipient: mail_buyer}]
+  returnable:
+    sources: {web: {}}
+    steps: [{recipient: web_buyer, feedback: {returns: {enabled: true}}}]
 """
 
 
@@ -354,3 +362,149 @@ def test_a_claim_whose_commit_did_not_happen_is_an_outage_and_claims_nothing(
     # and the next copy of the message takes it at once
     with transaction(database.factory) as session:
         assert http_records.claim(session, configs, message).state == "send"
+
+
+def test_a_claim_found_out_late_is_stamped_afresh_so_its_lease_runs_from_now(
+    database: Database, configs: ConfigStore
+) -> None:
+    # given a routed lead whose delivery claim commits, its answer lost for a while
+    lead_id, event_id = routed_delivery(database, configs, "by_http")
+    message = DeliverHttp(lead_id=lead_id, event_id=event_id, recipient_id="web_buyer")
+    database.next_commit = "stored"
+    threading.Timer(0.3, database.come_back).start()
+
+    # when the worker claims it and finds out that the claim happened
+    claim = transaction_or_find_out(
+        database.factory,
+        lambda session: http_records.claim(session, configs, message),
+        http_records.holds,
+        renew=http_records.renew,
+    )
+
+    # then the claim is stamped with the time it was found out, and it is still held
+    assert claim.job is not None and claim.job.claimed_at is not None
+    with database.factory() as session:
+        stamped = session.get(Delivery, event_id)
+        assert stamped is not None and stamped.status == "sending"
+        assert as_utc(stamped.updated_at) == claim.job.claimed_at
+        assert http_records.holds(session, claim)
+
+
+def test_a_return_whose_commit_went_unanswered_is_taken_once_and_answered_as_taken(
+    database: Database, configs: ConfigStore
+) -> None:
+    # given a delivered lead whose buyer returns it, the commit's answer lost for a moment
+    lead_id, event_id = routed_delivery(database, configs, "returnable")
+    with transaction(database.factory) as session:
+        delivery = session.get(Delivery, event_id)
+        assert delivery is not None
+        delivery.status, delivery.delivered_at = "delivered", utcnow()
+    database.next_commit = "stored"
+    threading.Timer(0.3, database.come_back).start()
+
+    # when the return is recorded
+    receipt = feedback_records.record(
+        database.factory, configs, event_id, Feedback("return", "bad phone"), utcnow()
+    )
+
+    # then the buyer is told it was taken (not 503), and a retry of it is refused as a repeat
+    assert (receipt.outcome, receipt.http_status) == ("success", 201)
+    again = feedback_records.record(
+        database.factory, configs, event_id, Feedback("return", "bad phone"), utcnow()
+    )
+    assert (again.outcome, again.reason) == ("failure", "Lead was already returned")
+    assert lead_id == receipt.lead_id
+
+
+# --- the outbox relay leaves a doubtful batch alone ------------------------------------------
+
+
+def outbox_rows(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
+class PublishingClient:
+    """A broker client that is always connected and remembers what it published."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, queue: str, body: bytes) -> None:
+        self.published.append(body.decode())
+
+
+def test_the_relay_does_not_sweep_a_batch_while_its_commit_is_in_doubt(
+    database: Database, database_url: str
+) -> None:
+    # given a relay reading the database over its own connections, and a batch whose
+    # commit happens but whose answer is lost for a second
+    items = leads(3)
+    client = PublishingClient()
+    relay_engine = make_engine(database_url)
+    relay = OutboxRelay(
+        cast(AsyncBrokerClient, client),
+        sessionmaker(relay_engine),
+        ThreadPoolExecutor(1),
+        sweep_seconds=0.0,
+    )
+    database.next_commit = "stored"
+    swept_in_doubt: list[int] = []
+
+    def sweep_now() -> int:
+        return asyncio.run(relay.sweep(older_than=0.0))
+
+    # when the relay sweeps while the writer is finding out, then again afterwards
+    def sweep_then_come_back() -> None:
+        swept_in_doubt.append(sweep_now())
+        database.come_back()
+
+    async def scenario() -> int:
+        with ThreadPoolExecutor(2) as executor:
+            writer = LeadWriter(database.factory, executor, relay=relay, patience=10.0)
+            task = asyncio.create_task(writer.run())
+            writes = asyncio.gather(*(writer.write(i) for i in items))
+            await asyncio.to_thread(
+                wait_for, lambda: outbox_rows(relay_engine) == 3, 10, message="stored"
+            )
+            await asyncio.to_thread(sweep_then_come_back)
+            await writes
+            swept_after = await relay.sweep(older_than=0.0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return swept_after
+
+    swept_after = asyncio.run(scenario())
+    relay_engine.dispose()
+
+    # then the sweep left the doubtful rows alone, and took them once the batch was settled
+    assert swept_in_doubt == [0]
+    assert swept_after == 3
+    assert len(client.published) == 3
+
+
+# --- PostgreSQL: a transaction still open on its old connection ------------------------------
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Database]:
+    with fresh_database(str(tmp_path), base=POSTGRES_URL) as url:
+        upgrade(url)
+        database = Database(url)
+        yield database
+        database.engine.dispose()
+
+
+def test_on_postgresql_a_commit_that_never_arrived_is_settled_by_stopping_its_backend(
+    postgres: Database,
+) -> None:
+    # given a transaction whose COMMIT never reached the server: still open on its backend
+    postgres.next_commit = "never sent"
+    threading.Timer(0.3, postgres.come_back).start()
+
+    # when it is committed, then its backend is stopped, which aborts it: an outage
+    with pytest.raises(OperationalError):
+        commit_one_outbox_row(postgres)
+    assert postgres.count(OutboxMessage, []) == 0

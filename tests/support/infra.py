@@ -14,6 +14,11 @@ from urllib.parse import quote
 
 import psycopg
 
+#: The PostgreSQL server `make test` starts, for the tests that need PostgreSQL itself.
+POSTGRES_URL = os.environ.get(
+    "LEADFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres"
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -24,7 +24,9 @@ class Database:
         self.url = url
         self.engine = engine = make_engine(url)
         self.down = False
-        self.next_commit: str | None = None  # "stored" or "not stored", then its answer lost
+        # "stored", "not stored" or "never sent" (left open on its connection), then the
+        # commit's answer is lost
+        self.next_commit: str | None = None
         database = self
 
         class AnswerLosingSession(Session):
@@ -35,7 +37,7 @@ class Database:
                     return
                 if happens == "stored":
                     super().commit()
-                else:
+                elif happens == "not stored":
                     self.rollback()
                 database.down = True
                 raise lost_connection()
