@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -20,10 +22,31 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+#: Ports a test may take: below the kernel's ephemeral range, so no outgoing connection
+#: (a client's own source port) takes a port between choosing it and binding it.
+_PORTS = range(20000, min(32768, _ephemeral_ports().start))
+_RANDOM = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, for a server a test starts (and names in its config)."""
+    for _ in range(200):
+        port = _RANDOM.choice(_PORTS)  # (not ``random``: the test run reseeds it per test)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def wait_for(
