@@ -18,7 +18,7 @@ import requests
 import sqlalchemy
 import yaml
 
-from tests.support.infra import free_port, wait_for
+from tests.support.infra import free_port, free_port_block, wait_for
 from tests.support.processes import start_process, stop_process, wait_healthy
 from tests.support.recipient import Recipient
 
@@ -158,6 +158,8 @@ def stack_env(
         "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
         "LEADFLOW_CONFIG_REFRESH_SECONDS": "0.2",
         "LEADFLOW_HTTP_CONCURRENCY": "16",
+        # workers' metrics ports from a free base, not 9100 (which something else may hold)
+        "LEADFLOW_METRICS_PORT": str(free_port_block(10)),
         "RECIPIENT": f"http://127.0.0.1:{recipient.port}",
         "UNREACHABLE": f"http://127.0.0.1:{free_port()}",
         "SECRET_HEADER_VALUE": "hdr-5ecret-9f3a",

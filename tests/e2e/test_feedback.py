@@ -139,8 +139,8 @@ class Buyer:
 def buyer(stack: Stack) -> Buyer:
     def healthy() -> bool:
         try:
-            return requests.get(f"{stack.feedback_url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{stack.feedback_url}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
             return False
 
     wait_for(healthy, timeout=60, interval=0.2, message="the feedback service")

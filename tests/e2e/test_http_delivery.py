@@ -4,6 +4,8 @@ statuses, answers read as rejections, and the concurrency setting."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,8 +75,10 @@ def test_one_process_keeps_more_than_200_deliveries_in_flight_to_a_slow_recipien
     stack: Stack, tmp_path: Path
 ) -> None:
     # given a second http-delivery process at the default concurrency (256) beside the
-    # stack's own (16), and a recipient answering in four seconds
-    stack.recipient.script("/crowded", [Reply(200, "{}", delay=4.0)])
+    # stack's own (16), and a recipient holding every request until the test lets go (the
+    # recipient's timeout is 30 s)
+    held = threading.Event()
+    stack.recipient.script("/crowded", [Reply(200, "{}", hold=held)])
     log = tmp_path / "http-delivery.log"
     env = {**stack.env, "LEADFLOW_HTTP_CONCURRENCY": "256", "LEADFLOW_METRICS_PORT": "0"}
     process = start_process([sys.executable, "-m", "services.cli", "http-delivery"], env, log)
@@ -88,32 +92,47 @@ def test_one_process_keeps_more_than_200_deliveries_in_flight_to_a_slow_recipien
                     lambda _: stack.submit("http_crowded_flow").json()["lead"]["id"], range(300)
                 )
             )
+        # then more than 216 are in flight at once: over 200 held by the new process alone
+        wait_for(
+            lambda: stack.recipient.in_flight.get("/crowded", 0) > 216,
+            timeout=25,
+            message="over 216 requests in flight",
+        )
+        held.set()
         wait_for(
             lambda: len(stack.recipient.requests("/crowded")) >= 300,
             timeout=120,
             message="300 deliveries",
         )
     finally:
+        held.set()
         assert stop_process(process, timeout=60) == 0, log.read_text()[-2000:]
 
-    # then more than 216 were in flight at once: over 200 held by the new process alone
-    assert stack.recipient.peak_in_flight["/crowded"] > 216
+    # and every lead is delivered
     assert stack.wait_done(ids[-1])["deliveries"][0]["status"] == "delivered"
 
 
 def test_the_concurrency_setting_caps_and_fills_the_deliveries_in_flight(stack: Stack) -> None:
-    # given a recipient answering in one second, and a pool of 16 (LEADFLOW_HTTP_CONCURRENCY)
-    stack.recipient.script("/slow", [Reply(200, "{}", delay=1.0)])
+    # given a recipient holding every request until the test lets go, and a pool of 16
+    # (LEADFLOW_HTTP_CONCURRENCY)
+    held = threading.Event()
+    stack.recipient.script("/slow", [Reply(200, "{}", hold=held)])
 
     # when 40 leads arrive at once
     with ThreadPoolExecutor(8) as pool:
         ids = list(
             pool.map(lambda _: stack.submit("http_slow_flow").json()["lead"]["id"], range(40))
         )
+    # then one process holds 16 requests in flight, and no more come while they are held
+    wait_for(
+        lambda: stack.recipient.in_flight.get("/slow", 0) == 16, timeout=20, message="16 in flight"
+    )
+    time.sleep(0.5)
+    assert stack.recipient.in_flight["/slow"] == 16
+    # and once they are answered, the rest go 16 at a time at most
+    held.set()
     wait_for(
         lambda: len(stack.recipient.requests("/slow")) >= 40, timeout=60, message="40 deliveries"
     )
-
-    # then one process kept exactly 16 requests in flight at its peak
     assert stack.recipient.peak_in_flight["/slow"] == 16
     assert stack.wait_done(ids[-1])["deliveries"][0]["status"] == "delivered"

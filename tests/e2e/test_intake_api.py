@@ -331,7 +331,7 @@ def test_an_invalid_value_never_blocks_a_lead(stack: Stack) -> None:
 def test_after_flow_answers_the_flows_outcome_and_price(stack: Stack) -> None:
     stack.recipient.script("/intake-buyer", [Reply(200, '{"outcome": "success", "price": 7}')])
     response = requests.post(
-        url(stack, "intake_after_flow"), data={"phone_1": "5125551212"}, timeout=10
+        url(stack, "intake_after_flow_patient"), data={"phone_1": "5125551212"}, timeout=60
     )
     assert response.json()["outcome"] == "success"
     assert response.json()["price"] == 7

@@ -198,8 +198,9 @@ def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
     stack: Stack, replacement_router
 ) -> None:  # type: ignore[no-untyped-def]
     kill_router, start_router = replacement_router
-    # given a lead waiting at a slow first recipient
-    stack.recipient.script("/slow-buyer", [Reply(200, '{"outcome": "success"}', delay=1.5)])
+    # given a lead waiting at a first recipient that answers only when the test lets it
+    held = threading.Event()
+    stack.recipient.script("/slow-buyer", [Reply(200, '{"outcome": "success"}', hold=held)])
     lead_id = stack.submit("router_two_steps", data={"phone_1": "5125550104"}).json()["lead"]["id"]
     wait_for(
         lambda: requests_for(stack, "/slow-buyer", lead_id) == 1,
@@ -209,6 +210,7 @@ def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
 
     # when the router is killed while the delivery is in flight, and comes back later
     kill_router()
+    held.set()
     wait_for(
         lambda: stack.show(lead_id)["deliveries"][0]["status"] == "delivered",
         timeout=20,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -110,7 +111,11 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
         assert done.wait(15)
     assert calls == [message, message, message]
     assert get_parked(broker_url, "feedback") == []
-    assert queue_counts(broker_url).get("feedback.retry.300") == (0, 0)
+    wait_for(  # (a quorum queue's counts lag behind)
+        lambda: queue_counts(broker_url).get("feedback.retry.300") == (0, 0),
+        timeout=30,
+        message="the retry tier empty",
+    )
 
 
 def test_a_message_failing_always_is_parked_with_its_history_and_the_hook_runs(
@@ -185,16 +190,19 @@ def test_a_permanent_failure_or_a_message_on_the_wrong_queue_is_parked_at_once(
 
 def test_one_process_holds_many_slow_messages_at_once_up_to_its_concurrency() -> None:
     with rabbit_vhost() as broker_url:
-        # given a handler that waits half a second, and a concurrency of 50
+        # given a handler that holds each message until the test lets go, and a concurrency
+        # of 50
         in_flight = 0
         peak = 0
         done: list[Message] = []
+        released = threading.Event()
 
         async def handler(message: Message) -> None:
             nonlocal in_flight, peak
             in_flight += 1
             peak = max(peak, in_flight)
-            await asyncio.sleep(0.5)
+            while not released.is_set():
+                await asyncio.sleep(0.01)
             in_flight -= 1
             done.append(message)
 
@@ -207,7 +215,12 @@ def test_one_process_holds_many_slow_messages_at_once_up_to_its_concurrency() ->
                     for i in range(120)
                 ),
             )
-            # then all are handled, 50 at a time and never more
+            # then 50 are held at once, and no more come while they are
+            wait_for(lambda: in_flight == 50, timeout=30, message="50 messages in hand")
+            time.sleep(0.5)
+            assert in_flight == 50
+            # and once they go, the rest are handled too, never more than 50 at a time
+            released.set()
             wait_for(lambda: len(done) == 120, timeout=30, message="every message handled")
         assert peak == 50
         assert queue_counts(broker_url)["http_delivery"] == (0, 0)

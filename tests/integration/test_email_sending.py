@@ -41,7 +41,8 @@ recipients:
     email:
       to: [now@buyer.example]
       sender: leadflow@seller.example
-      retry: {schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]}
+      # quick first retries, then enough in all (~17 s) for a slow machine to start a server
+      retry: {schedule: [200ms, 200ms, 200ms, 500ms, 1s, 2s, 3s, 5s, 5s]}
   mail_two:
     name: Mail Two
     email:

@@ -51,9 +51,18 @@ flows:
 )
 
 
+@pytest.fixture(scope="module")
+def own_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this module's own (the run's shared one has a live stack's relay
+    sweeping and deleting outbox rows, which these tests count)."""
+    with fresh_database(str(tmp_path_factory.mktemp("lost-commits"))) as url:
+        upgrade(url)
+        yield url
+
+
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
+def database(own_database_url: str) -> Iterator[Database]:
+    database = Database(own_database_url)
     with Session(database.engine) as session, session.begin():
         session.execute(delete(OutboxMessage))  # count() counts every row
     yield database
@@ -437,13 +446,13 @@ class PublishingClient:
 
 
 def test_the_relay_does_not_sweep_a_batch_while_its_commit_is_in_doubt(
-    database: Database, database_url: str
+    database: Database,
 ) -> None:
     # given a relay reading the database over its own connections, and a batch whose
     # commit happens but whose answer is lost for a second
     items = leads(3)
     client = PublishingClient()
-    relay_engine = make_engine(database_url)
+    relay_engine = make_engine(database.url)
     relay = OutboxRelay(
         cast(AsyncBrokerClient, client),
         sessionmaker(relay_engine),

@@ -54,7 +54,7 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
     def handler(message: Any) -> None:
         calls.append(time.monotonic())
         if len(calls) <= 2:
-            raise TransientError("recipient busy", schedule=[1.5, 0.3])
+            raise TransientError("recipient busy", schedule=[6.0, 0.3])
         done.set()
 
     with running_worker(broker_url, "feedback", handler, queue_type=queue_type) as publisher:
@@ -62,17 +62,18 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
         publisher.publish(FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1"))
 
         if queue_type == "classic":  # (quorum queues report their counts with a delay)
-            # then while it waits for its first retry it sits in the 1.5 s tier, not in a worker
+            # then while it waits for its first retry it sits in the 6 s tier, not in a worker
+            # (long enough for rabbitmqctl, which takes seconds to start, to see it there)
             wait_for(
-                lambda: queue_counts(broker_url).get("feedback.retry.1500", (0, 0))[0] == 1,
+                lambda: queue_counts(broker_url).get("feedback.retry.6000", (0, 0))[0] == 1,
                 timeout=5,
                 message="message in the retry tier",
             )
             assert queue_counts(broker_url)["feedback"] == (0, 0)
         # and it comes back after each tier's delay and succeeds on the third attempt
-        assert done.wait(15)
+        assert done.wait(30)
     assert len(calls) == 3
-    assert calls[1] - calls[0] >= 1.4
+    assert calls[1] - calls[0] >= 5.9
     assert calls[2] - calls[1] >= 0.25
     assert get_parked(broker_url, "feedback") == []
     # and the work queue and its dead-letter queue are of the type asked for

@@ -49,6 +49,22 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {_PORTS}")
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports (``leadflow up`` numbers its workers'
+    metrics ports from a base)."""
+    for _ in range(200):
+        base = _RANDOM.choice(_PORTS[: -count or None])
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} free consecutive ports in {_PORTS}")
+
+
 def wait_for(
     condition: Callable[[], object],
     timeout: float = 30.0,

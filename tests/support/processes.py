@@ -38,8 +38,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         if process.poll() is not None:
             raise AssertionError(f"process exited early:\n{log.read_text()[-3000:]}")
         try:
-            return requests.get(url, timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(url, timeout=5).status_code == 200
+        except requests.RequestException:  # refused, or slow to answer while starting
             return False
 
     wait_for(healthy, timeout=60, interval=0.2, message=url)
