@@ -202,26 +202,21 @@ class LeadWriter:
 
     async def _settle(self, futures: list[asyncio.Future[int | None]], doubt: InDoubt) -> None:
         """Find out whether the doubtful commit happened and answer its waiters."""
-        waits = Patience(self._patience)
-        while True:
-            try:
-                known = await self._db(self._outcome, doubt)
-            except DATABASE_OUTAGES:
-                known = None
-            if known is not None:
-                break
-            wait = waits.next_wait()
-            if wait is None:
-                logger.warning(
-                    "the commit of %d leads stays in doubt; the source is told 503 and the "
-                    "leads will be undone if they were stored",
-                    len(futures),
-                    extra={"lead_id": doubt.lead_ids[0]},
-                )
-                _fail(futures, doubt.cause)
-                await self._undo(doubt)
-                return
-            await asyncio.sleep(wait)
+        try:
+            known = await self._find_out(doubt)
+        except asyncio.CancelledError:
+            _fail(futures, doubt.cause)  # (stopping: ``run`` logs the doubt)
+            raise
+        if known is None:
+            logger.warning(
+                "the commit of %d leads stays in doubt; the source is told 503 and the "
+                "leads will be undone if they were stored",
+                len(futures),
+                extra={"lead_id": doubt.lead_ids[0]},
+            )
+            _fail(futures, doubt.cause)
+            await self._undo(doubt)
+            return
         self._settled(doubt)
         if known:
             logger.info("the doubtful commit of %d leads had happened", len(futures))
@@ -229,6 +224,24 @@ class LeadWriter:
         else:
             logger.info("the doubtful commit of %d leads had not happened", len(futures))
             _fail(futures, doubt.cause)
+
+    async def _find_out(self, doubt: InDoubt) -> bool | None:
+        """Whether the doubtful commit happened, asked until known or out of patience."""
+        waits = Patience(self._patience)
+        while True:
+            try:
+                known = await self._db(self._outcome, doubt)
+            except DATABASE_OUTAGES:
+                known = None
+            except Exception:
+                logger.exception("finding out a doubtful commit failed; trying again")
+                known = None
+            if known is not None:
+                return known
+            wait = waits.next_wait()
+            if wait is None:
+                return None
+            await asyncio.sleep(wait)
 
     async def _undo(self, doubt: InDoubt) -> None:
         """Once the outcome is known: remove the batch's leads (if stored) that the router

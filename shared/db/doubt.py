@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 _TRANSACTION = text("SELECT pg_current_xact_id_if_assigned()::text, pg_backend_pid()")
 _STATUS = text("SELECT pg_xact_status(CAST(:xid AS xid8))")
+#: ``pg_xact_status`` of an id the server has not reached: the transaction ran on another
+#: server (a standby was promoted). (A promoted standby may also have reused the id for
+#: a transaction of its own; a probe does not tell servers apart.)
+_XID_IN_THE_FUTURE = "22023"
 _STOP_HOLDER = text(
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
     "WHERE pid = :pid AND backend_xid::text = :short_xid"
@@ -62,7 +67,14 @@ class CommitProbe:
             return stored(session)
         if self.xid is None:
             return True  # nothing was written: nothing to lose
-        status = session.scalar(_STATUS, {"xid": self.xid})
+        try:
+            status = session.scalar(_STATUS, {"xid": self.xid})
+        except sa_exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _XID_IN_THE_FUTURE:
+                raise
+            # Another server now (a standby promoted): its ids are not this one's.
+            session.rollback()
+            return stored(session)
         if status == "committed":
             return True
         if status == "aborted":
@@ -171,5 +183,6 @@ def transaction_or_find_out(
         )
     if found_out and renew is not None:
         with factory() as session, session.begin():
+            session.connection(execution_options={"sqlite_immediate": True})
             result = renew(session, result)
     return result

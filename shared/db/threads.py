@@ -51,7 +51,7 @@ class DatabaseThreads:
         ids: dict[str, str] | None = None,
     ) -> T:
         """``transaction(fn)`` for work that must not be done twice: a commit whose answer
-        is lost counts if ``stored`` finds it (``shared.db.outages.transaction_or_find_out``)."""
+        is lost counts if ``stored`` finds it (``shared.db.doubt.transaction_or_find_out``)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor,

@@ -24,7 +24,7 @@ from services.intake.leads import NewLead, new_lead
 from services.intake.store import LeadWriter
 from services.router import flow
 from shared.configstore import ConfigStore, apply_config
-from shared.db.doubt import commit_or_find_out, transaction_or_find_out
+from shared.db.doubt import CommitProbe, commit_or_find_out, find_out, transaction_or_find_out
 from shared.db.engine import as_utc, make_engine, transaction, utcnow
 from shared.db.migrate import upgrade
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
@@ -516,4 +516,26 @@ def test_on_postgresql_a_commit_that_never_arrived_is_settled_by_stopping_its_ba
     # when it is committed, then its backend is stopped, which aborts it: an outage
     with pytest.raises(OperationalError):
         commit_one_outbox_row(postgres)
+    assert postgres.count(OutboxMessage, []) == 0
+
+
+def test_on_postgresql_the_outcome_of_a_transaction_left_open_is_found_to_be_aborted(
+    postgres: Database,
+) -> None:
+    # given a transaction that wrote a row and was about to commit, left open on its backend
+    with postgres.factory() as session:
+        session.begin()
+        session.add(OutboxMessage(queue="q", body="{}", created_at=utcnow()))
+        session.flush()
+        probe = CommitProbe.take(session)
+        assert probe.postgresql and probe.xid is not None
+
+        # when its outcome is asked (from another connection)
+        outcome = find_out(probe, postgres.factory, lambda _session: True, patience=10.0)
+
+        # then its backend was stopped and the transaction is known to be aborted (the
+        # read that would say "stored" is not consulted on PostgreSQL)
+        assert outcome is False
+        with pytest.raises(OperationalError):
+            session.execute(select(1))
     assert postgres.count(OutboxMessage, []) == 0
