@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.configstore import ConfigStore
@@ -130,6 +130,16 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
     )
 
 
+def _still_held(job: Job) -> tuple[ColumnElement[bool], ...]:
+    """The delivery row as ``job``'s claim left it."""
+    return (
+        _deliveries.c.event_id == job.event_id,
+        _deliveries.c.status == "sending",
+        _deliveries.c.attempts == job.attempt,
+        _deliveries.c.updated_at == job.claimed_at,
+    )
+
+
 def renew(session: Session, claim: Claim) -> Claim:
     """Stamp a claim afresh (finding out that its commit happened took time out of its
     lease); raises ``Busy`` if it lapsed and another worker took the delivery meanwhile."""
@@ -138,12 +148,7 @@ def renew(session: Session, claim: Claim) -> Claim:
     now = utcnow()
     renewed = session.execute(
         update(_deliveries)
-        .where(
-            _deliveries.c.event_id == claim.job.event_id,
-            _deliveries.c.status == "sending",
-            _deliveries.c.attempts == claim.job.attempt,
-            _deliveries.c.updated_at == claim.job.claimed_at,
-        )
+        .where(*_still_held(claim.job))
         .values(updated_at=now)
         .returning(_deliveries.c.event_id)
     ).first()
@@ -157,17 +162,8 @@ def holds(session: Session, claim: Claim) -> bool:
     wrote nothing (``final``, ``busy``) needs no commit."""
     if claim.job is None:
         return True
-    row = session.execute(
-        select(_deliveries.c.status, _deliveries.c.attempts, _deliveries.c.updated_at).where(
-            _deliveries.c.event_id == claim.job.event_id
-        )
-    ).first()
-    return (
-        row is not None
-        and row.status == "sending"
-        and row.attempts == claim.job.attempt
-        and as_utc(row.updated_at) == claim.job.claimed_at
-    )
+    found = session.execute(select(_deliveries.c.event_id).where(*_still_held(claim.job)))
+    return found.first() is not None
 
 
 @dataclass(frozen=True, slots=True)
