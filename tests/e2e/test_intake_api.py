@@ -264,6 +264,16 @@ def test_an_accept_header_naming_nothing_we_produce_is_406(stack: Stack) -> None
 # --- acceptance -------------------------------------------------------------------------------
 
 
+def refused(stack: Stack, source: str, data: dict[str, str], reason: str) -> dict[str, Any]:
+    """Post a lead the acceptance rules refuse: 201, outcome failure for ``reason``; the
+    stored lead's report."""
+    response = requests.post(url(stack, source=source), data=data, timeout=10)
+    assert response.status_code == 201
+    assert response.json()["outcome"] == "failure"
+    assert response.json()["reason"] == reason
+    return stack.show(response.json()["lead"]["id"])
+
+
 @pytest.mark.parametrize(
     ("source", "data", "reason"),
     [
@@ -276,11 +286,7 @@ def test_an_accept_header_naming_nothing_we_produce_is_406(stack: Stack) -> None
 def test_the_first_failing_acceptance_rule_gives_outcome_failure_and_the_lead_goes_no_further(
     stack: Stack, source: str, data: dict[str, str], reason: str
 ) -> None:
-    response = requests.post(url(stack, source=source), data=data, timeout=10)
-    assert response.status_code == 201
-    assert response.json()["outcome"] == "failure"
-    assert response.json()["reason"] == reason
-    report = stack.show(response.json()["lead"]["id"])
+    report = refused(stack, source, data, reason)
     assert report["lead"]["outcome"] == "failure"
     assert [e["type"] for e in report["events"]] == ["source"]
     assert report["events"][0]["outcome"] == "failure"
@@ -307,14 +313,9 @@ def test_a_required_field_is_checked_before_the_flows_criteria_and_those_before_
     stack: Stack, source: str, data: dict[str, str], reason: str
 ) -> None:
     # given a lead that fails more than one acceptance check at once
-    # when it is posted
-    response = requests.post(url(stack, source=source), data=data, timeout=10)
-
-    # then the reason is the first check's in the order required, flow, source
-    assert response.status_code == 201
-    assert response.json()["outcome"] == "failure"
-    assert response.json()["reason"] == reason
-    report = stack.show(response.json()["lead"]["id"])
+    # when it is posted, then the reason is the first check's in the order required, flow,
+    # source
+    report = refused(stack, source, data, reason)
     assert (report["lead"]["outcome"], report["lead"]["reason"]) == ("failure", reason)
     assert [(e["type"], e["reason"]) for e in report["events"]] == [("source", reason)]
 

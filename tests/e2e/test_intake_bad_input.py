@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from services.intake.openapi import OPENAPI
 from tests.e2e.conftest import Stack
+from tests.support.mediatypes import CONTENT_TYPES as ANY_CONTENT_TYPES
 
 schema = schemathesis.openapi.from_dict(OPENAPI)
 
@@ -26,19 +27,7 @@ def test_the_served_openapi_document_is_the_one_in_the_repository(stack: Stack) 
     assert requests.get(f"{stack.intake_url}/openapi.json", timeout=10).json() == OPENAPI
 
 
-CONTENT_TYPES = st.sampled_from(
-    [
-        "application/json",
-        "application/x-www-form-urlencoded",
-        "application/xml",
-        "text/xml",
-        "text/plain",
-        "application/json; charset=latin-1",
-        "multipart/form-data",
-        "",
-        "x/y; q=",
-    ]
-)
+CONTENT_TYPES = st.sampled_from(ANY_CONTENT_TYPES)
 ACCEPTS = st.sampled_from(
     [
         "*/*",

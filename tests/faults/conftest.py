@@ -22,8 +22,7 @@ import pytest
 import requests
 import sqlalchemy
 
-from tests.support.infra import POSTGRES_URL as POSTGRES
-from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
+from tests.support.infra import POSTGRES_URL, free_port, fresh_database, rabbit_vhost, wait_for
 from tests.support.processes import LEADFLOW, start_process, stop_process, wait_healthy
 from tests.support.proxy import Proxy
 from tests.support.recipient import Recipient
@@ -128,7 +127,7 @@ class FaultStack:
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
     recipient = Recipient().start()
-    with rabbit_vhost() as broker, fresh_database(str(tmp_path), base=POSTGRES) as direct_db:
+    with rabbit_vhost() as broker, fresh_database(str(tmp_path), base=POSTGRES_URL) as direct_db:
         proxy = Proxy(target_port=5432).start()
         env = {
             **os.environ,

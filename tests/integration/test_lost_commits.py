@@ -5,14 +5,13 @@ stored before it answers, and undoes what it had to refuse; a single request's c
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +21,6 @@ from services.feedback.body import Feedback
 from services.http_delivery import records as http_records
 from services.intake.leads import NewLead, new_lead
 from services.intake.store import LeadWriter
-from services.router import flow
 from shared.configstore import ConfigStore, apply_config
 from shared.db.doubt import CommitProbe, commit_or_find_out, find_out, transaction_or_find_out
 from shared.db.engine import as_utc, make_engine, transaction, utcnow
@@ -36,6 +34,7 @@ from shared.messaging import AsyncBrokerClient, DeliverEmail, DeliverHttp
 from shared.outbox import OutboxRelay
 from tests.support.infra import POSTGRES_URL, fresh_database, wait_for
 from tests.support.lostcommit import Database
+from tests.support.routing import submit
 
 CONFIG = load_config_text(
     """
@@ -123,7 +122,7 @@ def test_a_lost_commit_answer_for_a_stored_batch_is_answered_as_stored(
     # given a batch whose commit happens but whose answer is lost, the database back soon
     items = leads(3)
     ids = [i.lead_id for i in items]
-    database.next_commit = "stored"
+    database.lose_next_commit("stored")
 
     # when the writer stores it
     results = write(database, items, patience=10.0, back_after=0.5)
@@ -132,7 +131,7 @@ def test_a_lost_commit_answer_for_a_stored_batch_is_answered_as_stored(
     assert all(isinstance(r, int) for r in results), results
     assert database.count(Lead, ids) == 3
     assert database.count(Event, ids) == 3
-    assert database.count(OutboxMessage, ids) == 3
+    assert database.outbox_rows() == 3
 
 
 def test_a_lost_commit_answer_for_a_batch_not_stored_is_an_outage_and_stores_nothing(
@@ -141,7 +140,7 @@ def test_a_lost_commit_answer_for_a_batch_not_stored_is_an_outage_and_stores_not
     # given a batch whose commit does not happen and whose answer is lost
     items = leads(2)
     ids = [i.lead_id for i in items]
-    database.next_commit = "not stored"
+    database.lose_next_commit("not stored")
 
     # when the writer stores it
     results = write(database, items, patience=10.0, back_after=0.3)
@@ -149,7 +148,7 @@ def test_a_lost_commit_answer_for_a_batch_not_stored_is_an_outage_and_stores_not
     # then every waiter gets the outage (a 503 for the source) and nothing is stored
     assert all(isinstance(r, OperationalError) for r in results), results
     assert database.count(Lead, ids) == 0
-    assert database.count(OutboxMessage, ids) == 0
+    assert database.outbox_rows() == 0
 
 
 def test_a_stored_batch_whose_answer_stays_unknown_is_refused_and_undone_once_the_database_is_back(
@@ -159,7 +158,7 @@ def test_a_stored_batch_whose_answer_stays_unknown_is_refused_and_undone_once_th
     # away longer than the writer waits
     items = leads(2)
     ids = [i.lead_id for i in items]
-    database.next_commit = "stored"
+    database.lose_next_commit("stored")
 
     # when the database comes back after the source was answered
     def afterwards() -> None:
@@ -173,7 +172,7 @@ def test_a_stored_batch_whose_answer_stays_unknown_is_refused_and_undone_once_th
     assert all(isinstance(r, OperationalError) for r in results), results
     assert database.count(Lead, ids) == 0
     assert database.count(Event, ids) == 0
-    assert database.count(OutboxMessage, ids) == 0
+    assert database.outbox_rows() == 0
 
 
 def test_undoing_a_refused_batch_keeps_a_lead_the_router_already_took(
@@ -182,7 +181,7 @@ def test_undoing_a_refused_batch_keeps_a_lead_the_router_already_took(
     # given a refused batch whose commit had happened and whose answer was lost
     items = leads(2)
     ids = [i.lead_id for i in items]
-    database.next_commit = "stored"
+    database.lose_next_commit("stored")
 
     # when the router takes its first lead (its first step event, over its own connection)
     # before the database is back for the writer
@@ -233,9 +232,7 @@ def test_a_commit_whose_answer_is_lost_counts_exactly_when_it_happened(
     database: Database, happens: str, outcome: str
 ) -> None:
     # given a commit whose answer is lost, the database back a moment later
-    database.next_commit = happens
-    timer = threading.Timer(0.3, database.come_back)
-    timer.start()
+    database.lose_next_commit(happens, back_after=0.3)
 
     # when it is committed
     try:
@@ -243,16 +240,15 @@ def test_a_commit_whose_answer_is_lost_counts_exactly_when_it_happened(
         result = "returns"
     except OperationalError:
         result = "raises"
-    timer.join()
 
     # then it returns when the row was stored, raises the outage when it was not
     assert result == outcome
-    assert database.count(OutboxMessage, []) == (1 if happens == "stored" else 0)
+    assert database.outbox_rows() == (1 if happens == "stored" else 0)
 
 
 def test_a_commit_whose_outcome_stays_unknown_raises_the_outage(database: Database) -> None:
     # given a commit whose answer is lost and a database that stays away
-    database.next_commit = "stored"
+    database.lose_next_commit("stored")
 
     # when it is committed, then the outage is raised once the patience is spent
     with pytest.raises(OperationalError):
@@ -280,25 +276,12 @@ flows:
 
 def routed_delivery(database: Database, configs: ConfigStore, flow_id: str) -> tuple[str, str]:
     """A lead stored as intake does and routed as the router does: (lead id, event id)."""
-    version, config = configs.latest()
-    created = new_lead(
-        config_version=version,
-        flow_id=flow_id,
-        flow=config.flows[flow_id],
-        source_id="web",
-        submitted={"phone_1": "5125551212"},
-        received_at=utcnow(),
-        reply_to=None,
-    )
-    with transaction(database.factory) as session:
-        session.add_all([created.lead, created.source_event])
-    with transaction(database.factory) as session:
-        flow.start(session, configs.get, created.lead.id)
+    lead_id = submit(database.factory, configs, flow_id, phone_1="5125551212")
     with database.factory() as session:
         event_id = session.scalars(
-            select(Delivery.event_id).where(Delivery.lead_id == created.lead.id)
+            select(Delivery.event_id).where(Delivery.lead_id == lead_id)
         ).one()
-    return created.lead.id, event_id
+    return lead_id, event_id
 
 
 @pytest.fixture
@@ -313,8 +296,7 @@ def test_an_http_claim_whose_commit_went_unanswered_stays_with_the_worker_that_m
     # given a routed lead whose delivery claim commits but whose answer is lost
     lead_id, event_id = routed_delivery(database, configs, "by_http")
     message = DeliverHttp(lead_id=lead_id, event_id=event_id, recipient_id="web_buyer")
-    database.next_commit = "stored"
-    threading.Timer(0.3, database.come_back).start()
+    database.lose_next_commit("stored", back_after=0.3)
 
     # when the worker claims it
     claim = transaction_or_find_out(
@@ -336,8 +318,7 @@ def test_an_email_claim_whose_commit_went_unanswered_stays_with_the_worker_that_
     # given a routed lead whose delivery claim commits but whose answer is lost
     lead_id, event_id = routed_delivery(database, configs, "by_email")
     message = DeliverEmail(recipient_id="mail_buyer", lead_id=lead_id, event_id=event_id)
-    database.next_commit = "stored"
-    threading.Timer(0.3, database.come_back).start()
+    database.lose_next_commit("stored", back_after=0.3)
 
     # when the worker claims it
     job = transaction_or_find_out(
@@ -358,8 +339,7 @@ def test_a_claim_whose_commit_did_not_happen_is_an_outage_and_claims_nothing(
     # given a routed lead whose delivery claim does not commit and whose answer is lost
     lead_id, event_id = routed_delivery(database, configs, "by_http")
     message = DeliverHttp(lead_id=lead_id, event_id=event_id, recipient_id="web_buyer")
-    database.next_commit = "not stored"
-    threading.Timer(0.3, database.come_back).start()
+    database.lose_next_commit("not stored", back_after=0.3)
 
     # when the worker claims it, then it meets the outage (and retries later)
     with pytest.raises(OperationalError):
@@ -379,8 +359,7 @@ def test_a_claim_found_out_late_is_stamped_afresh_so_its_lease_runs_from_now(
     # given a routed lead whose delivery claim commits, its answer lost for a while
     lead_id, event_id = routed_delivery(database, configs, "by_http")
     message = DeliverHttp(lead_id=lead_id, event_id=event_id, recipient_id="web_buyer")
-    database.next_commit = "stored"
-    threading.Timer(0.3, database.come_back).start()
+    database.lose_next_commit("stored", back_after=0.3)
 
     # when the worker claims it and finds out that the claim happened
     claim = transaction_or_find_out(
@@ -408,8 +387,7 @@ def test_a_return_whose_commit_went_unanswered_is_taken_once_and_answered_as_tak
         delivery = session.get(Delivery, event_id)
         assert delivery is not None
         delivery.status, delivery.delivered_at = "delivered", utcnow()
-    database.next_commit = "stored"
-    threading.Timer(0.3, database.come_back).start()
+    database.lose_next_commit("stored", back_after=0.3)
 
     # when the return is recorded
     receipt = feedback_records.record(
@@ -426,11 +404,6 @@ def test_a_return_whose_commit_went_unanswered_is_taken_once_and_answered_as_tak
 
 
 # --- the outbox relay leaves a doubtful batch alone ------------------------------------------
-
-
-def outbox_rows(engine: Engine) -> int:
-    with Session(engine) as session:
-        return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
 
 
 class PublishingClient:
@@ -459,7 +432,7 @@ def test_the_relay_does_not_sweep_a_batch_while_its_commit_is_in_doubt(
         ThreadPoolExecutor(1),
         sweep_seconds=0.0,
     )
-    database.next_commit = "stored"
+    database.lose_next_commit("stored")
     swept_in_doubt: list[int] = []
 
     def sweep_now() -> int:
@@ -476,7 +449,7 @@ def test_the_relay_does_not_sweep_a_batch_while_its_commit_is_in_doubt(
             task = asyncio.create_task(writer.run())
             writes = asyncio.gather(*(writer.write(i) for i in items))
             await asyncio.to_thread(
-                wait_for, lambda: outbox_rows(relay_engine) == 3, 10, message="stored"
+                wait_for, lambda: database.outbox_rows(relay_engine) == 3, 10, message="stored"
             )
             await asyncio.to_thread(sweep_then_come_back)
             await writes
@@ -510,13 +483,12 @@ def test_on_postgresql_a_commit_that_never_arrived_is_settled_by_stopping_its_ba
     postgres: Database,
 ) -> None:
     # given a transaction whose COMMIT never reached the server: still open on its backend
-    postgres.next_commit = "never sent"
-    threading.Timer(0.3, postgres.come_back).start()
+    postgres.lose_next_commit("never sent", back_after=0.3)
 
     # when it is committed, then its backend is stopped, which aborts it: an outage
     with pytest.raises(OperationalError):
         commit_one_outbox_row(postgres)
-    assert postgres.count(OutboxMessage, []) == 0
+    assert postgres.outbox_rows() == 0
 
 
 def test_on_postgresql_the_outcome_of_a_transaction_left_open_is_found_to_be_aborted(
@@ -538,4 +510,4 @@ def test_on_postgresql_the_outcome_of_a_transaction_left_open_is_found_to_be_abo
         assert outcome is False
         with pytest.raises(OperationalError):
             session.execute(select(1))
-    assert postgres.count(OutboxMessage, []) == 0
+    assert postgres.outbox_rows() == 0

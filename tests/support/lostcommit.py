@@ -3,9 +3,10 @@ COMMIT was sent), and which can stay unreachable for a while."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +48,14 @@ class Database:
         )
         event.listen(engine, "before_cursor_execute", self._refuse_while_down)
 
+    def lose_next_commit(self, happens: str, *, back_after: float | None = None) -> None:
+        """The next commit ``happens`` ("stored", "not stored", "never sent") and its answer
+        is lost; the database is away from then on, until ``back_after`` seconds from now
+        (if given) or ``come_back``."""
+        self.next_commit = happens
+        if back_after is not None:
+            threading.Timer(back_after, self.come_back).start()
+
     def come_back(self) -> None:
         self.down = False
 
@@ -54,9 +63,14 @@ class Database:
         if self.down:
             raise lost_connection()
 
-    def count(self, model: Any, lead_ids: list[str]) -> int:
-        column = model.id if model is Lead else model.lead_id if model is Event else None
+    def count(self, model: type[Lead] | type[Event], lead_ids: list[str]) -> int:
+        """Rows of ``lead_ids`` in leads or events."""
+        column = model.id if model is Lead else Event.lead_id
         with Session(self.engine) as session:
-            if column is None:
-                return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
             return session.scalar(select(func.count()).where(column.in_(lead_ids))) or 0
+
+    def outbox_rows(self, engine: Engine | None = None) -> int:
+        """Every outbox row (the table is this database's alone), read through ``engine``
+        (another process's connections) or this database's own."""
+        with Session(engine or self.engine) as session:
+            return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0

@@ -19,8 +19,6 @@ from sqlalchemy import func, select, update
 from services.email_delivery import batches, records, worker
 from services.email_delivery.mailer import Accepted, SendFailed
 from services.email_delivery.schedule import Scheduler
-from services.intake.leads import new_lead
-from services.router import flow
 from shared.configstore import ConfigStore, apply_config
 from shared.db.engine import (
     SessionFactory,
@@ -33,6 +31,7 @@ from shared.db.engine import (
 from shared.db.models import Base, Batch, Delivery, DeliveryAttempt, Event
 from shared.errors import PermanentError, TransientError
 from shared.messaging import DeliverEmail, FlowReply, Message, StepCompleted
+from tests.support.routing import submit
 
 CONFIG = """
 recipients:
@@ -117,25 +116,6 @@ def sqlite_sessions(path: str) -> SessionFactory:
     engine = make_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
     return make_session_factory(engine)
-
-
-def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **fields: str) -> str:
-    """Store a lead as intake does and route it as the router does; returns its id."""
-    version, config = configs.latest()
-    created = new_lead(
-        config_version=version,
-        flow_id=flow_id,
-        flow=config.flows[flow_id],
-        source_id="web",
-        submitted=fields,
-        received_at=utcnow(),
-        reply_to=None,
-    )
-    with transaction(sessions) as session:
-        session.add_all([created.lead, created.source_event])
-    with transaction(sessions) as session:
-        flow.start(session, configs.get, created.lead.id)
-    return created.lead.id
 
 
 def pending_since(sessions: SessionFactory, lead_id: str, at: datetime) -> None:
