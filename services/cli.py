@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
@@ -37,17 +36,12 @@ def _sessions(settings: Settings) -> SessionFactory:
     return make_session_factory(engine)
 
 
-WORKER_COMMANDS = ("router", "http-delivery", "email-delivery")
-
-
 @click.group()
-@click.pass_context
-def main(ctx: click.Context) -> None:
+def main() -> None:
     """leadflow: self-hosted lead distribution."""
-    if ctx.invoked_subcommand in WORKER_COMMANDS and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        # A worker pool forks processes: their metrics meet in one directory, which must be
-        # set before anything imports prometheus_client (shared.metrics cleans it up).
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="leadflow-metrics-")
+    from shared.lifecycle import die_with_parent
+
+    die_with_parent()  # a copy started by `leadflow up` ends with it
 
 
 # --- services ------------------------------------------------------------------------------

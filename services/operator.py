@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import DeadLetter, Delivery, DeliveryAttempt
-from shared.messaging.dead import republish, take_parked
+from shared.messaging.admin import republish, take_parked
 
 logger = logging.getLogger(__name__)
 

@@ -124,6 +124,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {e['id']}  {e['type']:<10} {where}{who}: {e['outcome'] or 'pending'}"
             f"{reason}  {e['ms'] if e['ms'] is not None else '-'} ms"
         )
+        if e["appended"].get("reference") is not None:
+            lines.append(f"    reference: {e['appended']['reference']}")
     lines.append("deliveries:")
     for d in report["deliveries"]:
         lines.append(

@@ -1,7 +1,10 @@
 """``leadflow up``: every service on this machine, one OS process per copy, in the foreground.
 
-Output lines are prefixed with the copy's name; Ctrl-C (or SIGTERM) stops every copy with
-SIGTERM and waits for them to finish what they hold.
+Output lines are prefixed with the copy's name. The copies stay in this process's group,
+so a terminal's Ctrl-C reaches all of them at once; Ctrl-C, SIGTERM or SIGHUP here also
+sends each copy SIGTERM (a service takes either signal, once or twice, as one quiet stop)
+and waits for them to finish what they hold. Each copy dies with this process however it
+ends (``shared.lifecycle``), so none is left behind.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
+
+from shared.lifecycle import PARENT_PID_VARIABLE
 
 SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback")
 WORKERS = ("router", "http-delivery", "email-delivery")
 logger = logging.getLogger(__name__)
+#: How long the copies get to stop before they are killed (their own grace is shorter).
+STOP_TIMEOUT_SECONDS = 60
 
 
 def parse_scale(items: tuple[str, ...]) -> dict[str, int]:
@@ -42,14 +50,46 @@ class Copy:
 
 
 def _pump(copy: Copy, width: int) -> None:
+    """Copy the child's lines to our output; once that is gone (a closed terminal), keep
+    reading them anyway, so the child never blocks on a full pipe."""
     assert copy.process.stdout is not None
     prefix = f"{copy.name:<{width}} | ".encode()
+    out: BinaryIO | None = sys.stdout.buffer
     for line in iter(copy.process.stdout.readline, b""):
-        sys.stdout.buffer.write(prefix + line)
-        sys.stdout.buffer.flush()
+        if out is None:
+            continue
+        try:
+            out.write(prefix + line)
+            out.flush()
+        except (OSError, ValueError):
+            out = None
 
 
 def run(scale: dict[str, int], *, metrics_base_port: int | None = 9100) -> int:
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    copies = _start(scale, metrics_base_port)
+    failed = False
+    reported: set[str] = set()
+    while not stopping.is_set():
+        for copy in copies:
+            code = copy.process.poll()
+            if code is not None and copy.name not in reported:
+                reported.add(copy.name)
+                failed = failed or code != 0
+                _say(f"{copy.name} exited with code {code}")
+        if len(reported) == len(copies):
+            break
+        stopping.wait(0.5)
+    return 1 if _stop(copies) or failed else 0
+
+
+def _start(scale: dict[str, int], metrics_base_port: int | None) -> list[Copy]:
     copies: list[Copy] = []
     names = [(s, i) for s in SERVICES for i in range(scale[s])]
     width = max((len(f"{s}.{i + 1}") for s, i in names), default=8)
@@ -62,45 +102,29 @@ def run(scale: dict[str, int], *, metrics_base_port: int | None = 9100) -> int:
             next_port += 1
             env["LEADFLOW_METRICS_PORT"] = str(port)
         env["PYTHONUNBUFFERED"] = "1"
+        env[PARENT_PID_VARIABLE] = str(os.getpid())
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", service],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         copy = Copy(f"{service}.{index + 1}", service, process, port)
         copies.append(copy)
         threading.Thread(target=_pump, args=(copy, width), daemon=True).start()
-        sys.stdout.write(
-            f"started {copy.name} (pid {process.pid}{f', metrics on :{port}' if port else ''})\n"
-        )
-    sys.stdout.flush()
+        metrics = f", metrics on :{port}" if port else ""
+        _say(f"started {copy.name} (pid {process.pid}{metrics})")
+    return copies
 
-    stopping = threading.Event()
 
-    def stop(_signum: int, _frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    failed = False
-    reported: set[str] = set()
-    while not stopping.is_set():
-        for copy in copies:
-            code = copy.process.poll()
-            if code is not None and copy.name not in reported:
-                reported.add(copy.name)
-                failed = failed or code != 0
-                sys.stdout.write(f"{copy.name} exited with code {code}\n")
-                sys.stdout.flush()
-        if len(reported) == len(copies):
-            break
-        stopping.wait(0.5)
+def _stop(copies: list[Copy]) -> bool:
+    """SIGTERM to every copy still running, then wait for all; True if one had to be
+    killed or did not exit cleanly."""
     for copy in copies:
         if copy.process.poll() is None:
             copy.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 60
+    failed = False
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     for copy in copies:
         try:
             copy.process.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -110,5 +134,13 @@ def run(scale: dict[str, int], *, metrics_base_port: int | None = 9100) -> int:
             failed = True
         if copy.process.returncode not in (0, -signal.SIGTERM):
             failed = True
-    sys.stdout.write("all services stopped\n")
-    return 1 if failed else 0
+    _say("all services stopped")
+    return failed
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # our output is gone (a closed terminal): the copies are stopped all the same

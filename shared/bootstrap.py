@@ -1,51 +1,48 @@
-"""What every worker process sets up first: settings, logging, database, config, broker."""
+"""What every worker process sets up first: settings, logging, the database threads, the
+configuration store and the worker (its broker connection and dead-letter mirror)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
-from shared.config import Settings, load_settings
+from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
 from shared.db.outages import DATABASE_OUTAGES
-from shared.deadletters import record_dead_letter
+from shared.db.threads import DatabaseThreads
+from shared.deadletters import mirror_dead_letter
 from shared.logs import setup_logging
-from shared.messaging import LeadflowBroker, make_broker
+from shared.messaging import ParkedMessage, Worker
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerContext:
+class WorkerBasics:
     settings: Settings
-    sessions: SessionFactory
+    sessions: SessionFactory  # a small pool for the configuration store's own reads
     configs: ConfigStore
-    broker: LeadflowBroker
+    db: DatabaseThreads  # the handlers' transactions, off the event loop
 
 
-@dataclass(frozen=True, slots=True)
-class Basics:
-    settings: Settings
-    sessions: SessionFactory
-    configs: ConfigStore
-
-
-def worker_basics(service: str, *, pool_size: int = 10) -> Basics:
-    """Settings, logging, the database and the configuration store (no broker)."""
-    settings = load_settings()
+def worker_basics(service: str, settings: Settings, *, db_threads: int) -> WorkerBasics:
     setup_logging(service, settings.log_format, settings.log_level)
-    sessions = make_session_factory(
-        make_engine(settings.database_url, pool_size=pool_size, pre_ping=False)
-    )
-    return Basics(settings, sessions, ConfigStore(sessions, settings.config_refresh_seconds))
+    engine = make_engine(settings.database_url, pool_size=2, pre_ping=False)
+    sessions = make_session_factory(engine)
+    configs = ConfigStore(sessions, settings.config_refresh_seconds)
+    db = DatabaseThreads(settings.database_url, db_threads, f"{service}-db")
+    return WorkerBasics(settings, sessions, configs, db)
 
 
-def worker_context(service: str, *, pool_size: int = 10) -> WorkerContext:
-    basics = worker_basics(service, pool_size=pool_size)
-    settings, sessions, configs = basics.settings, basics.sessions, basics.configs
-    broker = make_broker(
+def make_worker(settings: Settings, db: DatabaseThreads, name: str) -> Worker:
+    """A worker on the settings' broker: parked messages mirrored in the database, database
+    outages retried as outages (never parked soon)."""
+
+    async def mirror(parked: ParkedMessage) -> None:
+        await db.transaction(mirror_dead_letter, parked)
+
+    return Worker(
         settings.broker_url,
-        record_dead_letter=partial(record_dead_letter, sessions),
         queue_type=settings.queue_type,
+        record_dead_letter=mirror,
         outage_errors=DATABASE_OUTAGES,
+        name=name,
     )
-    return WorkerContext(settings=settings, sessions=sessions, configs=configs, broker=broker)

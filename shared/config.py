@@ -30,6 +30,8 @@ class Settings:
     outbox_sweep_seconds: float = 5.0
     config_refresh_seconds: float = 1.0
     queue_type: str = "classic"
+    #: Seconds a stopping worker may take to finish what it holds (SIGTERM to exit).
+    shutdown_grace: float = 30.0
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -53,6 +55,7 @@ _ENV = {
     "outbox_sweep_seconds": "LEADFLOW_OUTBOX_SWEEP_SECONDS",
     "config_refresh_seconds": "LEADFLOW_CONFIG_REFRESH_SECONDS",
     "queue_type": "LEADFLOW_QUEUE_TYPE",
+    "shutdown_grace": "LEADFLOW_SHUTDOWN_GRACE",
 }
 
 

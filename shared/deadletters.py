@@ -5,14 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.engine import utcnow
 from shared.db.models import DeadLetter
 from shared.messaging import ParkedMessage
-
-
-def record_dead_letter(factory: SessionFactory, parked: ParkedMessage) -> None:
-    with transaction(factory) as session:
-        mirror_dead_letter(session, parked)
 
 
 def mirror_dead_letter(session: Session, parked: ParkedMessage) -> None:

@@ -6,7 +6,7 @@ the flow's declared fields parsed by type, and every other submitted field as gi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +90,24 @@ def base_variables(
         "source": {"id": source_id},
         "submission": {"timestamp": received_at.isoformat()},
     }
+
+
+def recipient_results(
+    steps: Iterable[tuple[str | None, str | None, str | None, float | None, Any]],
+) -> dict[str, dict[str, Any]]:
+    """What later rules and templates read of earlier recipient steps, from each step's
+    (recipient id, outcome, reason, price, appended data), in step order:
+    ``<recipient>.outcome``, ``.reason``, ``.price`` and the appended data."""
+    results: dict[str, dict[str, Any]] = {}
+    for recipient_id, outcome, reason, price, appended in steps:
+        if recipient_id and outcome:
+            results[recipient_id] = {
+                **(appended or {}),
+                "outcome": outcome,
+                "reason": reason,
+                "price": price,
+            }
+    return results
 
 
 def display_fields(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -62,5 +62,7 @@ def setup_logging(service: str, log_format: str = "text", level: str = "INFO") -
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("pika", "aiohttp.access", "urllib3", "alembic"):
+    for noisy in ("aiohttp.access", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs every socket error with a traceback; the client says what matters once.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -1,22 +1,18 @@
 """Every Prometheus metric leadflow exports (names start with ``leadflow_``).
 
-Worker pools fork several processes: ``prepare_multiprocess`` must run before anything
-imports prometheus_client so each process writes its samples where the pool's metrics
-server (``serve_pool_metrics``) collects them.
+HTTP services serve them on their own port (``/metrics``); a worker process serves them
+from a thread (``serve_metrics``) on ``LEADFLOW_METRICS_PORT``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
@@ -47,19 +43,6 @@ FEEDBACK = Counter(
 )
 
 
-def prepare_multiprocess() -> str:
-    """Give this worker pool a fresh multiprocess directory (before prometheus_client loads)."""
-    path = tempfile.mkdtemp(prefix="leadflow-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    return path
-
-
-def cleanup_multiprocess() -> None:
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path and os.path.basename(path).startswith("leadflow-metrics-"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class QueueDepthCollector:
     """``leadflow_queue_messages{queue}`` read from RabbitMQ when scraped."""
 
@@ -83,16 +66,13 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve_pool_metrics(port: int, extra: Iterable[Any] = ()) -> WSGIServer | None:
-    """``/metrics`` (every process of the pool) and ``/healthz`` on ``port``, in a thread.
-
-    A port that is taken is logged and skipped: the workers go on without metrics.
+def serve_metrics(port: int, extra: Iterable[Any] = ()) -> WSGIServer | None:
+    """``/metrics`` (this process's metrics and ``extra`` collectors) and ``/healthz`` on
+    ``port``, in a thread. A port that is taken is logged and skipped: the worker goes
+    on without metrics.
     """
-    from prometheus_client import multiprocess
-
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
+    registry.register(_Process())
     for collector in extra:
         registry.register(collector)
 
@@ -111,6 +91,13 @@ def serve_pool_metrics(port: int, extra: Iterable[Any] = ()) -> WSGIServer | Non
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
     logger.info("metrics on :%d/metrics", port)
     return server
+
+
+class _Process:
+    """This process's own metrics (the default registry), beside the extra collectors."""
+
+    def collect(self) -> Iterable[Any]:
+        yield from REGISTRY.collect()
 
 
 def latest() -> tuple[bytes, str]:

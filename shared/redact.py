@@ -15,8 +15,22 @@ MASK = "***"
 #: ``Authorization``, ``access_token``, ``client-secret``), matched as whole words.
 _SENSITIVE_WORDS = frozenset(
     {
-        "auth", "authorization", "key", "apikey", "token", "secret", "password", "passwd",
-        "pass", "pwd", "session", "cookie", "signature", "sig", "credential", "credentials",
+        "auth",
+        "authorization",
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "session",
+        "cookie",
+        "signature",
+        "sig",
+        "credential",
+        "credentials",
     }
 )
 #: Names that contain such a word but carry no secret.

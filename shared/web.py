@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -148,6 +149,29 @@ def create_service_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     return app
+
+
+def serve_app(app: web.Application, *, host: str, port: int, service: str) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT (either, once or twice, is one graceful stop:
+    the listener closes, requests in hand are answered, the contexts are cleaned up)."""
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
+        await runner.setup()
+        try:
+            # Several copies on one host share the port (leadflow up --scale intake=2).
+            await web.TCPSite(runner, host, port, reuse_port=True).start()
+            logger.info("%s listening on %s:%d", service, host, port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    logger.info("%s stopped", service)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,7 +14,7 @@ from services.email_delivery.manual import FileChoice, UsageError
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
-from shared.messaging import BrokerPublisher, make_broker
+from shared.messaging.admin import BlockingPublisher
 
 __all__ = ["FileChoice", "UsageError", "batch_lines", "deliver", "export", "send_now"]
 
@@ -87,16 +87,16 @@ def send_now(settings: Settings, recipient_id: str) -> str:
     claimed = batches.claim(sessions, recipient_id, utcnow(), trigger="send")
     if claimed is None:
         return f"0 leads pending for {recipient_id}: nothing to send"
-    broker = make_broker(settings.broker_url)
+    publisher = BlockingPublisher(settings.broker_url, settings.queue_type)
     try:
-        batches.publish(sessions, BrokerPublisher(broker), claimed)
+        batches.publish(sessions, publisher, claimed)
     except Exception as exc:
         return (
             f"batch {claimed.batch_id}: {claimed.leads} leads claimed, but the broker is not "
             f"reachable ({exc}); a running email-delivery publishes it within a minute"
         )
     finally:
-        broker.close()
+        publisher.close()
     return f"batch {claimed.batch_id}: {claimed.leads} leads queued for {recipient_id}"
 
 

@@ -26,7 +26,7 @@ from shared.db.models import Delivery, Event, Lead, OutboxMessage
 from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
 from shared.ids import new_id
-from shared.messaging import FeedbackAccepted, encode_for_queue
+from shared.messaging import Envelope, FeedbackAccepted
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -116,10 +116,12 @@ def receive(
             record.outcome, record.reason = "success", decision.reason
             delivery.status = decision.status or delivery.status
             delivery.updated_at = now
-            queue, body = encode_for_queue(
+            envelope = Envelope.of(
                 FeedbackAccepted(lead_id=lead.id, event_id=event.id, feedback_event_id=record.id)
             )
-            outbox = OutboxMessage(queue=queue, body=body.decode(), created_at=now)
+            outbox = OutboxMessage(
+                queue=envelope.queue, body=envelope.encode().decode(), created_at=now
+            )
             http_status = 201
         else:
             record.outcome, record.reason = "failure", decision.refusal

@@ -16,7 +16,7 @@ from shared.db.outages import RECORD_PATIENCE_SECONDS
 from shared.deliveries import FINAL
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import HttpTarget
-from shared.leaddata import base_variables
+from shared.leaddata import base_variables, recipient_results
 from shared.messaging import DeliverHttp
 
 EXCERPT_CHARS = 2048
@@ -112,6 +112,25 @@ def claim(session: Session, configs: ConfigStore, message: DeliverHttp) -> Claim
         source_id=row.source_id,
         received_at=as_utc(row.received_at) or now,
         fields=row.fields,
+    )
+    variables.update(
+        recipient_results(
+            session.execute(
+                select(
+                    _events.c.recipient_id,
+                    _events.c.outcome,
+                    _events.c.reason,
+                    _events.c.price,
+                    _events.c.appended,
+                )
+                .where(
+                    _events.c.lead_id == message.lead_id,
+                    _events.c.type == "recipient",
+                    _events.c.outcome.is_not(None),
+                )
+                .order_by(_events.c.step)
+            ).all()
+        )
     )
     variables["event"] = {"id": message.event_id}
     return Claim(

@@ -1,6 +1,6 @@
 """The ``http_delivery`` queue: send a lead to a recipient, read its answer, report the step.
 
-Handlers are coroutines on the worker's event loop (``shared.messaging.aioworker``): the
+Handlers are coroutines on the worker's event loop (``shared.messaging.runtime``): the
 claim and the records are short transactions on the database threads, the request is
 awaited on the loop, so one process holds hundreds of slow requests at once.
 """
@@ -15,9 +15,6 @@ import aiohttp
 from sqlalchemy.orm import Session
 
 from services.http_delivery import records
-from services.http_delivery.request import build_request
-from services.http_delivery.response import Interpretation, interpret
-from services.http_delivery.send import send, transient_reason
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.outages import record_patiently_async
@@ -26,6 +23,9 @@ from shared.deliveries import complete
 from shared.errors import Busy, TransientError
 from shared.messaging import DeliverHttp, Message, StepCompleted
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
+from shared.outbound.request import build_request
+from shared.outbound.response import Interpretation, interpret
+from shared.outbound.send import send, transient_reason
 from shared.redact import scrub, scrub_value
 
 QUEUE = "http_delivery"

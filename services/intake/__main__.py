@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from services.intake.app import create_app
 from shared.config import Settings, load_settings
 from shared.logs import setup_logging
+from shared.web import serve_app
 
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or load_settings()
     setup_logging("intake", settings.log_format, settings.log_level)
-    web.run_app(
+    serve_app(
         create_app(settings),
         host=settings.intake_host,
         port=settings.intake_port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-        reuse_port=True,  # several copies on one host share the port (leadflow up --scale)
+        service="intake",
     )
 
 

@@ -18,7 +18,7 @@ from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
-from shared.messaging import LeadSubmitted, encode_for_queue
+from shared.messaging import Envelope, LeadSubmitted
 from shared.rules import evaluate
 from shared.templates import render
 
@@ -136,6 +136,7 @@ def new_lead(
     )
     outbox = None
     if not done:
-        queue, body = encode_for_queue(LeadSubmitted(lead_id=lead_id))
-        outbox = {"queue": queue, "body": body.decode(), "created_at": received_at}
+        envelope = Envelope.of(LeadSubmitted(lead_id=lead_id))
+        body = envelope.encode().decode()
+        outbox = {"queue": envelope.queue, "body": body, "created_at": received_at}
     return NewLead(lead_row=lead, event_row=event, outbox_row=outbox)

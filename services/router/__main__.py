@@ -1,33 +1,37 @@
-"""``leadflow router``: the flow router's worker pool."""
+"""``leadflow router``: the flow router, one asyncio process (scale with copies)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from functools import partial
 
 from services.router import worker
-from shared.bootstrap import worker_context
-from shared.config import load_settings
-from shared.messaging import BrokerPublisher, declare_handler
-from shared.messaging.runner import run_worker_pool
+from shared.bootstrap import make_worker, worker_basics
+from shared.config import Settings, load_settings
+from shared.messaging import Consumer
+from shared.messaging.runner import run_worker
 
 
-def setup() -> None:
-    """Called by dramatiq in each worker process: broker, collaborators, the handler."""
-    ctx = worker_context("router")
-    deps = worker.Deps(
-        sessions=ctx.sessions, configs=ctx.configs, publisher=BrokerPublisher(ctx.broker)
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    basics = worker_basics("router", settings, db_threads=settings.router_threads)
+    app = make_worker(settings, basics.db, "router")
+    deps = worker.Deps(basics.db, basics.configs, app)
+    app.consume(
+        Consumer(worker.QUEUE, partial(worker.handle, deps=deps), concurrency=worker.CONCURRENCY)
     )
-    declare_handler(ctx.broker, worker.QUEUE, lambda message: worker.handle(message, deps))
+    try:
+        await app.run(stop, settings.shutdown_grace)
+    finally:
+        await basics.db.close()
 
 
 def main() -> None:
     settings = load_settings()
     sys.exit(
-        run_worker_pool(
-            "services.router.__main__:setup",
+        run_worker(
+            partial(serve, settings),
             queues=[worker.QUEUE],
-            processes=1,
-            threads=settings.router_threads,
             broker_url=settings.broker_url,
             metrics_port=settings.metrics_port,
         )

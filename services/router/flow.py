@@ -29,7 +29,7 @@ from shared.db.rows import event_row
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.ids import new_id
-from shared.leaddata import base_variables
+from shared.leaddata import base_variables, recipient_results
 from shared.messaging import DeliverEmail, DeliverHttp, FlowReply, Message
 from shared.rules import evaluate
 from shared.templates import render
@@ -115,19 +115,6 @@ def _handoff(lead: RoutedLead, event: StepEvent, recipient: Recipient) -> Messag
             lead_id=lead.id, event_id=event.id, recipient_id=event.recipient_id or ""
         )
     return DeliverEmail(recipient_id=event.recipient_id or "", lead_id=lead.id, event_id=event.id)
-
-
-def recipient_results(events: list[StepEvent]) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if event.type == "recipient" and event.recipient_id and event.outcome:
-            results[event.recipient_id] = {
-                **(event.appended or {}),
-                "outcome": event.outcome,
-                "reason": event.reason,
-                "price": event.price,
-            }
-    return results
 
 
 def _lock_lead(connection: Connection, lead_id: str) -> RoutedLead:
@@ -272,7 +259,13 @@ def _run_steps(
         received_at=received_at,
         fields=lead.fields,
     )
-    variables.update(recipient_results(events))
+    variables.update(
+        recipient_results(
+            (e.recipient_id, e.outcome, e.reason, e.price, e.appended)
+            for e in events
+            if e.type == "recipient"
+        )
+    )
     index = lead.step_index
     while index < len(flow.steps):
         step = flow.steps[index]

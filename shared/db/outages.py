@@ -95,4 +95,3 @@ async def record_patiently_async(
                 raise
             _note(exc, wait, ids)
             await asyncio.sleep(wait)
-

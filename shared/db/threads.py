@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.orm import Session
 
 from shared.db.doubt import transaction_or_find_out
-from shared.db.engine import make_engine, make_session_factory, transaction
+from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,6 +31,11 @@ class DatabaseThreads:
         self._engine = make_engine(url, pool_size=size, pre_ping=False)
         self._sessions = make_session_factory(self._engine)
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+
+    @property
+    def sessions(self) -> SessionFactory:
+        """The pool's sessions, for blocking code on threads of its own."""
+        return self._sessions
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         with transaction(self._sessions) as session:

@@ -1,14 +1,7 @@
-"""The only package that talks to RabbitMQ (dramatiq and pika live here and nowhere else)."""
+"""The only package that talks to RabbitMQ (pika lives here and nowhere else)."""
 
-from shared.messaging.aio import AsyncBrokerClient, NotConnected, encode_for_queue
-from shared.messaging.broker import (
-    BrokerPublisher,
-    LeadflowBroker,
-    ParkedMessage,
-    Publisher,
-    declare_handler,
-    make_broker,
-)
+from shared.messaging.client import AsyncBrokerClient, NotConnected
+from shared.messaging.envelope import Envelope
 from shared.messaging.messages import (
     EMAIL_DELIVERY,
     FEEDBACK,
@@ -22,6 +15,14 @@ from shared.messaging.messages import (
     Message,
     StepCompleted,
 )
+from shared.messaging.policy import ParkedMessage
+from shared.messaging.runtime import (
+    AsyncPublisher,
+    Consumer,
+    Publisher,
+    ThreadPublisher,
+    Worker,
+)
 
 __all__ = [
     "EMAIL_DELIVERY",
@@ -29,19 +30,19 @@ __all__ = [
     "HTTP_DELIVERY",
     "ROUTER",
     "AsyncBrokerClient",
-    "BrokerPublisher",
+    "AsyncPublisher",
+    "Consumer",
     "DeliverEmail",
     "DeliverHttp",
+    "Envelope",
     "FeedbackAccepted",
     "FlowReply",
     "LeadSubmitted",
-    "LeadflowBroker",
     "Message",
     "NotConnected",
     "ParkedMessage",
     "Publisher",
     "StepCompleted",
-    "declare_handler",
-    "encode_for_queue",
-    "make_broker",
+    "ThreadPublisher",
+    "Worker",
 ]

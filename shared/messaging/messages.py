@@ -7,6 +7,7 @@ Each message type names its work queue; the queue's single actor has the same na
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -114,6 +115,9 @@ class FlowReply:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict()).encode()
 
     @classmethod
     def decode(cls, raw: Any) -> FlowReply:

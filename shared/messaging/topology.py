@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+#: How long a parked message stays in ``<queue>.XQ`` (7 days; the database mirror stays).
+DEAD_MESSAGE_TTL = 86_400_000 * 7
 
 
 def xq_name(queue: str) -> str:

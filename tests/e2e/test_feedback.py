@@ -23,10 +23,11 @@ from sqlalchemy import select, update
 
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead
-from shared.messaging import FeedbackAccepted, encode_for_queue
+from shared.messaging import FeedbackAccepted
 from tests.e2e.conftest import Stack, merged_config, start_process, stop_process, wait_healthy
 from tests.support.infra import free_port, rabbitmqctl, wait_for
 from tests.support.proxy import Proxy
+from tests.support.queues import publish_messages
 from tests.support.recipient import Received, Reply
 
 BUYER = "/fb-buyer"
@@ -729,16 +730,7 @@ def test_a_redelivered_feedback_message_is_neither_sent_nor_recorded_twice(
     message = FeedbackAccepted(
         lead_id=lead.lead_id, event_id=lead.event_id, feedback_event_id=received.id
     )
-    connection = pika.BlockingConnection(pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        queue, body = encode_for_queue(message)
-        channel.basic_publish(
-            "", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True
-        )
-    finally:
-        connection.close()
+    publish_messages(stack.env["LEADFLOW_BROKER_URL"], message)
     wait_for(lambda: feedback_queue_idle(stack), timeout=15, message="the feedback queue idle")
 
     # then the source got it once and one feedback-sent event exists

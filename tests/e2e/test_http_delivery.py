@@ -49,6 +49,24 @@ def test_put_sends_xml_and_get_sends_a_query_string(stack: Stack) -> None:
     assert report["events"][0]["appended"] == {"result": {"status": "ok"}}
 
 
+def test_a_reference_read_from_the_answer_is_kept_and_seen_by_later_steps(stack: Stack) -> None:
+    # given a recipient whose answer carries a quote id read by its reference_path
+    stack.recipient.script("/referencing", [Reply(200, '{"quote": {"id": "Q-314"}}')])
+
+    # when a lead goes through it and then through a step that reads the reference
+    lead_id = stack.submit("http_reference", data={}).json()["lead"]["id"]
+    report = stack.wait_done(lead_id)
+
+    # then the reference is on the step's event, and the next step saw it
+    first, second = report["events"][0], report["events"][1]
+    assert first["appended"]["reference"] == "Q-314"
+    assert second["outcome"] == "success"
+    reader = lead_requests(stack, "/reference-reader", "Q-314")
+    assert [r.json() for r in reader] == [{"quote": "Q-314"}]
+    # and `leadflow leads show` prints it
+    assert "Q-314" in stack.leadflow("leads", "show", lead_id).stdout
+
+
 def test_a_status_listed_in_on_status_is_retried(stack: Stack) -> None:
     stack.recipient.script("/rate-limited", [Reply(429, "slow down"), Reply(200, "{}")])
     lead_id = stack.submit("http_on_status", data={"phone_1": "5125550198"}).json()["lead"]["id"]

@@ -113,8 +113,16 @@ def test_deliver_uses_the_recipients_file_settings_and_the_command_line_override
     # when they are delivered to a file with the same overrides
     path = stack.log_path.parent / f"delivered-{tag}.csv"
     delivered = stack.leadflow(
-        "leads", "deliver", "--recipient", "manual_tsv",
-        "--format", "csv", "--quote", "--header", "-o", str(path),
+        "leads",
+        "deliver",
+        "--recipient",
+        "manual_tsv",
+        "--format",
+        "csv",
+        "--quote",
+        "--header",
+        "-o",
+        str(path),
     )
 
     # then the file has the overrides' shape, and the leads are no longer pending

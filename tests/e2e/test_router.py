@@ -180,8 +180,8 @@ def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped
     def kill_stack_router() -> None:
         pids = stack.service_pids("router")
         assert pids, "no router is running"
-        for pid in pids:  # each copy leads its own process group (its pool)
-            os.killpg(pid, signal.SIGKILL)
+        for pid in pids:  # one process per copy
+            os.kill(pid, signal.SIGKILL)
         stack.killed.append("router.1")
 
     def start_router() -> None:

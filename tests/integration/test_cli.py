@@ -49,7 +49,9 @@ def stored_versions(database_url: str) -> int:
 
 
 def test_an_invalid_file_is_refused_with_every_problem_and_its_path_and_nothing_is_stored(
-    run, database_url: str, tmp_path: Path  # type: ignore[no-untyped-def]
+    run,
+    database_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     # given a file with four problems
     broken = tmp_path / "broken.yaml"
@@ -73,7 +75,8 @@ def test_an_invalid_file_is_refused_with_every_problem_and_its_path_and_nothing_
 
 
 def test_a_valid_file_is_stored_once_as_a_new_version_and_shown_back(
-    run, database_url: str  # type: ignore[no-untyped-def]
+    run,
+    database_url: str,  # type: ignore[no-untyped-def]
 ) -> None:
     # given the example file
     assert run("config", "check", str(EXAMPLE)).exit_code == 0

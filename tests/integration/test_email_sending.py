@@ -4,6 +4,7 @@ SMTP server (aiosmtpd on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mailbox
 import ssl
@@ -20,18 +21,24 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from dramatiq import Worker
 from sqlalchemy import select
 
 from services.email_delivery import batches, worker
 from services.email_delivery.mailer import MaildirMailer, Mailer, SmtpMailer, mailer_from_url
 from shared.configstore import ConfigStore, apply_config
-from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
+from shared.db.engine import (
+    SessionFactory,
+    make_engine,
+    make_session_factory,
+    transaction,
+    utcnow,
+)
 from shared.db.migrate import upgrade
 from shared.db.models import Batch, DeadLetter, DeliveryAttempt, Event
-from shared.deadletters import record_dead_letter
-from shared.messaging import BrokerPublisher, DeliverEmail, declare_handler, make_broker
+from shared.deadletters import mirror_dead_letter
+from shared.messaging import Consumer, DeliverEmail, ParkedMessage, ThreadPublisher, Worker
 from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
+from tests.support.workers import Running
 from tests.unit.test_email_worker import attachment_rows, delivery_of, submit
 
 CONFIG = """
@@ -138,7 +145,7 @@ class Inbox:
 class Rig:
     sessions: SessionFactory
     configs: ConfigStore
-    publisher: BrokerPublisher
+    publisher: ThreadPublisher
     broker_url: str
     maildir: Path
     smtp_port: int
@@ -180,23 +187,29 @@ def running(
     sessions: SessionFactory, broker_url: str, mailer: Mailer, rig_args: dict[str, Any]
 ) -> Iterator[Rig]:
     configs = ConfigStore(sessions, refresh_seconds=0)
-    broker = make_broker(broker_url, record_dead_letter=partial(record_dead_letter, sessions))
-    publisher = BrokerPublisher(broker)
+
+    async def mirror(parked: ParkedMessage) -> None:
+        with transaction(sessions) as session:
+            mirror_dead_letter(session, parked)
+
+    consumer = Worker(broker_url, record_dead_letter=mirror)
+    publisher = ThreadPublisher(consumer, asyncio.new_event_loop())
     deps = worker.Deps(sessions, configs, publisher, mailer)
-    declare_handler(
-        broker,
-        worker.QUEUE,
-        lambda m: worker.handle(m, deps),
-        on_exhausted=lambda m, reason: worker.on_exhausted(m, reason, deps),
+    consumer.consume(
+        Consumer(
+            worker.QUEUE,
+            partial(worker.handle, deps=deps),
+            partial(worker.on_exhausted, deps=deps),
+            concurrency=2,
+        )
     )
-    consumer = Worker(broker, queues={worker.QUEUE}, worker_threads=2)
-    consumer.start()
+    run = Running(consumer, publisher.loop)
+    run.start()
     rig = Rig(sessions, configs, publisher, broker_url, **rig_args)
     try:
         yield rig
     finally:
-        consumer.stop()
-        broker.close()
+        run.stop()
         if rig.controller is not None:
             rig.controller.stop()
 

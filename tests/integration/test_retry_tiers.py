@@ -1,46 +1,19 @@
-"""Retry tiers on a real RabbitMQ: a failed message waits in a TTL queue (not in a worker),
-comes back, and is parked in <queue>.XQ with its history when the schedule is used up."""
+"""Retry tiers on a real RabbitMQ, with handlers on the runtime's threads: a failed message
+waits in a TTL queue (not in a worker), comes back, and is parked in <queue>.XQ with its
+history when the schedule is used up."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from dramatiq import Worker
-
 from shared.errors import TransientError
-from shared.messaging import BrokerPublisher, DeliverEmail, FeedbackAccepted, declare_handler
-from shared.messaging.broker import ParkedMessage, make_broker
+from shared.messaging import DeliverEmail, FeedbackAccepted, Message, ParkedMessage
 from tests.support.infra import rabbitmqctl, wait_for
-from tests.support.queues import get_parked, queue_counts
-
-
-@contextmanager
-def running_worker(
-    broker_url: str,
-    queue: str,
-    handler: Callable[[Any], None],
-    on_exhausted: Callable[[Any, str], None] | None = None,
-    parked: list[ParkedMessage] | None = None,
-    queue_type: str = "classic",
-) -> Iterator[BrokerPublisher]:
-    broker = make_broker(
-        broker_url,
-        record_dead_letter=(parked.append if parked is not None else None),
-        queue_type=queue_type,
-    )
-    declare_handler(broker, queue, handler, on_exhausted=on_exhausted)
-    worker = Worker(broker, queues={queue}, worker_threads=2)
-    worker.start()
-    try:
-        yield BrokerPublisher(broker)
-    finally:
-        worker.stop()
-        broker.close()
+from tests.support.queues import get_parked, publish_messages, queue_counts
+from tests.support.workers import running
 
 
 def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
@@ -51,15 +24,17 @@ def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
     calls: list[float] = []
     done = threading.Event()
 
-    def handler(message: Any) -> None:
+    def handler(message: Message) -> None:
         calls.append(time.monotonic())
         if len(calls) <= 2:
             raise TransientError("recipient busy", schedule=[6.0, 0.3])
         done.set()
 
-    with running_worker(broker_url, "feedback", handler, queue_type=queue_type) as publisher:
+    with running(broker_url, "feedback", handler, queue_type=queue_type):
         # when a message is published
-        publisher.publish(FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1"))
+        publish_messages(
+            broker_url, FeedbackAccepted(lead_id="l1", event_id="e1", feedback_event_id="f1")
+        )
 
         if queue_type == "classic":  # (quorum queues report their counts with a delay)
             # then while it waits for its first retry it sits in the 6 s tier, not in a worker
@@ -97,21 +72,21 @@ def test_a_message_failing_always_is_parked_in_the_dead_letter_queue_with_its_hi
     exhausted: list[tuple[Any, str]] = []
     parked: list[ParkedMessage] = []
 
-    def handler(message: Any) -> None:
+    def handler(message: Message) -> None:
         calls.append(1)
         raise TransientError(f"Server error (HTTP 503), call {len(calls)}", schedule=[0.2, 0.2])
 
-    with running_worker(
+    with running(
         broker_url,
         "email_delivery",
         handler,
         on_exhausted=lambda m, reason: exhausted.append((m, reason)),
         parked=parked,
         queue_type=queue_type,
-    ) as publisher:
+    ):
         # when a message is published
         message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
-        publisher.publish(message)
+        publish_messages(broker_url, message)
 
         # then after three attempts it lands in email_delivery.XQ
         bodies = wait_for(

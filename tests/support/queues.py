@@ -8,7 +8,7 @@ from typing import Any
 
 import pika
 
-from shared.messaging import Message, encode_for_queue
+from shared.messaging import Envelope, Message
 from tests.support.infra import rabbitmqctl
 
 
@@ -19,8 +19,10 @@ def publish_messages(broker_url: str, *messages: Message) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         for message in messages:
-            queue, body = encode_for_queue(message)
-            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+            envelope = Envelope.of(message)
+            channel.basic_publish(
+                "", envelope.queue, envelope.encode(), pika.BasicProperties(delivery_mode=2)
+            )
     finally:
         connection.close()
 

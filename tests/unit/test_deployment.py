@@ -46,9 +46,11 @@ def test_the_migration_step_upgrades_the_schema_then_applies_the_flows_file() ->
     migrate = compose_config()["services"]["migrate"]
     script = " ".join(migrate["command"])
     assert script.index("leadflow db upgrade") < script.index("leadflow config apply")
-    assert any(str(v).endswith(":/etc/leadflow/flows.yaml:ro") or (
-        isinstance(v, dict) and v.get("target") == "/etc/leadflow/flows.yaml"
-    ) for v in migrate["volumes"])
+    assert any(
+        str(v).endswith(":/etc/leadflow/flows.yaml:ro")
+        or (isinstance(v, dict) and v.get("target") == "/etc/leadflow/flows.yaml")
+        for v in migrate["volumes"]
+    )
     job = next(d for d in manifests() if d["kind"] == "Job")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert "leadflow config apply /etc/leadflow/flows.yaml" in container["args"][0]

@@ -9,14 +9,14 @@ from urllib.parse import parse_qsl
 import pytest
 from lxml import etree
 
-from services.http_delivery.forward import (
+from services.feedback.forward import (
     build_forward_request,
     feedback_body,
     nested,
     outcome_of,
 )
-from services.http_delivery.send import Answer, transient_reason
 from shared.flowconfig import SourceFeedback
+from shared.outbound.send import Answer, transient_reason
 
 FIELDS = {"first_name": "Ann", "phone_1": "5125551212", "mortgage.loan.amount": 250000}
 

@@ -61,9 +61,5 @@ def test_nul_characters_are_dropped_from_every_body_format() -> None:
     # (PostgreSQL cannot store them; they never mean anything in a lead)
     from shared.bodies import parse_body
 
-    assert parse_body("application/json", b'{"st\\u0000ate": "Tex\\u0000as"}') == {
-        "state": "Texas"
-    }
-    assert parse_body("application/x-www-form-urlencoded", b"state=Tex%00as") == {
-        "state": "Texas"
-    }
+    assert parse_body("application/json", b'{"st\\u0000ate": "Tex\\u0000as"}') == {"state": "Texas"}
+    assert parse_body("application/x-www-form-urlencoded", b"state=Tex%00as") == {"state": "Texas"}

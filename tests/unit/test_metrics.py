@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import shared.metrics
-from shared.metrics import QueueDepthCollector, serve_pool_metrics
+from shared.metrics import QueueDepthCollector, serve_metrics
 from shared.outbox import OutboxDepthCollector
 from tests.support.infra import free_port
 
@@ -46,15 +46,20 @@ def test_every_series_the_dashboard_queries_is_one_leadflow_exports() -> None:
     # then each names a series leadflow exports, and the core ones are all on it
     assert queried, "the dashboard queries no leadflow metric"
     assert queried <= exported_series(), queried - exported_series()
-    for core in ("leadflow_leads_received_total", "leadflow_deliveries_total",
-                 "leadflow_retries_total", "leadflow_dead_letters_total",
-                 "leadflow_delivery_attempt_seconds_bucket", "leadflow_outbox_depth"):
+    for core in (
+        "leadflow_leads_received_total",
+        "leadflow_deliveries_total",
+        "leadflow_retries_total",
+        "leadflow_dead_letters_total",
+        "leadflow_delivery_attempt_seconds_bucket",
+        "leadflow_outbox_depth",
+    ):
         assert core in queried, core
 
 
 def test_a_worker_serves_health_and_metrics_on_its_port() -> None:
     port = free_port()
-    server = serve_pool_metrics(port)
+    server = serve_metrics(port)
     assert server is not None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
@@ -77,7 +82,7 @@ def test_a_worker_whose_metrics_port_is_taken_warns_and_goes_on_without_it(
 
         # when a worker wants to serve its metrics there
         with caplog.at_level(logging.WARNING):
-            server = serve_pool_metrics(port)
+            server = serve_metrics(port)
 
     # then it says so and runs without them
     assert server is None

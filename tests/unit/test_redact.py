@@ -19,7 +19,9 @@ def test_a_password_in_any_url_of_a_text_is_masked() -> None:
 
 
 def test_a_url_without_a_password_is_left_alone() -> None:
-    assert url_without_password("http://buyer.example/leads?x=1") == "http://buyer.example/leads?x=1"
+    assert (
+        url_without_password("http://buyer.example/leads?x=1") == "http://buyer.example/leads?x=1"
+    )
 
 
 def test_a_requests_credentials_are_found_in_its_auth_headers_and_query() -> None:
@@ -71,7 +73,7 @@ def test_values_inside_appended_data_are_masked_too() -> None:
 
 
 def test_a_secret_straddling_the_end_of_a_recorded_excerpt_is_masked() -> None:
-    from services.http_delivery.send import Answer
+    from shared.outbound.send import Answer
 
     # given an answer whose recorded excerpt would end in the middle of a secret
     answer = Answer(200, "text/plain", b"0123456789HKEY5678 more", 1, None, ("HKEY5678",))

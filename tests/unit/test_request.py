@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from lxml import etree
 
-from services.http_delivery.request import build_request, nest
 from shared.fields import parse_field
 from shared.flowconfig import HttpTarget
+from shared.outbound.request import build_request, nest
 
 EVENT = "e" * 24
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.http_delivery.response import Interpretation, interpret
 from shared.flowconfig import ResponseRules
+from shared.outbound.response import Interpretation, interpret
 
 JSON = "application/json"
 XML = "text/xml"
@@ -136,7 +136,7 @@ VECTORS = [
         {"reference_path": "array.1.id"},
         "success",
         reference="8",
-        appended={"array": [{"id": 7}, {"id": 8}]},
+        appended={"array": [{"id": 7}, {"id": 8}], "reference": "8"},
     ),
     row(
         "a JSON wildcard over a top-level array searches every item",
@@ -191,6 +191,43 @@ VECTORS = [
         "success",
         price=7.25,
         reference="r-9",
+    ),
+    row(
+        "a relative XPath is evaluated from the document",
+        200,
+        XML,
+        "<bar><cost>1.5</cost></bar>",
+        {"price_path": "bar/cost/text()"},
+        "success",
+        price=1.5,
+    ),
+    row(
+        "a relative XPath does not start below the root element",
+        200,
+        XML,
+        "<bar><cost>1.5</cost></bar>",
+        {"price_path": "cost/text()", "fallback_price": 9},
+        "success",
+        price=9.0,
+    ),
+    row(
+        "absolute and descendant XPaths still find the price",
+        200,
+        XML,
+        "<bar><cost>1.5</cost></bar>",
+        {"price_path": "//cost/text()", "reference_path": "/bar/cost/text()"},
+        "success",
+        price=1.5,
+        reference="1.5",
+    ),
+    row(
+        "an XPath function of a relative path is evaluated too",
+        200,
+        XML,
+        "<bar><cost>1.5</cost><cost>2</cost></bar>",
+        {"reason_path": "count(//cost)"},
+        "success",
+        reason="2",
     ),
     row(
         "an XML body is appended as a dict with @attributes and lists",
@@ -286,6 +323,32 @@ VECTORS = [
         "success",
         reason="dup",
     ),
+    row(
+        "an HTML selector gives the outcome term the element's inner HTML",
+        200,
+        HTML,
+        '<html><body><div id="bar">foo</div></body></html>',
+        {"outcome_search_term": 'id="[a-z]+">foo<', "outcome_search_path": "body"},
+        "success",
+    ),
+    row(
+        "an HTML selector's inner HTML excludes the element's own tag",
+        200,
+        HTML,
+        '<html><body><div id="bar">foo</div></body></html>',
+        {"outcome_search_term": "<div", "outcome_search_path": "div"},
+        "failure",
+    ),
+    row(
+        "an HTML reason and price stay the element's text",
+        200,
+        HTML,
+        "<html><body><p class='r'><b>Too</b> late</p><p class='p'><i>$3.25</i></p></body></html>",
+        {"reason_path": "p.r", "price_path": "p.p"},
+        "success",
+        reason="Too late",
+        price=3.25,
+    ),
     # text paths
     row(
         "a text path is a regex whose first group is kept",
@@ -296,7 +359,7 @@ VECTORS = [
         "success",
         price=4.5,
         reference="Z-12",
-        appended={},
+        appended={"reference": "Z-12"},
     ),
     row(
         "a text path without a group keeps the whole match",
@@ -326,7 +389,7 @@ VECTORS = [
         {"response_content_type_override": JSON, "reference_path": "ref"},
         "success",
         reference="R7",
-        appended={"ref": "R7"},
+        appended={"ref": "R7", "reference": "R7"},
     ),
     row(
         "the content type override makes a JSON body text",
@@ -336,7 +399,7 @@ VECTORS = [
         {"response_content_type_override": TEXT, "reference_path": r'"ref": "(\w+)"'},
         "success",
         reference="R7",
-        appended={},
+        appended={"reference": "R7"},
     ),
     row(
         "malformed JSON is read as text with the path as a regex",
@@ -350,7 +413,7 @@ VECTORS = [
         },
         "success",
         reference="X1",
-        appended={},
+        appended={"reference": "X1"},
     ),
     # outcome search term
     row(
@@ -566,6 +629,26 @@ VECTORS = [
         {"reference_path": "leads.*.id"},
         "success",
         reference="101",
+    ),
+    row(
+        "the reference is appended under the recipient id as reference",
+        200,
+        JSON,
+        {"quote": {"id": "Q-77"}},
+        {"reference_path": "quote.id"},
+        "success",
+        reference="Q-77",
+        appended={"quote": {"id": "Q-77"}, "reference": "Q-77"},
+    ),
+    row(
+        "a reference found in a text body is appended alone",
+        200,
+        TEXT,
+        "ok ref=T-5",
+        {"reference_path": r"ref=([\w-]+)"},
+        "success",
+        reference="T-5",
+        appended={"reference": "T-5"},
     ),
     # captures
     row(

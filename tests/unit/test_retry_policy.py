@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import MessageDecodeError, PermanentError, TransientError
-from shared.messaging.broker import UNEXPECTED_RETRY_SCHEDULE, next_retry_delay_ms, reason_of
+from shared.messaging.policy import UNEXPECTED_RETRY_SCHEDULE, next_retry_delay_ms, reason_of
 from shared.messaging.topology import retry_queue_arguments, retry_queue_name
 
 
@@ -59,31 +59,25 @@ def test_a_retry_tier_dead_letters_back_to_its_work_queue_after_its_delay() -> N
 
 
 def test_a_database_outage_in_a_handler_is_retried_on_the_long_outage_schedule() -> None:
-    # given a handler on a broker that knows which errors are outages (no connection is made)
+    # given a handler's database error that means the database is unreachable
     from sqlalchemy.exc import OperationalError
 
-    from shared.messaging import LeadSubmitted, declare_handler, make_broker
-    from shared.messaging.broker import OUTAGE_RETRY_SCHEDULE
+    from shared.messaging.policy import OUTAGE_RETRY_SCHEDULE, outage_error
 
-    def handler(message: object) -> None:
-        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+    error = OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
 
-    broker = make_broker("amqp://guest:guest@127.0.0.1:1/%2F", outage_errors=(OperationalError,))
-    declare_handler(broker, "router", handler)
-
-    # when the handler fails that way
-    with pytest.raises(TransientError) as caught:
-        broker.get_actor("router").fn(LeadSubmitted(lead_id="x").to_dict())
+    # when the runtime turns it into a failure of the message
+    failure = outage_error(error)
 
     # then it is a transient failure waiting for the database, not an unexpected one
-    assert caught.value.schedule == OUTAGE_RETRY_SCHEDULE
-    assert caught.value.reason.startswith("OperationalError")
-    assert next_retry_delay_ms(caught.value, 5) == 20_000
+    assert failure.schedule == OUTAGE_RETRY_SCHEDULE
+    assert failure.reason.startswith("OperationalError")
+    assert next_retry_delay_ms(failure, 5) == 20_000
 
 
 def test_waiting_out_a_database_outage_does_not_use_up_the_recipients_retries() -> None:
     # given a message that already waited out eight database-outage failures
-    from shared.messaging.broker import plan_failure
+    from shared.messaging.policy import plan_failure
 
     options: dict[str, object] = {"attempt": 9, "failures": []}
     for n in range(1, 9):
@@ -100,7 +94,7 @@ def test_waiting_out_a_database_outage_does_not_use_up_the_recipients_retries() 
 
 
 def test_a_database_outage_is_waited_out_however_long_it_lasts() -> None:
-    from shared.messaging.broker import OUTAGE_RETRY_SCHEDULE, plan_failure
+    from shared.messaging.policy import OUTAGE_RETRY_SCHEDULE, plan_failure
 
     # given a message that failed on the outage more times than the schedule has delays
     failures = [{"kind": "outage", "reason": "down"}] * (len(OUTAGE_RETRY_SCHEDULE) + 20)
@@ -113,7 +107,7 @@ def test_a_database_outage_is_waited_out_however_long_it_lasts() -> None:
 
 
 def test_a_recipients_schedule_used_up_parks_the_message_whatever_else_happened() -> None:
-    from shared.messaging.broker import plan_failure
+    from shared.messaging.policy import plan_failure
 
     failures = [{"kind": "transient"}, {"kind": "outage"}, {"kind": "transient"}]
     plan = plan_failure({"attempt": 4, "failures": failures}, TransientError("down", [10, 60]))
@@ -123,13 +117,13 @@ def test_a_recipients_schedule_used_up_parks_the_message_whatever_else_happened(
 def _outage() -> TransientError:
     from sqlalchemy.exc import OperationalError
 
-    from shared.messaging.broker import outage_error
+    from shared.messaging.policy import outage_error
 
     return outage_error(OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")))
 
 
 def test_a_message_carries_its_newest_failures_and_the_totals_by_kind() -> None:
-    from shared.messaging.broker import MAX_FAILURES_KEPT, plan_failure
+    from shared.messaging.policy import MAX_FAILURES_KEPT, plan_failure
 
     # given a message that waited out many database-outage failures
     options: dict[str, object] = {"attempt": 1}
@@ -144,7 +138,7 @@ def test_a_message_carries_its_newest_failures_and_the_totals_by_kind() -> None:
 
 
 def test_an_outage_that_never_ends_parks_the_message_after_the_persistent_limit() -> None:
-    from shared.messaging.broker import PERSISTENT_LIMIT, plan_failure
+    from shared.messaging.policy import PERSISTENT_LIMIT, plan_failure
 
     below = plan_failure({"counts": {"outage": PERSISTENT_LIMIT - 1}}, _outage())
     beyond = plan_failure({"counts": {"outage": PERSISTENT_LIMIT}}, _outage())

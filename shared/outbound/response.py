@@ -15,6 +15,7 @@ that declares a DOCTYPE or entities is read as text and never expanded.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -75,12 +76,17 @@ def interpret(
     if 500 <= status <= 599:
         return Interpretation("error", _SERVER_ERROR, 0.0, None, {})
     doc = _parse_body(body, rules.response_content_type_override or content_type, content_type)
+    reference = _reference(doc, rules)
+    appended = {**doc.appended, **_captures(doc.text, rules.capture)}
+    if reference is not None:
+        # Later steps (and a ping's post) read it as ``<recipient>.reference``.
+        appended["reference"] = reference
     return Interpretation(
         outcome=_outcome(doc, rules),
         reason=_reason(doc, rules),
         price=_price(doc, rules),
-        reference=_reference(doc, rules),
-        appended={**doc.appended, **_captures(doc.text, rules.capture)},
+        reference=reference,
+        appended=appended,
     )
 
 
@@ -215,8 +221,11 @@ def _add_child(value: dict[str, Any], name: str, child: Any) -> None:
 # Paths -----------------------------------------------------------------------------
 
 
-def _values_at(doc: _Document, path: str | None) -> list[str]:
-    """Every value the path finds in the document, as text; [] for a blank path."""
+def _values_at(doc: _Document, path: str | None, *, markup: bool = False) -> list[str]:
+    """Every value the path finds in the document, as text; [] for a blank path.
+
+    With ``markup``, an HTML element a CSS selector finds gives its inner HTML (what an
+    outcome search term is matched against); otherwise its text."""
     path = (path or "").strip()
     if not path:
         return []
@@ -226,7 +235,7 @@ def _values_at(doc: _Document, path: str | None) -> list[str]:
         if doc.kind == "xml":
             return _xpath_values(doc.root, path)
         if doc.kind == "html":
-            return _css_values(doc.root, path)
+            return _css_values(doc.root, path, markup=markup)
     except _InvalidPath:
         pass
     return _regex_values(doc.text, path)
@@ -276,11 +285,22 @@ def _scalar_text(value: Any) -> str:
 
 
 def _xpath_values(root: Any, path: str) -> list[str]:
+    """A relative path is evaluated from the document (``bar/cost`` finds the root
+    ``bar``'s ``cost``), as LeadConduit does; lxml evaluates from the root element, so a
+    relative location path is made absolute. An expression that is not a location path
+    (``count(...)``) is evaluated from the root element."""
     namespaces = {prefix: uri for prefix, uri in root.nsmap.items() if prefix}
-    try:
-        result = root.xpath(path, namespaces=namespaces)
-    except etree.XPathError as exc:
-        raise _InvalidPath from exc
+    result: Any = None
+    if not path.startswith(("/", "(")):
+        try:
+            result = root.xpath("/" + path, namespaces=namespaces)
+        except etree.XPathError:
+            result = None
+    if result is None:
+        try:
+            result = root.xpath(path, namespaces=namespaces)
+        except etree.XPathError as exc:
+            raise _InvalidPath from exc
     items = result if isinstance(result, list) else [result]
     return [_xpath_text(item) for item in items]
 
@@ -291,7 +311,7 @@ def _xpath_text(item: Any) -> str:
     return _scalar_text(item)
 
 
-def _css_values(root: Any, path: str) -> list[str]:
+def _css_values(root: Any, path: str, *, markup: bool = False) -> list[str]:
     attr = _HTML_ATTR.search(path)
     selector = path[: attr.start()] if attr else path
     try:
@@ -299,9 +319,20 @@ def _css_values(root: Any, path: str) -> list[str]:
     except SelectorError as exc:
         raise _InvalidPath from exc
     if attr is None:
+        if markup:
+            return [_inner_html(element) for element in elements]
         return ["".join(element.itertext()) for element in elements]
     name = attr.group(1).lower()
     return [element.get(name) for element in elements if element.get(name) is not None]
+
+
+def _inner_html(element: Any) -> str:
+    """The element's content as markup, without its own tags (what jQuery's ``.html()``
+    gives)."""
+    text = html.escape(element.text or "", quote=False)
+    return text + "".join(
+        etree.tostring(child, encoding="unicode", method="html") for child in element
+    )
 
 
 def _regex_values(text: str, path: str) -> list[str]:
@@ -338,7 +369,7 @@ def _outcome(doc: _Document, rules: ResponseRules) -> str:
         return "success"
     on_match = rules.outcome_on_match or "success"
     path = (rules.outcome_search_path or "").strip()
-    scope = _values_at(doc, path) if path else [doc.text]
+    scope = _values_at(doc, path, markup=True) if path else [doc.text]
     return on_match if _found(_to_regex(term, ignore_case=True), scope) else _INVERSE[on_match]
 
 

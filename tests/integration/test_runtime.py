@@ -1,13 +1,11 @@
-"""The asyncio worker on a real RabbitMQ: many messages in flight in one process, the same
-retry tiers and dead-letter parking as the dramatiq workers, and a graceful stop."""
+"""The worker runtime on a real RabbitMQ with coroutine handlers: many messages in flight
+in one process, retry tiers, dead-letter parking and a graceful stop."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pika
@@ -16,77 +14,15 @@ from shared.errors import PermanentError, TransientError
 from shared.messaging import (
     DeliverEmail,
     DeliverHttp,
+    Envelope,
     FeedbackAccepted,
     Message,
     ParkedMessage,
     StepCompleted,
 )
-from shared.messaging.aio import encode_for_queue
-from shared.messaging.aioworker import AsyncConsumer, AsyncWorker
 from tests.support.infra import rabbit_vhost, wait_for
 from tests.support.queues import get_parked, publish_messages, queue_counts
-
-
-class Running:
-    """An AsyncWorker on its own event loop in a thread, stopped like SIGTERM stops it."""
-
-    def __init__(self, worker: AsyncWorker) -> None:
-        self.worker = worker
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.started = threading.Event()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def body() -> None:
-            self.stop_event = asyncio.Event()
-            self.started.set()
-            await self.worker.run(self.stop_event, shutdown_timeout=10)
-
-        try:
-            self.loop.run_until_complete(body())
-        finally:
-            self.loop.close()
-
-    def start(self) -> None:
-        self.thread.start()
-        assert self.started.wait(5)
-        wait_for(lambda: self.worker.client.connected, timeout=10, message="worker connected")
-
-    def stop(self) -> None:
-        assert self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
-        assert not self.thread.is_alive()
-
-
-@contextmanager
-def running(
-    broker_url: str,
-    queue: str,
-    handler: Callable[[Message], Awaitable[None]],
-    *,
-    on_exhausted: Callable[[Message, str], Awaitable[None]] | None = None,
-    parked: list[ParkedMessage] | None = None,
-    queue_type: str = "classic",
-    concurrency: int = 8,
-) -> Iterator[Running]:
-    async def mirror(message: ParkedMessage) -> None:
-        if parked is not None:
-            parked.append(message)
-
-    worker = AsyncWorker(
-        broker_url, concurrency=concurrency, queue_type=queue_type, record_dead_letter=mirror
-    )
-    worker.consume(AsyncConsumer(queue, handler, on_exhausted))
-    run = Running(worker)
-    run.start()
-    try:
-        yield run
-    finally:
-        run.stop()
+from tests.support.workers import running
 
 
 def test_a_message_failing_twice_waits_in_the_retry_tiers_then_succeeds(
@@ -172,9 +108,9 @@ def test_a_permanent_failure_or_a_message_on_the_wrong_queue_is_parked_at_once(
         # when one message fails permanently and one of another queue's kind arrives
         publish_messages(broker_url, StepCompleted(lead_id="l3", event_id="e3"))
         connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-        _, wrong = encode_for_queue(
+        wrong = Envelope.of(
             FeedbackAccepted(lead_id="l4", event_id="e4", feedback_event_id="f")
-        )
+        ).encode()
         connection.channel().basic_publish("", "router", wrong)
         connection.close()
         # then both are parked after one attempt, and the handler saw only the first
@@ -244,7 +180,6 @@ def test_a_stop_lets_the_message_in_hand_finish_and_ack_it() -> None:
             assert started.wait(10)
             # when the worker is stopped while it is in hand
             run.stop()
-            run.stop = lambda: None  # type: ignore[method-assign]
         # then the handler finished, and nothing is left in the queue
         assert len(finished) == 1
         assert queue_counts(broker_url)["feedback"] == (0, 0)

@@ -9,13 +9,13 @@ from datetime import datetime
 import aiohttp
 from sqlalchemy.orm import Session
 
-from services.http_delivery import forward
-from services.http_delivery.send import Answer, send, transient_reason
+from services.feedback import forward
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
 from shared.messaging import FEEDBACK, FeedbackAccepted, Message
+from shared.outbound.send import Answer, send, transient_reason
 
 QUEUE = FEEDBACK
 logger = logging.getLogger(__name__)

@@ -24,8 +24,6 @@ from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.http_delivery.request import OutgoingRequest, as_text
-from services.http_delivery.send import Answer
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.models import Event, Lead
@@ -34,6 +32,8 @@ from shared.flowconfig import SourceFeedback
 from shared.ids import new_id
 from shared.leaddata import display_fields
 from shared.messaging import FeedbackAccepted
+from shared.outbound.request import OutgoingRequest, as_text
+from shared.outbound.send import Answer
 
 TIMEOUT = 10.0
 CONTENT_TYPES = {

@@ -1,13 +1,13 @@
 """An asyncio RabbitMQ client: windowed publisher confirms, replies, and consuming.
 
-One pika ``AsyncioConnection`` on the service's event loop. ``publish`` returns when the
-broker has confirmed the message (many may be in flight at once, so confirms cost
-nothing per message). For aiohttp services the connection owns an exclusive,
-auto-deleted reply queue; its name goes out with each lead so the router can answer this
-process. For asyncio workers it consumes work queues with a prefetch window and hands
-each message over as a ``Delivery`` to ack or reject later. On any loss the client
-reconnects by itself; callers see ``NotConnected`` meanwhile (the outbox keeps their
-messages) and unacknowledged deliveries go back to their queue.
+One pika ``AsyncioConnection`` on the process's event loop and one channel in confirm
+mode. ``publish`` returns when the broker has confirmed the message (many may be in
+flight at once, so a confirm costs nothing per message). An aiohttp service gets an
+exclusive, auto-deleted reply queue whose name goes out with each lead, so the router
+can answer this process. A worker consumes its work queues, each with its own prefetch
+window, and gets each message as a ``Delivery`` to ack or reject later. On any loss the
+client reconnects by itself; callers see ``NotConnected`` meanwhile (the outbox or the
+retry keeps their messages) and unacknowledged deliveries go back to their queue.
 """
 
 from __future__ import annotations
@@ -15,37 +15,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dramatiq
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.spec import Basic
 
 from shared.errors import LeadflowError
-from shared.messaging.messages import FlowReply, Message
+from shared.messaging.messages import FlowReply
 from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
 
 logger = logging.getLogger(__name__)
 
+_PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+_TRANSIENT = pika.BasicProperties(delivery_mode=1, content_type="application/json")
+#: How long a closing connection may take before the client gives up on it.
+CLOSE_TIMEOUT_SECONDS = 3.0
+
 
 class NotConnected(LeadflowError):
-    """The broker cannot take messages right now; the outbox keeps them."""
-
-
-def encode_for_queue(message: Message) -> tuple[str, bytes]:
-    """The exact body a dramatiq actor expects: what the outbox stores and publishes."""
-    body = dramatiq.Message(
-        queue_name=message.QUEUE,
-        actor_name=message.QUEUE,
-        args=(message.to_dict(),),
-        kwargs={},
-        options={},
-    ).encode()
-    return message.QUEUE, body
+    """The broker cannot take messages right now; the outbox or the retry keeps them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +48,7 @@ class Delivery:
     body: bytes
     tag: int
     channel: Any  # the pika channel it arrived on
+    redelivered: bool = False
 
 
 class AsyncBrokerClient:
@@ -63,25 +56,26 @@ class AsyncBrokerClient:
         self,
         url: str,
         *,
-        queues: Sequence[str],
+        queues: Sequence[str] = (),
         on_reply: Callable[[FlowReply], None] | None = None,
         reconnect_delay: float = 1.0,
         queue_type: str = "classic",
-        consume: Sequence[str] = (),
-        prefetch: int = 1,
+        consume: Mapping[str, int] | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
         reply_queue: bool = True,
     ) -> None:
+        """``queues`` are declared on every connect; ``consume`` maps each queue to
+        consume to its prefetch window."""
         self._queue_type = queue_type
-        self._consume = tuple(consume)
-        self._prefetch = prefetch
+        self._consume = dict(consume or {})
         self._on_delivery = on_delivery
         self._wants_reply_queue = reply_queue
         self._consumer_tags: dict[str, str] = {}  # consumer tag -> queue
         self._declared: set[str] = set()
         self._parameters = pika.URLParameters(url)
         self._parameters.heartbeat = 30
-        self._queues = tuple(dict.fromkeys([*queues, *consume]))
+        self._parameters.connection_attempts = 1
+        self._queues = tuple(dict.fromkeys([*queues, *self._consume]))
         self._on_reply = on_reply
         self._reconnect_delay = reconnect_delay
         self._connection: AsyncioConnection | None = None
@@ -91,6 +85,9 @@ class AsyncBrokerClient:
         self._next_tag = 0
         self._closing = False
         self._reconnect_handle: asyncio.TimerHandle | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._channel_lost: asyncio.Future[None] | None = None
+        self._warned = False
         self.reply_queue: str | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -100,19 +97,20 @@ class AsyncBrokerClient:
         self._connect()
 
     async def close(self) -> None:
+        """Close the connection (bounded in time whatever the broker does)."""
         self._closing = True
         if self._reconnect_handle is not None:
             self._reconnect_handle.cancel()
         connection = self._connection
         if connection is not None and not (connection.is_closed or connection.is_closing):
             closed = asyncio.get_running_loop().create_future()
-            self._closed_waiter: asyncio.Future[None] | None = closed
-            connection.close()
+            self._closed_waiter = closed
             try:
-                await asyncio.wait_for(closed, timeout=5)
-            except TimeoutError:
-                logger.warning("broker connection did not close in time")
-        self._fail_pending("publisher closed")
+                connection.close()
+                await asyncio.wait_for(closed, timeout=CLOSE_TIMEOUT_SECONDS)
+            except (TimeoutError, pika.exceptions.AMQPError, OSError):
+                logger.debug("broker connection did not close cleanly")
+        self._fail_pending("client closed")
 
     @property
     def connected(self) -> bool:
@@ -129,32 +127,38 @@ class AsyncBrokerClient:
 
     async def publish(self, queue: str, body: bytes) -> None:
         """Publish one persistent message and wait for the broker's confirm."""
-        channel = self._channel
-        if not self._ready.is_set() or channel is None or not channel.is_open:
-            raise NotConnected("broker not connected")
+        channel = self._open_channel()
         self._next_tag += 1
+        tag = self._next_tag
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[self._next_tag] = future
+        self._pending[tag] = future
         try:
             channel.basic_publish(
-                exchange="",
-                routing_key=queue,
-                body=body,
-                mandatory=True,
-                properties=pika.BasicProperties(delivery_mode=2, content_type="application/json"),
+                exchange="", routing_key=queue, body=body, mandatory=True, properties=_PERSISTENT
             )
         except Exception as exc:
-            self._pending.pop(self._next_tag, None)
+            self._pending.pop(tag, None)
             raise NotConnected(f"publish failed: {exc}") from exc
         await future
 
+    def send_reply(self, queue: str, body: bytes) -> bool:
+        """Best effort, unconfirmed and not persistent: a reply to a waiting intake
+        process (if it is gone, the lead's state is in the database). False if not sent."""
+        channel = self._channel
+        if not self._ready.is_set() or channel is None or not channel.is_open:
+            return False
+        self._next_tag += 1  # the channel is in confirm mode: every publish takes a tag
+        try:
+            channel.basic_publish(exchange="", routing_key=queue, body=body, properties=_TRANSIENT)
+        except Exception:
+            return False
+        return True
+
     async def declare(self, queue: str, arguments: dict[str, Any]) -> None:
         """Declare a durable queue once per connection (retry tiers, declared on first use)."""
-        channel = self._channel
         if queue in self._declared:
             return
-        if not self._ready.is_set() or channel is None or not channel.is_open:
-            raise NotConnected("broker not connected")
+        channel = self._open_channel()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def declared(_frame: Any) -> None:
@@ -164,6 +168,12 @@ class AsyncBrokerClient:
         channel.queue_declare(queue=queue, durable=True, arguments=arguments, callback=declared)
         await _until(done, self._closed_future())
         self._declared.add(queue)
+
+    def _open_channel(self) -> Channel:
+        channel = self._channel
+        if not self._ready.is_set() or channel is None or not channel.is_open:
+            raise NotConnected("broker not connected")
+        return channel
 
     # --- consuming ------------------------------------------------------------------------
 
@@ -186,7 +196,7 @@ class AsyncBrokerClient:
 
     def stop_consuming(self) -> None:
         """Take no new messages (a graceful stop); those in hand can still be acked."""
-        self._consume = ()
+        self._consume = {}
         channel = self._channel
         tags, self._consumer_tags = self._consumer_tags, {}
         if channel is not None and channel.is_open:
@@ -197,6 +207,8 @@ class AsyncBrokerClient:
 
     def _connect(self) -> None:
         self._reconnect_handle = None
+        if self._closing:
+            return
         self._connection = AsyncioConnection(
             parameters=self._parameters,
             on_open_callback=self._on_connection_open,
@@ -215,16 +227,20 @@ class AsyncBrokerClient:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection: AsyncioConnection, error: Exception) -> None:
-        logger.warning("broker connection failed: %s; retrying", error)
+        # Said once per outage at WARNING; the retries every second are DEBUG.
+        log = logger.debug if self._warned else logger.warning
+        log("broker unreachable (%s); retrying", error or type(error).__name__)
+        self._warned = True
         self._schedule_reconnect()
 
     def _on_connection_closed(self, _connection: AsyncioConnection, reason: Exception) -> None:
         self._lost(f"connection closed: {reason}")
-        waiter = getattr(self, "_closed_waiter", None)
+        waiter = self._closed_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if not self._closing:
             logger.warning("broker connection lost (%s); reconnecting", reason)
+            self._warned = True
             self._schedule_reconnect()
 
     def _on_channel_open(self, channel: Channel) -> None:
@@ -242,10 +258,7 @@ class AsyncBrokerClient:
         if channel is None:
             return
         if not queues:
-            if self._consume:
-                channel.basic_qos(prefetch_count=self._prefetch, callback=self._start_consuming)
-            else:
-                self._after_consumers()
+            self._start_consuming(list(self._consume.items()))
             return
         queue, rest = queues[0], queues[1:]
         channel.queue_declare(
@@ -260,16 +273,27 @@ class AsyncBrokerClient:
             ),
         )
 
-    def _start_consuming(self, _frame: Any) -> None:
+    def _start_consuming(self, queues: list[tuple[str, int]]) -> None:
+        """One consumer per queue, each with its own prefetch (set just before it)."""
         channel = self._channel
         if channel is None:
             return
-        self._consumer_tags = {
-            channel.basic_consume(queue=queue, on_message_callback=self._on_message): queue
-            for queue in self._consume
-        }
-        logger.info("consuming %s (prefetch %d)", ", ".join(self._consume), self._prefetch)
-        self._after_consumers()
+        if not queues:
+            if self._consume:
+                logger.info(
+                    "consuming %s",
+                    ", ".join(f"{q} (prefetch {n})" for q, n in self._consume.items()),
+                )
+            self._after_consumers()
+            return
+        (queue, prefetch), rest = queues[0], queues[1:]
+
+        def consume(_frame: Any) -> None:
+            tag = channel.basic_consume(queue=queue, on_message_callback=self._on_message)
+            self._consumer_tags[tag] = queue
+            self._start_consuming(rest)
+
+        channel.basic_qos(prefetch_count=prefetch, callback=consume)
 
     def _after_consumers(self) -> None:
         channel = self._channel
@@ -280,7 +304,13 @@ class AsyncBrokerClient:
                 queue="", exclusive=True, auto_delete=True, callback=self._on_reply_queue
             )
         else:
-            self._ready.set()
+            self._connected()
+
+    def _connected(self) -> None:
+        if self._warned:
+            logger.info("broker connection back")
+            self._warned = False
+        self._ready.set()
 
     def _on_message(
         self, channel: Channel, method: Basic.Deliver, _props: Any, body: bytes
@@ -293,14 +323,15 @@ class AsyncBrokerClient:
                 body=body,
                 tag=method.delivery_tag,
                 channel=channel,
+                redelivered=bool(method.redelivered),
             )
         )
 
     def _closed_future(self) -> asyncio.Future[None]:
-        future = getattr(self, "_channel_lost", None)
+        future = self._channel_lost
         if future is None or future.done():
             future = asyncio.get_running_loop().create_future()
-            self._channel_lost: asyncio.Future[None] | None = future
+            self._channel_lost = future
         return future
 
     def _on_reply_queue(self, frame: Any) -> None:
@@ -311,7 +342,7 @@ class AsyncBrokerClient:
         channel.basic_consume(
             queue=self.reply_queue, on_message_callback=self._on_reply_message, auto_ack=True
         )
-        self._ready.set()
+        self._connected()
         logger.info("connected to the broker; replies on %s", self.reply_queue)
 
     def _on_reply_message(
@@ -329,11 +360,10 @@ class AsyncBrokerClient:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         acked = isinstance(method, Basic.Ack)
-        tags = (
-            [t for t in self._pending if t <= method.delivery_tag]
-            if method.multiple
-            else [method.delivery_tag]
-        )
+        if method.multiple:
+            tags = [t for t in self._pending if t <= method.delivery_tag]
+        else:
+            tags = [method.delivery_tag]
         for tag in tags:
             future = self._pending.pop(tag, None)
             if future is None or future.done():
@@ -357,7 +387,7 @@ class AsyncBrokerClient:
         self._channel = None
         self._consumer_tags = {}
         self._declared.clear()
-        lost = getattr(self, "_channel_lost", None)
+        lost = self._channel_lost
         if lost is not None and not lost.done():
             lost.set_result(None)
         self.reply_queue = None

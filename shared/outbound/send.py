@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from services.http_delivery.request import OutgoingRequest
+from shared.outbound.request import OutgoingRequest
 from shared.redact import request_secrets, scrub
 
 MAX_BODY_BYTES = 1024 * 1024
