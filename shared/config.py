@@ -33,6 +33,13 @@ class Settings:
     #: Seconds a stopping worker may take to finish what it holds (SIGTERM to exit).
     shutdown_grace: float = 30.0
 
+    @property
+    def record_patience(self) -> float:
+        """How long a worker keeps trying to record what already happened elsewhere (an
+        answer it got, an email the server took) through a database outage: two thirds of
+        the shutdown grace, so a stopping worker still has time to finish it."""
+        return self.shutdown_grace * 2 / 3
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

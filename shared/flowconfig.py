@@ -298,11 +298,18 @@ class Step(_Model):
         return self
 
 
+class FlowDuplicates(_Model):
+    """Duplicate suppression of a flow (SPEC section 14)."""
+
+    resubmit_window: Duration = 60.0  # the same body again within it: a resubmission
+
+
 class Flow(_Model):
     name: str | None = None
     enabled: bool = True
     fields: dict[str, FieldDef] = Field(default_factory=dict)
     response: ResponseMode = Field(default_factory=ResponseMode)
+    duplicates: FlowDuplicates = Field(default_factory=FlowDuplicates)
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     sources: dict[str, Source] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)

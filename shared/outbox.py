@@ -1,9 +1,14 @@
-"""Rows written in the same transaction as the work, published after the commit.
+"""Publishing what a committed transaction decided: at once, and again if it was lost.
 
-``OutboxRelay`` runs on an aiohttp service's event loop: ``submit`` publishes a freshly
-committed row at once; confirmed rows are deleted in batches; a sweep republishes rows
-left behind (broker down, process killed) once the broker is reachable. Consumers are
-idempotent, so a row published twice does no harm.
+A ``Relay`` runs on an aiohttp service's event loop. ``submit`` publishes a message whose
+work has just been committed (many confirms in flight at once); a sweep republishes
+what was left behind (the broker was down, the process was killed) once the broker is
+reachable. Consumers are idempotent, so a message published twice does no harm.
+
+Where the messages come from is the service's ``Pending`` source:
+- intake: leads stored but not yet started by a router (``state = 'new'``, a partial
+  index): the lead row is its own outbox entry, so nothing more is written per lead;
+- feedback: rows of the ``outbox`` table, deleted once confirmed.
 """
 
 from __future__ import annotations
@@ -12,71 +17,143 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import delete, func, select
 
 from shared.db.engine import SessionFactory, transaction, utcnow
-from shared.db.models import OutboxMessage
-from shared.messaging import AsyncBrokerClient, NotConnected
+from shared.db.models import Lead, OutboxMessage
+from shared.messaging import AsyncBrokerClient, Envelope, LeadSubmitted, NotConnected
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Rows taken by one sweep.
+SWEEP_LIMIT = 1000
 
 
-class OutboxRelay:
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    key: Any  # what ``Pending.confirmed`` is told (an outbox row id, a lead id)
+    queue: str
+    body: bytes
+
+
+class Pending(Protocol):
+    """Where a service's committed-but-unpublished messages are."""
+
+    def older_than(self, seconds: float) -> list[Outgoing]: ...
+
+    def confirmed(self, keys: list[Any]) -> None: ...
+
+    def depth(self) -> int: ...
+
+
+class UnroutedLeads:
+    """Leads intake stored that no router has started: each becomes ``LeadSubmitted``."""
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self._factory = factory
+
+    @staticmethod
+    def outgoing(lead_id: str) -> Outgoing:
+        envelope = Envelope.of(LeadSubmitted(lead_id=lead_id))
+        return Outgoing(lead_id, envelope.queue, envelope.encode())
+
+    def older_than(self, seconds: float) -> list[Outgoing]:
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        with self._factory() as session:
+            ids = session.scalars(
+                select(Lead.id)
+                .where(Lead.state == "new", Lead.received_at <= cutoff)
+                .order_by(Lead.received_at)
+                .limit(SWEEP_LIMIT)
+            )
+            return [self.outgoing(lead_id) for lead_id in ids]
+
+    def confirmed(self, keys: list[Any]) -> None:
+        """Nothing to do: the router marks the lead started."""
+
+    def depth(self) -> int:
+        with self._factory() as session:
+            return session.scalar(select(func.count()).where(Lead.state == "new")) or 0
+
+
+class OutboxTable:
+    """Rows of the ``outbox`` table, written in the transaction of the work."""
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self._factory = factory
+
+    def older_than(self, seconds: float) -> list[Outgoing]:
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        with self._factory() as session:
+            result = session.execute(
+                select(OutboxMessage.id, OutboxMessage.queue, OutboxMessage.body)
+                .where(OutboxMessage.created_at <= cutoff)
+                .order_by(OutboxMessage.id)
+                .limit(SWEEP_LIMIT)
+            )
+            return [Outgoing(r.id, r.queue, r.body.encode()) for r in result]
+
+    def confirmed(self, keys: list[Any]) -> None:
+        with transaction(self._factory) as session:
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(keys)))
+
+    def depth(self) -> int:
+        with self._factory() as session:
+            return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
+class Relay:
     def __init__(
         self,
         client: AsyncBrokerClient,
-        factory: SessionFactory,
+        pending: Pending,
         executor: Executor,
         *,
         sweep_seconds: float = 5.0,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
+        """``housekeeping`` runs on a database thread at every sweep (pruning)."""
         self._client = client
-        self._factory = factory
+        self._pending = pending
         self._executor = executor
         self._sweep_seconds = sweep_seconds
-        self._in_flight: set[int] = set()
-        self._held: set[int] = set()  # rows of a commit in doubt: not to be swept
-        self._confirmed: list[int] = []
+        self._housekeeping = housekeeping
+        self._in_flight: set[Any] = set()
+        self._confirmed: list[Any] = []
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def hold(self, row_ids: Iterable[int]) -> None:
-        """Keep the sweep off these rows (their commit is in doubt) until ``release``."""
-        self._held.update(row_ids)
-
-    def release(self, row_ids: Iterable[int]) -> None:
-        self._held.difference_update(row_ids)
-
-    def submit(self, row_id: int, queue: str, body: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._publish(row_id, queue, body))
+    def submit(self, outgoing: Outgoing) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._publish(outgoing))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _publish(self, row_id: int, queue: str, body: str) -> None:
-        if row_id in self._in_flight:
+    async def _publish(self, outgoing: Outgoing) -> None:
+        if outgoing.key in self._in_flight:
             return
-        self._in_flight.add(row_id)
+        self._in_flight.add(outgoing.key)
         try:
-            await self._client.publish(queue, body.encode())
+            await self._client.publish(outgoing.queue, outgoing.body)
         except NotConnected as exc:
-            logger.debug("outbox row %s waits for the broker: %s", row_id, exc)
+            logger.debug("%s waits for the broker: %s", outgoing.key, exc)
             return
         finally:
-            self._in_flight.discard(row_id)
-        self._confirmed.append(row_id)
+            self._in_flight.discard(outgoing.key)
+        self._confirmed.append(outgoing.key)
         self._wake.set()
 
     async def run(self) -> None:
-        """Delete confirmed rows in batches and sweep rows left behind; runs until cancelled."""
+        """Tell the source what was confirmed, in batches, and sweep now and then; runs
+        until cancelled."""
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self._sweep_seconds
         while True:
@@ -86,10 +163,12 @@ class OutboxRelay:
                 pass
             self._wake.clear()
             try:
-                await self._delete_confirmed()
+                await self._report_confirmed()
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self._sweep_seconds
                     await self.sweep()
+                    if self._housekeeping is not None:
+                        await self._db(self._housekeeping)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -97,54 +176,43 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
-        """Finish in-flight publishes and delete what was confirmed (at shutdown)."""
+        """Finish in-flight publishes and report what was confirmed (at shutdown)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        await self._delete_confirmed()
+        try:
+            await self._report_confirmed()
+        except Exception as exc:
+            logger.warning("confirmed messages not recorded (%s); the sweep sends them again", exc)
 
-    async def _delete_confirmed(self) -> None:
+    async def _report_confirmed(self) -> None:
         if not self._confirmed:
             return
-        ids, self._confirmed = self._confirmed, []
+        keys, self._confirmed = self._confirmed, []
         try:
-            await self._db(self._delete_rows, ids)
+            await self._db(self._pending.confirmed, keys)
         except Exception:
-            self._confirmed.extend(ids)
+            self._confirmed.extend(keys)
             raise
 
-    def _delete_rows(self, ids: list[int]) -> None:
-        with transaction(self._factory) as session:
-            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-
     async def sweep(self, *, older_than: float | None = None) -> int:
-        """Republish rows older than the sweep interval that no one has published."""
+        """Publish again what is older than the sweep interval and not in flight."""
         if not self._client.connected:
             return 0
         age = self._sweep_seconds if older_than is None else older_than
-        rows = await self._db(self._old_rows, age)
-        rows = [r for r in rows if r[0] not in self._in_flight and r[0] not in self._held]
+        rows = [
+            r for r in await self._db(self._pending.older_than, age) if r.key not in self._in_flight
+        ]
         if rows:
-            logger.info("outbox sweep republishing %d messages", len(rows))
-            await asyncio.gather(*(self._publish(*row) for row in rows))
+            logger.info("outbox sweep publishing %d messages", len(rows))
+            await asyncio.gather(*(self._publish(row) for row in rows))
         return len(rows)
-
-    def _old_rows(self, age: float) -> list[tuple[int, str, str]]:
-        cutoff = utcnow() - timedelta(seconds=age)
-        with self._factory() as session:
-            result = session.execute(
-                select(OutboxMessage.id, OutboxMessage.queue, OutboxMessage.body)
-                .where(OutboxMessage.created_at <= cutoff)
-                .order_by(OutboxMessage.id)
-                .limit(1000)
-            )
-            return [(r.id, r.queue, r.body) for r in result]
 
 
 class OutboxDepthCollector:
-    """``leadflow_outbox_depth{service}``: rows committed but not yet confirmed by RabbitMQ."""
+    """``leadflow_outbox_depth{service}``: committed messages not yet taken up."""
 
-    def __init__(self, factory: SessionFactory, service: str) -> None:
-        self._factory = factory
+    def __init__(self, pending: Pending, service: str) -> None:
+        self._pending = pending
         self._service = service
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -152,9 +220,7 @@ class OutboxDepthCollector:
             "leadflow_outbox_depth", "Outbox rows waiting to be published", labels=["service"]
         )
         try:
-            with self._factory() as session:
-                depth = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
-            family.add_metric([self._service], depth)
+            family.add_metric([self._service], self._pending.depth())
         except Exception as exc:
             logger.warning("outbox depth unavailable: %s", exc)
         yield family

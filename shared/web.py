@@ -26,7 +26,7 @@ from shared.db.outages import DATABASE_OUTAGES
 from shared.errors import NotFound
 from shared.messaging import AsyncBrokerClient, FlowReply
 from shared.metrics import latest
-from shared.outbox import OutboxDepthCollector, OutboxRelay
+from shared.outbox import OutboxDepthCollector, Pending, Relay
 
 T = TypeVar("T")
 
@@ -35,10 +35,12 @@ FACTORY = web.AppKey("factory", SessionFactory)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 CONFIG = web.AppKey("config", ConfigStore)
 CLIENT = web.AppKey("client", AsyncBrokerClient)
-RELAY = web.AppKey("relay", OutboxRelay)
+RELAY = web.AppKey("relay", Relay)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 
 ReplyHandlerFactory = Callable[[web.Application], Callable[[FlowReply], None]]
+PendingFactory = Callable[[SessionFactory], Pending]
+HousekeepingFactory = Callable[[web.Application], Callable[[], object]]
 
 
 async def run_db(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
@@ -53,10 +55,7 @@ def database_ctx(service: str) -> Callable[[web.Application], AsyncIterator[None
         app[FACTORY] = make_session_factory(engine)
         app[EXECUTOR] = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{service}-db")
         app[CONFIG] = ConfigStore(app[FACTORY], settings.config_refresh_seconds)
-        depth = OutboxDepthCollector(app[FACTORY], service)
-        REGISTRY.register(depth)
         yield
-        REGISTRY.unregister(depth)
         app[EXECUTOR].shutdown(wait=True)
         engine.dispose()
 
@@ -64,10 +63,14 @@ def database_ctx(service: str) -> Callable[[web.Application], AsyncIterator[None
 
 
 def broker_ctx(
+    service: str,
     queues: Sequence[str],
+    pending: PendingFactory,
     on_reply: ReplyHandlerFactory | None = None,
+    housekeeping: HousekeepingFactory | None = None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The broker connection and the outbox relay; the relay is flushed at shutdown."""
+    """The broker connection and the relay of what the service committed; the relay is
+    flushed at shutdown."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -80,8 +83,15 @@ def broker_ctx(
         app[CLIENT] = client
         client.start()
         await client.wait_connected(timeout=3.0)
-        relay = OutboxRelay(
-            client, app[FACTORY], app[EXECUTOR], sweep_seconds=settings.outbox_sweep_seconds
+        source = pending(app[FACTORY])
+        depth = OutboxDepthCollector(source, service)
+        REGISTRY.register(depth)
+        relay = Relay(
+            client,
+            source,
+            app[EXECUTOR],
+            sweep_seconds=settings.outbox_sweep_seconds,
+            housekeeping=housekeeping(app) if housekeeping else None,
         )
         app[RELAY] = relay
         task = asyncio.create_task(relay.run())
@@ -90,6 +100,7 @@ def broker_ctx(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        REGISTRY.unregister(depth)
         await client.close()
 
     return ctx
@@ -134,8 +145,10 @@ def create_service_app(
     service: str,
     max_body_bytes: int,
     queues: Sequence[str],
+    pending: PendingFactory,
     openapi_document: dict[str, Any],
     on_reply: ReplyHandlerFactory | None = None,
+    housekeeping: HousekeepingFactory | None = None,
 ) -> web.Application:
     """An aiohttp service with its database, broker, outbox relay and operational routes;
     the caller adds its own routes and contexts."""
@@ -143,7 +156,7 @@ def create_service_app(
     app[SETTINGS] = settings
     app[OPENAPI] = openapi_document
     app.cleanup_ctx.append(database_ctx(service))
-    app.cleanup_ctx.append(broker_ctx(queues, on_reply))
+    app.cleanup_ctx.append(broker_ctx(service, queues, pending, on_reply, housekeeping))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

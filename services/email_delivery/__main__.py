@@ -33,6 +33,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         configs=basics.configs,
         publisher=publisher,
         mailer=mailer_from_url(settings.email_url),
+        patience=settings.record_patience,
     )
     app.consume(
         Consumer(

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 
 from services.email_delivery import batches, compose, records
 from services.email_delivery.mailer import Mailer, SendFailed
+from shared import deliveries
 from shared.configstore import ConfigStore
-from shared.db.doubt import transaction_or_find_out
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.outages import record_patiently
-from shared.deliveries import complete
 from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
-from shared.messaging import DeliverEmail, Message, Publisher, StepCompleted
+from shared.messaging import DeliverEmail, Message, Publisher, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 
 QUEUE = "email_delivery"
@@ -39,6 +38,7 @@ class Deps:
     configs: ConfigStore
     publisher: Publisher
     mailer: Mailer
+    patience: float  # how long what the server took is recorded through a database outage
 
 
 def handle(message: Message, deps: Deps) -> None:
@@ -46,12 +46,8 @@ def handle(message: Message, deps: Deps) -> None:
     if message.batch_id is not None:
         _send_batch(message.batch_id, deps)
         return
-    job = transaction_or_find_out(
-        deps.sessions,
-        lambda session: records.claim(session, deps.configs, message),
-        records.holds,
-        ids={"lead_id": message.lead_id or "", "event_id": message.event_id or ""},
-    )
+    with transaction(deps.sessions) as session:
+        job = records.claim(session, deps.configs, message, holder=holder(), margin=deps.patience)
     if not job.final:
         _send_lead(job, deps)
     deps.publisher.publish(StepCompleted(lead_id=job.lead_id, event_id=job.event_id))
@@ -66,27 +62,27 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
     except Exception:
         # Nothing was sent: give the claim back so the retry need not wait out the lease.
         with transaction(deps.sessions) as session:
-            records.release(session, job)
+            deliveries.release(session, job.event_id, holder())
         raise
     try:
         accepted = deps.mailer.send(email)
     except SendFailed as failure:
         ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
-        attempt = records.AttemptRecord(at, _ms(started), failure.code, failure.reason)
+        attempt = deliveries.Attempt(at, _ms(started), failure.code, failure.reason)
         with transaction(deps.sessions) as session:
-            records.record_attempt(session, job, attempt, retrying=failure.transient)
+            deliveries.record_attempt(session, job.claimed, attempt, retrying=failure.transient)
         logger.warning("email to %s failed: %s", job.recipient_id, failure.reason, extra=ids)
         raise _retry_or_give_up(failure, job.target) from None
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
-    attempt = records.AttemptRecord(at, _ms(started), accepted.code, accepted.refused)
+    attempt = deliveries.Attempt(at, _ms(started), accepted.code, accepted.refused)
 
     def record() -> None:
         with transaction(deps.sessions) as session:
-            if records.record_attempt(session, job, attempt, retrying=False):
-                complete(session, job.event_id, outcome="success", reason=None)
+            if deliveries.record_attempt(session, job.claimed, attempt, retrying=False):
+                deliveries.complete(session, job.event_id, outcome="success", reason=None)
 
     # The server has the email: a short database outage must not get it sent again.
-    record_patiently(record, ids=ids)
+    record_patiently(record, ids=ids, patience=deps.patience)
     DELIVERIES.labels(job.recipient_id, "success").inc()
     if accepted.refused:
         logger.warning(
@@ -111,7 +107,10 @@ def _send_batch(batch_id: str, deps: Deps) -> None:
             raise _retry_or_give_up(exc, job.target) from None
         raise
     # The server has the batch: a short database outage must not get it mailed again.
-    count = record_patiently(lambda: batches.mark_sent(deps.sessions, batch_id, accepted.refused))
+    count = record_patiently(
+        lambda: batches.mark_sent(deps.sessions, batch_id, accepted.refused),
+        patience=deps.patience,
+    )
     DELIVERIES.labels(job.recipient_id, "success").inc(count)
     if accepted.refused:
         logger.warning(
@@ -143,7 +142,7 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
         return
     ids = {"lead_id": message.lead_id, "event_id": message.event_id}
     with transaction(deps.sessions) as session:
-        complete(session, message.event_id, outcome="error", reason=reason, dead=True)
+        deliveries.complete(session, message.event_id, outcome="error", reason=reason, dead=True)
     DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning("email to %s gave up: %s", message.recipient_id, reason, extra=ids)
     deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.db.threads import DatabaseThreads
 from shared.messaging import FEEDBACK, Consumer
 from shared.outbound.send import client_session
+from shared.outbox import OutboxTable
 from shared.web import CONFIG, SETTINGS, create_service_app
 
 #: Forwards in flight at once (sources answer in well under a second).
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, forwarding: bool = True) -> web.Applicatio
         service="feedback",
         max_body_bytes=MAX_BODY_BYTES,
         queues=[FEEDBACK],
+        pending=OutboxTable,
         openapi_document=OPENAPI,
     )
     if forwarding:

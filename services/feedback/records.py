@@ -5,7 +5,8 @@ publishes after the commit.
 
 The delivery row is locked (and SQLite's write lock is taken at BEGIN, as in
 ``shared.db.engine.transaction``), so of two concurrent returns of one delivery only the
-first is accepted.
+first is accepted. A request repeating an earlier one's ``Idempotency-Key`` (the buyer's
+retry after a lost answer) gets the first one's answer and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from services.feedback.acceptance import DeliveryState, decide
 from services.feedback.body import Feedback, InvalidFeedback
+from shared import resubmits
 from shared.configstore import ConfigStore
-from shared.db.doubt import transaction_or_find_out
-from shared.db.engine import SessionFactory, as_utc, utcnow
+from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
 from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
@@ -65,14 +66,37 @@ def step_rules(configs: ConfigStore, lead: Lead, event: Event) -> StepFeedback |
     return step.feedback if step.recipient == event.recipient_id else None
 
 
+def _answered(session: Session, earlier_id: str) -> Receipt | None:
+    """The answer the feedback recorded as ``earlier_id`` got (a repeat of its key)."""
+    earlier = session.get(Event, earlier_id)
+    if earlier is None or earlier.parent_event_id is None:
+        return None
+    said = earlier.appended or {}
+    accepted = earlier.outcome == "success"
+    return Receipt(
+        outcome=earlier.outcome or "failure",
+        reason=None if accepted else earlier.reason,
+        http_status=201 if accepted else 200,
+        lead_id=earlier.lead_id,
+        event_id=earlier.parent_event_id,
+        recipient_id=earlier.recipient_id,
+        feedback_event_id=earlier.id,
+        kind=said.get("type"),
+        outbox=None,
+    )
+
+
 def receive(
     session: Session,
     configs: ConfigStore,
     event_id: str,
     feedback: Feedback | InvalidFeedback,
     received_at: datetime,
+    idempotency_key: str | None = None,
 ) -> Receipt:
-    """Decide on and record one feedback request; raises UnknownEvent."""
+    """Decide on and record one feedback request; raises UnknownEvent. A request whose
+    ``Idempotency-Key`` was seen for this event (within 24 hours) gets the first one's
+    answer and changes nothing: a buyer's retry after a lost answer."""
     event = session.get(Event, event_id) if EVENT_ID.match(event_id) else None
     lead = session.get(Lead, event.lead_id) if event is not None else None
     if event is None or lead is None:
@@ -81,6 +105,16 @@ def receive(
         session.get(Delivery, event.id, with_for_update=True) if event.type == "recipient" else None
     )
     now = utcnow()
+    keys = (
+        resubmits.keys_of_header("feedback", event.id, idempotency_key)
+        if idempotency_key and not isinstance(feedback, InvalidFeedback)
+        else []
+    )
+    if keys:
+        earlier = resubmits.find(session.connection(), keys, now)
+        repeated = _answered(session, earlier) if earlier is not None else None
+        if repeated is not None:
+            return repeated
     record = Event(
         id=new_id(),
         lead_id=lead.id,
@@ -131,6 +165,8 @@ def receive(
     if outbox is not None:
         session.add(outbox)
     session.flush()
+    if keys:
+        resubmits.take(session.connection(), [(record.id, keys)], now)
     return Receipt(
         outcome=record.outcome,
         reason=None if record.outcome == "success" else record.reason,
@@ -150,18 +186,8 @@ def record(
     event_id: str,
     feedback: Feedback | InvalidFeedback,
     received_at: datetime,
+    idempotency_key: str | None = None,
 ) -> Receipt:
-    """``receive`` in its own transaction (committed when this returns). A commit whose
-    answer was lost counts if the feedback event it wrote is there, so a buyer is not told
-    503 for a return that was taken (and then refused as already returned on its retry)."""
-    return transaction_or_find_out(
-        factory,
-        lambda session: receive(session, configs, event_id, feedback, received_at),
-        _taken,
-        ids={"event_id": event_id[:64]},
-    )
-
-
-def _taken(session: Session, receipt: Receipt) -> bool:
-    """Whether the feedback event ``receipt`` wrote is stored."""
-    return session.get(Event, receipt.feedback_event_id) is not None
+    """``receive`` in its own transaction (committed when this returns)."""
+    with transaction(factory) as session:
+        return receive(session, configs, event_id, feedback, received_at, idempotency_key)

@@ -10,6 +10,7 @@ from services.feedback import records
 from services.feedback.body import MAX_BODY_BYTES, Feedback, InvalidFeedback, read_feedback
 from shared.db.engine import utcnow
 from shared.metrics import FEEDBACK
+from shared.outbox import Outgoing
 from shared.web import CONFIG, FACTORY, RELAY, answer, media_of, run_db
 
 logger = logging.getLogger(__name__)
@@ -37,14 +38,22 @@ async def post_feedback(request: web.Request) -> web.Response:
     app = request.app
     try:
         receipt = await run_db(
-            app, records.record, app[FACTORY], app[CONFIG], event_id, feedback, received_at
+            app,
+            records.record,
+            app[FACTORY],
+            app[CONFIG],
+            event_id,
+            feedback,
+            received_at,
+            request.headers.get("Idempotency-Key"),
         )
     except records.UnknownEvent as exc:
         logger.info("feedback for an unknown event: %s", exc, extra={"event_id": event_id[:64]})
         return answer({"outcome": "error", "reason": str(exc)}, media, status=404)
     FEEDBACK.labels(receipt.kind or "unreadable", receipt.outcome).inc()
     if receipt.outbox is not None:
-        app[RELAY].submit(receipt.outbox.id, receipt.outbox.queue, receipt.outbox.body)
+        outbox = receipt.outbox
+        app[RELAY].submit(Outgoing(outbox.id, outbox.queue, outbox.body.encode()))
     logger.info(
         "feedback %s from %s: %s%s",
         receipt.kind or "(unreadable)",

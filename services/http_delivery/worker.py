@@ -15,13 +15,13 @@ import aiohttp
 from sqlalchemy.orm import Session
 
 from services.http_delivery import records
+from shared import deliveries
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
-from shared.deliveries import complete
-from shared.errors import Busy, TransientError
-from shared.messaging import DeliverHttp, Message, StepCompleted
+from shared.errors import TransientError
+from shared.messaging import DeliverHttp, Message, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 from shared.outbound.request import build_request
 from shared.outbound.response import Interpretation, interpret
@@ -38,28 +38,24 @@ class Deps:
     publish: Callable[[Message], Awaitable[None]]
     http: aiohttp.ClientSession
     db: DatabaseThreads
+    patience: float  # how long an answer is recorded through a database outage
 
 
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
-    claimed = await deps.db.transaction_or_find_out(
-        lambda session: records.claim(session, deps.configs, message),
-        records.holds,
-        renew=records.renew,
-        ids={"lead_id": message.lead_id, "event_id": message.event_id},
+    job = await deps.db.transaction(
+        records.claim, deps.configs, message, holder=holder(), margin=deps.patience
     )
-    if claimed.state == "busy":
-        raise Busy("another worker is delivering this lead", records.BUSY_RETRY_SCHEDULE)
-    if claimed.job is not None:
-        await _attempt(claimed.job, deps)
+    if job is not None:
+        await _attempt(job, deps)
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
 
 
 def _record_outcome(
-    session: Session, job: records.Job, attempt: records.AttemptRecord, result: Interpretation
+    session: Session, job: records.Job, attempt: deliveries.Attempt, result: Interpretation
 ) -> None:
-    records.record_attempt(session, job, attempt, retrying=False)
-    complete(
+    deliveries.record_attempt(session, job.claimed, attempt, retrying=False)
+    deliveries.complete(
         session,
         job.event_id,
         outcome=result.outcome,
@@ -77,15 +73,15 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(answer.ms / 1000)
     ids = {"lead_id": job.lead_id, "event_id": job.event_id}
     transient = transient_reason(answer, job.target.retry.on_status)
-    attempt = records.AttemptRecord(
+    attempt = deliveries.Attempt(
         at=at,
         ms=answer.ms,
         status=answer.status,
         error=transient or answer.error,
-        excerpt=answer.excerpt(records.EXCERPT_CHARS),
+        excerpt=answer.excerpt(deliveries.EXCERPT_CHARS),
     )
     if transient is not None:
-        await deps.db.transaction(records.record_attempt, job, attempt, retrying=True)
+        await deps.db.transaction(deliveries.record_attempt, job.claimed, attempt, retrying=True)
         logger.info(
             "attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient, extra=ids
         )
@@ -100,7 +96,9 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         )
     # The recipient has answered: a short database outage must not get the lead sent again.
     await record_patiently_async(
-        lambda: deps.db.transaction(_record_outcome, job, attempt, result), ids=ids
+        lambda: deps.db.transaction(_record_outcome, job, attempt, result),
+        ids=ids,
+        patience=deps.patience,
     )
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
@@ -115,7 +113,9 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
 
 
 def _give_up(session: Session, message: DeliverHttp, reason: str) -> None:
-    complete(session, message.event_id, outcome="error", reason=reason, price=0.0, dead=True)
+    deliveries.complete(
+        session, message.event_id, outcome="error", reason=reason, price=0.0, dead=True
+    )
 
 
 async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:

@@ -13,9 +13,12 @@ from services.intake import views
 from services.intake.openapi import OPENAPI
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER, LatestConfig
 from services.intake.store import LeadWriter
+from shared import resubmits
 from shared.config import Settings
+from shared.db.engine import transaction, utcnow
 from shared.messaging import ROUTER, FlowReply
-from shared.web import CONFIG, EXECUTOR, FACTORY, RELAY, create_service_app, run_db
+from shared.outbox import UnroutedLeads
+from shared.web import CONFIG, EXECUTOR, FACTORY, create_service_app, run_db
 
 
 def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
@@ -41,7 +44,7 @@ async def latest_config_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = LeadWriter(app[FACTORY], app[EXECUTOR], relay=app[RELAY])
+    writer = LeadWriter(app[FACTORY], app[EXECUTOR])
     app[WRITER] = writer
     task = asyncio.create_task(writer.run())
     yield
@@ -50,14 +53,26 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def pruning(app: web.Application) -> Callable[[], object]:
+    """Forget expired resubmission keys (at every sweep of the relay)."""
+
+    def prune() -> int:
+        with transaction(app[FACTORY]) as session:
+            return resubmits.prune(session.connection(), utcnow())
+
+    return prune
+
+
 def create_app(settings: Settings) -> web.Application:
     app = create_service_app(
         settings,
         service="intake",
         max_body_bytes=settings.max_body_bytes,
         queues=[ROUTER],
+        pending=UnroutedLeads,
         openapi_document=OPENAPI,
         on_reply=reply_handler,
+        housekeeping=pruning,
     )
     app[WAITERS] = {}
     app.cleanup_ctx.append(latest_config_ctx)

@@ -1,40 +1,41 @@
 """A submission becomes a lead: typed fields, required fields, acceptance criteria, rows.
 
 ``new_lead`` returns the rows as column values, which the intake's writer inserts with
-Core statements; ``NewLead.lead``, ``.source_event`` and ``.outbox`` build the same rows
-as ORM objects for callers that store them through a session.
+Core statements (``NewLead.lead`` and ``.source_event`` build the same rows as ORM
+objects, for callers that store them through a session), and the lead's resubmission
+keys (``shared.resubmits``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from shared.db.models import Event, Lead, OutboxMessage
+from shared.db.models import Event, Lead
 from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
-from shared.messaging import Envelope, LeadSubmitted
+from shared.resubmits import ResubmitKey
 from shared.rules import evaluate
 from shared.templates import render
 
 
 @dataclass
 class NewLead:
-    """One submission's rows: ``leads``, its ``source`` event and, when it enters the
-    flow, the ``outbox`` row (without its id, which the database assigns)."""
+    """One submission's rows: ``leads`` and its ``source`` event; and the keys that make
+    a later copy of it a resubmission."""
 
     lead_row: dict[str, Any]
     event_row: dict[str, Any]
-    outbox_row: dict[str, Any] | None
+    keys: list[ResubmitKey] = field(default_factory=list)
 
     @property
     def enters_flow(self) -> bool:
-        return self.outbox_row is not None
+        return self.lead_row["state"] == "new"
 
     @property
     def lead_id(self) -> str:
@@ -60,10 +61,6 @@ class NewLead:
     def source_event(self) -> Event:
         return Event(**self.event_row)
 
-    @cached_property
-    def outbox(self) -> OutboxMessage | None:
-        return None if self.outbox_row is None else OutboxMessage(**self.outbox_row)
-
 
 def _first_failure(criteria: list[Criterion], variables: Mapping[str, Any]) -> str | None:
     for criterion in criteria:
@@ -81,6 +78,7 @@ def new_lead(
     submitted: Mapping[str, Any],
     received_at: datetime,
     reply_to: str | None,
+    keys: list[ResubmitKey] | None = None,
 ) -> NewLead:
     """Build the rows for one submission; the lead enters the flow only when accepted."""
     lead_id = new_id()
@@ -115,7 +113,7 @@ def new_lead(
         "config_version": config_version,
         "received_at": received_at,
         "completed_at": received_at if done else None,
-        "state": "done" if done else "routing",
+        "state": "done" if done else "new",
         "outcome": outcome,
         "reason": reason,
         "price": 0.0,
@@ -134,9 +132,4 @@ def new_lead(
         reason=reason,
         steps_processed=0 if done else None,
     )
-    outbox = None
-    if not done:
-        envelope = Envelope.of(LeadSubmitted(lead_id=lead_id))
-        body = envelope.encode().decode()
-        outbox = {"queue": envelope.queue, "body": body, "created_at": received_at}
-    return NewLead(lead_row=lead, event_row=event, outbox_row=outbox)
+    return NewLead(lead_row=lead, event_row=event, keys=keys or [])

@@ -12,14 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from services.intake.leads import new_lead
+from services.intake.leads import NewLead, new_lead
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
+from shared import resubmits
 from shared.answers import negotiate
 from shared.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.db.engine import utcnow
 from shared.db.models import Lead
-from shared.flowconfig import Source
+from shared.flowconfig import Flow, Source
 from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED
+from shared.outbox import UnroutedLeads
 from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, RELAY, answer, run_db
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,37 @@ async def _submit(request: web.Request) -> web.Response:
         )
         response.headers["Allow"] = ALLOWED
         return response
+    target = await _target(request, media)
+    if isinstance(target, web.Response):
+        return target
+    version, flow_id, flow, source_id = target
+    body = await request.read() if request.method == "POST" else b""
+    submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
+    submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
+    after_flow = flow.response.mode == "after_flow"
+    created = new_lead(
+        config_version=version,
+        flow_id=flow_id,
+        flow=flow,
+        source_id=source_id,
+        submitted=submitted,
+        received_at=utcnow(),
+        reply_to=request.app[CLIENT].reply_queue if after_flow else None,
+        keys=resubmits.keys_of(
+            flow_id,
+            source_id,
+            content_type=request.headers.get("Content-Type", ""),
+            query=request.query_string,
+            body=body,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            window=flow.duplicates.resubmit_window,
+        ),
+    )
+    return answer(await _store(request.app, created, flow), media, status=201)
+
+
+async def _target(request: web.Request, media: str) -> tuple[int, str, Flow, str] | web.Response:
+    """The config version, flow and source a submission is for, or the error answer."""
     flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
     version, config = await request.app[LATEST_CONFIG].get()
     flow = config.flows.get(flow_id)
@@ -92,30 +125,25 @@ async def _submit(request: web.Request) -> web.Response:
         )
     if not _authorized(request, source):
         return unauthorized(media)
+    return version, flow_id, flow, source_id
 
-    body = await request.read() if request.method == "POST" else b""
-    submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
-    query = without_nul(nest_pairs(request.query.items()))
-    submitted = merge_over(submitted, query)
 
-    client = request.app[CLIENT]
-    after_flow = flow.response.mode == "after_flow"
-    created = new_lead(
-        config_version=version,
-        flow_id=flow_id,
-        flow=flow,
-        source_id=source_id,
-        submitted=submitted,
-        received_at=utcnow(),
-        reply_to=client.reply_queue if after_flow else None,
-    )
+async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str, Any]:
+    """Store the lead and hand it to the router; the answer (after the flow, if asked)."""
     lead_id = created.lead_id
     waiter: asyncio.Future[dict[str, Any]] | None = None
-    if created.enters_flow and after_flow:
+    if created.enters_flow and flow.response.mode == "after_flow":
         waiter = asyncio.get_running_loop().create_future()
-        request.app[WAITERS][lead_id] = waiter
+        app[WAITERS][lead_id] = waiter
     try:
-        outbox_id = await request.app[WRITER].write(created)
+        written = await app[WRITER].write(created)
+        if written.resubmission:
+            logger.info(
+                "resubmission answered with its first lead",
+                extra={"lead_id": written.lead_id},
+            )
+            return await current_answer(app, written.lead_id)
+        flow_id, source_id = created.lead_row["flow_id"], created.lead_row["source_id"]
         LEADS_RECEIVED.labels(flow_id, source_id, created.outcome or "accepted").inc()
         logger.info(
             "lead received for %s/%s: %s",
@@ -124,23 +152,18 @@ async def _submit(request: web.Request) -> web.Response:
             created.outcome or "in flow",
             extra={"lead_id": lead_id, "event_id": created.event_id},
         )
-        if created.outbox_row is not None and outbox_id is not None:
-            outbox = created.outbox_row
-            request.app[RELAY].submit(outbox_id, outbox["queue"], outbox["body"])
         if not created.enters_flow:
-            return answer(
-                lead_answer(lead_id, created.outcome, created.reason, 0.0), media, status=201
-            )
+            return lead_answer(lead_id, created.outcome, created.reason, 0.0)
+        app[RELAY].submit(UnroutedLeads.outgoing(lead_id))
         if waiter is None:
-            return answer(lead_answer(lead_id, "queued", None, 0.0), media, status=201)
+            return lead_answer(lead_id, "queued", None, 0.0)
         try:
-            result = await asyncio.wait_for(waiter, timeout=flow.response.timeout)
+            return await asyncio.wait_for(waiter, timeout=flow.response.timeout)
         except TimeoutError:
-            result = await current_answer(request.app, lead_id)
-        return answer(result, media, status=201)
+            return await current_answer(app, lead_id)
     finally:
         if waiter is not None:
-            request.app[WAITERS].pop(lead_id, None)
+            app[WAITERS].pop(lead_id, None)
 
 
 async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:

@@ -136,8 +136,8 @@ def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
     events = _lead_events(connection, lead.id)
     if lead.waiting_event_id is not None:
         return _republish_waiting(connection, lead, events, config_for(lead.config_version))
-    if any(e.type != "source" for e in events):
-        return Outbound()
+    if lead.state != "new":
+        return Outbound()  # started already (a copy of its message)
     return _advance(connection, lead, events, config_for(lead.config_version))
 
 
@@ -240,6 +240,8 @@ def _advance(
     connection: Connection, lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
 ) -> Outbound:
     writes = _Writes(lead={"key": lead.id})
+    if lead.state == "new":
+        lead.state = writes.lead["state"] = "routing"
     outbound = _run_steps(lead, events, config, writes)
     writes.lead["step_index"] = lead.step_index
     writes.lead["waiting_event_id"] = lead.waiting_event_id

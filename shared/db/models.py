@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -40,7 +41,16 @@ class ConfigVersion(Base):
 
 class Lead(Base):
     __tablename__ = "leads"
-    __table_args__ = (Index("ix_leads_flow_received", "flow_id", "received_at"),)
+    __table_args__ = (
+        Index("ix_leads_flow_received", "flow_id", "received_at"),
+        # Stored by intake, not started by a router yet: the intake's sweep publishes them.
+        Index(
+            "ix_leads_unrouted",
+            "received_at",
+            postgresql_where=text("state = 'new'"),
+            sqlite_where=text("state = 'new'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     flow_id: Mapped[str] = mapped_column(NAME)
@@ -48,8 +58,8 @@ class Lead(Base):
     config_version: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None]
-    # routing: in the flow; done: the flow ended (outcome set)
-    state: Mapped[str] = mapped_column(String(16), default="routing")
+    # new: stored, no router has started it; routing: in the flow; done: the flow ended
+    state: Mapped[str] = mapped_column(String(16), default="new")
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     price: Mapped[float] = mapped_column(Float, default=0.0)
@@ -102,6 +112,8 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # Who holds the delivery while it is ``sending``: the worker and its message.
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
     # The email batch or manual download that took this lead (never two: set once).
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
 
@@ -150,6 +162,18 @@ class Batch(Base):
     sending_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Submission(Base):
+    """A resubmission key (a hash of a source's submission body, or of an
+    ``Idempotency-Key`` header) and what the first request made (a lead, or a feedback
+    event), until it expires."""
+
+    __tablename__ = "submissions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ID)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class OutboxMessage(Base):

@@ -3,8 +3,8 @@ already happened elsewhere (an email the server took, a recipient's answer) pati
 
 Such a record must not be lost to a short outage: if it were, the message would go back
 through the retry tiers and the email or request would be sent again. So the record is
-tried again in place, for up to ``RECORD_PATIENCE_SECONDS`` of real time, before the
-failure is left to the retry tiers.
+tried again in place, for up to the settings' ``record_patience`` of real time (derived
+from the shutdown grace), before the failure is left to the retry tiers.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
 )
-#: Below the 30 s a stopping worker gets to finish what it holds.
-RECORD_PATIENCE_SECONDS = 20.0
 _FIRST_DELAY, _MAX_DELAY = 0.25, 4.0
 
 
@@ -61,7 +59,7 @@ def record_patiently(
     record: Callable[[], T],
     *,
     ids: dict[str, str] | None = None,
-    patience: float = RECORD_PATIENCE_SECONDS,
+    patience: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``record()``, tried again while the database is unreachable, for up to ``patience``
@@ -82,7 +80,7 @@ async def record_patiently_async(
     record: Callable[[], Awaitable[T]],
     *,
     ids: dict[str, str] | None = None,
-    patience: float = RECORD_PATIENCE_SECONDS,
+    patience: float,
 ) -> T:
     """The same for an asyncio worker: ``await record()``, again while the database is out."""
     waits = Patience(patience)

@@ -19,7 +19,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
-from shared.db.doubt import transaction_or_find_out
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction
 
 P = ParamSpec("P")
@@ -46,22 +45,6 @@ class DatabaseThreads:
     ) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._run, fn, args, kwargs))
-
-    async def transaction_or_find_out(
-        self,
-        fn: Callable[[Session], T],
-        stored: Callable[[Session, T], bool],
-        *,
-        renew: Callable[[Session, T], T] | None = None,
-        ids: dict[str, str] | None = None,
-    ) -> T:
-        """``transaction(fn)`` for work that must not be done twice: a commit whose answer
-        is lost counts if ``stored`` finds it (``shared.db.doubt.transaction_or_find_out``)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor,
-            partial(transaction_or_find_out, self._sessions, fn, stored, renew=renew, ids=ids),
-        )
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -22,6 +22,7 @@ from shared.messaging.runtime import (
     Publisher,
     ThreadPublisher,
     Worker,
+    holder,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "StepCompleted",
     "ThreadPublisher",
     "Worker",
+    "holder",
 ]

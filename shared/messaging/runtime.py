@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +53,16 @@ DeadLetterRecorder = Callable[[ParkedMessage], Awaitable[None]]
 EXPECTED = (TransientError, PermanentError, MessageDecodeError)
 #: How long a thread's publish waits for the broker's confirm.
 THREAD_PUBLISH_TIMEOUT_SECONDS = 30.0
+#: This process, as a holder of claims (``shared.deliveries``).
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+_message_id: contextvars.ContextVar[str] = contextvars.ContextVar("message_id", default="-")
+
+
+def holder() -> str:
+    """Who handles the current message: this process and the message's id (kept by its
+    retries). A handler claims work under it, so the same message coming back to this
+    process after a failure takes its own claim again at once."""
+    return f"{PROCESS_ID}:{_message_id.get()}"
 
 
 class Publisher(Protocol):
@@ -111,6 +125,7 @@ class Worker:
         self._outage_errors = outage_errors
         self._name = name
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_hand: dict[str, asyncio.Task[None]] = {}  # message id -> its task
         self._client: AsyncBrokerClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -200,7 +215,8 @@ class Worker:
         if pool is None:
             await fn(*args)
         else:
-            await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            context = contextvars.copy_context()
+            await asyncio.get_running_loop().run_in_executor(pool, context.run, fn, *args)
 
     async def _process(self, delivery: Delivery) -> None:
         try:
@@ -209,6 +225,23 @@ class Worker:
             logger.warning("unreadable message on %s parked: %s", delivery.queue, exc)
             self.client.reject(delivery)
             return
+        # A copy of a message this process still handles (RabbitMQ handed it out again
+        # after the connection dropped) waits for the first, then runs: it finds the work
+        # recorded, or does what the first could not.
+        earlier = self._in_hand.get(envelope.message_id)
+        if earlier is not None:
+            await asyncio.wait({earlier})
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_hand[envelope.message_id] = task
+        _message_id.set(envelope.message_id)
+        try:
+            await self._handle(delivery, envelope)
+        finally:
+            if self._in_hand.get(envelope.message_id) is task:
+                del self._in_hand[envelope.message_id]
+
+    async def _handle(self, delivery: Delivery, envelope: Envelope) -> None:
         payload = envelope.payload
         consumer = self._consumers.get(delivery.queue)
         message: Message | None = None

@@ -122,7 +122,11 @@ def start_intake(stack: Stack, log: Path) -> tuple[subprocess.Popen[bytes], str]
 
 def merged_config() -> str:
     """Every fragment in config.d merged into one file: each test module owns its fragment
-    (its own recipients and flows) and all of them run on the one shared stack."""
+    (its own recipients and flows) and all of them run on the one shared stack.
+
+    Tests post the same body many times on purpose, so a flow that does not say otherwise
+    takes each as a new lead (``resubmit_window: 0``); the resubmission tests' flows keep
+    the default window."""
     merged: dict[str, dict[str, Any]] = {"recipients": {}, "flows": {}}
     for fragment in sorted(CONFIG_FRAGMENTS.glob("*.yaml")):
         data = yaml.safe_load(fragment.read_text()) or {}
@@ -130,6 +134,8 @@ def merged_config() -> str:
             clash = set(merged[section]) & set(data.get(section) or {})
             assert not clash, f"{fragment.name} redefines {section} {sorted(clash)}"
             merged[section].update(data.get(section) or {})
+    for flow in merged["flows"].values():
+        flow.setdefault("duplicates", {"resubmit_window": 0})
     return yaml.safe_dump(merged, sort_keys=False)
 
 

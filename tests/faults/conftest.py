@@ -6,6 +6,7 @@ from __future__ import annotations
 import mailbox
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -70,16 +71,31 @@ class FaultStack:
     def submit_many(
         self, count: int, *, rate: float | None = None, workers: int = 16
     ) -> list[requests.Response]:
+        """Post ``count`` leads as a careful source does: each with an Idempotency-Key,
+        sent again after a 503 until it is taken. Every answer, 503s included, in order."""
         url = f"{self.intake_url}/flows/faults/sources/web/submit"
         started = time.monotonic()
+        run = secrets.token_hex(4)
 
-        def post(n: int) -> requests.Response:
+        def post(n: int) -> list[requests.Response]:
             if rate is not None:
                 time.sleep(max(0.0, started + n / rate - time.monotonic()))
-            return requests.post(url, data={"phone_1": "5125551212"}, timeout=60)
+            answers = []
+            for _ in range(120):
+                answer = requests.post(
+                    url,
+                    data={"phone_1": "5125551212", "n": str(n)},
+                    headers={"Idempotency-Key": f"{run}-{n}"},
+                    timeout=60,
+                )
+                answers.append(answer)
+                if answer.status_code != 503:
+                    break
+                time.sleep(0.5)
+            return answers
 
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(post, range(count)))
+            return [a for answers in pool.map(post, range(count)) for a in answers]
 
     def counts(self, lead_ids: list[str]) -> dict[str, int]:
         """submitted, delivered (distinct leads the recipient got), duplicates (copies a

@@ -17,7 +17,9 @@ def report(name: str, counts: dict[str, int]) -> None:
 
 def lead_ids(responses: list) -> list[str]:  # type: ignore[type-arg]
     assert all(r.status_code == 201 for r in responses), {r.status_code for r in responses}
-    return [r.json()["lead"]["id"] for r in responses]
+    ids = [r.json()["lead"]["id"] for r in responses]
+    assert len(set(ids)) == len(ids)
+    return ids
 
 
 def test_workers_killed_with_sigkill_during_a_run_lose_no_lead_and_record_one_success_each(
@@ -97,13 +99,16 @@ def test_with_the_database_unreachable_intake_answers_503_nothing_is_half_stored
     fault_stack.db_proxy.restore()
     thread.join(300)
 
-    # then intake answered 201 or 503, never anything else
+    # then intake answered 201 or 503, never anything else, and every lead sent again
+    # after a 503 (with its Idempotency-Key) was taken in the end
     responses = result[0]
     statuses = {r.status_code for r in responses}
     assert statuses <= {201, 503}, statuses
     assert 503 in statuses
     accepted = [r.json()["lead"]["id"] for r in responses if r.status_code == 201]
-    # and exactly the accepted leads are stored, each whole, and every one is delivered
+    assert len(accepted) == len(set(accepted)) == 600
+    # and exactly the accepted leads are stored, once each and whole (a commit whose answer
+    # was lost is found by the key the source sends again), and every one is delivered
     fault_stack.wait_all_done(accepted, timeout=300)
     assert fault_stack.scalar("SELECT count(*) FROM leads") == len(accepted)
     assert fault_stack.scalar("SELECT count(*) FROM events WHERE type = 'source'") == len(accepted)

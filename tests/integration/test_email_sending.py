@@ -194,7 +194,7 @@ def running(
 
     consumer = Worker(broker_url, record_dead_letter=mirror)
     publisher = ThreadPublisher(consumer, asyncio.new_event_loop())
-    deps = worker.Deps(sessions, configs, publisher, mailer)
+    deps = worker.Deps(sessions, configs, publisher, mailer, patience=5.0)
     consumer.consume(
         Consumer(
             worker.QUEUE,

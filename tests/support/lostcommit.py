@@ -6,12 +6,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import make_engine
-from shared.db.models import Event, Lead, OutboxMessage
 
 
 def lost_connection() -> OperationalError:
@@ -25,33 +24,16 @@ class Database:
         self.url = url
         self.engine = engine = make_engine(url)
         self.down = False
-        # "stored", "not stored" or "never sent" (left open on its connection), then the
-        # commit's answer is lost
+        # "stored" or "not stored", then the commit's answer is lost
         self.next_commit: str | None = None
-        database = self
-
-        class AnswerLosingSession(Session):
-            def commit(self) -> None:
-                happens, database.next_commit = database.next_commit, None
-                if happens is None:
-                    super().commit()
-                    return
-                if happens == "stored":
-                    super().commit()
-                elif happens == "not stored":
-                    self.rollback()
-                database.down = True
-                raise lost_connection()
-
-        self.factory: sessionmaker[Session] = sessionmaker(
-            engine, class_=AnswerLosingSession, expire_on_commit=False
-        )
+        self.factory: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
         event.listen(engine, "before_cursor_execute", self._refuse_while_down)
+        event.listen(engine, "commit", self._commit)
 
     def lose_next_commit(self, happens: str, *, back_after: float | None = None) -> None:
-        """The next commit ``happens`` ("stored", "not stored", "never sent") and its answer
-        is lost; the database is away from then on, until ``back_after`` seconds from now
-        (if given) or ``come_back``."""
+        """The next commit ``happens`` ("stored", "not stored") and its answer is lost;
+        the database is away from then on, until ``back_after`` seconds from now (if
+        given) or ``come_back``."""
         self.next_commit = happens
         if back_after is not None:
             threading.Timer(back_after, self.come_back).start()
@@ -59,18 +41,18 @@ class Database:
     def come_back(self) -> None:
         self.down = False
 
+    def _commit(self, connection: Any) -> None:
+        happens, self.next_commit = self.next_commit, None
+        if happens is None:
+            return
+        dbapi = connection.connection.dbapi_connection
+        if happens == "stored":
+            dbapi.commit()
+        else:
+            dbapi.rollback()
+        self.down = True
+        raise lost_connection()
+
     def _refuse_while_down(self, *_args: Any) -> None:
         if self.down:
             raise lost_connection()
-
-    def count(self, model: type[Lead] | type[Event], lead_ids: list[str]) -> int:
-        """Rows of ``lead_ids`` in leads or events."""
-        column = model.id if model is Lead else Event.lead_id
-        with Session(self.engine) as session:
-            return session.scalar(select(func.count()).where(column.in_(lead_ids))) or 0
-
-    def outbox_rows(self, engine: Engine | None = None) -> int:
-        """Every outbox row (the table is this database's alone), read through ``engine``
-        (another process's connections) or this database's own."""
-        with Session(engine or self.engine) as session:
-            return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0

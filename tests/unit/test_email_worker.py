@@ -156,9 +156,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     apply_config(sessions, CONFIG, {})
     configs = ConfigStore(sessions, refresh_seconds=0)
     mailer, publisher = FakeMailer(), FakePublisher()
-    yield World(
-        sessions, configs, mailer, publisher, worker.Deps(sessions, configs, publisher, mailer)
-    )
+    deps = worker.Deps(sessions, configs, publisher, mailer, patience=1.0)
+    yield World(sessions, configs, mailer, publisher, deps)
 
 
 def realtime_message(world: World, lead_id: str) -> DeliverEmail:
@@ -218,10 +217,10 @@ def test_a_second_copy_of_a_message_being_emailed_waits_instead_of_mailing_again
     lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
     message = realtime_message(world, lead_id)
     with transaction(world.sessions) as session:
-        records.claim(session, world.configs, message)
+        records.claim(session, world.configs, message, holder="another-worker", margin=1.0)
 
     # when RabbitMQ hands a second copy of the message to this worker
-    with pytest.raises(TransientError, match="another worker is emailing this lead") as caught:
+    with pytest.raises(TransientError, match="another worker is delivering this lead") as caught:
         worker.handle(message, world.deps)
 
     # then nothing is sent, and the copy waits without using up the recipient's retries
@@ -235,10 +234,10 @@ def test_a_claim_whose_worker_died_lapses_and_the_next_copy_sends_the_lead(world
     lead_id = submit(world.sessions, world.configs, "auto", phone_1="5125551212")
     message = realtime_message(world, lead_id)
     with transaction(world.sessions) as session:
-        records.claim(session, world.configs, message)
+        records.claim(session, world.configs, message, holder="dead-worker", margin=1.0)
         delivery = session.get(Delivery, message.event_id)
         assert delivery is not None
-        delivery.updated_at = utcnow() - records.LEASE - timedelta(seconds=1)
+        delivery.updated_at = utcnow() - timedelta(hours=1)
 
     # when the message comes again, then the lead is emailed once and delivered
     worker.handle(message, world.deps)

@@ -31,7 +31,7 @@ class Flaky:
 def test_a_record_is_tried_again_while_the_database_is_out_then_stored() -> None:
     waited: list[float] = []
     record = Flaky(failures=3)
-    assert record_patiently(record, sleep=waited.append) == "recorded"
+    assert record_patiently(record, patience=20, sleep=waited.append) == "recorded"
     assert record.calls == 4
     assert waited == [0.25, 0.5, 1.0]
 
@@ -57,7 +57,7 @@ def test_an_outage_longer_than_the_patience_is_left_to_the_retry_tiers() -> None
 def test_an_error_that_is_not_an_outage_is_raised_at_once() -> None:
     record = Flaky(failures=1, error=ValueError("bug"))
     with pytest.raises(ValueError):
-        record_patiently(record, sleep=lambda _: None)
+        record_patiently(record, patience=20, sleep=lambda _: None)
     assert record.calls == 1
 
 
@@ -67,5 +67,5 @@ def test_an_asyncio_worker_waits_out_the_outage_the_same_way() -> None:
     async def stored() -> str:
         return record()
 
-    assert asyncio.run(record_patiently_async(stored)) == "recorded"
+    assert asyncio.run(record_patiently_async(stored, patience=20)) == "recorded"
     assert record.calls == 3

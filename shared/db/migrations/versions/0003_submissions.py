@@ -1,0 +1,41 @@
+"""resubmissions, unrouted leads as the outbox, claims by worker
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-04 20:00:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('submissions',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('record_id', sa.String(length=32), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
+    op.create_index('ix_submissions_expires_at', 'submissions', ['expires_at'], unique=False)
+    # Leads intake stored that no router has started yet: what the intake's sweep publishes.
+    op.create_index(
+        'ix_leads_unrouted', 'leads', ['received_at'], unique=False,
+        postgresql_where=sa.text("state = 'new'"), sqlite_where=sa.text("state = 'new'"),
+    )
+    with op.batch_alter_table('deliveries') as batch:
+        batch.add_column(sa.Column('claimed_by', sa.String(length=80), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('deliveries') as batch:
+        batch.drop_column('claimed_by')
+    op.drop_index('ix_leads_unrouted', table_name='leads')
+    op.drop_index('ix_submissions_expires_at', table_name='submissions')
+    op.drop_table('submissions')

@@ -1,0 +1,131 @@
+"""Resubmissions: the same submission sent again gets the first one's lead.
+
+A source that sends the same body (content type and query string included) again within
+its flow's ``duplicates.resubmit_window`` (60 s by default), or the same
+``Idempotency-Key`` header within 24 hours, gets the lead of its first submission back:
+nothing new is stored or routed (SPEC section 14). This is also what makes a lost answer
+harmless: a source told 503 after a commit whose answer was lost sends again, and is
+answered with the lead that was stored.
+
+Each key is a hash, kept in the ``submissions`` table with its expiry. ``take`` runs in
+the transaction that stores the leads: it reads the live keys, then inserts the new ones
+(taking over expired rows); a key another transaction inserted meanwhile raises
+``Raced`` (the caller tries the batch again, and then finds it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, select
+
+from shared.db.models import Base
+from shared.db.upsert import upsert_returning
+
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600.0
+DEFAULT_WINDOW_SECONDS = 60.0
+_TABLE = Base.metadata.tables["submissions"]
+_LIVE = select(_TABLE.c.key, _TABLE.c.record_id)
+
+
+class Raced(Exception):
+    """Another transaction stored one of these keys after they were read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResubmitKey:
+    key: str
+    seconds: float  # how long it makes a copy a resubmission
+
+
+def keys_of(
+    flow_id: str,
+    source_id: str,
+    *,
+    content_type: str,
+    query: str,
+    body: bytes,
+    idempotency_key: str | None,
+    window: float,
+) -> list[ResubmitKey]:
+    """The keys of one submission: its body (unless the window is 0) and its
+    ``Idempotency-Key`` header (when sent)."""
+    keys = []
+    if window > 0:
+        material = b"\0".join([b"body", content_type.encode(), query.encode(), body])
+        keys.append(ResubmitKey(_hash(flow_id, source_id, material), window))
+    if idempotency_key:
+        material = b"\0".join([b"idempotency-key", idempotency_key.strip().encode()])
+        keys.append(ResubmitKey(_hash(flow_id, source_id, material), IDEMPOTENCY_KEY_SECONDS))
+    return keys
+
+
+def keys_of_header(kind: str, scope: str, idempotency_key: str) -> list[ResubmitKey]:
+    """The key of a request of ``kind`` about ``scope`` (an event id) carrying an
+    ``Idempotency-Key`` header."""
+    material = b"\0".join([b"idempotency-key", idempotency_key.strip().encode()])
+    return [ResubmitKey(_hash(kind, scope, material), IDEMPOTENCY_KEY_SECONDS)]
+
+
+def find(connection: Connection, keys: Sequence[ResubmitKey], now: datetime) -> str | None:
+    """What the first live key of ``keys`` was stored for, if any."""
+    live = connection.execute(
+        _LIVE.where(_TABLE.c.key.in_([k.key for k in keys]), _TABLE.c.expires_at > now)
+    )
+    found = {key: stored for key, stored in live}
+    return next((found[k.key] for k in keys if k.key in found), None)
+
+
+def _hash(flow_id: str, source_id: str, material: bytes) -> str:
+    digest = hashlib.sha256(f"{flow_id}\0{source_id}\0".encode())
+    digest.update(material)
+    return digest.hexdigest()
+
+
+def take(
+    connection: Connection, batch: Sequence[tuple[str, Sequence[ResubmitKey]]], now: datetime
+) -> list[str | None]:
+    """For each (lead id, keys) of a batch: the lead an earlier submission made (this one
+    is a resubmission), or None (its keys are now stored under its lead id)."""
+    wanted = {k.key for _, keys in batch for k in keys}
+    if not wanted:
+        return [None] * len(batch)
+    live = connection.execute(_LIVE.where(_TABLE.c.key.in_(wanted), _TABLE.c.expires_at > now))
+    earlier: dict[str, str] = {key: lead_id for key, lead_id in live}
+    answers: list[str | None] = []
+    rows = []
+    for lead_id, keys in batch:
+        first = next((earlier[k.key] for k in keys if k.key in earlier), None)
+        answers.append(first)
+        if first is not None:
+            continue
+        for key in keys:
+            earlier[key.key] = lead_id  # a copy later in this batch is a resubmission too
+            rows.append(
+                {
+                    "key": key.key,
+                    "record_id": lead_id,
+                    "expires_at": now + timedelta(seconds=key.seconds),
+                }
+            )
+    if rows:
+        stored = upsert_returning(
+            connection,
+            _TABLE,
+            rows,
+            key="key",
+            replace_when=_TABLE.c.expires_at <= now,
+            returning=_TABLE.c.key,
+        )
+        if len(stored) != len(rows):
+            raise Raced(f"{len(rows) - len(stored)} resubmission keys were taken meanwhile")
+    return answers
+
+
+def prune(connection: Connection, now: datetime, limit: int = 5000) -> int:
+    """Forget up to ``limit`` expired keys; how many went."""
+    expired = select(_TABLE.c.key).where(_TABLE.c.expires_at <= now).limit(limit).scalar_subquery()
+    return connection.execute(delete(_TABLE).where(_TABLE.c.key.in_(expired))).rowcount or 0
