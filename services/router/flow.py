@@ -1,21 +1,23 @@
-"""Applying a flow's steps to a lead, one at a time, inside one database transaction.
+"""Applying a flow's steps to leads, a batch of messages in one database transaction.
 
-``start`` and ``resume`` run steps from where the lead is until a step hands the lead
-to a delivery worker (the flow then waits for its ``StepCompleted``) or the flow ends.
-They return what to publish after the commit. Both are idempotent: a lead that has
-already started, or a step result that is not the one the lead waits for, changes
-nothing; the hand-off the lead waits on is published again while its delivery is still
-``queued`` (the router may have stopped between its commit and the publish).
+For a new lead (``LeadSubmitted``) or a step result (``StepCompleted``) the router runs
+steps from where the lead is until a step hands the lead to a delivery worker (the flow
+then waits for its ``StepCompleted``) or the flow ends, and returns what to publish after
+the commit. It is idempotent: a lead that has already started, or a step result that is
+not the one the lead waits for, changes nothing; the hand-off the lead waits on is
+published again while its delivery is still ``queued`` (the router may have stopped
+between its commit and the publish).
 
-The router runs twice for every lead, so it talks to the database with Core statements
-built once, not through the ORM's identity map and unit of work: a ``SELECT ... FOR
-UPDATE`` of the lead and a SELECT of its events, then at most one INSERT of events, one
-of deliveries, one UPDATE of the lead and one of the source event.
+``route`` takes every message the router has in hand at once (``shared.db.grouped``):
+one ``SELECT ... FOR UPDATE`` of their leads (in id order), one SELECT of their events,
+then one INSERT of events, one of deliveries, one UPDATE of leads and one of source
+events for the whole batch (Core statements built once; no ORM on this path).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,11 +28,18 @@ from sqlalchemy.orm import Session
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
 from shared.db.rows import event_row
-from shared.errors import PermanentError
+from shared.errors import LeadflowError, PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
-from shared.messaging import DeliverEmail, DeliverHttp, FlowReply, Message
+from shared.messaging import (
+    DeliverEmail,
+    DeliverHttp,
+    FlowReply,
+    LeadSubmitted,
+    Message,
+    StepCompleted,
+)
 from shared.rules import evaluate
 from shared.templates import render
 
@@ -82,17 +91,18 @@ _LEADS: Table = Base.metadata.tables["leads"]
 _EVENTS: Table = Base.metadata.tables["events"]
 _DELIVERIES: Table = Base.metadata.tables["deliveries"]
 
-_LOCK_LEAD = (
+_LOCK_LEADS = (
     select(*(_LEADS.c[name] for name in RoutedLead.__dataclass_fields__))
-    .where(_LEADS.c.id == bindparam("lead_id"))
+    .where(_LEADS.c.id.in_(bindparam("lead_ids", expanding=True)))
+    .order_by(_LEADS.c.id)
     .with_for_update()
 )
-# Read after the lock is held, in a statement of its own: PostgreSQL's read-committed
+# Read after the locks are held, in a statement of its own: PostgreSQL's read-committed
 # snapshot is then one taken after the previous holder committed (a join under the lock
 # would see the newest lead row beside older events).
-_LEAD_EVENTS = select(*(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)).where(
-    _EVENTS.c.lead_id == bindparam("lead_id")
-)
+_LEADS_EVENTS = select(
+    _EVENTS.c.lead_id, *(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)
+).where(_EVENTS.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
 # The columns set are the execution's other parameters; ``version`` as the ORM keeps it.
 _UPDATE_LEAD = (
     update(_LEADS).where(_LEADS.c.id == bindparam("key")).values(version=_LEADS.c.version + 1)
@@ -117,38 +127,108 @@ def _handoff(lead: RoutedLead, event: StepEvent, recipient: Recipient) -> Messag
     return DeliverEmail(recipient_id=event.recipient_id or "", lead_id=lead.id, event_id=event.id)
 
 
-def _lock_lead(connection: Connection, lead_id: str) -> RoutedLead:
-    row = connection.execute(_LOCK_LEAD, {"lead_id": lead_id}).first()
-    if row is None:
-        raise PermanentError(f"unknown lead {lead_id}")
-    return RoutedLead(*row)
+def _lock_leads(connection: Connection, lead_ids: list[str]) -> dict[str, RoutedLead]:
+    """The leads, locked in id order (so two routers never wait on each other in turn)."""
+    rows = connection.execute(_LOCK_LEADS, {"lead_ids": sorted(lead_ids)})
+    return {row.id: RoutedLead(*row) for row in rows}
 
 
-def _lead_events(connection: Connection, lead_id: str) -> list[StepEvent]:
-    return [StepEvent(*row) for row in connection.execute(_LEAD_EVENTS, {"lead_id": lead_id})]
+def _events_of(connection: Connection, lead_ids: list[str]) -> dict[str, list[StepEvent]]:
+    events: dict[str, list[StepEvent]] = {lead_id: [] for lead_id in lead_ids}
+    for row in connection.execute(_LEADS_EVENTS, {"lead_ids": lead_ids}):
+        events[row.lead_id].append(StepEvent(*row[1:]))
+    return events
+
+
+RouterMessage = LeadSubmitted | StepCompleted
+
+
+def route(
+    session: Session, config_for: Any, messages: Sequence[RouterMessage]
+) -> list[Outbound | BaseException]:
+    """Apply a batch of leads and step results in one transaction: every lead read and
+    locked at once, each message applied in order, every row written in one statement per
+    table. Each message gets its ``Outbound``, or the error that concerns it alone."""
+    connection = session.connection()
+    lead_ids = list(dict.fromkeys(m.lead_id for m in messages))
+    leads = _lock_leads(connection, lead_ids)
+    events = _events_of(connection, list(leads))
+    batch = _Batch()
+    results: list[Outbound | BaseException] = []
+    for message in messages:
+        lead = leads.get(message.lead_id)
+        try:
+            if lead is None:
+                raise PermanentError(f"unknown lead {message.lead_id}")
+            writes = _Writes(lead={"key": lead.id})
+            match message:
+                case LeadSubmitted():
+                    outbound = _start(connection, config_for, lead, events[lead.id], writes)
+                case StepCompleted(event_id=event_id):
+                    outbound = _resume(
+                        connection, config_for, lead, events[lead.id], event_id, writes
+                    )
+        except LeadflowError as exc:
+            results.append(exc)
+            continue
+        batch.add(writes)
+        results.append(outbound)
+    batch.execute(connection)
+    return results
+
+
+def route_with(
+    config_for: Any, session: Session, messages: Sequence[RouterMessage]
+) -> list[Outbound | BaseException]:
+    """``route`` with the configuration lookup first (for ``GroupCommit``)."""
+    return route(session, config_for, messages)
 
 
 def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
-    connection = session.connection()
-    lead = _lock_lead(connection, lead_id)
+    """``route`` for one new lead (raises its error)."""
+    return _one(route(session, config_for, [LeadSubmitted(lead_id=lead_id)]))
+
+
+def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Outbound:
+    """``route`` for one step result (raises its error)."""
+    return _one(route(session, config_for, [StepCompleted(lead_id=lead_id, event_id=event_id)]))
+
+
+def _one(results: list[Outbound | BaseException]) -> Outbound:
+    (result,) = results
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _start(
+    connection: Connection,
+    config_for: Any,
+    lead: RoutedLead,
+    events: list[StepEvent],
+    writes: _Writes,
+) -> Outbound:
     if lead.state == "done":
         return Outbound()
-    events = _lead_events(connection, lead.id)
     if lead.waiting_event_id is not None:
         return _republish_waiting(connection, lead, events, config_for(lead.config_version))
     if lead.state != "new":
         return Outbound()  # started already (a copy of its message)
-    return _advance(connection, lead, events, config_for(lead.config_version))
+    return _advance(lead, events, config_for(lead.config_version), writes)
 
 
-def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Outbound:
-    connection = session.connection()
-    lead = _lock_lead(connection, lead_id)
+def _resume(
+    connection: Connection,
+    config_for: Any,
+    lead: RoutedLead,
+    events: list[StepEvent],
+    event_id: str,
+    writes: _Writes,
+) -> Outbound:
     if lead.state == "done":
         # A replayed delivery may have succeeded after the flow went on without it.
-        _refresh_price(connection, lead, _lead_events(connection, lead.id))
+        _refresh_price(lead, events, writes)
         return Outbound()
-    events = _lead_events(connection, lead.id)
     if lead.waiting_event_id != event_id:
         if lead.waiting_event_id is not None and any(
             e.id == event_id and e.outcome is not None for e in events
@@ -159,7 +239,7 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
         logger.info(
             "step result for %s is not awaited; ignored",
             event_id,
-            extra={"lead_id": lead_id, "event_id": event_id},
+            extra={"lead_id": lead.id, "event_id": event_id},
         )
         return Outbound()
     step_event = next((e for e in events if e.id == event_id), None)
@@ -167,7 +247,7 @@ def resume(session: Session, config_for: Any, lead_id: str, event_id: str) -> Ou
         raise PermanentError(f"step event {event_id} has no outcome yet")
     lead.waiting_event_id = None
     lead.step_index += 1
-    return _advance(connection, lead, events, config_for(lead.config_version))
+    return _advance(lead, events, config_for(lead.config_version), writes)
 
 
 def _republish_waiting(
@@ -188,22 +268,50 @@ def _republish_waiting(
 
 @dataclass(slots=True)
 class _Writes:
-    """What a run of steps stores, one statement each once the steps are done (events
-    before deliveries: a delivery references its event)."""
+    """What applying one message stores (added to its batch only if it succeeded)."""
 
     lead: dict[str, Any]  # the lead's changed columns, and ``key``: its id
     events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] | None = None  # the source event's changed columns and ``key``
 
+
+@dataclass(slots=True)
+class _Batch:
+    """The rows of a batch, one statement per table and set of columns (events before
+    deliveries: a delivery references its event). Updates of one row are merged, the
+    later message's values winning."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    leads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, writes: _Writes) -> None:
+        self.events.extend(writes.events)
+        self.deliveries.extend(writes.deliveries)
+        if len(writes.lead) > 1:
+            self.leads.setdefault(writes.lead["key"], {}).update(writes.lead)
+        if writes.source is not None:
+            self.sources.setdefault(writes.source["key"], {}).update(writes.source)
+
     def execute(self, connection: Connection) -> None:
         if self.events:
             connection.execute(_INSERT_EVENTS, self.events)
         if self.deliveries:
             connection.execute(_INSERT_DELIVERIES, self.deliveries)
-        connection.execute(_UPDATE_LEAD, self.lead)
-        if self.source is not None:
-            connection.execute(_UPDATE_EVENT, self.source)
+        for rows in _by_columns(self.leads.values()):
+            connection.execute(_UPDATE_LEAD, rows)
+        for rows in _by_columns(self.sources.values()):
+            connection.execute(_UPDATE_EVENT, rows)
+
+
+def _by_columns(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by the columns they set (one executemany each)."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
 
 
 def _new_event(
@@ -237,15 +345,13 @@ def _new_event(
 
 
 def _advance(
-    connection: Connection, lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
+    lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig, writes: _Writes
 ) -> Outbound:
-    writes = _Writes(lead={"key": lead.id})
     if lead.state == "new":
         lead.state = writes.lead["state"] = "routing"
     outbound = _run_steps(lead, events, config, writes)
     writes.lead["step_index"] = lead.step_index
     writes.lead["waiting_event_id"] = lead.waiting_event_id
-    writes.execute(connection)
     return outbound
 
 
@@ -353,16 +459,15 @@ def _accepted_price(events: list[StepEvent]) -> float:
     return sum(e.price or 0.0 for e in events if e.type == "recipient" and e.outcome == "success")
 
 
-def _refresh_price(connection: Connection, lead: RoutedLead, events: list[StepEvent]) -> None:
+def _refresh_price(lead: RoutedLead, events: list[StepEvent], writes: _Writes) -> None:
     price = _accepted_price(events)
     if price == lead.price:
         return
-    lead.price = price
-    connection.execute(_UPDATE_LEAD, {"key": lead.id, "price": price})
+    lead.price = writes.lead["price"] = price
     source = next((e for e in events if e.type == "source"), None)
     if source is not None:
         source.price = price
-        connection.execute(_UPDATE_EVENT, {"key": source.id, "price": price})
+        writes.source = {"key": source.id, "price": price}
     logger.info("lead price is now %g after a late step result", price, extra={"lead_id": lead.id})
 
 

@@ -20,7 +20,8 @@ def unique_phone() -> str:
 def stored(stack: Stack, phone: str) -> int:
     return int(
         stack.scalar(
-            "SELECT count(*) FROM leads WHERE flow_id = 'resubmit' AND fields LIKE :p",
+            "SELECT count(*) FROM leads WHERE flow_id = 'resubmit' "
+            "AND CAST(fields AS TEXT) LIKE :p",
             p=f"%{phone}%",
         )
     )

@@ -1,0 +1,99 @@
+"""Where the CPU goes: CPU time per lead of each process during an end-to-end run.
+
+`python -m bench.profile [postgresql|sqlite]` starts the real stack (as `make bench`
+does), pushes leads through it for a few seconds, and reads each process's CPU time
+(user + system, from /proc) before and after: leadflow's services, the recipient, the
+load generator, and every PostgreSQL and RabbitMQ process of the machine. Prints
+microseconds of CPU per lead for each, and the end-to-end rate.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import (
+    E2E_SECONDS,
+    Processes,
+    full_stack,
+    received,
+    reset,
+    settled,
+    stack,
+    start_recipient,
+    wait_until,
+    wrk_leads,
+)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def pids_named(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
+
+
+def main() -> None:
+    kind = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
+    work = Path(tempfile.mkdtemp(prefix="leadflow-profile-"))
+    procs = Processes(work)
+    try:
+        with stack(kind, work, procs) as s:
+            recipient = start_recipient(procs, s.fast_port, 0.0)
+            full_stack(s)
+            wrk_leads(s.submit_url("fast"), 1)  # warm up
+            wait_until(lambda: settled(s), 300, "the queues drained", 0.5)
+            reset(s.fast_port)
+            groups = {
+                "intake": [p.pid for p in s.services["intake"]],
+                "router": [p.pid for p in s.services["router"]],
+                "http-delivery": [p.pid for p in s.services["http-delivery"]],
+                "recipient": [recipient.pid],
+                "postgresql": pids_named("postgres") if kind == "postgresql" else [],
+                "rabbitmq": pids_named("beam.smp"),
+            }
+            before = snapshot(groups)
+            wrk_before = time.process_time()
+            started = time.monotonic()
+            children_before = os.times().children_user + os.times().children_system
+            _, count = wrk_leads(s.submit_url("fast"), E2E_SECONDS, connections=16)
+            wait_until(lambda: received(s.fast_port) >= count, 600, "every lead delivered", 0.05)
+            wait_until(lambda: settled(s), 300, "the flows finished", 0.2)
+            elapsed = time.monotonic() - started
+            after = snapshot(groups)
+            wrk_cpu = os.times().children_user + os.times().children_system - children_before
+            del wrk_before
+    finally:
+        procs.stop_all()
+    used = {name: after[name] - before[name] for name in groups}
+    used["load generator (wrk)"] = wrk_cpu
+    total = sum(used.values())
+    sys.stdout.write(
+        f"{kind}: {count} leads in {elapsed:.1f} s = {count / elapsed:,.0f} leads/s\n"
+        f"{'process':<22} {'CPU us/lead':>12} {'share':>7}\n"
+    )
+    for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+        sys.stdout.write(
+            f"{name:<22} {seconds / count * 1e6:>12,.0f} {seconds / total:>7.0%}\n"
+        )
+    sys.stdout.write(f"{'total':<22} {total / count * 1e6:>12,.0f}\n")
+
+
+if __name__ == "__main__":
+    main()

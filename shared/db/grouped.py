@@ -1,0 +1,89 @@
+"""Group commit for workers: the transactions of many messages in hand, made one.
+
+A worker holds many messages at once (its prefetch window), each on its own task. Each
+task awaits ``GroupCommit(item)``; one runner takes every item waiting, calls
+``work(session, items)`` in one transaction on a database thread, and hands each task
+its own result. Under load a transaction serves a hundred messages; alone, a message
+waits for nothing but its own. ``work`` returns one result per item, in order: a value,
+or an exception that belongs to that item alone (raised in its task; the others commit).
+
+If the whole transaction fails (the database went away, a deadlock), every item of it
+fails with that error, except that a failure that is not an outage is tried once more
+item by item, so one bad message never takes its neighbours down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from shared.db.outages import DATABASE_OUTAGES
+from shared.db.threads import DatabaseThreads
+
+logger = logging.getLogger(__name__)
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+Work = Callable[[Session, Sequence[I]], Sequence["O | BaseException"]]
+MAX_ITEMS = 200
+
+
+class GroupCommit(Generic[I, O]):
+    def __init__(self, db: DatabaseThreads, work: Work[I, O], *, max_items: int = MAX_ITEMS):
+        self._db = db
+        self._work = work
+        self._max = max_items
+        self._waiting: list[tuple[I, asyncio.Future[O]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: I) -> O:
+        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._running is None:
+            self._running = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+                await self._commit(batch)
+        finally:
+            self._running = None
+
+    async def _commit(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self._db.transaction(self._work, items)
+        except DATABASE_OUTAGES as exc:
+            failed: list[O | BaseException] = [exc] * len(batch)
+            _settle(batch, failed)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                alone: list[O | BaseException] = [exc]
+                _settle(batch, alone)
+                return
+            logger.warning(
+                "a transaction of %d messages failed (%s); trying them one by one",
+                len(batch),
+                exc,
+            )
+            for one in batch:
+                await self._commit([one])
+            return
+        _settle(batch, list(results))
+
+
+def _settle(batch: list[tuple[I, asyncio.Future[O]]], results: list[O | BaseException]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue  # (its task was cancelled: the worker is stopping)
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
