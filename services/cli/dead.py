@@ -43,7 +43,7 @@ def _filters(*, confirm: bool) -> Callable[[Callable[..., None]], Callable[..., 
 @_filters(confirm=False)
 def dead_list(**filters: str | None) -> None:
     """List parked messages: queue, lead, event, recipient, attempts, last reason, parked at."""
-    from services.operator import parked_messages
+    from shared.deadletters import parked_messages
 
     rows = parked_messages(_sessions(_settings()), **filters)
     click.echo(
@@ -64,7 +64,7 @@ def dead_list(**filters: str | None) -> None:
 def dead_show(key: str) -> None:
     """Why a message was parked: its failures and the delivery's attempts (ID: message,
     event or lead id)."""
-    from services.operator import parked_detail
+    from shared.deadletters import parked_detail
 
     detail = parked_detail(_sessions(_settings()), key)
     if detail is None:
@@ -90,7 +90,7 @@ def dead_show(key: str) -> None:
 def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, done: str) -> None:
     """Select the parked messages the filters name, ask (unless ``yes``), then act on them;
     ``ask`` and ``done`` take the count as ``{}``."""
-    from services.operator import parked_messages
+    from shared.deadletters import parked_messages
 
     if not any(filters.values()):
         raise click.UsageError("name what to act on: --queue, --recipient or --lead")
@@ -107,7 +107,7 @@ def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, do
 @_filters(confirm=True)
 def dead_replay(yes: bool, **filters: str | None) -> None:
     """Put parked messages back on their work queue; their deliveries run again."""
-    from services.operator import replay
+    from shared.deadletters import replay
 
     _act(filters, yes, replay, "replay {} parked message(s)?", "replayed {} message(s)")
 
@@ -116,7 +116,7 @@ def dead_replay(yes: bool, **filters: str | None) -> None:
 @_filters(confirm=True)
 def dead_purge(yes: bool, **filters: str | None) -> None:
     """Remove parked messages for good (asks for confirmation unless --yes)."""
-    from services.operator import purge
+    from shared.deadletters import purge
 
     question = "purge {} parked message(s)? This cannot be undone"
     _act(filters, yes, purge, question, "purged {} message(s)")

@@ -26,7 +26,7 @@ def leads() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
 def leads_show(lead_id: str, as_json: bool) -> None:
     """Print a lead with its events, deliveries and feedback."""
-    from services.reports import format_report, lead_report
+    from shared.leadview import format_report, lead_report
 
     try:
         report = lead_report(_sessions(_settings()), lead_id)
