@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli import _settings
-from shared.errors import NotFound
+from shared.errors import NotFound, UsageError
 
 
 @click.group()
@@ -21,7 +21,7 @@ def batches_send(recipient_id: str) -> None:
 
     try:
         click.echo(commands.send_now(_settings(), recipient_id))
-    except (commands.UsageError, NotFound) as exc:
+    except (UsageError, NotFound) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -35,7 +35,7 @@ def batches_list(recipient_id: str | None, state: str | None, limit: int) -> Non
 
     try:
         lines = commands.batch_lines(_settings(), recipient_id, state, limit)
-    except commands.UsageError as exc:
+    except UsageError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n".join(lines))
     click.echo(f"{len(lines) - 1} batch(es)", err=True)

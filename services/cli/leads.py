@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from services.cli import _sessions, _settings
-from shared.errors import NotFound
+from shared.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
-    from services.email_delivery.commands import FileChoice
+    from services.manual.commands import FileChoice
 
 
 @click.group()
@@ -43,7 +43,7 @@ def _file_options(command: Callable[..., None]) -> Callable[..., None]:
     def with_choice(
         *args: Any, file_format: str | None, quote: bool | None, header: bool | None, **kw: Any
     ) -> None:
-        from services.email_delivery.commands import FileChoice
+        from services.manual.commands import FileChoice
 
         command(*args, choice=FileChoice(file_format, quote, header), **kw)
 
@@ -62,11 +62,11 @@ def _file_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _write(write: Callable[[], int]) -> None:
     """Run a command that writes leads as a file; ``N leads`` (or why not) on stderr."""
-    from services.email_delivery import commands
+    from services.manual import commands
 
     try:
         count = write()
-    except (commands.UsageError, NotFound) as exc:
+    except (UsageError, NotFound) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(commands.count_line(count), err=True)
 
@@ -76,7 +76,7 @@ def _write(write: Callable[[], int]) -> None:
 @_file_options
 def leads_deliver(recipient_id: str, choice: FileChoice, path: str | None) -> None:
     """Write a recipient's pending leads and mark them delivered (manual delivery)."""
-    from services.email_delivery import commands
+    from services.manual import commands
 
     _write(lambda: commands.deliver(_settings(), recipient_id, choice, path))
 
@@ -90,6 +90,6 @@ def leads_deliver(recipient_id: str, choice: FileChoice, path: str | None) -> No
 @_file_options
 def leads_export(choice: FileChoice, path: str | None, **filters: str | None) -> None:
     """Write leads of a flow or a recipient without changing any status."""
-    from services.email_delivery import commands
+    from services.manual import commands
 
     _write(lambda: commands.export(_settings(), choice=choice, path=path, **filters))
