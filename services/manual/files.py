@@ -24,8 +24,8 @@ from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Batch, Delivery, Lead
 from shared.errors import UsageError
-from shared.files import TextSink, write_rows
 from shared.flowconfig import FileFormat, LeadflowConfig
+from shared.formats.files import TextSink, write_rows
 from shared.ids import new_id
 from shared.pending import assign_pending, leads_of
 

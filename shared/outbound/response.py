@@ -27,6 +27,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from shared.flowconfig import ResponseRules
+from shared.formats.dotpaths import add
 from shared.outbound.paths import Document, Kind, to_regex, values_at
 
 _SERVER_ERROR = "Server error"
@@ -182,19 +183,10 @@ def _element_value(element: Any) -> Any:
         f"@{etree.QName(name).localname}": attr for name, attr in element.attrib.items()
     }
     for child in children:
-        _add_child(value, _tag_name(child), _element_value(child))
+        add(value, _tag_name(child), _element_value(child))
     if text:
         value["#text"] = text
     return value
-
-
-def _add_child(value: dict[str, Any], name: str, child: Any) -> None:
-    if name not in value:
-        value[name] = child
-    elif isinstance(value[name], list):
-        value[name].append(child)
-    else:
-        value[name] = [value[name], child]
 
 
 # The five answers ------------------------------------------------------------------
