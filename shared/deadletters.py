@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
+from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import DeadLetter, Delivery, DeliveryAttempt
-from shared.db.queries import where_given
+from shared.db.queries import listed, where_given
 from shared.messaging import ParkedMessage
 from shared.messaging.admin import republish, take_parked
 
@@ -57,11 +57,7 @@ def parked_messages(
         (DeadLetter.recipient_id, recipient),
         (DeadLetter.lead_id, lead_id),
     )
-    with factory() as session:
-        rows = list(session.scalars(query))
-    for row in rows:
-        row.parked_at = as_utc(row.parked_at) or row.parked_at
-    return rows
+    return listed(factory, query, utc=["parked_at"])
 
 
 @dataclass(frozen=True, slots=True)

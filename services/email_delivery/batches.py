@@ -35,7 +35,7 @@ from shared import leadfiles
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import Batch, Delivery, Lead
-from shared.db.queries import where_given
+from shared.db.queries import listed, where_given
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
 from shared.ids import new_id
@@ -256,10 +256,4 @@ def listing(
         (Batch.recipient_id, recipient_id),
         (Batch.state, state),
     )
-    with sessions() as session:
-        found = list(session.scalars(query))
-    for batch in found:
-        batch.due_at = as_utc(batch.due_at) or batch.due_at
-        batch.created_at = as_utc(batch.created_at) or batch.created_at
-        batch.sent_at = as_utc(batch.sent_at)
-    return found
+    return listed(sessions, query, utc=["due_at", "created_at", "sent_at"])
