@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lxml import etree
+from shared.formats import xmlwrite
+from shared.formats.dotpaths import flatten
 
 JSON = "application/json"
 XML = "text/xml"
@@ -90,33 +91,20 @@ def _text_value(value: Any) -> str:
     return str(_whole(value))
 
 
-def _xml(parent: Any, data: Mapping[str, Any]) -> None:
-    for key, value in data.items():
-        child = etree.SubElement(parent, key)
-        if isinstance(value, Mapping):
-            _xml(child, value)
-        else:
-            child.text = _NOT_XML.sub("", _text_value(value))
+def _xml_text(value: Any) -> str:
+    return _NOT_XML.sub("", _text_value(value))
 
 
-def _lines(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    lines: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            lines.extend(_lines(value, f"{prefix}{key}."))
-        else:
-            # One line per key, whatever the value holds.
-            lines.append(f"{prefix}{key}: {_LINE_BREAKS.sub(' ', _text_value(value))}")
-    return lines
+def _lines(data: Mapping[str, Any]) -> list[str]:
+    """``key: value`` with dotted keys, one line per key whatever the value holds."""
+    return [f"{key}: {_LINE_BREAKS.sub(' ', _text_value(value))}" for key, value in flatten(data)]
 
 
 def render(data: Mapping[str, Any], media: str) -> tuple[bytes, str]:
     """Return the body and its content type."""
     clean = _clean(data)
     if media == XML:
-        root = etree.Element("result")
-        _xml(root, clean)
-        body = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
+        body = xmlwrite.from_mapping("result", clean, _xml_text, pretty=True)
         return body, "text/xml; charset=utf-8"
     if media == TEXT:
         return ("\n".join(_lines(clean)) + "\n").encode(), "text/plain; charset=utf-8"

@@ -1,13 +1,25 @@
-"""The database mirror of parked messages (AMQP cannot browse a queue)."""
+"""Parked messages: their database mirror and what operators do with them.
+
+AMQP cannot browse a queue, so each parked message has a mirror row, written when it is
+parked (``mirror_dead_letter``). Operators list, show, replay and purge them through the
+functions here: ``leadflow dead`` calls them, and the console is to call the same ones.
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.engine import utcnow
-from shared.db.models import DeadLetter
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.models import DeadLetter, Delivery, DeliveryAttempt
+from shared.db.queries import listed, where_given
 from shared.messaging import ParkedMessage
+from shared.messaging.admin import republish, take_parked
+
+logger = logging.getLogger(__name__)
 
 
 def mirror_dead_letter(session: Session, parked: ParkedMessage) -> None:
@@ -30,3 +42,104 @@ def mirror_dead_letter(session: Session, parked: ParkedMessage) -> None:
     row.parked_at = utcnow()
     row.state = "parked"
     row.resolved_at = None
+
+
+def parked_messages(
+    factory: SessionFactory,
+    *,
+    queue: str | None = None,
+    recipient: str | None = None,
+    lead_id: str | None = None,
+) -> list[DeadLetter]:
+    query = where_given(
+        select(DeadLetter).where(DeadLetter.state == "parked").order_by(DeadLetter.parked_at),
+        (DeadLetter.queue, queue),
+        (DeadLetter.recipient_id, recipient),
+        (DeadLetter.lead_id, lead_id),
+    )
+    return listed(factory, query, utc=["parked_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedDetail:
+    letter: DeadLetter
+    attempts: list[DeliveryAttempt]
+
+
+def parked_detail(factory: SessionFactory, key: str) -> ParkedDetail | None:
+    """A parked message by its message id, event id or lead id, with the delivery's attempts."""
+    with factory() as session:
+        letter = session.scalars(
+            select(DeadLetter)
+            .where(
+                (DeadLetter.message_id == key)
+                | (DeadLetter.event_id == key)
+                | (DeadLetter.lead_id == key)
+            )
+            .order_by(DeadLetter.parked_at.desc())
+        ).first()
+        if letter is None:
+            return None
+        attempts = (
+            list(
+                session.scalars(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.event_id == letter.event_id)
+                    .order_by(DeliveryAttempt.number)
+                )
+            )
+            if letter.event_id
+            else []
+        )
+    return ParkedDetail(letter, attempts)
+
+
+def replay(
+    factory: SessionFactory, broker_url: str, letters: list[DeadLetter], queue_type: str = "classic"
+) -> int:
+    """Put parked messages back on their work queues; the delivery runs again.
+
+    A delivery that failed for good is reopened (``queued``) so the worker sends it again;
+    one that has succeeded since is left as it is, and its message changes nothing.
+    """
+    by_queue: dict[str, list[DeadLetter]] = {}
+    for letter in letters:
+        by_queue.setdefault(letter.queue, []).append(letter)
+    for queue, group in by_queue.items():
+        with transaction(factory) as session:
+            for letter in group:
+                row = session.get(DeadLetter, letter.id, with_for_update=True)
+                if row is None or row.state != "parked":
+                    continue
+                row.state, row.resolved_at = "replayed", utcnow()
+                delivery = session.get(Delivery, letter.event_id) if letter.event_id else None
+                if delivery is not None and delivery.dead_lettered and delivery.status == "error":
+                    delivery.status, delivery.dead_lettered = "queued", False
+                    delivery.updated_at = utcnow()
+        take_parked(broker_url, queue, {letter.message_id for letter in group}, queue_type)
+        republish(broker_url, queue, [letter.body for letter in group], queue_type)
+        for letter in group:
+            logger.info(
+                "replayed %s on %s",
+                letter.message_id,
+                queue,
+                extra={"lead_id": letter.lead_id, "event_id": letter.event_id},
+            )
+    return len(letters)
+
+
+def purge(
+    factory: SessionFactory, broker_url: str, letters: list[DeadLetter], queue_type: str = "classic"
+) -> int:
+    """Remove parked messages for good (the record keeps the delivery's outcome)."""
+    by_queue: dict[str, set[str]] = {}
+    for letter in letters:
+        by_queue.setdefault(letter.queue, set()).add(letter.message_id)
+    for queue, ids in by_queue.items():
+        take_parked(broker_url, queue, ids, queue_type)
+    with transaction(factory) as session:
+        for letter in letters:
+            row = session.get(DeadLetter, letter.id)
+            if row is not None and row.state == "parked":
+                row.state, row.resolved_at = "purged", utcnow()
+    return len(letters)

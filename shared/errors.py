@@ -69,3 +69,8 @@ class PermanentError(LeadflowError):
 
 class NotFound(LeadflowError):
     """A lead, event, flow or source does not exist."""
+
+
+class UsageError(LeadflowError):
+    """An operator asked for what cannot be done as asked (an unknown recipient, a bad
+    ``--status``...)."""

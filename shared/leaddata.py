@@ -12,17 +12,7 @@ from typing import Any
 
 from shared.fields import FieldValue, parse_field
 from shared.flowconfig import Flow
-
-
-def _lookup(submitted: Mapping[str, Any], field_id: str) -> Any:
-    if field_id in submitted:
-        return submitted[field_id]
-    node: Any = submitted
-    for part in field_id.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+from shared.formats.dotpaths import lookup
 
 
 def _stringify(value: Any) -> Any:
@@ -40,7 +30,7 @@ def _stringify(value: Any) -> Any:
 def build_fields(flow: Flow, submitted: Mapping[str, Any]) -> dict[str, Any]:
     typed: dict[str, Any] = {}
     for field_id, definition in flow.fields.items():
-        raw = _lookup(submitted, field_id)
+        raw = lookup(submitted, field_id)
         if raw is None:
             continue
         if isinstance(raw, list):

@@ -18,12 +18,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from shared.answers import JSON, NotAcceptable, negotiate, render
-from shared.bodies import BodyError
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
 from shared.db.outages import DATABASE_OUTAGES
 from shared.errors import NotFound
+from shared.formats.bodies import BodyError
 from shared.messaging import AsyncBrokerClient, FlowReply
 from shared.metrics import latest
 from shared.outbox import OutboxDepthCollector, Pending, Relay

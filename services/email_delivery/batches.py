@@ -1,17 +1,15 @@
-"""Batches: claiming a recipient's pending leads once, sending them once, recording the end.
+"""Email batches: a recipient's pending leads claimed once, sent once, their end recorded.
 
 A batch is claimed in one transaction: its row is inserted under the slot key
 ``(recipient_id, due_at)`` (a second scheduler claiming the same slot gets an
 IntegrityError and moves on), then the recipient's pending deliveries that no batch has
-taken are assigned to it (``UPDATE ... WHERE status = 'pending' AND batch_id IS NULL``,
-rows locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
-serializes). A lead is therefore never in two batches. A slot with nothing pending
-stores nothing and sends nothing.
+taken are assigned to it (``shared.pending``: a lead is never in two batches). A slot
+with nothing pending stores nothing and sends nothing.
 
 A scheduled batch (due at T) takes only the deliveries created at or before T: a
 scheduler that starts at 10:00 and catches up the 08:00 slot sends the leads that were
 waiting at 08:00, not one that came at 08:30 (that one waits for the next slot).
-``leadflow batches send`` and manual downloads take every pending delivery.
+``leadflow batches send`` (and a manual download) takes every pending delivery.
 
 Sending takes a lease on the batch (``sending_until``), so two copies of its message
 never send it twice at once; the leads become ``delivered`` only after the server
@@ -28,19 +26,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.email_delivery import leadfiles
 from services.email_delivery.compose import Envelope
+from shared import leadfiles
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import Batch, Delivery, Lead
+from shared.db.queries import listed, where_given
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
 from shared.ids import new_id
 from shared.messaging import DeliverEmail, Publisher
+from shared.pending import assign_pending, has_pending, leads_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,54 +59,6 @@ class Claimed:
     batch_id: str
     recipient_id: str
     leads: int
-
-
-def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
-    """The recipient's pending deliveries that no batch took (created by ``created_by``)."""
-    conditions = [
-        Delivery.recipient_id == recipient_id,
-        Delivery.status == "pending",
-        Delivery.batch_id.is_(None),
-    ]
-    if created_by is not None:
-        conditions.append(Delivery.created_at <= created_by)
-    return conditions
-
-
-def assign_pending(
-    session: Session,
-    recipient_id: str,
-    batch_id: str,
-    *,
-    delivered_at: datetime | None = None,
-    created_by: datetime | None = None,
-) -> int:
-    """Give the recipient's untaken pending deliveries (those created by ``created_by``,
-    when given) to the batch, and mark them delivered when ``delivered_at`` is given (a
-    manual download). Returns how many it took."""
-    now = utcnow()
-    untaken = _untaken(recipient_id, created_by)
-    lockable = select(Delivery.event_id).where(*untaken).with_for_update(skip_locked=True)
-    values: dict[str, Any] = {"batch_id": batch_id, "updated_at": now}
-    if delivered_at is not None:
-        values.update(status="delivered", delivered_at=delivered_at)
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.event_id.in_(lockable.scalar_subquery()), *untaken)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def has_pending(
-    sessions: SessionFactory, recipient_id: str, created_by: datetime | None = None
-) -> bool:
-    with sessions() as session:
-        found = session.scalar(
-            select(Delivery.event_id).where(*_untaken(recipient_id, created_by)).limit(1)
-        )
-        return found is not None
 
 
 def claim(
@@ -145,33 +97,6 @@ def claim(
         return None
     logger.info("batch %s of %s claimed: %d leads", batch_id, recipient_id, count)
     return Claimed(batch_id, recipient_id, count)
-
-
-def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, int]:
-    """Inside the caller's transaction: move the pending leads to delivered under a new
-    ``download`` batch. Returns (batch id, count); (None, 0) when nothing was pending."""
-    now = utcnow()
-    batch = Batch(
-        id=new_id(),
-        recipient_id=recipient_id,
-        trigger="download",
-        due_at=now,
-        created_at=now,
-        state="sent",
-        leads=0,
-        attempts=1,
-        published_at=None,
-        sent_at=now,
-    )
-    session.add(batch)
-    session.flush()
-    count = assign_pending(session, recipient_id, batch.id, delivered_at=now)
-    if count == 0:
-        session.delete(batch)
-        session.flush()
-        return None, 0
-    batch.leads = count
-    return batch.id, count
 
 
 def publish(sessions: SessionFactory, publisher: Publisher, claimed: Claimed) -> None:
@@ -260,15 +185,6 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
         )
 
 
-def leads_of(batch_id: str) -> Select[Any]:
-    return (
-        select(Lead.fields)
-        .join(Delivery, Delivery.lead_id == Lead.id)
-        .where(Delivery.batch_id == batch_id)
-        .order_by(Lead.received_at, Lead.id)
-    )
-
-
 def rows(session: Session, batch_id: str) -> Iterator[dict[str, Any]]:
     return leadfiles.rows(session, leads_of(batch_id))
 
@@ -335,15 +251,9 @@ def listing(
     limit: int = 50,
 ) -> list[Batch]:
     """The newest batches first, for ``leadflow batches list``."""
-    query = select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit)
-    if recipient_id:
-        query = query.where(Batch.recipient_id == recipient_id)
-    if state:
-        query = query.where(Batch.state == state)
-    with sessions() as session:
-        found = list(session.scalars(query))
-    for batch in found:
-        batch.due_at = as_utc(batch.due_at) or batch.due_at
-        batch.created_at = as_utc(batch.created_at) or batch.created_at
-        batch.sent_at = as_utc(batch.sent_at)
-    return found
+    query = where_given(
+        select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit),
+        (Batch.recipient_id, recipient_id),
+        (Batch.state, state),
+    )
+    return listed(sessions, query, utc=["due_at", "created_at", "sent_at"])

@@ -1,4 +1,4 @@
-"""What the CLI's ``leads deliver|export`` and ``batches send|list`` do, kept out of click.
+"""What the CLI's ``batches send|list`` do, kept out of click.
 
 Each function takes the settings, does the work and returns what to tell the operator;
 ``UsageError`` (and ``NotFound``) mean the request cannot be done as asked.
@@ -6,73 +6,18 @@ Each function takes the settings, does the work and returns what to tell the ope
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 
-from services.email_delivery import batches, manual
-from services.email_delivery.manual import FileChoice, UsageError
+from services.email_delivery import batches
 from shared.config import Settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
+from shared.errors import UsageError
 from shared.messaging.admin import BlockingPublisher
-
-__all__ = ["FileChoice", "UsageError", "batch_lines", "deliver", "export", "send_now"]
 
 
 def _sessions(settings: Settings) -> SessionFactory:
     return make_session_factory(make_engine(settings.database_url, pool_size=2))
-
-
-def _progress(count: int) -> None:
-    sys.stderr.write(f"\r{count} leads")
-    sys.stderr.flush()
-
-
-def progress_for(path: str | None) -> manual.Progress | None:
-    """A ``\rN leads`` counter on stderr when stderr is a terminal, unless the file itself
-    goes to a terminal (standard output not redirected), where the counter would write
-    over its lines."""
-    to_stdout = path is None or path == "-"
-    if not sys.stderr.isatty() or (to_stdout and sys.stdout.isatty()):
-        return None
-    return _progress
-
-
-def deliver(settings: Settings, recipient_id: str, choice: FileChoice, path: str | None) -> int:
-    sessions = _sessions(settings)
-    with manual.output(path) as out:
-        return manual.deliver(
-            sessions, ConfigStore(sessions), recipient_id, out, choice, progress_for(path)
-        )
-
-
-def export(
-    settings: Settings,
-    *,
-    flow_id: str | None,
-    recipient_id: str | None,
-    status: str | None,
-    since: str | None,
-    until: str | None,
-    choice: FileChoice,
-    path: str | None,
-) -> int:
-    sessions = _sessions(settings)
-    since_at = manual.parse_when(since) if since else None
-    until_at = manual.parse_when(until, end=True) if until else None
-    with manual.output(path) as out:
-        return manual.export(
-            sessions,
-            ConfigStore(sessions),
-            out,
-            flow_id=flow_id,
-            recipient_id=recipient_id,
-            status=status,
-            since=since_at,
-            until=until_at,
-            choice=choice,
-            progress=progress_for(path),
-        )
 
 
 def send_now(settings: Settings, recipient_id: str) -> str:
@@ -123,8 +68,3 @@ def batch_lines(
             f"{b.reason or ''}"
         )
     return lines
-
-
-def count_line(count: int) -> str:
-    """``N leads`` for stderr (over the progress counter when stderr is a terminal)."""
-    return ("\r" if sys.stderr.isatty() else "") + f"{count} leads"

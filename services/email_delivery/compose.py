@@ -21,8 +21,8 @@ from email.utils import format_datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from shared.files import Row, extension, media_type, write_rows
 from shared.flowconfig import EmailTarget, FileFormat
+from shared.formats.files import Row, extension, media_type, write_rows
 from shared.templates import render
 
 ZIP_OVER_BYTES = 10 * 1024 * 1024

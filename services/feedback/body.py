@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.feedback.acceptance import KINDS, Kind
-from shared.bodies import FORM, JSON_TYPES, XML_TYPES, BodyError, parse_body
 from shared.errors import LeadflowError
+from shared.formats.bodies import FORM, JSON_TYPES, XML_TYPES, BodyError, parse_body
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -14,13 +14,12 @@ operator replays the message and it then gets through.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,8 @@ from shared.db.engine import utcnow
 from shared.db.models import Event, Lead
 from shared.errors import PermanentError
 from shared.flowconfig import SourceFeedback
+from shared.formats import xmlwrite
+from shared.formats.dotpaths import flatten, nest
 from shared.ids import new_id
 from shared.leaddata import display_fields
 from shared.messaging import FeedbackAccepted
@@ -77,61 +78,18 @@ def feedback_body(
 
 def nested(values: Mapping[str, Any]) -> dict[str, Any]:
     """Dotted field ids as nested objects (``a.b`` -> ``{"a": {"b": ...}}``); a dotted id
-    that would clash with another field keeps its dotted name."""
-    out: dict[str, Any] = {k: v for k, v in values.items() if "." not in k}
-    for key, value in values.items():
-        if "." not in key:
-            continue
-        *parents, last = key.split(".")
-        node: Any = out if all(parents) and last else None
-        for part in parents:
-            if not isinstance(node, dict):
-                break
-            node = node.setdefault(part, {})
-        if isinstance(node, dict) and last not in node:
-            node[last] = value
-        else:
-            out[key] = value
-    return out
-
-
-def form_pairs(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
-    """Objects as dot keys (``lead.first_name``), lists as repeated keys."""
-    if isinstance(value, Mapping):
-        for key, child in value.items():
-            yield from form_pairs(child, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list):
-        for item in value:
-            yield from form_pairs(item, prefix)
-    else:
-        yield prefix, as_text(value)
-
-
-def _xml_children(parent: Any, data: Mapping[str, Any]) -> None:
-    for key, value in data.items():
-        for item in value if isinstance(value, list) else [value]:
-            try:
-                child = etree.SubElement(parent, str(key))
-            except ValueError:
-                break  # not a valid element name: left out of the XML body
-            if isinstance(item, Mapping):
-                _xml_children(child, item)
-            else:
-                child.text = as_text(item)
-
-
-def to_xml(body: Mapping[str, Any]) -> bytes:
-    root = etree.Element("feedback")
-    _xml_children(root, body)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+    that would clash with another field keeps its dotted name (plain ids go first)."""
+    plain_first = sorted(values.items(), key=lambda item: "." in item[0])
+    return nest(plain_first, repeated="dotted")
 
 
 def encode(body: Mapping[str, Any], format: str) -> bytes:
     if format == "json":
         return json.dumps(body, default=as_text).encode()
     if format == "xml":
-        return to_xml(body)
-    return urlencode(list(form_pairs(body, ""))).encode()
+        return xmlwrite.from_mapping("feedback", body, as_text)
+    # Objects as dot keys (``lead.first_name``), lists as repeated keys.
+    return urlencode([(key, as_text(value)) for key, value in flatten(body)]).encode()
 
 
 def build_forward_request(

@@ -16,10 +16,10 @@ from services.intake.leads import NewLead, new_lead
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
 from shared import resubmits
 from shared.answers import negotiate
-from shared.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.db.engine import utcnow
 from shared.db.models import Lead
 from shared.flowconfig import Flow, Source
+from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED
 from shared.outbox import UnroutedLeads
 from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, RELAY, answer, run_db

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from lxml import etree
-
 from shared.fields import FieldValue
 from shared.flowconfig import HttpTarget
+from shared.formats import dotpaths, xmlwrite
 from shared.templates import is_template, render, render_value
 
 
@@ -61,66 +59,10 @@ def field_values(
     return values
 
 
-_INDEX = re.compile(r"^\d+$")
-
-
-def nest(values: Mapping[str, Any]) -> Any:
-    """Dot paths to nested objects; numeric parts make arrays (``items.0.id``)."""
-    root: dict[str, Any] = {}
-    for path, value in values.items():
-        parts = path.split(".")
-        node: Any = root
-        for part, following in zip(parts, [*parts[1:], None], strict=True):
-            key: Any = int(part) if isinstance(node, list) and _INDEX.match(part) else part
-            if following is None:
-                _assign(node, key, value)
-                break
-            child = _get(node, key)
-            if child is None:
-                child = [] if _INDEX.match(following) else {}
-                _assign(node, key, child)
-            node = child
-    return root
-
-
-def _get(node: Any, key: Any) -> Any:
-    if isinstance(node, list):
-        return node[key] if isinstance(key, int) and key < len(node) else None
-    return node.get(key)
-
-
-def _assign(node: Any, key: Any, value: Any) -> None:
-    if isinstance(node, list):
-        while len(node) <= key:
-            node.append(None)
-        node[key] = value
-    else:
-        node[key] = value
-
-
-def to_xml(values: Mapping[str, Any]) -> bytes:
-    """Dot paths include the root element; ``a.b@attr`` sets an attribute on ``b``."""
-    root: Any = None
-    for path, value in values.items():
-        path, _, attribute = path.partition("@")
-        parts = [p for p in path.split(".") if p]
-        if not parts:
-            continue
-        if root is None:
-            root = etree.Element(parts[0])
-        elif root.tag != parts[0]:
-            raise ValueError(f"XML paths must share one root element: {path!r}")
-        node = root
-        for part in parts[1:]:
-            child = node.find(part)
-            node = child if child is not None else etree.SubElement(node, part)
-        if attribute:
-            node.set(attribute, as_text(value))
-        else:
-            node.text = as_text(value)
-    if root is None:
-        root = etree.Element("lead")
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dot paths to nested objects; numeric parts make arrays (``items.0.id``); a path
+    that cannot nest is a ValueError."""
+    return dotpaths.nest(values.items(), arrays=True, strict=True)
 
 
 def build_request(
@@ -140,7 +82,7 @@ def build_request(
     elif target.format == "xml":
         if target.fields is None:
             values = {f"lead.{k}": v for k, v in values.items()}
-        body = to_xml(values)
+        body = xmlwrite.from_paths(values, as_text, default_root="lead")
         headers.setdefault("Content-Type", "application/xml")
     else:
         body = urlencode([(k, as_text(v)) for k, v in values.items()]).encode()

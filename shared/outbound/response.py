@@ -9,38 +9,30 @@ answer is parsed by its Content-Type (or ``response_content_type_override``) as 
 paths with ``*`` and numeric indexes), XML (XPath), HTML (CSS selectors, optionally followed
 by `` @attr``) or text (a regex whose first group is kept). A body that does not parse as
 its declared type, or a path that is not valid for the body's kind, is read as text with
-the path used as a regex. XML is parsed without a DTD, entities or network access; a body
-that declares a DOCTYPE or entities is read as text and never expanded.
+the path used as a regex (``shared.outbound.paths`` finds the values). XML is parsed
+without a DTD, entities or network access; a body that declares a DOCTYPE or entities is
+read as text and never expanded.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from cssselect import SelectorError
 from lxml import etree
 from lxml import html as lxml_html
-from lxml.cssselect import CSSSelector
 
 from shared.flowconfig import ResponseRules
-
-Kind = Literal["json", "xml", "html", "text"]
+from shared.formats.dotpaths import add
+from shared.outbound.paths import Document, Kind, to_regex, values_at
 
 _SERVER_ERROR = "Server error"
 _INVERSE = {"success": "failure", "failure": "success", "error": "success"}
-_JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "g": 0, "u": 0, "y": 0, "d": 0}
-_SLASHED = re.compile(r"/(.+)/([A-Za-z]*)", re.DOTALL)
-_JS_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
-_HTML_ATTR = re.compile(r"\s*@([A-Za-z_:][-\w:.]*)\s*$")
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-_BRACKET_INDEX = re.compile(r"\[(\d+|\*)\]")
-_UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
 _PRICE_NOISE = re.compile(r"[\s$,]")
 
 
@@ -55,18 +47,6 @@ class Interpretation:
 
 class _NotParsed(Exception):
     """The body is not what its Content-Type says; it is read as text."""
-
-
-class _InvalidPath(Exception):
-    """The path is not valid for the body's kind; it is used as a regex on the text."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Document:
-    kind: Kind
-    text: str
-    root: Any = None
-    appended: dict[str, Any] = field(default_factory=dict)
 
 
 def interpret(
@@ -95,7 +75,7 @@ def interpret(
 
 def _parse_body(
     body: bytes, content_type: str | None, transport_type: str | None = None
-) -> _Document:
+) -> Document:
     """The body as its kind says; ``transport_type`` supplies a charset the other lacks."""
     media_type, charset = _media_type(content_type)
     charset = charset or _media_type(transport_type)[1]
@@ -104,7 +84,7 @@ def _parse_body(
     try:
         return _PARSERS[kind](body, text, charset)
     except _NotParsed:
-        return _Document("text", text)
+        return Document("text", text)
 
 
 def _media_type(content_type: str | None) -> tuple[str, str | None]:
@@ -136,7 +116,7 @@ def _decode(body: bytes, charset: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _parse_json(body: bytes, text: str, charset: str | None) -> _Document:
+def _parse_json(body: bytes, text: str, charset: str | None) -> Document:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -145,10 +125,10 @@ def _parse_json(body: bytes, text: str, charset: str | None) -> _Document:
         data = {"array": data}
     if not isinstance(data, dict):
         raise _NotParsed
-    return _Document("json", text, data, data)
+    return Document("json", text, data, data)
 
 
-def _parse_xml(body: bytes, text: str, charset: str | None) -> _Document:
+def _parse_xml(body: bytes, text: str, charset: str | None) -> Document:
     if _DTD.search(body):
         raise _NotParsed
     parser = etree.XMLParser(
@@ -161,23 +141,23 @@ def _parse_xml(body: bytes, text: str, charset: str | None) -> _Document:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise _NotParsed
-    return _Document("xml", text, root, {_tag_name(root): _element_value(root)})
+    return Document("xml", text, root, {_tag_name(root): _element_value(root)})
 
 
-def _parse_html(body: bytes, text: str, charset: str | None) -> _Document:
+def _parse_html(body: bytes, text: str, charset: str | None) -> Document:
     parser = lxml_html.HTMLParser(encoding=charset or "utf-8", no_network=True)
     try:
         root = lxml_html.document_fromstring(body, parser=parser)
     except (etree.LxmlError, ValueError) as exc:
         raise _NotParsed from exc
-    return _Document("html", text, root)
+    return Document("html", text, root)
 
 
-def _parse_text(body: bytes, text: str, charset: str | None) -> _Document:
-    return _Document("text", text)
+def _parse_text(body: bytes, text: str, charset: str | None) -> Document:
+    return Document("text", text)
 
 
-_PARSERS: Mapping[Kind, Callable[[bytes, str, str | None], _Document]] = {
+_PARSERS: Mapping[Kind, Callable[[bytes, str, str | None], Document]] = {
     "json": _parse_json,
     "xml": _parse_xml,
     "html": _parse_html,
@@ -203,174 +183,23 @@ def _element_value(element: Any) -> Any:
         f"@{etree.QName(name).localname}": attr for name, attr in element.attrib.items()
     }
     for child in children:
-        _add_child(value, _tag_name(child), _element_value(child))
+        add(value, _tag_name(child), _element_value(child))
     if text:
         value["#text"] = text
     return value
 
 
-def _add_child(value: dict[str, Any], name: str, child: Any) -> None:
-    if name not in value:
-        value[name] = child
-    elif isinstance(value[name], list):
-        value[name].append(child)
-    else:
-        value[name] = [value[name], child]
-
-
-# Paths -----------------------------------------------------------------------------
-
-
-def _values_at(doc: _Document, path: str | None, *, markup: bool = False) -> list[str]:
-    """Every value the path finds in the document, as text; [] for a blank path.
-
-    With ``markup``, an HTML element a CSS selector finds gives its inner HTML (what an
-    outcome search term is matched against); otherwise its text."""
-    path = (path or "").strip()
-    if not path:
-        return []
-    try:
-        if doc.kind == "json":
-            return _json_values(doc.root, path)
-        if doc.kind == "xml":
-            return _xpath_values(doc.root, path)
-        if doc.kind == "html":
-            return _css_values(doc.root, path, markup=markup)
-    except _InvalidPath:
-        pass
-    return _regex_values(doc.text, path)
-
-
-def _json_values(data: Any, path: str) -> list[str]:
-    nodes = [data]
-    for key in _dot_keys(path):
-        nodes = [child for node in nodes for child in _json_children(node, key)]
-    return [text for node in nodes for text in _json_texts(node)]
-
-
-def _dot_keys(path: str) -> list[str]:
-    path = _BRACKET_INDEX.sub(r".\1", path).lstrip(".")
-    return [key.replace("\\.", ".") for key in _UNESCAPED_DOT.split(path)]
-
-
-def _json_children(node: Any, key: str) -> list[Any]:
-    if isinstance(node, dict):
-        if key == "*":
-            return list(node.values())
-        return [node[key]] if key in node else []
-    if isinstance(node, list):
-        if key == "*":
-            return list(node)
-        if key.isascii() and key.isdigit() and int(key) < len(node):
-            return [node[int(key)]]
-    return []
-
-
-def _json_texts(node: Any) -> list[str]:
-    if node is None:
-        return []
-    if isinstance(node, list):
-        return [text for item in node for text in _json_texts(item)]
-    return [_scalar_text(node)]
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def _xpath_values(root: Any, path: str) -> list[str]:
-    """A relative path is evaluated from the document (``bar/cost`` finds the root
-    ``bar``'s ``cost``), as LeadConduit does; lxml evaluates from the root element, so a
-    relative location path is made absolute. An expression that is not a location path
-    (``count(...)``) is evaluated from the root element."""
-    namespaces = {prefix: uri for prefix, uri in root.nsmap.items() if prefix}
-    result: Any = None
-    if not path.startswith(("/", "(")):
-        try:
-            result = root.xpath("/" + path, namespaces=namespaces)
-        except etree.XPathError:
-            result = None
-    if result is None:
-        try:
-            result = root.xpath(path, namespaces=namespaces)
-        except etree.XPathError as exc:
-            raise _InvalidPath from exc
-    items = result if isinstance(result, list) else [result]
-    return [_xpath_text(item) for item in items]
-
-
-def _xpath_text(item: Any) -> str:
-    if isinstance(item, etree._Element):
-        return "".join(item.itertext())
-    return _scalar_text(item)
-
-
-def _css_values(root: Any, path: str, *, markup: bool = False) -> list[str]:
-    attr = _HTML_ATTR.search(path)
-    selector = path[: attr.start()] if attr else path
-    try:
-        elements = CSSSelector(selector, translator="html")(root)
-    except SelectorError as exc:
-        raise _InvalidPath from exc
-    if attr is None:
-        if markup:
-            return [_inner_html(element) for element in elements]
-        return ["".join(element.itertext()) for element in elements]
-    name = attr.group(1).lower()
-    return [element.get(name) for element in elements if element.get(name) is not None]
-
-
-def _inner_html(element: Any) -> str:
-    """The element's content as markup, without its own tags (what jQuery's ``.html()``
-    gives)."""
-    text = html.escape(element.text or "", quote=False)
-    return text + "".join(
-        etree.tostring(child, encoding="unicode", method="html") for child in element
-    )
-
-
-def _regex_values(text: str, path: str) -> list[str]:
-    pattern = _to_regex(path)
-    match = pattern.search(text) if pattern else None
-    if match is None:
-        return []
-    value = match.group(1) if match.re.groups else match.group(0)
-    return [] if value is None else [value.strip()]
-
-
-def _to_regex(expression: str, ignore_case: bool = False) -> re.Pattern[str] | None:
-    """A term as a regex: plain, or ``/re/flags``; blank is ``.*``; invalid is None."""
-    expression = expression.strip()
-    flags = re.IGNORECASE if ignore_case else 0
-    slashed = _SLASHED.fullmatch(expression)
-    if slashed and set(slashed.group(2)) <= _JS_FLAGS.keys():
-        expression = slashed.group(1)
-        for flag in slashed.group(2):
-            flags |= _JS_FLAGS[flag]
-    source = _JS_NAMED_GROUP.sub("(?P<", expression) or ".*"
-    try:
-        return re.compile(source, flags)
-    except re.error:
-        return None
-
-
 # The five answers ------------------------------------------------------------------
 
 
-def _outcome(doc: _Document, rules: ResponseRules) -> str:
+def _outcome(doc: Document, rules: ResponseRules) -> str:
     term = (rules.outcome_search_term or "").strip()
     if not term and rules.outcome_on_match is None:
         return "success"
     on_match = rules.outcome_on_match or "success"
     path = (rules.outcome_search_path or "").strip()
-    scope = _values_at(doc, path, markup=True) if path else [doc.text]
-    return on_match if _found(_to_regex(term, ignore_case=True), scope) else _INVERSE[on_match]
+    scope = values_at(doc, path, markup=True) if path else [doc.text]
+    return on_match if _found(to_regex(term, ignore_case=True), scope) else _INVERSE[on_match]
 
 
 def _found(pattern: re.Pattern[str] | None, scope: list[str]) -> bool:
@@ -379,15 +208,15 @@ def _found(pattern: re.Pattern[str] | None, scope: list[str]) -> bool:
     return any(pattern.search(value.strip()) for value in scope if value.strip())
 
 
-def _reason(doc: _Document, rules: ResponseRules) -> str | None:
-    found = sorted({value.strip() for value in _values_at(doc, rules.reason_path)} - {""})
+def _reason(doc: Document, rules: ResponseRules) -> str | None:
+    found = sorted({value.strip() for value in values_at(doc, rules.reason_path)} - {""})
     if found:
         return ", ".join(found)
     return (rules.default_reason or "").strip() or None
 
 
-def _price(doc: _Document, rules: ResponseRules) -> float:
-    values = _values_at(doc, rules.price_path)
+def _price(doc: Document, rules: ResponseRules) -> float:
+    values = values_at(doc, rules.price_path)
     price = _number(values[0]) if values else None
     if price is not None:
         return price
@@ -402,15 +231,15 @@ def _number(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _reference(doc: _Document, rules: ResponseRules) -> str | None:
-    values = _values_at(doc, rules.reference_path)
+def _reference(doc: Document, rules: ResponseRules) -> str | None:
+    values = values_at(doc, rules.reference_path)
     return (values[0].strip() or None) if values else None
 
 
 def _captures(text: str, capture: Mapping[str, str]) -> dict[str, str]:
     captured: dict[str, str] = {}
     for name, regex in capture.items():
-        pattern = _to_regex(regex)
+        pattern = to_regex(regex)
         match = pattern.search(text) if pattern else None
         value = None if match is None else match.group(1) if match.re.groups else match.group(0)
         if value is not None:

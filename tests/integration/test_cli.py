@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from services.cli import main
-from services.supervisor import parse_scale
+from services.cli.up import parse_scale
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example.yaml"
 

@@ -12,9 +12,9 @@ import pytest
 
 from services.email_delivery.compose import Envelope, build_attachment, compose, file_stem
 from services.email_delivery.mailer import MaildirMailer, SmtpMailer, classify, mailer_from_url
-from services.email_delivery.manual import FileChoice, UsageError, parse_when
 from services.email_delivery.schedule import latest_slot, next_slot
-from shared.errors import SettingsError
+from services.manual.files import FileChoice, parse_when
+from shared.errors import SettingsError, UsageError
 from shared.flowconfig import EmailTarget, FileFormat
 
 

@@ -4,13 +4,13 @@ from typing import Any
 
 import pytest
 
-from shared import fields
 from shared.fields import FIELD_TYPES, FieldValue, parse_field, to_text
+from shared.fields import dates as field_dates
 
 
 @pytest.fixture
 def today_is_2026_06_15(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fields, "_today", lambda: date(2026, 6, 15))
+    monkeypatch.setattr(field_dates, "_today", lambda: date(2026, 6, 15))
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared.files import neutralize, write_rows
 from shared.flowconfig import FileFormat, Flow
+from shared.formats.files import neutralize, write_rows
 from shared.leaddata import build_fields, display_fields
 
 COLUMNS = ["first_name", "phone_1", "email", "state", "postal_code"]

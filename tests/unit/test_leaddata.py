@@ -48,7 +48,7 @@ def test_a_flat_dotted_key_is_typed_and_not_kept_twice() -> None:
 
 def test_a_declared_xml_element_with_attributes_is_typed_from_its_text() -> None:
     # given `<state source="geo">Texas</state>` as the XML body parser reads it
-    from shared.bodies import parse_body
+    from shared.formats.bodies import parse_body
 
     submitted = parse_body("text/xml", b"<lead><state source='geo'>Texas</state></lead>")
 
@@ -59,7 +59,7 @@ def test_a_declared_xml_element_with_attributes_is_typed_from_its_text() -> None
 
 def test_nul_characters_are_dropped_from_every_body_format() -> None:
     # (PostgreSQL cannot store them; they never mean anything in a lead)
-    from shared.bodies import parse_body
+    from shared.formats.bodies import parse_body
 
     assert parse_body("application/json", b'{"st\\u0000ate": "Tex\\u0000as"}') == {"state": "Texas"}
     assert parse_body("application/x-www-form-urlencoded", b"state=Tex%00as") == {"state": "Texas"}

@@ -1,5 +1,8 @@
 """``leadflow up``: every service on this machine, one OS process per copy, in the foreground.
 
+The command and the supervisor it runs (this module is the supervisor; nothing else
+starts copies).
+
 Output lines are prefixed with the copy's name. The copies stay in this process's group,
 so a terminal's Ctrl-C reaches all of them at once; Ctrl-C, SIGTERM or SIGHUP here also
 sends each copy SIGTERM (a service takes either signal, once or twice, as one quiet stop)
@@ -19,6 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import click
+
+from services.cli import _settings
 from shared.lifecycle import PARENT_PID_VARIABLE
 
 SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback")
@@ -26,6 +32,24 @@ WORKERS = ("router", "http-delivery", "email-delivery")
 logger = logging.getLogger(__name__)
 #: How long the copies get to stop before they are killed (their own grace is shorter).
 STOP_TIMEOUT_SECONDS = 60
+
+
+@click.command()
+@click.option(
+    "--scale",
+    multiple=True,
+    metavar="SERVICE=N",
+    help="copies of a service, e.g. --scale http-delivery=4",
+)
+def up(scale: tuple[str, ...]) -> None:
+    """Run every service on this machine in the foreground (Ctrl-C stops them)."""
+    try:
+        counts = parse_scale(scale)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scale") from None
+    # Worker copies get consecutive metrics ports from LEADFLOW_METRICS_PORT (0: none).
+    base = _settings().metrics_port
+    sys.exit(run(counts, metrics_base_port=base or None))
 
 
 def parse_scale(items: tuple[str, ...]) -> dict[str, int]:

@@ -3,7 +3,8 @@
 The columns are every field of the flows that route to the recipient (the latest
 configuration), in the flows' order, followed by the fields of any other flow (or older
 version of a flow) whose leads are in the file. Rows are read ``yield_per`` at a time,
-so a file of any length needs constant memory.
+so a file of any length needs constant memory. Email batches (the attachment) and
+manual delivery and export (``services.manual``) build their files from it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree
 from defusedxml import DefusedXmlException
 
+from shared.formats.dotpaths import add, nest
+
 
 class BodyError(Exception):
     """The body cannot be read; ``status`` is 400 or 415."""
@@ -26,37 +28,10 @@ JSON_TYPES = ("application/json", "text/json")
 XML_TYPES = ("application/xml", "text/xml")
 
 
-def _put(target: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key``; a repeated key becomes a list."""
-    if key in target:
-        existing = target[key]
-        target[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
-    else:
-        target[key] = value
-
-
 def nest_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Form pairs to fields; dot-notation keys nest (``a.b=1`` -> ``{"a": {"b": "1"}}``)."""
-    fields: dict[str, Any] = {}
-    for key, value in pairs:
-        parts = key.split(".")
-        if len(parts) == 1 or not all(parts):
-            _put(fields, key, value)
-            continue
-        node = fields
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                if child is not None:
-                    node = None  # type: ignore[assignment]
-                    break
-                child = node[part] = {}
-            node = child
-        if node is None:
-            _put(fields, key, value)
-        else:
-            _put(node, parts[-1], value)
-    return fields
+    """Form pairs to fields; dot-notation keys nest (``a.b=1`` -> ``{"a": {"b": "1"}}``) and
+    a repeated key becomes a list."""
+    return nest(pairs, repeated="list")
 
 
 def merge_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +55,7 @@ def _xml_element(element: Element) -> Any:
             value["value"] = text
         return value
     for child in children:
-        _put(value, _local(child.tag), _xml_element(child))
+        add(value, _local(child.tag), _xml_element(child))
     return value
 
 
@@ -98,7 +73,7 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise BodyError(400, f"invalid XML: {exc}") from None
     fields: dict[str, Any] = dict(root.attrib)
     for child in root:
-        _put(fields, _local(child.tag), _xml_element(child))
+        add(fields, _local(child.tag), _xml_element(child))
     return fields
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.email_delivery import commands, manual
+from services.manual import commands, files
 from shared.config import Settings
 from shared.configstore import ConfigStore, apply_config
 from tests.unit.test_email_worker import CONFIG, sqlite_sessions, submit
@@ -36,7 +36,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     configs = ConfigStore(sessions, refresh_seconds=0)
     for n in range(5):
         submit(sessions, configs, "later", first_name=f"Lead{n}", phone_1="5125551212")
-    monkeypatch.setattr(manual, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(files, "PROGRESS_EVERY", 2)
     return Settings(database_url=f"sqlite:///{path}")
 
 
@@ -118,7 +118,7 @@ def test_a_manual_delivery_to_a_file_counts_its_leads_on_the_terminal(
 
 def test_a_file_is_written_beside_its_path_and_renamed_into_place(tmp_path: Path) -> None:
     target = tmp_path / "leads.csv"
-    with manual.output(str(target)) as sink:
+    with files.output(str(target)) as sink:
         sink.write("a,b\r\n")
         assert not target.exists()  # (nothing half-written under the real name)
     assert target.read_text() == "a,b\n"
@@ -140,7 +140,7 @@ def test_a_pipe_or_device_given_as_the_output_is_written_in_place_not_replaced(
     reader.start()
 
     # when leads are written to it
-    with manual.output(str(pipe)) as sink:
+    with files.output(str(pipe)) as sink:
         sink.write("a,b\r\n")
     reader.join(10)
 

@@ -1,4 +1,5 @@
-"""What operators read about a lead: ``leadflow leads show``."""
+"""What operators read about a lead: its events, deliveries, attempts and feedback as one
+report, for ``leadflow leads show`` (and the console to come)."""
 
 from __future__ import annotations
 

@@ -17,24 +17,23 @@ from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
-from services.email_delivery import batches, leadfiles
-from shared import dates
+from shared import dates, leadfiles
 from shared.configstore import ConfigStore
-from shared.db.engine import SessionFactory, transaction
-from shared.db.models import Delivery, Lead
-from shared.files import TextSink, write_rows
+from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.models import Batch, Delivery, Lead
+from shared.errors import UsageError
 from shared.flowconfig import FileFormat, LeadflowConfig
+from shared.formats.files import TextSink, write_rows
+from shared.ids import new_id
+from shared.pending import assign_pending, leads_of
 
 DELIVERY_STATUSES = ("pending", "delivered", "rejected", "error", "returned", "converted")
 LEAD_OUTCOMES = ("success", "failure", "error", "queued")
 PROGRESS_EVERY = 1000
 
 Progress = Callable[[int], None]
-
-
-class UsageError(ValueError):
-    """The operator asked for something that cannot be done (an unknown recipient...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +76,43 @@ def deliver(
     file = choice.resolve(recipient_file(config, recipient_id))
     flows = leadfiles.recipient_flows(config, recipient_id)
     with transaction(sessions) as session:
-        batch_id, count = batches.take_for_download(session, recipient_id)
+        batch_id, count = take_for_download(session, recipient_id)
         present: list[tuple[str, int]] = []
         if batch_id is not None:
-            present = _flow_versions(session, batches.leads_of(batch_id))
+            present = _flow_versions(session, leads_of(batch_id))
         columns = leadfiles.columns(config, flows, configs, present)
-        rows = leadfiles.rows(session, batches.leads_of(batch_id)) if batch_id else iter(())
+        rows = leadfiles.rows(session, leads_of(batch_id)) if batch_id else iter(())
         written = write_rows(sink, columns, _counting(rows, progress), file)
         _flush(sink)
     assert written == count
     return written
+
+
+def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, int]:
+    """Inside the caller's transaction: move the pending leads to delivered under a new
+    ``download`` batch. Returns (batch id, count); (None, 0) when nothing was pending."""
+    now = utcnow()
+    batch = Batch(
+        id=new_id(),
+        recipient_id=recipient_id,
+        trigger="download",
+        due_at=now,
+        created_at=now,
+        state="sent",
+        leads=0,
+        attempts=1,
+        published_at=None,
+        sent_at=now,
+    )
+    session.add(batch)
+    session.flush()
+    count = assign_pending(session, recipient_id, batch.id, delivered_at=now)
+    if count == 0:
+        session.delete(batch)
+        session.flush()
+        return None, 0
+    batch.leads = count
+    return batch.id, count
 
 
 def export(

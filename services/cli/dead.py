@@ -1,0 +1,122 @@
+"""``leadflow dead``: messages parked after their retries: list, show, replay, purge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from services.cli import _sessions, _settings
+
+if TYPE_CHECKING:
+    from shared.db.engine import SessionFactory
+    from shared.db.models import DeadLetter
+
+    Action = Callable[[SessionFactory, str, list[DeadLetter], str], int]
+
+
+@click.group()
+def dead() -> None:
+    """Messages parked after their retries (mirrored in the database)."""
+
+
+def _filters(*, confirm: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--queue, --recipient, --lead (and --yes for the commands that ask first)."""
+    options = [
+        click.option("--queue", default=None, help="a work queue, e.g. http_delivery"),
+        click.option("--recipient", default=None),
+        click.option("--lead", "lead_id", default=None),
+    ]
+    if confirm:
+        options.append(click.option("--yes", is_flag=True, help="do not ask for confirmation"))
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@dead.command("list")
+@_filters(confirm=False)
+def dead_list(**filters: str | None) -> None:
+    """List parked messages: queue, lead, event, recipient, attempts, last reason, parked at."""
+    from shared.deadletters import parked_messages
+
+    rows = parked_messages(_sessions(_settings()), **filters)
+    click.echo(
+        f"{'queue':<16} {'lead':<24} {'event':<24} {'recipient':<16} attempts  "
+        f"{'parked at':<25} last reason"
+    )
+    for row in rows:
+        click.echo(
+            f"{row.queue:<16} {row.lead_id or '-':<24} {row.event_id or '-':<24} "
+            f"{row.recipient_id or '-':<16} {row.attempts:>8}  "
+            f"{row.parked_at.isoformat():<25} {row.last_reason or ''}"
+        )
+    click.echo(f"{len(rows)} parked message(s)", err=True)
+
+
+@dead.command("show")
+@click.argument("key", metavar="ID")
+def dead_show(key: str) -> None:
+    """Why a message was parked: its failures and the delivery's attempts (ID: message,
+    event or lead id)."""
+    from shared.deadletters import parked_detail
+
+    detail = parked_detail(_sessions(_settings()), key)
+    if detail is None:
+        raise click.ClickException(f"no parked message for {key}")
+    letter = detail.letter
+    click.echo(f"message {letter.message_id} on {letter.queue} ({letter.state})")
+    click.echo(
+        f"  lead {letter.lead_id or '-'}  event {letter.event_id or '-'}  "
+        f"recipient {letter.recipient_id or '-'}"
+    )
+    click.echo(f"  parked at {letter.parked_at} after {letter.attempts} attempt(s)")
+    for failure in letter.failures.get("failures", []):
+        click.echo(f"  attempt {failure['attempt']} at {failure['at']}: {failure['reason']}")
+    if detail.attempts:
+        click.echo("delivery attempts:")
+        for attempt in detail.attempts:
+            click.echo(
+                f"  #{attempt.number} {attempt.at} {attempt.ms} ms "
+                f"status {attempt.status or '-'} {attempt.error or ''}"
+            )
+
+
+def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, done: str) -> None:
+    """Select the parked messages the filters name, ask (unless ``yes``), then act on them;
+    ``ask`` and ``done`` take the count as ``{}``."""
+    from shared.deadletters import parked_messages
+
+    if not any(filters.values()):
+        raise click.UsageError("name what to act on: --queue, --recipient or --lead")
+    settings = _settings()
+    sessions = _sessions(settings)
+    rows = parked_messages(sessions, **filters)
+    if rows and not yes:
+        click.confirm(ask.format(len(rows)), abort=True)
+    count = action(sessions, settings.broker_url, rows, settings.queue_type)
+    click.echo(done.format(count), err=True)
+
+
+@dead.command("replay")
+@_filters(confirm=True)
+def dead_replay(yes: bool, **filters: str | None) -> None:
+    """Put parked messages back on their work queue; their deliveries run again."""
+    from shared.deadletters import replay
+
+    _act(filters, yes, replay, "replay {} parked message(s)?", "replayed {} message(s)")
+
+
+@dead.command("purge")
+@_filters(confirm=True)
+def dead_purge(yes: bool, **filters: str | None) -> None:
+    """Remove parked messages for good (asks for confirmation unless --yes)."""
+    from shared.deadletters import purge
+
+    question = "purge {} parked message(s)? This cannot be undone"
+    _act(filters, yes, purge, question, "purged {} message(s)")

@@ -1,0 +1,1 @@
+"""Formats, each written once: dot paths, XML writing, request bodies, CSV/TSV lead files."""

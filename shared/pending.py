@@ -1,0 +1,77 @@
+"""A recipient's pending deliveries, each taken once: by an email batch or a manual download.
+
+Deliveries of batch-email and manual recipients wait as ``pending`` until a batch takes
+them. Taking is one statement (``UPDATE ... WHERE status = 'pending' AND batch_id IS
+NULL``, rows locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
+serializes), so a lead is never in two batches, whether an email scheduler, ``leadflow
+batches send`` or ``leadflow leads deliver`` asks for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy.orm import Session
+
+from shared.db.engine import SessionFactory, utcnow
+from shared.db.models import Delivery, Lead
+
+
+def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
+    """The recipient's pending deliveries that no batch took (created by ``created_by``)."""
+    conditions = [
+        Delivery.recipient_id == recipient_id,
+        Delivery.status == "pending",
+        Delivery.batch_id.is_(None),
+    ]
+    if created_by is not None:
+        conditions.append(Delivery.created_at <= created_by)
+    return conditions
+
+
+def assign_pending(
+    session: Session,
+    recipient_id: str,
+    batch_id: str,
+    *,
+    delivered_at: datetime | None = None,
+    created_by: datetime | None = None,
+) -> int:
+    """Give the recipient's untaken pending deliveries (those created by ``created_by``,
+    when given) to the batch, and mark them delivered when ``delivered_at`` is given (a
+    manual download). Returns how many it took."""
+    now = utcnow()
+    untaken = _untaken(recipient_id, created_by)
+    lockable = select(Delivery.event_id).where(*untaken).with_for_update(skip_locked=True)
+    values: dict[str, Any] = {"batch_id": batch_id, "updated_at": now}
+    if delivered_at is not None:
+        values.update(status="delivered", delivered_at=delivered_at)
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.event_id.in_(lockable.scalar_subquery()), *untaken)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def has_pending(
+    sessions: SessionFactory, recipient_id: str, created_by: datetime | None = None
+) -> bool:
+    with sessions() as session:
+        found = session.scalar(
+            select(Delivery.event_id).where(*_untaken(recipient_id, created_by)).limit(1)
+        )
+        return found is not None
+
+
+def leads_of(batch_id: str) -> Select[Any]:
+    """The fields of a batch's leads, oldest first."""
+    return (
+        select(Lead.fields)
+        .join(Delivery, Delivery.lead_id == Lead.id)
+        .where(Delivery.batch_id == batch_id)
+        .order_by(Lead.received_at, Lead.id)
+    )
