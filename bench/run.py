@@ -194,7 +194,7 @@ def wrk(url: str, seconds: int, body: str, connections: int = 64) -> float:
         'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
