@@ -23,16 +23,18 @@ as a whole by the batch's own row (``services.email_delivery.batches``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, literal_column, select, update
+from sqlalchemy import Table, bindparam, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event
+from shared.db.upsert import upsert_returning
 from shared.errors import Busy, PermanentError
 
 
@@ -106,42 +108,98 @@ class Claim:
     claimed_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A claim asked for: the delivery, who would hold it, and for how long."""
+
+    event_id: str
+    holder: str
+    lease: timedelta
+
+
 def lease_for(timeout: float) -> timedelta:
     """How long a claim holds a delivery whose attempt may take ``timeout`` seconds."""
     return timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
 
 
-def claim(session: Session, event_id: str, *, lease: timedelta, holder: str) -> Claim:
-    """Take the next attempt of a delivery: ``sending``, held by ``holder`` until the
-    lease lapses. Raises ``Busy`` while another holder's lease runs."""
-    row = session.execute(
-        select(
-            _deliveries.c.status,
-            _deliveries.c.attempts,
-            _deliveries.c.updated_at,
-            _deliveries.c.claimed_by,
-            _deliveries.c.recipient_id,
-        )
-        .where(_deliveries.c.event_id == event_id)
-        .with_for_update()
-    ).first()
-    if row is None:
-        raise PermanentError(f"no delivery {event_id}")
-    now = utcnow()
-    if row.status in FINAL:
-        return Claim(event_id, row.recipient_id, row.attempts, True, now)
-    attempt = row.attempts + 1
-    if row.status == Status.SENDING:
-        if row.claimed_by == holder:
-            attempt = row.attempts  # this holder again, after its own failure: same attempt
-        elif (as_utc(row.updated_at) or now) + lease > now:
-            raise Busy("another worker is delivering this lead", BUSY_RETRY_SCHEDULE)
-    session.execute(
-        update(_deliveries)
-        .where(_deliveries.c.event_id == event_id)
-        .values(status=Status.SENDING, attempts=attempt, updated_at=now, claimed_by=holder)
+_LOCK_DELIVERIES = (
+    select(
+        _deliveries.c.event_id,
+        _deliveries.c.status,
+        _deliveries.c.attempts,
+        _deliveries.c.updated_at,
+        _deliveries.c.claimed_by,
+        _deliveries.c.recipient_id,
     )
-    return Claim(event_id, row.recipient_id, attempt, False, now)
+    .where(_deliveries.c.event_id.in_(bindparam("event_ids", expanding=True)))
+    .order_by(_deliveries.c.event_id)
+    .with_for_update()
+)
+_TAKE = (
+    update(_deliveries)
+    .where(_deliveries.c.event_id == bindparam("key"))
+    .values(
+        status=Status.SENDING,
+        attempts=bindparam("new_attempt"),
+        updated_at=bindparam("now"),
+        claimed_by=bindparam("new_holder"),
+    )
+)
+
+
+def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseException]:
+    """Take the next attempt of each delivery asked for: ``sending``, held by its holder
+    until the lease lapses. Each gets its ``Claim``, ``Busy`` while another holder's lease
+    runs, or ``PermanentError`` for a delivery that does not exist. Two statements for
+    the whole batch: the rows locked (in key order), then the claims written."""
+    rows = {
+        row.event_id: row
+        for row in session.execute(
+            _LOCK_DELIVERIES, {"event_ids": sorted({a.event_id for a in asked})}
+        )
+    }
+    now = utcnow()
+    results: list[Claim | BaseException] = []
+    taken: dict[str, dict[str, Any]] = {}
+    for one in asked:
+        row = rows.get(one.event_id)
+        if row is None:
+            results.append(PermanentError(f"no delivery {one.event_id}"))
+            continue
+        held = taken.get(one.event_id)
+        status, holder = (
+            (Status.SENDING, held["new_holder"]) if held else (row.status, row.claimed_by)
+        )
+        attempts = held["new_attempt"] if held else row.attempts
+        updated_at = now if held else (as_utc(row.updated_at) or now)
+        if status in FINAL:
+            results.append(Claim(one.event_id, row.recipient_id, attempts, True, now))
+            continue
+        attempt = attempts + 1
+        if status == Status.SENDING:
+            if holder == one.holder:
+                attempt = attempts  # this holder again, after its own failure: same attempt
+            elif updated_at + one.lease > now:
+                results.append(Busy("another worker is delivering this lead", BUSY_RETRY_SCHEDULE))
+                continue
+        taken[one.event_id] = {
+            "key": one.event_id,
+            "new_attempt": attempt,
+            "now": now,
+            "new_holder": one.holder,
+        }
+        results.append(Claim(one.event_id, row.recipient_id, attempt, False, now))
+    if taken:
+        session.execute(_TAKE, list(taken.values()))
+    return results
+
+
+def claim(session: Session, event_id: str, *, lease: timedelta, holder: str) -> Claim:
+    """``claim_many`` for one delivery (raises its ``Busy`` or ``PermanentError``)."""
+    (result,) = claim_many(session, [Asked(event_id, holder, lease)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def release(session: Session, event_id: str, holder: str) -> None:
@@ -203,6 +261,147 @@ def record_attempt(session: Session, claimed: Claim, attempt: Attempt, *, retryi
             .values(status=Status.RETRYING, updated_at=utcnow(), claimed_by=None)
         )
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The step's outcome, read from the recipient's answer."""
+
+    outcome: str
+    reason: str | None
+    price: float = 0.0
+    appended: dict[str, Any] | None = None
+    started_at: datetime | None = None  # the step event's (saves reading it back)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What became of a claimed attempt: the attempt, and the step's outcome (None: the
+    attempt failed for now; the delivery waits in a retry tier as ``retrying``)."""
+
+    claimed: Claim
+    attempt: Attempt
+    completion: Completion | None
+
+
+_LOCK_FOR_COMPLETION = (
+    select(
+        _deliveries.c.event_id, _deliveries.c.status, _deliveries.c.attempts, _events.c.started_at
+    )
+    .select_from(_deliveries.join(_events, _events.c.id == _deliveries.c.event_id))
+    .where(_deliveries.c.event_id.in_(bindparam("event_ids", expanding=True)))
+    .order_by(_deliveries.c.event_id)
+    .with_for_update(of=_deliveries)
+)
+_TO_RETRYING = (
+    update(_deliveries)
+    .where(_deliveries.c.event_id == bindparam("key"), _deliveries.c.status == Status.SENDING)
+    .values(status=Status.RETRYING, updated_at=bindparam("now"), claimed_by=None)
+)
+_TO_FINAL = (
+    update(_deliveries)
+    .where(_deliveries.c.event_id == bindparam("key"))
+    .values(
+        status=bindparam("new_status"),
+        updated_at=bindparam("now"),
+        delivered_at=bindparam("delivered"),
+        dead_lettered=False,
+        claimed_by=None,
+    )
+)
+_EVENT_DONE = (
+    update(_events)
+    .where(_events.c.id == bindparam("key"))
+    .values(
+        outcome=bindparam("new_outcome"),
+        reason=bindparam("new_reason"),
+        price=bindparam("new_price"),
+        appended=bindparam("new_appended"),
+        completed_at=bindparam("now"),
+        attempts=bindparam("new_attempts"),
+        ms=bindparam("new_ms"),
+    )
+)
+
+
+def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
+    """Store each answered attempt and, where there is one, the step's outcome (on the
+    delivery and its event, once: a delivery already final keeps its outcome). False
+    where that attempt was recorded already (a copy of the message got there first).
+    A handful of statements for the whole batch."""
+    connection = session.connection()
+    rows = [
+        {
+            "event_id": a.claimed.event_id,
+            "number": a.claimed.attempt,
+            "at": a.attempt.at,
+            "ms": a.attempt.ms,
+            "status": a.attempt.status,
+            "error": a.attempt.error,
+            "excerpt": (a.attempt.excerpt or "")[:EXCERPT_CHARS] or None,
+        }
+        for a in answered
+    ]
+    stored = set(
+        upsert_returning(
+            connection,
+            _attempts,
+            rows,
+            key=["event_id", "number"],
+            replace_when=None,
+            returning=(_attempts.c.event_id, _attempts.c.number),
+        )
+    )
+    new = [(a.claimed.event_id, a.claimed.attempt) in stored for a in answered]
+    now = utcnow()
+    retrying = [
+        {"key": a.claimed.event_id, "now": now}
+        for a, fresh in zip(answered, new, strict=True)
+        if fresh and a.completion is None
+    ]
+    if retrying:
+        connection.execute(_TO_RETRYING, retrying)
+    finals = {
+        a.claimed.event_id: a
+        for a, fresh in zip(answered, new, strict=True)
+        if fresh and a.completion is not None
+    }
+    if finals:
+        _complete_many(connection, finals, now)
+    return new
+
+
+def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) -> None:
+    deliveries, events = [], []
+    for row in connection.execute(_LOCK_FOR_COMPLETION, {"event_ids": sorted(finals)}):
+        if row.status in FINAL:
+            continue
+        completion = finals[row.event_id].completion
+        assert completion is not None
+        started = as_utc(completion.started_at or row.started_at) or now
+        deliveries.append(
+            {
+                "key": row.event_id,
+                "new_status": STATUS_BY_OUTCOME[completion.outcome],
+                "now": now,
+                "delivered": now if completion.outcome == "success" else None,
+            }
+        )
+        events.append(
+            {
+                "key": row.event_id,
+                "new_outcome": completion.outcome,
+                "new_reason": completion.reason,
+                "new_price": completion.price,
+                "new_appended": completion.appended or None,
+                "now": now,
+                "new_attempts": row.attempts,
+                "new_ms": max(0, int((now - started).total_seconds() * 1000)),
+            }
+        )
+    if deliveries:
+        connection.execute(_TO_FINAL, deliveries)
+        connection.execute(_EVENT_DONE, events)
 
 
 def complete(

@@ -3,11 +3,12 @@ claim of ``shared.deliveries``), its attempts, its outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import deliveries
@@ -39,41 +40,122 @@ class Job:
         return self.claimed.attempt
 
 
-def claim(
-    session: Session, configs: ConfigStore, message: DeliverHttp, *, holder: str, margin: float
-) -> Job | None:
-    """The job of one delivery, claimed for ``holder``; None when it is final already.
-    Raises ``Busy`` while another worker holds it."""
-    target = _target(session, configs, message)
-    claimed = deliveries.claim(
-        session,
-        message.event_id,
-        lease=deliveries.lease_for(target.timeout + margin),
-        holder=holder,
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A delivery message, and who would hold its claim."""
+
+    message: DeliverHttp
+    holder: str
+
+
+_LEADS_OF_STEPS = (
+    select(
+        _events.c.id,
+        _events.c.started_at,
+        _leads.c.id.label("lead_id"),
+        _leads.c.flow_id,
+        _leads.c.source_id,
+        _leads.c.received_at,
+        _leads.c.fields,
+        _leads.c.config_version,
     )
-    if claimed.final:
-        return None
-    row = session.execute(
-        select(
-            _leads.c.flow_id,
-            _leads.c.source_id,
-            _leads.c.received_at,
-            _leads.c.fields,
-            _leads.c.config_version,
-            _events.c.started_at,
+    .select_from(_events.join(_leads, _leads.c.id == _events.c.lead_id))
+    .where(_events.c.id.in_(bindparam("event_ids", expanding=True)))
+)
+_EARLIER_RESULTS = (
+    select(
+        _events.c.lead_id,
+        _events.c.recipient_id,
+        _events.c.outcome,
+        _events.c.reason,
+        _events.c.price,
+        _events.c.appended,
+    )
+    .where(
+        _events.c.lead_id.in_(bindparam("lead_ids", expanding=True)),
+        _events.c.type == "recipient",
+        _events.c.outcome.is_not(None),
+    )
+    .order_by(_events.c.lead_id, _events.c.step)
+)
+
+
+def claim_many(
+    configs: ConfigStore, margin: float, session: Session, wanted: Sequence[Wanted]
+) -> list[Job | BaseException | None]:
+    """The job of each delivery, claimed for its holder (``shared.deliveries``): a
+    ``Job``, None when the delivery is final already, or the error of that one alone
+    (``Busy`` while another worker holds it). Four statements for the whole batch."""
+    steps = {
+        row.id: row
+        for row in session.execute(
+            _LEADS_OF_STEPS, {"event_ids": list({w.message.event_id for w in wanted})}
         )
-        .select_from(_events.join(_leads, _leads.c.id == _events.c.lead_id))
-        .where(_events.c.id == message.event_id)
-    ).one()
-    flow = configs.get(row.config_version, session).flows[row.flow_id]
+    }
+    targets: list[HttpTarget | BaseException] = []
+    for one in wanted:
+        step = steps.get(one.message.event_id)
+        if step is None or step.lead_id != one.message.lead_id:
+            targets.append(PermanentError(f"no delivery {one.message.event_id}"))
+            continue
+        recipient = configs.get(step.config_version, session).recipients.get(
+            one.message.recipient_id
+        )
+        if recipient is None or recipient.http is None:
+            targets.append(
+                PermanentError(f"recipient {one.message.recipient_id} has no http settings")
+            )
+            continue
+        targets.append(recipient.http)
+    asked = [
+        (one, target)
+        for one, target in zip(wanted, targets, strict=True)
+        if isinstance(target, HttpTarget)
+    ]
+    claims = iter(
+        deliveries.claim_many(
+            session,
+            [
+                deliveries.Asked(
+                    one.message.event_id, one.holder, deliveries.lease_for(target.timeout + margin)
+                )
+                for one, target in asked
+            ],
+        )
+    )
+    earlier = _earlier_results(session, [steps[one.message.event_id].lead_id for one, _ in asked])
+    results: list[Job | BaseException | None] = []
+    for one, target in zip(wanted, targets, strict=True):
+        if not isinstance(target, HttpTarget):
+            results.append(target)
+            continue
+        claimed = next(claims)
+        if isinstance(claimed, BaseException) or claimed.final:
+            results.append(claimed if isinstance(claimed, BaseException) else None)
+            continue
+        results.append(_job(configs, session, one.message, target, claimed, steps, earlier))
+    return results
+
+
+def _job(
+    configs: ConfigStore,
+    session: Session,
+    message: DeliverHttp,
+    target: HttpTarget,
+    claimed: deliveries.Claim,
+    steps: dict[str, Any],
+    earlier: dict[str, dict[str, dict[str, Any]]],
+) -> Job:
+    step = steps[message.event_id]
+    flow = configs.get(step.config_version, session).flows[step.flow_id]
     variables = base_variables(
         lead_id=message.lead_id,
-        flow_id=row.flow_id,
-        source_id=row.source_id,
-        received_at=as_utc(row.received_at) or utcnow(),
-        fields=row.fields,
+        flow_id=step.flow_id,
+        source_id=step.source_id,
+        received_at=as_utc(step.received_at) or utcnow(),
+        fields=step.fields,
     )
-    variables.update(_earlier_results(session, message.lead_id))
+    variables.update(earlier.get(message.lead_id, {}))
     variables["event"] = {"id": message.event_id}
     return Job(
         lead_id=message.lead_id,
@@ -83,38 +165,25 @@ def claim(
         flow_fields=list(flow.fields),
         variables=variables,
         claimed=claimed,
-        started_at=row.started_at,
+        started_at=step.started_at,
     )
 
 
-def _target(session: Session, configs: ConfigStore, message: DeliverHttp) -> HttpTarget:
-    version = session.execute(
-        select(_leads.c.config_version).where(_leads.c.id == message.lead_id)
-    ).scalar()
-    if version is None:
-        raise PermanentError(f"no lead {message.lead_id}")
-    recipient = configs.get(version, session).recipients.get(message.recipient_id)
-    if recipient is None or recipient.http is None:
-        raise PermanentError(f"recipient {message.recipient_id} has no http settings")
-    return recipient.http
+def claim(
+    session: Session, configs: ConfigStore, message: DeliverHttp, *, holder: str, margin: float
+) -> Job | None:
+    """``claim_many`` for one delivery (raises its error)."""
+    (result,) = claim_many(configs, margin, session, [Wanted(message, holder)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
-def _earlier_results(session: Session, lead_id: str) -> dict[str, dict[str, Any]]:
-    """What the lead's earlier recipient steps answered (templates may use it)."""
-    return recipient_results(
-        session.execute(
-            select(
-                _events.c.recipient_id,
-                _events.c.outcome,
-                _events.c.reason,
-                _events.c.price,
-                _events.c.appended,
-            )
-            .where(
-                _events.c.lead_id == lead_id,
-                _events.c.type == "recipient",
-                _events.c.outcome.is_not(None),
-            )
-            .order_by(_events.c.step)
-        ).all()
-    )
+def _earlier_results(session: Session, lead_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """What each lead's earlier recipient steps answered (templates may use it)."""
+    if not lead_ids:
+        return {}
+    by_lead: dict[str, list[Any]] = {}
+    for row in session.execute(_EARLIER_RESULTS, {"lead_ids": list(set(lead_ids))}):
+        by_lead.setdefault(row.lead_id, []).append(tuple(row)[1:])
+    return {lead_id: recipient_results(rows) for lead_id, rows in by_lead.items()}

@@ -1,8 +1,9 @@
 """The ``http_delivery`` queue: send a lead to a recipient, read its answer, report the step.
 
-Handlers are coroutines on the worker's event loop (``shared.messaging.runtime``): the
-claim and the records are short transactions on the database threads, the request is
-awaited on the loop, so one process holds hundreds of slow requests at once.
+Handlers are coroutines on the worker's event loop (``shared.messaging.runtime``), so one
+process holds hundreds of slow requests at once. The claims of the messages in hand are
+taken together in one transaction, and their answers recorded together in another
+(``shared.db.grouped``); the request itself is awaited on the loop.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import aiohttp
 from sqlalchemy.orm import Session
@@ -18,13 +20,14 @@ from services.http_delivery import records
 from shared import deliveries
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
+from shared.db.grouped import GroupCommit
 from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
 from shared.messaging import DeliverHttp, Message, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 from shared.outbound.request import build_request
-from shared.outbound.response import Interpretation, interpret
+from shared.outbound.response import interpret
 from shared.outbound.send import send, transient_reason
 from shared.redact import scrub, scrub_value
 
@@ -34,36 +37,32 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    configs: ConfigStore
     publish: Callable[[Message], Awaitable[None]]
     http: aiohttp.ClientSession
     db: DatabaseThreads
+    claim: GroupCommit[records.Wanted, records.Job | None]
+    record: GroupCommit[deliveries.Answered, bool]
     patience: float  # how long an answer is recorded through a database outage
+
+    @classmethod
+    def of(
+        cls,
+        configs: ConfigStore,
+        publish: Callable[[Message], Awaitable[None]],
+        http: aiohttp.ClientSession,
+        db: DatabaseThreads,
+        patience: float,
+    ) -> Deps:
+        claim = GroupCommit(db, partial(records.claim_many, configs, patience))
+        return cls(publish, http, db, claim, GroupCommit(db, deliveries.record_many), patience)
 
 
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
-    job = await deps.db.transaction(
-        records.claim, deps.configs, message, holder=holder(), margin=deps.patience
-    )
+    job = await deps.claim(records.Wanted(message, holder()))
     if job is not None:
         await _attempt(job, deps)
     await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
-
-
-def _record_outcome(
-    session: Session, job: records.Job, attempt: deliveries.Attempt, result: Interpretation
-) -> None:
-    deliveries.record_attempt(session, job.claimed, attempt, retrying=False)
-    deliveries.complete(
-        session,
-        job.event_id,
-        outcome=result.outcome,
-        reason=result.reason,
-        price=result.price,
-        appended=result.appended,
-        started_at=job.started_at,
-    )
 
 
 async def _attempt(job: records.Job, deps: Deps) -> None:
@@ -81,7 +80,7 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         excerpt=answer.excerpt(deliveries.EXCERPT_CHARS),
     )
     if transient is not None:
-        await deps.db.transaction(deliveries.record_attempt, job.claimed, attempt, retrying=True)
+        await deps.record(deliveries.Answered(job.claimed, attempt, None))
         logger.info(
             "attempt %d to %s failed: %s", job.attempt, job.recipient_id, transient, extra=ids
         )
@@ -95,8 +94,11 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
             appended=scrub_value(result.appended, answer.secrets),
         )
     # The recipient has answered: a short database outage must not get the lead sent again.
+    completion = deliveries.Completion(
+        result.outcome, result.reason, result.price, result.appended, job.started_at
+    )
     await record_patiently_async(
-        lambda: deps.db.transaction(_record_outcome, job, attempt, result),
+        lambda: deps.record(deliveries.Answered(job.claimed, attempt, completion)),
         ids=ids,
         patience=deps.patience,
     )
