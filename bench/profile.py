@@ -49,6 +49,36 @@ def snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
 
 
+def spy(groups: dict[str, list[int]], work: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each leadflow service (PROFILE_SPY=1): collapsed stacks in the work dir."""
+    spies = []
+    for name in ("intake", "router", "http-delivery"):
+        for pid in groups[name]:
+            out = work / f"{name}.folded"
+            spies.append(
+                subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
+                        "--output",
+                        str(out),
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+    sys.stderr.write(f"py-spy output in {work}\n")
+    return spies
+
+
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
     work = Path(tempfile.mkdtemp(prefix="leadflow-profile-"))
@@ -68,6 +98,7 @@ def main() -> None:
                 "postgresql": pids_named("postgres") if kind == "postgresql" else [],
                 "rabbitmq": pids_named("beam.smp"),
             }
+            spies = spy(groups, work) if os.environ.get("PROFILE_SPY") else []
             before = snapshot(groups)
             wrk_before = time.process_time()
             started = time.monotonic()
@@ -77,6 +108,9 @@ def main() -> None:
             wait_until(lambda: settled(s), 300, "the flows finished", 0.2)
             elapsed = time.monotonic() - started
             after = snapshot(groups)
+            for process in spies:
+                process.send_signal(2)
+                process.wait(30)
             wrk_cpu = os.times().children_user + os.times().children_system - children_before
             del wrk_before
     finally:

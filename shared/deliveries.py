@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event
+from shared.db.queries import PerDialect
 from shared.db.upsert import upsert_returning
 from shared.errors import Busy, PermanentError
 
@@ -122,18 +123,20 @@ def lease_for(timeout: float) -> timedelta:
     return timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
 
 
-_LOCK_DELIVERIES = (
-    select(
-        _deliveries.c.event_id,
-        _deliveries.c.status,
-        _deliveries.c.attempts,
-        _deliveries.c.updated_at,
-        _deliveries.c.claimed_by,
-        _deliveries.c.recipient_id,
+_LOCK_DELIVERIES = PerDialect(
+    lambda one_of: (
+        select(
+            _deliveries.c.event_id,
+            _deliveries.c.status,
+            _deliveries.c.attempts,
+            _deliveries.c.updated_at,
+            _deliveries.c.claimed_by,
+            _deliveries.c.recipient_id,
+        )
+        .where(one_of(_deliveries.c.event_id, "event_ids"))
+        .order_by(_deliveries.c.event_id)
+        .with_for_update()
     )
-    .where(_deliveries.c.event_id.in_(bindparam("event_ids", expanding=True)))
-    .order_by(_deliveries.c.event_id)
-    .with_for_update()
 )
 _TAKE = (
     update(_deliveries)
@@ -155,7 +158,8 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
     rows = {
         row.event_id: row
         for row in session.execute(
-            _LOCK_DELIVERIES, {"event_ids": sorted({a.event_id for a in asked})}
+            _LOCK_DELIVERIES(session.connection()),
+            {"event_ids": sorted({a.event_id for a in asked})},
         )
     }
     now = utcnow()
@@ -284,14 +288,19 @@ class Answered:
     completion: Completion | None
 
 
-_LOCK_FOR_COMPLETION = (
-    select(
-        _deliveries.c.event_id, _deliveries.c.status, _deliveries.c.attempts, _events.c.started_at
+_LOCK_FOR_COMPLETION = PerDialect(
+    lambda one_of: (
+        select(
+            _deliveries.c.event_id,
+            _deliveries.c.status,
+            _deliveries.c.attempts,
+            _events.c.started_at,
+        )
+        .select_from(_deliveries.join(_events, _events.c.id == _deliveries.c.event_id))
+        .where(one_of(_deliveries.c.event_id, "event_ids"))
+        .order_by(_deliveries.c.event_id)
+        .with_for_update(of=_deliveries)
     )
-    .select_from(_deliveries.join(_events, _events.c.id == _deliveries.c.event_id))
-    .where(_deliveries.c.event_id.in_(bindparam("event_ids", expanding=True)))
-    .order_by(_deliveries.c.event_id)
-    .with_for_update(of=_deliveries)
 )
 _TO_RETRYING = (
     update(_deliveries)
@@ -373,7 +382,8 @@ def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
 
 def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) -> None:
     deliveries, events = [], []
-    for row in connection.execute(_LOCK_FOR_COMPLETION, {"event_ids": sorted(finals)}):
+    locked = connection.execute(_LOCK_FOR_COMPLETION(connection), {"event_ids": sorted(finals)})
+    for row in locked:
         if row.status in FINAL:
             continue
         completion = finals[row.event_id].completion

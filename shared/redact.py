@@ -5,6 +5,7 @@ recipient's answer or an error message repeats them."""
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,7 @@ def url_without_password(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive(name: str) -> bool:
     """Whether a header or parameter name is a credential's."""
     lowered = name.lower()

@@ -20,15 +20,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from shared.db.models import Base
+from shared.db.queries import PerDialect
 from shared.db.upsert import upsert_returning
 
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600.0
 DEFAULT_WINDOW_SECONDS = 60.0
 _TABLE = Base.metadata.tables["submissions"]
-_LIVE = select(_TABLE.c.key, _TABLE.c.record_id)
+_LIVE = PerDialect(
+    lambda one_of: select(_TABLE.c.key, _TABLE.c.record_id).where(
+        one_of(_TABLE.c.key, "keys"), _TABLE.c.expires_at > bindparam("now")
+    )
+)
 
 
 class Raced(Exception):
@@ -72,9 +77,7 @@ def keys_of_header(kind: str, scope: str, idempotency_key: str) -> list[Resubmit
 
 def find(connection: Connection, keys: Sequence[ResubmitKey], now: datetime) -> str | None:
     """What the first live key of ``keys`` was stored for, if any."""
-    live = connection.execute(
-        _LIVE.where(_TABLE.c.key.in_([k.key for k in keys]), _TABLE.c.expires_at > now)
-    )
+    live = connection.execute(_LIVE(connection), {"keys": [k.key for k in keys], "now": now})
     found = {key: stored for key, stored in live}
     return next((found[k.key] for k in keys if k.key in found), None)
 
@@ -93,7 +96,7 @@ def take(
     wanted = {k.key for _, keys in batch for k in keys}
     if not wanted:
         return [None] * len(batch)
-    live = connection.execute(_LIVE.where(_TABLE.c.key.in_(wanted), _TABLE.c.expires_at > now))
+    live = connection.execute(_LIVE(connection), {"keys": list(wanted), "now": now})
     earlier: dict[str, str] = {key: lead_id for key, lead_id in live}
     answers: list[str | None] = []
     rows = []

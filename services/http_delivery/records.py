@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from shared import deliveries
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Event, Lead
+from shared.db.queries import PerDialect
 from shared.errors import PermanentError
 from shared.flowconfig import HttpTarget
 from shared.leaddata import base_variables, recipient_results
@@ -48,35 +49,39 @@ class Wanted:
     holder: str
 
 
-_LEADS_OF_STEPS = (
-    select(
-        _events.c.id,
-        _events.c.started_at,
-        _leads.c.id.label("lead_id"),
-        _leads.c.flow_id,
-        _leads.c.source_id,
-        _leads.c.received_at,
-        _leads.c.fields,
-        _leads.c.config_version,
+_LEADS_OF_STEPS = PerDialect(
+    lambda one_of: (
+        select(
+            _events.c.id,
+            _events.c.started_at,
+            _leads.c.id.label("lead_id"),
+            _leads.c.flow_id,
+            _leads.c.source_id,
+            _leads.c.received_at,
+            _leads.c.fields,
+            _leads.c.config_version,
+        )
+        .select_from(_events.join(_leads, _leads.c.id == _events.c.lead_id))
+        .where(one_of(_events.c.id, "event_ids"))
     )
-    .select_from(_events.join(_leads, _leads.c.id == _events.c.lead_id))
-    .where(_events.c.id.in_(bindparam("event_ids", expanding=True)))
 )
-_EARLIER_RESULTS = (
-    select(
-        _events.c.lead_id,
-        _events.c.recipient_id,
-        _events.c.outcome,
-        _events.c.reason,
-        _events.c.price,
-        _events.c.appended,
+_EARLIER_RESULTS = PerDialect(
+    lambda one_of: (
+        select(
+            _events.c.lead_id,
+            _events.c.recipient_id,
+            _events.c.outcome,
+            _events.c.reason,
+            _events.c.price,
+            _events.c.appended,
+        )
+        .where(
+            one_of(_events.c.lead_id, "lead_ids"),
+            _events.c.type == "recipient",
+            _events.c.outcome.is_not(None),
+        )
+        .order_by(_events.c.lead_id, _events.c.step)
     )
-    .where(
-        _events.c.lead_id.in_(bindparam("lead_ids", expanding=True)),
-        _events.c.type == "recipient",
-        _events.c.outcome.is_not(None),
-    )
-    .order_by(_events.c.lead_id, _events.c.step)
 )
 
 
@@ -89,7 +94,8 @@ def claim_many(
     steps = {
         row.id: row
         for row in session.execute(
-            _LEADS_OF_STEPS, {"event_ids": list({w.message.event_id for w in wanted})}
+            _LEADS_OF_STEPS(session.connection()),
+            {"event_ids": list({w.message.event_id for w in wanted})},
         )
     }
     targets: list[HttpTarget | BaseException] = []
@@ -184,6 +190,9 @@ def _earlier_results(session: Session, lead_ids: list[str]) -> dict[str, dict[st
     if not lead_ids:
         return {}
     by_lead: dict[str, list[Any]] = {}
-    for row in session.execute(_EARLIER_RESULTS, {"lead_ids": list(set(lead_ids))}):
+    results = session.execute(
+        _EARLIER_RESULTS(session.connection()), {"lead_ids": list(set(lead_ids))}
+    )
+    for row in results:
         by_lead.setdefault(row.lead_id, []).append(tuple(row)[1:])
     return {lead_id: recipient_results(rows) for lead_id, rows in by_lead.items()}

@@ -15,10 +15,10 @@ from services.intake.state import LATEST_CONFIG, WAITERS, WRITER, LatestConfig
 from services.intake.store import LeadWriter
 from shared import resubmits
 from shared.config import Settings
-from shared.db.engine import transaction, utcnow
+from shared.db.engine import make_engine, make_session_factory, transaction, utcnow
 from shared.messaging import ROUTER, FlowReply
 from shared.outbox import UnroutedLeads
-from shared.web import CONFIG, EXECUTOR, FACTORY, create_service_app, run_db
+from shared.web import CONFIG, EXECUTOR, FACTORY, SETTINGS, create_service_app, run_db
 
 
 def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
@@ -44,13 +44,18 @@ async def latest_config_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = LeadWriter(app[FACTORY], app[EXECUTOR])
+    """The group-commit writer, on a connection of its own without a ping before each
+    transaction (a stale connection fails the batch: its sources are told 503 and send it
+    again, a resubmission if the commit had happened)."""
+    engine = make_engine(app[SETTINGS].database_url, pool_size=1, pre_ping=False)
+    writer = LeadWriter(make_session_factory(engine), app[EXECUTOR])
     app[WRITER] = writer
     task = asyncio.create_task(writer.run())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    engine.dispose()
 
 
 def pruning(app: web.Application) -> Callable[[], object]:

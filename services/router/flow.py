@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
+from shared.db.queries import PerDialect
 from shared.db.rows import event_row
 from shared.errors import LeadflowError, PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
@@ -91,18 +92,22 @@ _LEADS: Table = Base.metadata.tables["leads"]
 _EVENTS: Table = Base.metadata.tables["events"]
 _DELIVERIES: Table = Base.metadata.tables["deliveries"]
 
-_LOCK_LEADS = (
-    select(*(_LEADS.c[name] for name in RoutedLead.__dataclass_fields__))
-    .where(_LEADS.c.id.in_(bindparam("lead_ids", expanding=True)))
-    .order_by(_LEADS.c.id)
-    .with_for_update()
+_LOCK_LEADS = PerDialect(
+    lambda one_of: (
+        select(*(_LEADS.c[name] for name in RoutedLead.__dataclass_fields__))
+        .where(one_of(_LEADS.c.id, "lead_ids"))
+        .order_by(_LEADS.c.id)
+        .with_for_update()
+    )
 )
 # Read after the locks are held, in a statement of its own: PostgreSQL's read-committed
 # snapshot is then one taken after the previous holder committed (a join under the lock
 # would see the newest lead row beside older events).
-_LEADS_EVENTS = select(
-    _EVENTS.c.lead_id, *(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)
-).where(_EVENTS.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
+_LEADS_EVENTS = PerDialect(
+    lambda one_of: select(
+        _EVENTS.c.lead_id, *(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)
+    ).where(one_of(_EVENTS.c.lead_id, "lead_ids"))
+)
 # The columns set are the execution's other parameters; ``version`` as the ORM keeps it.
 _UPDATE_LEAD = (
     update(_LEADS).where(_LEADS.c.id == bindparam("key")).values(version=_LEADS.c.version + 1)
@@ -129,13 +134,13 @@ def _handoff(lead: RoutedLead, event: StepEvent, recipient: Recipient) -> Messag
 
 def _lock_leads(connection: Connection, lead_ids: list[str]) -> dict[str, RoutedLead]:
     """The leads, locked in id order (so two routers never wait on each other in turn)."""
-    rows = connection.execute(_LOCK_LEADS, {"lead_ids": sorted(lead_ids)})
+    rows = connection.execute(_LOCK_LEADS(connection), {"lead_ids": sorted(lead_ids)})
     return {row.id: RoutedLead(*row) for row in rows}
 
 
 def _events_of(connection: Connection, lead_ids: list[str]) -> dict[str, list[StepEvent]]:
     events: dict[str, list[StepEvent]] = {lead_id: [] for lead_id in lead_ids}
-    for row in connection.execute(_LEADS_EVENTS, {"lead_ids": lead_ids}):
+    for row in connection.execute(_LEADS_EVENTS(connection), {"lead_ids": lead_ids}):
         events[row.lead_id].append(StepEvent(*row[1:]))
     return events
 

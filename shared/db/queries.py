@@ -1,11 +1,13 @@
-"""Query pieces the operators' listings share (dead letters, batches; the console's pages)."""
+"""Query pieces: the operators' listings' filters (dead letters, batches; the console's
+pages), and ``PerDialect`` statements for the hot paths' batches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Connection, Executable, Select, any_, bindparam
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute
 
 from shared.db.engine import SessionFactory, as_utc
@@ -31,3 +33,33 @@ def listed(factory: SessionFactory, query: Select[Any], *, utc: Iterable[str] = 
         for name in utc:
             setattr(row, name, as_utc(getattr(row, name)))
     return rows
+
+
+OneOf = Callable[[ColumnElement[Any], str], ColumnElement[bool]]
+
+
+def _in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _any_of_array(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+class PerDialect:
+    """A statement of the hot paths built once for each dialect, a list of keys matched
+    the way that dialect does it best: ``= ANY(:keys)`` on PostgreSQL (one statement text
+    whatever the list's length, so the driver prepares it once), an expanding ``IN``
+    elsewhere. ``build`` gets ``one_of(column, name)`` and returns the statement."""
+
+    def __init__(self, build: Callable[[OneOf], Executable]) -> None:
+        self._build = build
+        self._built: dict[str, Executable] = {}
+
+    def __call__(self, connection: Connection) -> Executable:
+        name = connection.dialect.name
+        statement = self._built.get(name)
+        if statement is None:
+            statement = self._build(_any_of_array if name == "postgresql" else _in_list)
+            self._built[name] = statement
+        return statement

@@ -21,6 +21,7 @@ from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.utils.io_services_utils import _AsyncTransportBase
 from pika.channel import Channel
 from pika.spec import Basic
 
@@ -29,6 +30,22 @@ from shared.messaging.messages import FlowReply
 from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
 
 logger = logging.getLogger(__name__)
+
+
+def _produce_joined(self: Any) -> None:
+    """pika sends every frame of its write buffer with a system call of its own (three per
+    published message, one per ack); under load dozens wait together, so they go out
+    joined in one send."""
+    buffers = self._tx_buffers
+    if len(buffers) > 1:
+        joined = b"".join(buffers)
+        buffers.clear()
+        buffers.append(joined)
+    _pika_produce(self)
+
+
+_pika_produce = _AsyncTransportBase._produce
+_AsyncTransportBase._produce = _produce_joined
 
 _PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type="application/json")
 _TRANSIENT = pika.BasicProperties(delivery_mode=1, content_type="application/json")

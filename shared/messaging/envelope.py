@@ -8,13 +8,14 @@ The shape is dramatiq's, so messages parked or mirrored by earlier versions stil
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from shared.errors import MessageDecodeError
+from shared.ids import new_id
 from shared.messaging.messages import Message
 
 
@@ -23,7 +24,7 @@ class Envelope:
     queue: str
     payload: Any
     options: dict[str, Any] = field(default_factory=dict)
-    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    message_id: str = field(default_factory=new_id)
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
     @classmethod
@@ -31,7 +32,7 @@ class Envelope:
         return cls(queue=message.QUEUE, payload=message.to_dict())
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "queue_name": self.queue,
                 "actor_name": self.queue,
@@ -40,16 +41,15 @@ class Envelope:
                 "options": self.options,
                 "message_id": self.message_id,
                 "message_timestamp": self.timestamp,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, body: bytes | str) -> Envelope:
         """The envelope of a raw body; anything unreadable is one ``MessageDecodeError``."""
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise MessageDecodeError(f"body is not JSON: {exc}", body) from None
         if not isinstance(data, dict):
             raise MessageDecodeError("body is not a JSON object", body)

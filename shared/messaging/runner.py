@@ -1,4 +1,5 @@
-"""Running one worker process: ``main(stop)`` on an event loop until SIGTERM or SIGINT.
+"""Running one worker process: ``main(stop)`` on an event loop (uvloop) until SIGTERM or
+SIGINT.
 
 Both signals set the same stop event (a second one changes nothing), so a terminal's
 Ctrl-C, which reaches every process of ``leadflow up`` at once, and the SIGTERM that
@@ -14,6 +15,8 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+
+import uvloop
 
 from shared.messaging.admin import queue_depths
 
@@ -48,7 +51,7 @@ def run_worker(
         await main(stop)
 
     try:
-        asyncio.run(body())
+        uvloop.run(body())
         return 0
     finally:
         if server is not None:
