@@ -10,16 +10,21 @@ microseconds of CPU per lead for each, and the end-to-end rate.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 from bench.run import (
     E2E_SECONDS,
     Processes,
+    free_port,
     full_stack,
+    queue_stat,
     received,
     reset,
     settled,
@@ -79,6 +84,20 @@ def spy(groups: dict[str, list[int]], work: Path) -> list[subprocess.Popen[bytes
     return spies
 
 
+def group_sizes(ports: dict[str, int]) -> str:
+    """Messages per worker transaction, from each worker's metrics."""
+    lines = []
+    for service, port in ports.items():
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        sums = dict(re.findall(r'leadflow_group_commit_size_sum\{work="(\w+)"\} ([\d.e+]+)', text))
+        counts = re.findall(r'leadflow_group_commit_size_count\{work="(\w+)"\} ([\d.e+]+)', text)
+        for work, count in counts:
+            if float(count):
+                mean = float(sums[work]) / float(count)
+                lines.append(f"{service} {work}: {float(count):,.0f} transactions, {mean:.1f} each")
+    return "".join(f"{line}\n" for line in lines)
+
+
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
     work = Path(tempfile.mkdtemp(prefix="leadflow-profile-"))
@@ -86,7 +105,12 @@ def main() -> None:
     try:
         with stack(kind, work, procs) as s:
             recipient = start_recipient(procs, s.fast_port, 0.0)
-            full_stack(s)
+            full_stack(s, 0)
+            s.stop("router")
+            ports = {"router": free_port(), "http-delivery": free_port()}
+            for service, port in ports.items():
+                s.start(service, LEADFLOW_METRICS_PORT=str(port))
+            wait_until(lambda: queue_stat(s, "http_delivery", "consumers") >= 1, 60, "workers")
             wrk_leads(s.submit_url("fast"), 1)  # warm up
             wait_until(lambda: settled(s), 300, "the queues drained", 0.5)
             reset(s.fast_port)
@@ -113,6 +137,7 @@ def main() -> None:
                 process.wait(30)
             wrk_cpu = os.times().children_user + os.times().children_system - children_before
             del wrk_before
+            groups_report = group_sizes(ports)
     finally:
         procs.stop_all()
     used = {name: after[name] - before[name] for name in groups}
@@ -126,7 +151,7 @@ def main() -> None:
         sys.stdout.write(
             f"{name:<22} {seconds / count * 1e6:>12,.0f} {seconds / total:>7.0%}\n"
         )
-    sys.stdout.write(f"{'total':<22} {total / count * 1e6:>12,.0f}\n")
+    sys.stdout.write(f"{'total':<22} {total / count * 1e6:>12,.0f}\n{groups_report}")
 
 
 if __name__ == "__main__":

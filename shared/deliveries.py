@@ -107,6 +107,7 @@ class Claim:
     attempt: int
     final: bool
     claimed_at: datetime
+    lead_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ _LOCK_DELIVERIES = PerDialect(
             _deliveries.c.updated_at,
             _deliveries.c.claimed_by,
             _deliveries.c.recipient_id,
+            _deliveries.c.lead_id,
         )
         .where(one_of(_deliveries.c.event_id, "event_ids"))
         .order_by(_deliveries.c.event_id)
@@ -157,9 +159,8 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
     the whole batch: the rows locked (in key order), then the claims written."""
     rows = {
         row.event_id: row
-        for row in session.execute(
-            _LOCK_DELIVERIES(session.connection()),
-            {"event_ids": sorted({a.event_id for a in asked})},
+        for row in _LOCK_DELIVERIES.execute(
+            session.connection(), {"event_ids": sorted({a.event_id for a in asked})}
         )
     }
     now = utcnow()
@@ -177,7 +178,7 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
         attempts = held["new_attempt"] if held else row.attempts
         updated_at = now if held else (as_utc(row.updated_at) or now)
         if status in FINAL:
-            results.append(Claim(one.event_id, row.recipient_id, attempts, True, now))
+            results.append(Claim(one.event_id, row.recipient_id, attempts, True, now, row.lead_id))
             continue
         attempt = attempts + 1
         if status == Status.SENDING:
@@ -192,7 +193,7 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
             "now": now,
             "new_holder": one.holder,
         }
-        results.append(Claim(one.event_id, row.recipient_id, attempt, False, now))
+        results.append(Claim(one.event_id, row.recipient_id, attempt, False, now, row.lead_id))
     if taken:
         session.execute(_TAKE, list(taken.values()))
     return results
@@ -382,7 +383,7 @@ def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
 
 def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) -> None:
     deliveries, events = [], []
-    locked = connection.execute(_LOCK_FOR_COMPLETION(connection), {"event_ids": sorted(finals)})
+    locked = _LOCK_FOR_COMPLETION.execute(connection, {"event_ids": sorted(finals)})
     for row in locked:
         if row.status in FINAL:
             continue

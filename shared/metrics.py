@@ -38,6 +38,12 @@ ATTEMPT_SECONDS = Histogram(
 )
 RETRIES = Counter("leadflow_retries", "Messages sent to a retry tier", ["queue"])
 DEAD_LETTERS = Counter("leadflow_dead_letters", "Messages parked in a dead-letter queue", ["queue"])
+GROUP_COMMIT_SIZE = Histogram(
+    "leadflow_group_commit_size",
+    "Messages served by one worker transaction",
+    ["work"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
 FEEDBACK = Counter(
     "leadflow_feedback", "Feedback requests by type and outcome", ["type", "outcome"]
 )

@@ -77,7 +77,7 @@ def keys_of_header(kind: str, scope: str, idempotency_key: str) -> list[Resubmit
 
 def find(connection: Connection, keys: Sequence[ResubmitKey], now: datetime) -> str | None:
     """What the first live key of ``keys`` was stored for, if any."""
-    live = connection.execute(_LIVE(connection), {"keys": [k.key for k in keys], "now": now})
+    live = _LIVE.execute(connection, {"keys": [k.key for k in keys], "now": now})
     found = {key: stored for key, stored in live}
     return next((found[k.key] for k in keys if k.key in found), None)
 
@@ -96,7 +96,7 @@ def take(
     wanted = {k.key for _, keys in batch for k in keys}
     if not wanted:
         return [None] * len(batch)
-    live = connection.execute(_LIVE(connection), {"keys": list(wanted), "now": now})
+    live = _LIVE.execute(connection, {"keys": list(wanted), "now": now})
     earlier: dict[str, str] = {key: lead_id for key, lead_id in live}
     answers: list[str | None] = []
     rows = []

@@ -26,9 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with client_session(settings.http_concurrency) as http:
             app = make_worker(settings, basics.db, "http-delivery")
-            deps = worker.Deps.of(
-                basics.configs, app.publish, http, basics.db, settings.record_patience
-            )
+            deps = worker.Deps.of(basics.configs, app, http, basics.db, settings.record_patience)
             app.consume(
                 Consumer(
                     worker.QUEUE,

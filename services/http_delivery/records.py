@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from shared import deliveries
+from shared import deliveries, routing
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Event, Lead
@@ -19,7 +19,7 @@ from shared.db.queries import PerDialect
 from shared.errors import PermanentError
 from shared.flowconfig import HttpTarget
 from shared.leaddata import base_variables, recipient_results
-from shared.messaging import DeliverHttp
+from shared.messaging import DeliverHttp, StepCompleted
 
 _events = cast(Table, Event.__table__)
 _leads = cast(Table, Lead.__table__)
@@ -93,9 +93,8 @@ def claim_many(
     (``Busy`` while another worker holds it). Four statements for the whole batch."""
     steps = {
         row.id: row
-        for row in session.execute(
-            _LEADS_OF_STEPS(session.connection()),
-            {"event_ids": list({w.message.event_id for w in wanted})},
+        for row in _LEADS_OF_STEPS.execute(
+            session.connection(), {"event_ids": list({w.message.event_id for w in wanted})}
         )
     }
     targets: list[HttpTarget | BaseException] = []
@@ -190,9 +189,27 @@ def _earlier_results(session: Session, lead_ids: list[str]) -> dict[str, dict[st
     if not lead_ids:
         return {}
     by_lead: dict[str, list[Any]] = {}
-    results = session.execute(
-        _EARLIER_RESULTS(session.connection()), {"lead_ids": list(set(lead_ids))}
-    )
+    results = _EARLIER_RESULTS.execute(session.connection(), {"lead_ids": list(set(lead_ids))})
     for row in results:
         by_lead.setdefault(row.lead_id, []).append(tuple(row)[1:])
     return {lead_id: recipient_results(rows) for lead_id, rows in by_lead.items()}
+
+
+def record_and_route(
+    config_for: Any, session: Session, answered: Sequence[deliveries.Answered]
+) -> list[routing.Outbound | BaseException | None]:
+    """Record the answered attempts (``shared.deliveries.record_many``) and, for each
+    that ends the step, move its lead on in the same transaction (``shared.routing``):
+    what to publish once it commits, or None for an attempt to be retried."""
+    deliveries.record_many(session, answered)
+    ended = [a for a in answered if a.completion is not None]
+    routed = iter(
+        routing.route(
+            session,
+            config_for,
+            [StepCompleted(lead_id=a.claimed.lead_id, event_id=a.claimed.event_id) for a in ended],
+        )
+        if ended
+        else []
+    )
+    return [next(routed) if a.completion is not None else None for a in answered]

@@ -3,13 +3,14 @@
 Handlers are coroutines on the worker's event loop (``shared.messaging.runtime``), so one
 process holds hundreds of slow requests at once. The claims of the messages in hand are
 taken together in one transaction, and their answers recorded together in another
-(``shared.db.grouped``); the request itself is awaited on the loop.
+(``shared.db.grouped``); the request itself is awaited on the loop. The transaction that
+records an answer also moves the lead on to its next step (``shared.routing``), so the
+step's result never makes a trip through the router's queue.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -17,14 +18,14 @@ import aiohttp
 from sqlalchemy.orm import Session
 
 from services.http_delivery import records
-from shared import deliveries
+from shared import deliveries, routing
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.grouped import GroupCommit
 from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
-from shared.messaging import DeliverHttp, Message, StepCompleted, holder
+from shared.messaging import AsyncPublisher, DeliverHttp, Message, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 from shared.outbound.request import build_request
 from shared.outbound.response import interpret
@@ -37,35 +38,48 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    publish: Callable[[Message], Awaitable[None]]
+    publisher: AsyncPublisher
     http: aiohttp.ClientSession
     db: DatabaseThreads
     claim: GroupCommit[records.Wanted, records.Job | None]
-    record: GroupCommit[deliveries.Answered, bool]
+    record: GroupCommit[deliveries.Answered, routing.Outbound | None]
+    route: GroupCommit[routing.RouterMessage, routing.Outbound]
     patience: float  # how long an answer is recorded through a database outage
 
     @classmethod
     def of(
         cls,
         configs: ConfigStore,
-        publish: Callable[[Message], Awaitable[None]],
+        publisher: AsyncPublisher,
         http: aiohttp.ClientSession,
         db: DatabaseThreads,
         patience: float,
     ) -> Deps:
-        claim = GroupCommit(db, partial(records.claim_many, configs, patience))
-        return cls(publish, http, db, claim, GroupCommit(db, deliveries.record_many), patience)
+        return cls(
+            publisher,
+            http,
+            db,
+            claim=GroupCommit(db, partial(records.claim_many, configs, patience)),
+            record=GroupCommit(db, partial(records.record_and_route, configs.get)),
+            route=GroupCommit(db, partial(routing.route_with, configs.get)),
+            patience=patience,
+        )
 
 
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, DeliverHttp)
     job = await deps.claim(records.Wanted(message, holder()))
     if job is not None:
-        await _attempt(job, deps)
-    await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
+        outbound = await _attempt(job, deps)
+    else:
+        # Answered already (a copy of the message): the lead moved on then; its next
+        # hand-off is published again if it may have been lost (routing is idempotent).
+        step = StepCompleted(lead_id=message.lead_id, event_id=message.event_id)
+        outbound = await deps.route(step)
+    await routing.publish_outbound(outbound, deps.publisher)
 
 
-async def _attempt(job: records.Job, deps: Deps) -> None:
+async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
     at = utcnow()
     request = build_request(job.target, job.variables, job.flow_fields, job.event_id)
     answer = await send(deps.http, request, job.target.timeout)
@@ -97,11 +111,12 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
     completion = deliveries.Completion(
         result.outcome, result.reason, result.price, result.appended, job.started_at
     )
-    await record_patiently_async(
+    outbound = await record_patiently_async(
         lambda: deps.record(deliveries.Answered(job.claimed, attempt, completion)),
         ids=ids,
         patience=deps.patience,
     )
+    assert outbound is not None
     DELIVERIES.labels(job.recipient_id, result.outcome).inc()
     logger.info(
         "delivered to %s: %s%s (HTTP %s, %d ms)",
@@ -112,6 +127,7 @@ async def _attempt(job: records.Job, deps: Deps) -> None:
         answer.ms,
         extra=ids,
     )
+    return outbound
 
 
 def _give_up(session: Session, message: DeliverHttp, reason: str) -> None:
@@ -132,4 +148,4 @@ async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
         reason,
         extra={"lead_id": message.lead_id, "event_id": message.event_id},
     )
-    await deps.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
+    await deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

@@ -6,7 +6,8 @@ import asyncio
 import sys
 from functools import partial
 
-from services.router import flow, worker
+from services.router import worker
+from shared import routing
 from shared.bootstrap import make_worker, worker_basics
 from shared.config import Settings, load_settings
 from shared.db.grouped import GroupCommit
@@ -17,7 +18,7 @@ from shared.messaging.runner import run_worker
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     basics = worker_basics("router", settings, db_threads=2)
     app = make_worker(settings, basics.db, "router")
-    route = GroupCommit(basics.db, partial(flow.route_with, basics.configs.get))
+    route = GroupCommit(basics.db, partial(routing.route_with, basics.configs.get))
     deps = worker.Deps(route, app)
     app.consume(
         Consumer(worker.QUEUE, partial(worker.handle, deps=deps), concurrency=worker.CONCURRENCY)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.router import flow
+from shared import routing
 from shared.db.grouped import GroupCommit
 from shared.messaging import AsyncPublisher, LeadSubmitted, Message, StepCompleted
-from shared.metrics import FLOWS_COMPLETED
 
 QUEUE = "router"
 #: Messages in hand at once (the prefetch window); they share transactions.
@@ -20,17 +19,11 @@ CONCURRENCY = 256
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    route: GroupCommit[flow.RouterMessage, flow.Outbound]
+    route: GroupCommit[routing.RouterMessage, routing.Outbound]
     publisher: AsyncPublisher
 
 
 async def handle(message: Message, deps: Deps) -> None:
     if not isinstance(message, LeadSubmitted | StepCompleted):
         raise TypeError(f"router cannot handle {message.KIND}")
-    outbound = await deps.route(message)
-    if outbound.finished is not None:
-        FLOWS_COMPLETED.labels(*outbound.finished).inc()
-    for follow_up in outbound.messages:
-        await deps.publisher.publish(follow_up)
-    if outbound.reply_to and outbound.reply:
-        deps.publisher.reply(outbound.reply_to, outbound.reply)
+    await routing.publish_outbound(await deps.route(message), deps.publisher)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.outages import DATABASE_OUTAGES
 from shared.db.threads import DatabaseThreads
+from shared.metrics import GROUP_COMMIT_SIZE
 
 logger = logging.getLogger(__name__)
 I = TypeVar("I")  # noqa: E741
@@ -36,6 +37,8 @@ class GroupCommit(Generic[I, O]):
     def __init__(self, db: DatabaseThreads, work: Work[I, O], *, max_items: int = MAX_ITEMS):
         self._db = db
         self._work = work
+        named = getattr(work, "func", work)
+        self._size = GROUP_COMMIT_SIZE.labels(getattr(named, "__name__", "work"))
         self._max = max_items
         self._waiting: list[tuple[I, asyncio.Future[O]]] = []
         self._running: asyncio.Task[None] | None = None
@@ -57,6 +60,7 @@ class GroupCommit(Generic[I, O]):
 
     async def _commit(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         items = [item for item, _ in batch]
+        self._size.observe(len(items))
         try:
             results = await self._db.transaction(self._work, items)
         except DATABASE_OUTAGES as exc:

@@ -47,10 +47,15 @@ def _any_of_array(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
 
 
 class PerDialect:
-    """A statement of the hot paths built once for each dialect, a list of keys matched
-    the way that dialect does it best: ``= ANY(:keys)`` on PostgreSQL (one statement text
-    whatever the list's length, so the driver prepares it once), an expanding ``IN``
-    elsewhere. ``build`` gets ``one_of(column, name)`` and returns the statement."""
+    """A read of the hot paths, built once for each dialect, a list of keys matched the
+    way that dialect does it best: ``= ANY(:keys)`` on PostgreSQL, an expanding ``IN``
+    elsewhere. ``build`` gets ``one_of(column, name)`` and returns the statement.
+
+    ``execute`` runs it unprepared on PostgreSQL: a prepared statement's generic plan is
+    made after a few runs and kept, and one made while a table was still small scans the
+    whole table long after it has grown (4 ms instead of 0.3 ms per batch was measured on
+    a fresh database). Planned at each run, it uses the index; the writes around it stay
+    prepared."""
 
     def __init__(self, build: Callable[[OneOf], Executable]) -> None:
         self._build = build
@@ -63,3 +68,15 @@ class PerDialect:
             statement = self._build(_any_of_array if name == "postgresql" else _in_list)
             self._built[name] = statement
         return statement
+
+    def execute(self, connection: Connection, parameters: dict[str, Any]) -> Any:
+        statement = self(connection)
+        if connection.dialect.name != "postgresql":
+            return connection.execute(statement, parameters)
+        raw = connection.connection.dbapi_connection
+        saved = raw.prepare_threshold  # type: ignore[union-attr]
+        raw.prepare_threshold = None  # type: ignore[union-attr]
+        try:
+            return connection.execute(statement, parameters)
+        finally:
+            raw.prepare_threshold = saved  # type: ignore[union-attr]

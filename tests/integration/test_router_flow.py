@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.leads import new_lead
-from services.router import flow
+from shared import routing as flow
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead
 from shared.errors import PermanentError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.intake.leads import new_lead
-from services.router import flow
+from shared import routing as flow
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
 

@@ -1,4 +1,8 @@
-"""Applying a flow's steps to leads, a batch of messages in one database transaction.
+"""Routing: applying a flow's steps to leads, a batch of messages in one transaction.
+
+Used by the router (new leads, step results) and by HTTP delivery, which records a
+buyer's answer and moves the lead on in the same transaction (no step result goes back
+through the queue on that path).
 
 For a new lead (``LeadSubmitted``) or a step result (``StepCompleted``) the router runs
 steps from where the lead is until a step hands the lead to a delivery worker (the flow
@@ -34,6 +38,7 @@ from shared.flowconfig import LeadflowConfig, Recipient
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
 from shared.messaging import (
+    AsyncPublisher,
     DeliverEmail,
     DeliverHttp,
     FlowReply,
@@ -41,6 +46,7 @@ from shared.messaging import (
     Message,
     StepCompleted,
 )
+from shared.metrics import FLOWS_COMPLETED
 from shared.rules import evaluate
 from shared.templates import render
 
@@ -55,6 +61,17 @@ class Outbound:
     reply_to: str | None = None
     reply: FlowReply | None = None
     finished: tuple[str, str] | None = None  # (flow id, outcome) when the flow ended
+
+
+async def publish_outbound(outbound: Outbound, publisher: AsyncPublisher) -> None:
+    """Publish what a committed routing decided: hand-offs, and the answer to an intake
+    process waiting on the lead."""
+    if outbound.finished is not None:
+        FLOWS_COMPLETED.labels(*outbound.finished).inc()
+    for follow_up in outbound.messages:
+        await publisher.publish(follow_up)
+    if outbound.reply_to and outbound.reply:
+        publisher.reply(outbound.reply_to, outbound.reply)
 
 
 @dataclass(slots=True)
@@ -134,13 +151,13 @@ def _handoff(lead: RoutedLead, event: StepEvent, recipient: Recipient) -> Messag
 
 def _lock_leads(connection: Connection, lead_ids: list[str]) -> dict[str, RoutedLead]:
     """The leads, locked in id order (so two routers never wait on each other in turn)."""
-    rows = connection.execute(_LOCK_LEADS(connection), {"lead_ids": sorted(lead_ids)})
+    rows = _LOCK_LEADS.execute(connection, {"lead_ids": sorted(lead_ids)})
     return {row.id: RoutedLead(*row) for row in rows}
 
 
 def _events_of(connection: Connection, lead_ids: list[str]) -> dict[str, list[StepEvent]]:
     events: dict[str, list[StepEvent]] = {lead_id: [] for lead_id in lead_ids}
-    for row in connection.execute(_LEADS_EVENTS(connection), {"lead_ids": lead_ids}):
+    for row in _LEADS_EVENTS.execute(connection, {"lead_ids": lead_ids}):
         events[row.lead_id].append(StepEvent(*row[1:]))
     return events
 
