@@ -84,6 +84,14 @@ def spy(groups: dict[str, list[int]], work: Path) -> list[subprocess.Popen[bytes
     return spies
 
 
+def peak_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def group_sizes(ports: dict[str, int]) -> str:
     """Messages per worker transaction, from each worker's metrics."""
     lines = []
@@ -137,7 +145,11 @@ def main() -> None:
                 process.wait(30)
             wrk_cpu = os.times().children_user + os.times().children_system - children_before
             del wrk_before
-            groups_report = group_sizes(ports)
+            groups_report = group_sizes(ports) + "".join(
+                f"{name} peak resident memory: {peak_mb(pids[0]):.0f} MiB\n"
+                for name, pids in groups.items()
+                if name in ("intake", "router", "http-delivery") and pids
+            )
     finally:
         procs.stop_all()
     used = {name: after[name] - before[name] for name in groups}

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import uvloop
 from aiohttp import web
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -184,7 +183,7 @@ def serve_app(app: web.Application, *, host: str, port: int, service: str) -> No
         finally:
             await runner.cleanup()
 
-    uvloop.run(serve())
+    asyncio.run(serve())
     logger.info("%s stopped", service)
 
 

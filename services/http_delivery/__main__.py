@@ -17,8 +17,9 @@ from shared.messaging import Consumer
 from shared.messaging.runner import run_worker
 from shared.outbound.send import client_session
 
-#: Threads (one pooled connection each) for the short claim/record transactions.
-DATABASE_THREADS = 16
+#: Threads (one pooled connection each) for the grouped transactions: claims, records
+#: and routing each run one transaction at a time, so a few threads are all they use.
+DATABASE_THREADS = 4
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

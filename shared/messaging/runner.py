@@ -1,5 +1,4 @@
-"""Running one worker process: ``main(stop)`` on an event loop (uvloop) until SIGTERM or
-SIGINT.
+"""Running one worker process: ``main(stop)`` on an event loop until SIGTERM or SIGINT.
 
 Both signals set the same stop event (a second one changes nothing), so a terminal's
 Ctrl-C, which reaches every process of ``leadflow up`` at once, and the SIGTERM that
@@ -15,8 +14,6 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-
-import uvloop
 
 from shared.messaging.admin import queue_depths
 
@@ -51,7 +48,7 @@ def run_worker(
         await main(stop)
 
     try:
-        uvloop.run(body())
+        asyncio.run(body())
         return 0
     finally:
         if server is not None:
