@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, literal_column, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
@@ -92,9 +92,6 @@ def can_move(old: str, new: str) -> bool:
 _deliveries = cast(Table, Delivery.__table__)
 _events = cast(Table, Event.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
-# Literal values, so the statement compiles once (an expanding IN parameter is re-rendered
-# at every execution).
-_NOT_FINAL = _deliveries.c.status.not_in([literal_column(f"'{s}'") for s in sorted(FINAL)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,39 +232,6 @@ class Attempt:
 EXCERPT_CHARS = 2048
 
 
-def record_attempt(session: Session, claimed: Claim, attempt: Attempt, *, retrying: bool) -> bool:
-    """Store the attempt of a claim; a retried delivery waits as ``retrying``. False when
-    that attempt was recorded already (a copy of the message got there first)."""
-    exists = session.execute(
-        select(_attempts.c.id).where(
-            _attempts.c.event_id == claimed.event_id, _attempts.c.number == claimed.attempt
-        )
-    ).first()
-    if exists is not None:
-        return False
-    session.execute(
-        _attempts.insert().values(
-            event_id=claimed.event_id,
-            number=claimed.attempt,
-            at=attempt.at,
-            ms=attempt.ms,
-            status=attempt.status,
-            error=attempt.error,
-            excerpt=(attempt.excerpt or "")[:EXCERPT_CHARS] or None,
-        )
-    )
-    if retrying:
-        session.execute(
-            update(_deliveries)
-            .where(
-                _deliveries.c.event_id == claimed.event_id,
-                _deliveries.c.status == Status.SENDING,
-            )
-            .values(status=Status.RETRYING, updated_at=utcnow(), claimed_by=None)
-        )
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class Completion:
     """The step's outcome, read from the recipient's answer."""
@@ -277,6 +241,7 @@ class Completion:
     price: float = 0.0
     appended: dict[str, Any] | None = None
     started_at: datetime | None = None  # the step event's (saves reading it back)
+    dead: bool = False  # gave up, its message parked
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +280,7 @@ _TO_FINAL = (
         status=bindparam("new_status"),
         updated_at=bindparam("now"),
         delivered_at=bindparam("delivered"),
-        dead_lettered=False,
+        dead_lettered=bindparam("dead"),
         claimed_by=None,
     )
 )
@@ -372,7 +337,7 @@ def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
     if retrying:
         connection.execute(_TO_RETRYING, retrying)
     finals = {
-        a.claimed.event_id: a
+        a.claimed.event_id: a.completion
         for a, fresh in zip(answered, new, strict=True)
         if fresh and a.completion is not None
     }
@@ -381,14 +346,14 @@ def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
     return new
 
 
-def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) -> None:
+def _complete_many(connection: Any, finals: dict[str, Completion], now: datetime) -> int:
+    """Each delivery not final yet gets its outcome, on it and on its event; how many."""
     deliveries, events = [], []
     locked = _LOCK_FOR_COMPLETION.execute(connection, {"event_ids": sorted(finals)})
     for row in locked:
         if row.status in FINAL:
             continue
-        completion = finals[row.event_id].completion
-        assert completion is not None
+        completion = finals[row.event_id]
         started = as_utc(completion.started_at or row.started_at) or now
         deliveries.append(
             {
@@ -396,6 +361,7 @@ def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) 
                 "new_status": STATUS_BY_OUTCOME[completion.outcome],
                 "now": now,
                 "delivered": now if completion.outcome == "success" else None,
+                "dead": completion.dead,
             }
         )
         events.append(
@@ -413,59 +379,10 @@ def _complete_many(connection: Any, finals: dict[str, Answered], now: datetime) 
     if deliveries:
         connection.execute(_TO_FINAL, deliveries)
         connection.execute(_EVENT_DONE, events)
+    return len(deliveries)
 
 
-def complete(
-    session: Session,
-    event_id: str,
-    *,
-    outcome: str,
-    reason: str | None,
-    price: float = 0.0,
-    appended: dict[str, Any] | None = None,
-    dead: bool = False,
-    started_at: datetime | None = None,
-) -> bool:
-    """Record the step's outcome on its delivery and its event; False when already final.
-
-    The delivery moves to its final status only if it is not final yet (``UPDATE ...
-    RETURNING``, so two workers cannot both complete it), then its event gets the
-    outcome. ``started_at`` (the event's, when the caller has it) saves reading it back.
-    """
-    session.flush()
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": STATUS_BY_OUTCOME[outcome],
-        "updated_at": now,
-        "dead_lettered": dead,
-        "claimed_by": None,
-    }
-    if outcome == "success":
-        values["delivered_at"] = now
-    attempts = session.execute(
-        update(_deliveries)
-        .where(_deliveries.c.event_id == event_id, _NOT_FINAL)
-        .values(values)
-        .returning(_deliveries.c.attempts)
-    ).scalar()
-    if attempts is None:
-        return False
-    if started_at is None:
-        started_at = session.execute(
-            select(_events.c.started_at).where(_events.c.id == event_id)
-        ).scalar()
-    started = as_utc(started_at) or now
-    session.execute(
-        update(_events)
-        .where(_events.c.id == event_id)
-        .values(
-            outcome=outcome,
-            reason=reason,
-            price=price,
-            appended=appended or None,
-            completed_at=now,
-            attempts=attempts,
-            ms=max(0, int((now - started).total_seconds() * 1000)),
-        )
-    )
-    return True
+def complete(session: Session, event_id: str, completion: Completion) -> bool:
+    """Record the step's outcome without an answered attempt (a delivery that gave up, an
+    email the server took); False when the delivery was final already."""
+    return _complete_many(session.connection(), {event_id: completion}, utcnow()) == 1

@@ -70,16 +70,17 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
         ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
         attempt = deliveries.Attempt(at, _ms(started), failure.code, failure.reason)
         with transaction(deps.sessions) as session:
-            deliveries.record_attempt(session, job.claimed, attempt, retrying=failure.transient)
+            deliveries.record_many(session, [deliveries.Answered(job.claimed, attempt, None)])
         logger.warning("email to %s failed: %s", job.recipient_id, failure.reason, extra=ids)
         raise _retry_or_give_up(failure, job.target) from None
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
     attempt = deliveries.Attempt(at, _ms(started), accepted.code, accepted.refused)
 
+    delivered = deliveries.Answered(job.claimed, attempt, deliveries.Completion("success", None))
+
     def record() -> None:
         with transaction(deps.sessions) as session:
-            if deliveries.record_attempt(session, job.claimed, attempt, retrying=False):
-                deliveries.complete(session, job.event_id, outcome="success", reason=None)
+            deliveries.record_many(session, [delivered])
 
     # The server has the email: a short database outage must not get it sent again.
     record_patiently(record, ids=ids, patience=deps.patience)
@@ -142,7 +143,9 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
         return
     ids = {"lead_id": message.lead_id, "event_id": message.event_id}
     with transaction(deps.sessions) as session:
-        deliveries.complete(session, message.event_id, outcome="error", reason=reason, dead=True)
+        deliveries.complete(
+            session, message.event_id, deliveries.Completion("error", reason, dead=True)
+        )
     DELIVERIES.labels(message.recipient_id, "error").inc()
     logger.warning("email to %s gave up: %s", message.recipient_id, reason, extra=ids)
     deps.publisher.publish(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))

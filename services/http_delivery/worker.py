@@ -132,7 +132,7 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
 
 def _give_up(session: Session, message: DeliverHttp, reason: str) -> None:
     deliveries.complete(
-        session, message.event_id, outcome="error", reason=reason, price=0.0, dead=True
+        session, message.event_id, deliveries.Completion("error", reason, dead=True)
     )
 
 
