@@ -25,7 +25,6 @@ class Settings:
     metrics_port: int | None = 9100  # workers only; 0 turns it off
     http_concurrency: int = 256
     email_concurrency: int = 8
-    router_threads: int = 8
     max_body_bytes: int = 1024 * 1024
     outbox_sweep_seconds: float = 5.0
     config_refresh_seconds: float = 1.0
@@ -57,7 +56,6 @@ _ENV = {
     "metrics_port": "LEADFLOW_METRICS_PORT",
     "http_concurrency": "LEADFLOW_HTTP_CONCURRENCY",
     "email_concurrency": "LEADFLOW_EMAIL_CONCURRENCY",
-    "router_threads": "LEADFLOW_ROUTER_THREADS",
     "max_body_bytes": "LEADFLOW_MAX_BODY_BYTES",
     "outbox_sweep_seconds": "LEADFLOW_OUTBOX_SWEEP_SECONDS",
     "config_refresh_seconds": "LEADFLOW_CONFIG_REFRESH_SECONDS",

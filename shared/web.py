@@ -166,10 +166,12 @@ def create_service_app(
 
 def serve_app(app: web.Application, *, host: str, port: int, service: str) -> None:
     """Serve ``app`` until SIGTERM or SIGINT (either, once or twice, is one graceful stop:
-    the listener closes, requests in hand are answered, the contexts are cleaned up)."""
+    the listener closes, requests in hand are answered within a third of the shutdown
+    grace, the contexts are cleaned up)."""
+    grace = app[SETTINGS].shutdown_grace / 3
 
     async def serve() -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
         await runner.setup()
         try:
             # Several copies on one host share the port (leadflow up --scale intake=2).
