@@ -1,4 +1,5 @@
-"""The feedback view's unexpected failures: a 500 whose detail stays in the log."""
+"""The feedback view's unexpected failures: a 500 whose detail stays in the log (asked over
+HTTP of a test server on 127.0.0.1)."""
 
 from __future__ import annotations
 
