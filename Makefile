@@ -73,7 +73,7 @@ test-faults: install rabbitmq postgres
 
 lint: install
 	$(BIN)/ruff check services shared tests bench deploy
-	$(BIN)/mypy services shared
+	$(BIN)/mypy services shared tests bench
 
 bench: install rabbitmq postgres bench-tools
 	$(BIN)/python -m bench.run

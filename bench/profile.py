@@ -148,9 +148,7 @@ def main() -> None:
         f"{'process':<22} {'CPU us/lead':>12} {'share':>7}\n"
     )
     for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
-        sys.stdout.write(
-            f"{name:<22} {seconds / count * 1e6:>12,.0f} {seconds / total:>7.0%}\n"
-        )
+        sys.stdout.write(f"{name:<22} {seconds / count * 1e6:>12,.0f} {seconds / total:>7.0%}\n")
     sys.stdout.write(f"{'total':<22} {total / count * 1e6:>12,.0f}\n{groups_report}")
 
 

@@ -39,9 +39,7 @@ PG_BASE = os.environ.get(
 PY = sys.executable
 #: What to measure (a subset, for a quick look while working): BENCH_ONLY="chain,e2e",
 #: BENCH_DBS="postgresql".
-ONLY = set(
-    os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,latency,slow,recovery").split(",")
-)
+ONLY = set(os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,latency,slow,recovery").split(","))
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
 #: Seconds of submissions per end-to-end run (the leads then drain through the stack).
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "5"))
@@ -533,7 +531,11 @@ def recovery(s: Stack, procs: Processes, count: int) -> tuple[float, float, floa
     peak memory (MB) of the http-delivery and router pools meanwhile, before and after."""
     full_stack(s)
     recipient = [
-        p for p in procs.running if "bench.recipient" in p.args and str(s.fast_port) in p.args
+        p
+        for p in procs.running
+        if isinstance(p.args, list)  # (Processes.start takes a list)
+        and "bench.recipient" in p.args
+        and str(s.fast_port) in p.args
     ]
     for process in recipient:
         procs.stop(process)
