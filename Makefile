@@ -1,4 +1,5 @@
-# leadflow: `make run` starts everything on this machine, `make test` runs the whole suite.
+# leadflow: `make run` starts everything on this machine, `make test` runs the whole suite,
+# `make test-fast` the unit tests alone (no broker, no database server, no network).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ TEST_PG_URL ?= postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres
 
 export LEADFLOW_DATABASE_URL ?= sqlite:///var/leadflow.db
 
-.PHONY: run test test-faults lint bench install rabbitmq postgres test-tools bench-tools clean
+.PHONY: run test test-fast test-faults lint bench install rabbitmq postgres test-tools bench-tools clean
 
 # Install Debian package $(2) when command $(1) is missing.
 define need
@@ -63,13 +64,16 @@ test: install rabbitmq postgres test-tools
 	$(BIN)/pytest tests -q --ignore=tests/faults
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests -q --ignore=tests/faults
 
+test-fast: install
+	$(BIN)/pytest tests/unit -q -p no:cacheprovider
+
 # Fault tests kill processes and stop RabbitMQ for the whole machine: run them alone.
 test-faults: install rabbitmq postgres
 	$(BIN)/pytest tests/faults -q -s
 
 lint: install
 	$(BIN)/ruff check services shared tests bench deploy
-	$(BIN)/mypy services shared
+	$(BIN)/mypy services shared tests bench
 
 bench: install rabbitmq postgres bench-tools
 	$(BIN)/python -m bench.run

@@ -553,7 +553,11 @@ def recovery(s: Stack, procs: Processes, count: int) -> tuple[float, float, floa
     peak memory (MB) of the http-delivery and router pools meanwhile, before and after."""
     full_stack(s)
     recipient = [
-        p for p in procs.running if "bench.recipient" in p.args and str(s.fast_port) in p.args
+        p
+        for p in procs.running
+        if isinstance(p.args, list)  # (Processes.start takes a list)
+        and "bench.recipient" in p.args
+        and str(s.fast_port) in p.args
     ]
     for process in recipient:
         procs.stop(process)

@@ -106,7 +106,7 @@ class Stack:
             report = self.show(lead_id)
             return report if report["lead"]["completed_at"] else None
 
-        return wait_for(done, timeout=timeout, interval=0.3, message=f"lead {lead_id} to finish")  # type: ignore[return-value]
+        return wait_for(done, timeout=timeout, interval=0.3, message=f"lead {lead_id} to finish")
 
 
 def start_intake(stack: Stack, log: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -15,7 +16,7 @@ from tests.support.proxy import Proxy, check_unready_while_cut
 
 
 @pytest.fixture
-def intake_behind_proxy(stack: Stack, tmp_path) -> Iterator[tuple[str, Proxy]]:  # type: ignore[no-untyped-def]
+def intake_behind_proxy(stack: Stack, tmp_path: Path) -> Iterator[tuple[str, Proxy]]:
     proxy = Proxy(target_port=5672).start()
     parts = urlsplit(stack.env["LEADFLOW_BROKER_URL"])
     broker = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))

@@ -5,6 +5,7 @@ delivered; a replay of a delivery that has since succeeded changes nothing; purg
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.e2e.conftest import Stack
 from tests.support.infra import wait_for
@@ -50,12 +51,12 @@ def test_a_replayed_delivery_runs_again_and_the_step_and_price_are_updated(stack
     assert "1 message" in out.stderr
 
     # then the delivery runs again, succeeds, and the step and the lead's price say so
-    def delivered() -> dict | None:  # type: ignore[type-arg]
+    def delivered() -> dict[str, Any] | None:
         report = stack.show(lead_id)
         return report if report["deliveries"][0]["status"] == "delivered" else None
 
     report = wait_for(delivered, timeout=20, message="the replayed delivery")
-    assert report["events"][0]["outcome"] == "success"  # type: ignore[index]
+    assert report["events"][0]["outcome"] == "success"
     wait_for(
         lambda: stack.show(lead_id)["lead"]["price"] == 3.5, timeout=10, message="the lead's price"
     )

@@ -24,8 +24,8 @@ def maildir_messages(stack: Stack, recipient: str) -> list[EmailMessage]:
     if not os.path.isdir(os.path.join(path, "cur")):
         return []  # no email worker has made the Maildir yet
     box = mailbox.Maildir(path, create=False)
-    messages = [message_from_bytes(bytes(m), policy=policy.default) for m in box]  # type: ignore[misc]
-    return [m for m in messages if m["X-Leadflow-Recipient"] == recipient]  # type: ignore[misc]
+    messages = [message_from_bytes(bytes(m), policy=policy.default) for m in box]
+    return [m for m in messages if m["X-Leadflow-Recipient"] == recipient]
 
 
 def attachment(message: EmailMessage) -> tuple[str, list[dict[str, str]]]:

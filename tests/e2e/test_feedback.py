@@ -99,7 +99,7 @@ class Buyer:
             ]
 
         got = wait_for(received, timeout=10, message=f"lead {lead_id} at {path}")
-        return Routed(lead_id, got[0].json()["lc_event_id"])  # type: ignore[index]
+        return Routed(lead_id, got[0].json()["lc_event_id"])
 
     def post(
         self,
@@ -605,7 +605,7 @@ def parse_forwarded(request: Received) -> dict[str, Any]:
     assert root.tag == "feedback"
     return {
         **{c.tag: c.text for c in root if c.tag != "lead"},
-        **{f"lead.{c.tag}": c.text for c in root.find("lead")},  # type: ignore[union-attr]
+        **{f"lead.{c.tag}": c.text for c in root.find("lead")},
     }
 
 
@@ -623,7 +623,7 @@ def test_an_accepted_return_is_forwarded_to_the_source_in_its_format(
     assert buyer.send(lead.event_id, "return", "bad phone")[0] == 201
 
     # then the source receives the return with the operator's reason and the lead
-    (request,) = wait_for(lambda: forwarded(stack, path, lead.lead_id), timeout=15)  # type: ignore[misc]
+    (request,) = wait_for(lambda: forwarded(stack, path, lead.lead_id), timeout=15)
     body = parse_forwarded(request)
     if source == "web":
         lead_fields = body.pop("lead")
@@ -644,7 +644,7 @@ def test_an_accepted_return_is_forwarded_to_the_source_in_its_format(
         assert request.headers["X-Source-Token"] == "fb-token"
     # and a feedback-sent event records the source's answer
     sent = wait_for(lambda: events(db, lead.lead_id, "feedback-sent"), timeout=10)
-    (sent_event,) = sent  # type: ignore[misc]
+    (sent_event,) = sent
     assert sent_event.outcome == "success"
     assert sent_event.parent_event_id == received.id
     assert (sent_event.appended or {})["status"] == 200
@@ -662,7 +662,7 @@ def test_a_source_down_for_a_moment_gets_the_feedback_after_a_retry(
 
     # then the source gets it twice with one idempotency key, and one feedback-sent is written
     sent = wait_for(lambda: events(db, lead.lead_id, "feedback-sent"), timeout=15)
-    (sent_event,) = sent  # type: ignore[misc]
+    (sent_event,) = sent
     assert sent_event.outcome == "success"
     requests_seen = forwarded(stack, "/fb-source-flaky", lead.lead_id)
     assert len(requests_seen) == 2
@@ -683,7 +683,7 @@ def test_a_source_that_never_answers_ends_in_a_feedback_sent_error_and_a_dead_le
     def gave_up() -> list[Event]:
         return [e for e in events(db, lead.lead_id, "feedback-sent") if e.outcome == "error"]
 
-    (sent_event,) = wait_for(gave_up, timeout=15)  # type: ignore[misc]
+    (sent_event,) = wait_for(gave_up, timeout=15)
     assert "Connection" in (sent_event.reason or "")
     wait_for(
         lambda: lead.lead_id in stack.leadflow("dead", "list", "--queue", "feedback").stdout,
@@ -705,7 +705,7 @@ def test_feedback_a_source_does_not_take_is_not_forwarded(
     assert buyer.send(returns_only.event_id, "return", "Duplicate")[0] == 201
 
     # then only the return is forwarded, once every message has been handled
-    (request,) = wait_for(  # type: ignore[misc]
+    (request,) = wait_for(
         lambda: forwarded(stack, "/fb-source-returns", returns_only.lead_id), timeout=15
     )
     wait_for(lambda: feedback_queue_idle(stack), timeout=15, message="the feedback queue idle")
@@ -771,7 +771,5 @@ def test_with_rabbitmq_unreachable_a_return_is_accepted_and_forwarded_once_it_is
 
     # and once RabbitMQ is reachable again it is forwarded to the source
     proxy.restore()
-    (request,) = wait_for(  # type: ignore[misc]
-        lambda: forwarded(stack, "/fb-source-json", lead.lead_id), timeout=30
-    )
+    (request,) = wait_for(lambda: forwarded(stack, "/fb-source-json", lead.lead_id), timeout=30)
     assert request.json()["reason"] == "Duplicate"

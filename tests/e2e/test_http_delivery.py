@@ -13,10 +13,10 @@ from lxml import etree
 
 from tests.e2e.conftest import Stack, start_process, stop_process
 from tests.support.infra import wait_for
-from tests.support.recipient import Reply
+from tests.support.recipient import Received, Reply
 
 
-def lead_requests(stack: Stack, path: str, lead_id: str) -> list:  # type: ignore[type-arg]
+def lead_requests(stack: Stack, path: str, lead_id: str) -> list[Received]:
     return [
         r
         for r in stack.recipient.requests(path)
@@ -39,7 +39,7 @@ def test_put_sends_xml_and_get_sends_a_query_string(stack: Stack) -> None:
     put = lead_requests(stack, "/put-xml", lead_id)[0]
     assert put.method == "PUT"
     root = etree.fromstring(put.body)
-    assert root.find("contact").get("type") == "mobile"  # type: ignore[union-attr]
+    assert root.find("contact").get("type") == "mobile"
     assert root.findtext("contact/phone") == "5125550199"
     get = lead_requests(stack, "/get-query", lead_id)[0]
     assert get.method == "GET"

@@ -19,7 +19,7 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_intake_conforms_to_its_openapi_document(case, stack: Stack) -> None:  # type: ignore[no-untyped-def]
+def test_intake_conforms_to_its_openapi_document(case: schemathesis.Case, stack: Stack) -> None:
     case.call_and_validate(base_url=stack.intake_url)
 
 

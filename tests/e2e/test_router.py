@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pika
@@ -17,6 +18,9 @@ from tests.e2e.conftest import Stack, start_process
 from tests.support.infra import rabbitmqctl, wait_for
 from tests.support.queues import publish_messages, queue_counts
 from tests.support.recipient import Reply
+
+#: Kill the stack's router, start a replacement.
+RouterControls = tuple[Callable[[], None], Callable[[], None]]
 
 ACCEPT = '{"result": "accepted", "price": %s}'
 
@@ -173,7 +177,7 @@ def test_lead_and_step_messages_delivered_again_while_the_lead_waits_change_noth
 
 
 @pytest.fixture
-def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped-def]
+def replacement_router(stack: Stack, tmp_path: Path) -> Iterator[RouterControls]:
     """Kill the stack's router with SIGKILL; the test starts a new one when it wants."""
     started: list[subprocess.Popen[bytes]] = []
 
@@ -195,8 +199,8 @@ def replacement_router(stack: Stack, tmp_path: Path):  # type: ignore[no-untyped
 
 
 def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
-    stack: Stack, replacement_router
-) -> None:  # type: ignore[no-untyped-def]
+    stack: Stack, replacement_router: RouterControls
+) -> None:
     kill_router, start_router = replacement_router
     # given a lead waiting at a first recipient that answers only when the test lets it
     held = threading.Event()

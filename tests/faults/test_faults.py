@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import requests
+
 from tests.faults.conftest import FaultStack, in_background
 
 
@@ -15,7 +17,7 @@ def report(name: str, counts: dict[str, int]) -> None:
     sys.stdout.write(f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "\n")
 
 
-def lead_ids(responses: list) -> list[str]:  # type: ignore[type-arg]
+def lead_ids(responses: list[requests.Response]) -> list[str]:
     assert all(r.status_code == 201 for r in responses), {r.status_code for r in responses}
     ids = [r.json()["lead"]["id"] for r in responses]
     assert len(set(ids)) == len(ids)

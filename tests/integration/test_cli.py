@@ -4,6 +4,7 @@ schema upgrade, and `leadflow up --scale` parsing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from click.testing import CliRunner, Result
@@ -13,6 +14,13 @@ from services.cli import main
 from services.cli.up import parse_scale
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example.yaml"
+
+
+class Run(Protocol):
+    """``leadflow`` with these arguments, on the test run's database."""
+
+    def __call__(self, *args: str) -> Result: ...
+
 
 BROKEN = """
 recipients:
@@ -28,7 +36,7 @@ flows:
 
 
 @pytest.fixture
-def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def run(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Run:
     monkeypatch.setenv("LEADFLOW_DATABASE_URL", database_url)
     monkeypatch.delenv("NO_SUCH_VARIABLE_HERE", raising=False)
 
@@ -49,9 +57,7 @@ def stored_versions(database_url: str) -> int:
 
 
 def test_an_invalid_file_is_refused_with_every_problem_and_its_path_and_nothing_is_stored(
-    run,
-    database_url: str,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    run: Run, database_url: str, tmp_path: Path
 ) -> None:
     # given a file with four problems
     broken = tmp_path / "broken.yaml"
@@ -75,8 +81,7 @@ def test_an_invalid_file_is_refused_with_every_problem_and_its_path_and_nothing_
 
 
 def test_a_valid_file_is_stored_once_as_a_new_version_and_shown_back(
-    run,
-    database_url: str,  # type: ignore[no-untyped-def]
+    run: Run, database_url: str
 ) -> None:
     # given the example file
     assert run("config", "check", str(EXAMPLE)).exit_code == 0
@@ -95,13 +100,13 @@ def test_a_valid_file_is_stored_once_as_a_new_version_and_shown_back(
     assert shown.output.endswith(EXAMPLE.read_text())
 
 
-def test_show_names_a_version_that_does_not_exist(run) -> None:  # type: ignore[no-untyped-def]
+def test_show_names_a_version_that_does_not_exist(run: Run) -> None:
     result = CliRunner().invoke(main, ["config", "show", "--version", "99999"])
     assert result.exit_code == 1
     assert "99999" in result.output
 
 
-def test_db_upgrade_on_a_migrated_database_says_it_is_up_to_date(run) -> None:  # type: ignore[no-untyped-def]
+def test_db_upgrade_on_a_migrated_database_says_it_is_up_to_date(run: Run) -> None:
     result = run("db", "upgrade")
     assert result.exit_code == 0
     assert "database is up to date (revision " in result.output
@@ -131,13 +136,13 @@ def test_scale_refuses_an_unknown_service_or_a_count_that_is_not_a_number(bad: s
 
 
 @pytest.mark.parametrize("since", ["2026-11-24", "2026-11-24T00:00:00Z", "2026-11-24T02:00+02:00"])
-def test_feedback_list_takes_any_iso_8601_date_or_time(run, since: str) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_list_takes_any_iso_8601_date_or_time(run: Run, since: str) -> None:
     result = run("feedback", "list", "--since", since)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("received at")
 
 
-def test_feedback_list_refuses_a_since_that_is_not_a_date(run) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_list_refuses_a_since_that_is_not_a_date(run: Run) -> None:
     result = CliRunner().invoke(main, ["feedback", "list", "--since", "yesterday"])
     assert result.exit_code == 2
     assert "'yesterday' is not an ISO 8601 date or time" in result.output

@@ -126,7 +126,7 @@ class Inbox:
             self.answered.append(reply)
             if reply.startswith("250"):
                 parsed = message_from_bytes(envelope.content, policy=policy.default)
-                self.accepted.append(parsed)  # type: ignore[arg-type]
+                self.accepted.append(parsed)
                 tls = session.ssl is not None
                 self.received.append(Received(list(envelope.rcpt_tos), tls, session.auth_data))
         return reply
@@ -163,7 +163,7 @@ class Rig:
         if not (self.maildir / "cur").is_dir():
             return []  # the worker has not made the Maildir yet
         box = mailbox.Maildir(str(self.maildir), create=False)
-        return [message_from_bytes(bytes(m), policy=policy.default) for m in box]  # type: ignore[misc]
+        return [message_from_bytes(bytes(m), policy=policy.default) for m in box]
 
 
 @pytest.fixture
@@ -497,7 +497,7 @@ def test_an_smtp_server_refusing_with_5xx_ends_the_step_in_error_and_parks_the_m
             ).first()
 
     letter = wait_for(parked, timeout=10, message="the dead letter")
-    assert letter.queue == "email_delivery"  # type: ignore[attr-defined]
+    assert letter.queue == "email_delivery"
 
 
 def test_a_server_refusing_one_of_two_recipients_still_gets_the_lead_and_the_refusal_is_kept(

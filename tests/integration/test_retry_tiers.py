@@ -93,8 +93,8 @@ def test_a_message_failing_always_is_parked_in_the_dead_letter_queue_with_its_hi
             lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="a parked message"
         )
     assert len(calls) == 3
-    assert len(bodies) == 1  # type: ignore[arg-type]
-    failures = bodies[0]["options"]["failures"]  # type: ignore[index]
+    assert len(bodies) == 1
+    failures = bodies[0]["options"]["failures"]
     assert [f["attempt"] for f in failures] == [1, 2, 3]
     assert failures[-1]["reason"] == "Server error (HTTP 503), call 3"
     # and the exhausted hook saw the typed message once, and the mirror recorded it

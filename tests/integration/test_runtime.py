@@ -86,7 +86,7 @@ def test_a_message_failing_always_is_parked_with_its_history_and_the_hook_runs(
             lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="parked"
         )
     assert len(calls) == 3
-    failures = bodies[0]["options"]["failures"]  # type: ignore[index]
+    failures = bodies[0]["options"]["failures"]
     assert [f["attempt"] for f in failures] == [1, 2, 3]
     assert exhausted == [(message, "Server error (HTTP 503), call 3")]
     assert [p.attempts for p in parked] == [3]
@@ -119,7 +119,7 @@ def test_a_permanent_failure_or_a_message_on_the_wrong_queue_is_parked_at_once(
             timeout=15,
             message="two parked messages",
         )
-    reasons = sorted(b["options"]["failures"][0]["reason"] for b in bodies)  # type: ignore[union-attr]
+    reasons = sorted(b["options"]["failures"][0]["reason"] for b in bodies)
     assert reasons == ["feedback-accepted does not belong on router", "unknown lead l3"]
     assert len(calls) == 1
 

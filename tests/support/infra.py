@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import psycopg
@@ -34,6 +35,8 @@ def _ephemeral_ports() -> range:
 #: (a client's own source port) takes a port between choosing it and binding it.
 _PORTS = range(20000, min(32768, _ephemeral_ports().start))
 _RANDOM = random.SystemRandom()
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -66,12 +69,13 @@ def free_port_block(count: int) -> int:
 
 
 def wait_for(
-    condition: Callable[[], object],
+    condition: Callable[[], T | None],
     timeout: float = 30.0,
     interval: float = 0.05,
     message: str = "condition",
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after
+    ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

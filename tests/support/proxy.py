@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
+from typing import TypeVar
 
 import requests
 
 from tests.support.infra import free_port, wait_for
+
+T = TypeVar("T")
 
 
 class Proxy:
@@ -25,7 +29,7 @@ class Proxy:
         self.restore()
         return self
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
+    def _call(self, coro: Coroutine[object, object, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

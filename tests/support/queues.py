@@ -50,7 +50,7 @@ def get_parked(broker_url: str, queue: str) -> list[dict[str, Any]]:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
-        bodies = []
+        bodies: list[dict[str, Any]] = []
         while True:
             method, _props, body = channel.basic_get(f"{queue}.XQ", auto_ack=True)
             if method is None:

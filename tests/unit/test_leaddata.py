@@ -21,7 +21,9 @@ def variables_of(submitted: dict[str, object]) -> dict[str, object]:
 
 def test_an_undeclared_field_beside_a_declared_dotted_one_is_kept() -> None:
     # given a submission with a declared nested field and an undeclared sibling
-    submitted = {"mortgage": {"loan": {"amount": "$100,000", "rate": "5.1"}, "term": "30"}}
+    submitted: dict[str, object] = {
+        "mortgage": {"loan": {"amount": "$100,000", "rate": "5.1"}, "term": "30"}
+    }
 
     # when the lead's fields are built
     fields = build_fields(FLOW, submitted)
@@ -32,7 +34,7 @@ def test_an_undeclared_field_beside_a_declared_dotted_one_is_kept() -> None:
     variables = variables_of(submitted)
     assert resolve(variables, "lead.mortgage.loan.rate") == "5.1"
     assert resolve(variables, "lead.mortgage.term") == "30"
-    assert resolve(variables, "lead.mortgage.loan.amount").normal == 100000  # type: ignore[union-attr]
+    assert resolve(variables, "lead.mortgage.loan.amount").normal == 100000
 
 
 def test_a_declared_field_leaves_nothing_behind_in_the_extra_fields() -> None:

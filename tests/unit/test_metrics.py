@@ -1,24 +1,34 @@
-"""Metrics: the dashboard reads only metrics leadflow exports; a worker's metrics port."""
+"""Metrics: the dashboard reads only metrics leadflow exports (a worker's metrics port is in
+tests/integration/test_metrics_port.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import socket
-import urllib.request
 from pathlib import Path
+from typing import Any
 
-import pytest
 from prometheus_client import REGISTRY
 
 import shared.metrics
-from shared.metrics import QueueDepthCollector, serve_metrics
-from shared.outbox import OutboxDepthCollector
-from tests.support.infra import free_port
+from shared.metrics import QueueDepthCollector
+from shared.outbox import OutboxDepthCollector, Outgoing
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "leadflow-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+class EmptyOutbox:
+    """The outbox depth collector's source, without a database."""
+
+    def older_than(self, seconds: float) -> list[Outgoing]:
+        return []
+
+    def confirmed(self, keys: list[Any]) -> None:
+        pass
+
+    def depth(self) -> int:
+        return 0
 
 
 def exported_series() -> set[str]:
@@ -27,7 +37,7 @@ def exported_series() -> set[str]:
     families = [
         *REGISTRY.collect(),
         *QueueDepthCollector(dict).collect(),
-        *OutboxDepthCollector(lambda: 1 / 0, "intake").collect(),  # type: ignore[arg-type,return-value]
+        *OutboxDepthCollector(EmptyOutbox(), "intake").collect(),
     ]
     return {
         family.name + suffix
@@ -55,35 +65,3 @@ def test_every_series_the_dashboard_queries_is_one_leadflow_exports() -> None:
         "leadflow_outbox_depth",
     ):
         assert core in queried, core
-
-
-def test_a_worker_serves_health_and_metrics_on_its_port() -> None:
-    port = free_port()
-    server = serve_metrics(port)
-    assert server is not None
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-            assert json.loads(answer.read()) == {"status": "ok"}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            assert answer.status == 200
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_worker_whose_metrics_port_is_taken_warns_and_goes_on_without_it(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # given the port held by another process
-    with socket.socket() as holder:
-        holder.bind(("0.0.0.0", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-
-        # when a worker wants to serve its metrics there
-        with caplog.at_level(logging.WARNING):
-            server = serve_metrics(port)
-
-    # then it says so and runs without them
-    assert server is None
-    assert f"metrics port {port} unavailable" in caplog.text

@@ -95,7 +95,7 @@ def test_xml_paths_include_the_root_and_at_sets_an_attribute() -> None:
     request = build_request(target(format="xml", fields=fields), variables(), FLOW_FIELDS, EVENT)
     root = etree.fromstring(request.body or b"")
     assert root.tag == "lead"
-    assert root.find("contact").get("type") == "home"  # type: ignore[union-attr]
+    assert root.find("contact").get("type") == "home"
     assert root.findtext("contact/first_name") == "Ann"
     assert root.findtext("phone") == "5125551212"
     assert request.headers["Content-Type"] == "application/xml"

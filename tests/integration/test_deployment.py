@@ -1,16 +1,14 @@
-"""The deployment files: docker-compose validated by docker-compose itself, and the cluster
-manifests read as YAML."""
+"""The deployment files: docker-compose validated by docker-compose itself (a process, so not
+a unit test; the cluster manifests alone are read in tests/unit/test_cluster_manifests.py)."""
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).parents[2]
-SERVICES = {"intake", "feedback", "router", "http_delivery", "email_delivery"}
+from tests.support.deployment import ROOT, SERVICES, manifests
 
 
 def compose_config() -> dict[str, Any]:
@@ -63,29 +61,3 @@ def test_worker_pools_publish_no_fixed_host_ports_so_they_scale() -> None:
     for name in ("router", "http_delivery", "email_delivery"):
         assert "ports" not in services[name]
         assert "container_name" not in services[name]
-
-
-def manifests() -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    return docs
-
-
-def test_the_cluster_manifests_deploy_every_service_and_autoscale_workers_on_queue_depth() -> None:
-    docs = manifests()
-    deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
-    assert deployments == {f"leadflow-{s.replace('_', '-')}" for s in SERVICES}
-    scaled = {
-        d["spec"]["scaleTargetRef"]["name"]: d["spec"]["triggers"][0]
-        for d in docs
-        if d["kind"] == "ScaledObject"
-    }
-    assert set(scaled) == {"leadflow-router", "leadflow-http-delivery", "leadflow-email-delivery"}
-    assert scaled["leadflow-http-delivery"]["type"] == "rabbitmq"
-    assert scaled["leadflow-http-delivery"]["metadata"]["queueName"] == "http_delivery"
-
-
-def test_the_cluster_uses_quorum_queues() -> None:
-    config = next(d for d in manifests() if d["kind"] == "ConfigMap")
-    assert config["data"]["LEADFLOW_QUEUE_TYPE"] == "quorum"
