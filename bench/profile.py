@@ -24,6 +24,7 @@ from bench.run import (
     Processes,
     free_port,
     full_stack,
+    peak_mb,
     queue_stat,
     received,
     reset,
@@ -82,14 +83,6 @@ def spy(groups: dict[str, list[int]], work: Path) -> list[subprocess.Popen[bytes
             )
     sys.stderr.write(f"py-spy output in {work}\n")
     return spies
-
-
-def peak_mb(pid: int) -> float:
-    """A process's peak resident memory (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def group_sizes(ports: dict[str, int]) -> str:
