@@ -706,14 +706,14 @@ def main() -> None:
                         )
                     )
                 if ONLY & {"e2e", "latency"}:
-                    peaks = {
+                    memory = {
                         name: peak_mb(s.services[name][0].pid)
                         for name in ("intake", "router", "http-delivery")
                     }
                     rows.append(
                         (
                             f"peak resident memory, end to end runs ({kind})",
-                            ", ".join(f"{n} {mb:.0f} MiB" for n, mb in peaks.items()),
+                            ", ".join(f"{n} {mb:.0f} MiB" for n, mb in memory.items()),
                             "-",
                             "-",
                             "target: no worker over 80 MiB",
