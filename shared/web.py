@@ -18,12 +18,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from shared.answers import JSON, NotAcceptable, negotiate, render
-from shared.config import Settings
+from shared.config import Settings, load_settings
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, make_engine, make_session_factory
 from shared.db.outages import DATABASE_OUTAGES
 from shared.errors import NotFound
 from shared.formats.bodies import BodyError
+from shared.logs import setup_logging
 from shared.messaging import AsyncBrokerClient, FlowReply
 from shared.metrics import latest
 from shared.outbox import OutboxDepthCollector, Pending, Relay
@@ -162,6 +163,19 @@ def create_service_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     return app
+
+
+def service_main(
+    service: str,
+    create_app: Callable[[Settings], web.Application],
+    settings: Settings | None = None,
+) -> None:
+    """Run an HTTP service (intake, feedback) on the host and port its settings give."""
+    settings = settings or load_settings()
+    setup_logging(service, settings.log_format, settings.log_level)
+    host = getattr(settings, f"{service}_host")
+    port = getattr(settings, f"{service}_port")
+    serve_app(create_app(settings), host=host, port=port, service=service)
 
 
 def serve_app(app: web.Application, *, host: str, port: int, service: str) -> None:

@@ -7,14 +7,12 @@ the database work runs on a few threads. Scale out with more copies of the comma
 from __future__ import annotations
 
 import asyncio
-import sys
 from functools import partial
 
 from services.http_delivery import worker
-from shared.bootstrap import make_worker, worker_basics
-from shared.config import Settings, load_settings
+from shared.bootstrap import make_worker, started, worker_main
+from shared.config import Settings
 from shared.messaging import Consumer
-from shared.messaging.runner import run_worker
 from shared.outbound.send import client_session
 
 #: Threads (one pooled connection each) for the grouped transactions: claims, records
@@ -23,34 +21,25 @@ DATABASE_THREADS = 4
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    basics = worker_basics("http_delivery", settings, db_threads=DATABASE_THREADS)
-    try:
-        async with client_session(settings.http_concurrency) as http:
-            app = make_worker(settings, basics.db, "http-delivery")
-            deps = worker.Deps.of(basics.configs, app, http, basics.db, settings.record_patience)
-            app.consume(
-                Consumer(
-                    worker.QUEUE,
-                    partial(worker.handle, deps=deps),
-                    partial(worker.on_exhausted, deps=deps),
-                    concurrency=settings.http_concurrency,
-                )
+    async with (
+        started("http_delivery", settings, db_threads=DATABASE_THREADS) as basics,
+        client_session(settings.http_concurrency) as http,
+    ):
+        app = make_worker(settings, basics.db, "http-delivery")
+        deps = worker.Deps.of(basics.configs, app, http, basics.db, settings.record_patience)
+        app.consume(
+            Consumer(
+                worker.QUEUE,
+                partial(worker.handle, deps=deps),
+                partial(worker.on_exhausted, deps=deps),
+                concurrency=settings.http_concurrency,
             )
-            await app.run(stop, settings.shutdown_grace)
-    finally:
-        await basics.db.close()
+        )
+        await app.run(stop, settings.shutdown_grace)
 
 
 def main() -> None:
-    settings = load_settings()
-    sys.exit(
-        run_worker(
-            partial(serve, settings),
-            queues=[worker.QUEUE],
-            broker_url=settings.broker_url,
-            metrics_port=settings.metrics_port,
-        )
-    )
+    worker_main(serve, queues=[worker.QUEUE])
 
 
 if __name__ == "__main__":
