@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, transaction, utcnow
@@ -41,12 +41,12 @@ def apply_config(factory: SessionFactory, text: str, environ: Mapping[str, str])
         ).first()
         if latest is not None and latest.checksum == checksum:
             return Applied(latest.id, created=False)
-        row = ConfigVersion(
-            created_at=utcnow(), checksum=checksum, source_text=text, document=document
-        )
-        session.add(row)
-        session.flush()
-        return Applied(row.id, created=True)
+        version = session.execute(
+            insert(ConfigVersion)
+            .values(created_at=utcnow(), checksum=checksum, source_text=text, document=document)
+            .returning(ConfigVersion.id)
+        ).scalar_one()
+        return Applied(version, created=True)
 
 
 class ConfigStore:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, transaction, utcnow
@@ -25,23 +25,24 @@ logger = logging.getLogger(__name__)
 def mirror_dead_letter(session: Session, parked: ParkedMessage) -> None:
     """Insert or refresh the mirror row of a parked message, in the caller's transaction."""
     payload = parked.payload if isinstance(parked.payload, dict) else {}
-    row = session.scalars(
-        select(DeadLetter).where(DeadLetter.message_id == parked.message_id)
-    ).first()
-    if row is None:
-        row = DeadLetter(message_id=parked.message_id)
-        session.add(row)
-    row.queue = parked.queue
-    row.lead_id = payload.get("lead_id")
-    row.event_id = payload.get("event_id")
-    row.recipient_id = payload.get("recipient_id")
-    row.attempts = parked.attempts
-    row.last_reason = parked.last_reason
-    row.failures = {"failures": parked.failures}
-    row.body = parked.body
-    row.parked_at = utcnow()
-    row.state = "parked"
-    row.resolved_at = None
+    values = {
+        "queue": parked.queue,
+        "lead_id": payload.get("lead_id"),
+        "event_id": payload.get("event_id"),
+        "recipient_id": payload.get("recipient_id"),
+        "attempts": parked.attempts,
+        "last_reason": parked.last_reason,
+        "failures": {"failures": parked.failures},
+        "body": parked.body,
+        "parked_at": utcnow(),
+        "state": "parked",
+        "resolved_at": None,
+    }
+    refreshed = session.execute(
+        update(DeadLetter).where(DeadLetter.message_id == parked.message_id).values(values)
+    )
+    if refreshed.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(insert(DeadLetter).values(message_id=parked.message_id, **values))
 
 
 def parked_messages(
@@ -108,14 +109,22 @@ def replay(
     for queue, group in by_queue.items():
         with transaction(factory) as session:
             for letter in group:
-                row = session.get(DeadLetter, letter.id, with_for_update=True)
-                if row is None or row.state != "parked":
-                    continue
-                row.state, row.resolved_at = "replayed", utcnow()
-                delivery = session.get(Delivery, letter.event_id) if letter.event_id else None
-                if delivery is not None and delivery.dead_lettered and delivery.status == "error":
-                    delivery.status, delivery.dead_lettered = "queued", False
-                    delivery.updated_at = utcnow()
+                replayed = session.execute(
+                    update(DeadLetter)
+                    .where(DeadLetter.id == letter.id, DeadLetter.state == "parked")
+                    .values(state="replayed", resolved_at=utcnow())
+                    .returning(DeadLetter.id)
+                ).first()
+                if replayed is not None and letter.event_id:
+                    session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.event_id == letter.event_id,
+                            Delivery.dead_lettered.is_(True),
+                            Delivery.status == "error",
+                        )
+                        .values(status="queued", dead_lettered=False, updated_at=utcnow())
+                    )
         take_parked(broker_url, queue, {letter.message_id for letter in group}, queue_type)
         republish(broker_url, queue, [letter.body for letter in group], queue_type)
         for letter in group:
@@ -139,7 +148,9 @@ def purge(
         take_parked(broker_url, queue, ids, queue_type)
     with transaction(factory) as session:
         for letter in letters:
-            row = session.get(DeadLetter, letter.id)
-            if row is not None and row.state == "parked":
-                row.state, row.resolved_at = "purged", utcnow()
+            session.execute(
+                update(DeadLetter)
+                .where(DeadLetter.id == letter.id, DeadLetter.state == "parked")
+                .values(state="purged", resolved_at=utcnow())
+            )
     return len(letters)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,22 +74,22 @@ def claim(
     batch_id = new_id()
     try:
         with transaction(sessions) as session:
-            batch = Batch(
-                id=batch_id,
-                recipient_id=recipient_id,
-                trigger=trigger,
-                due_at=due_at,
-                created_at=utcnow(),
-                state="pending",
-                leads=0,
-                attempts=0,
+            session.execute(
+                insert(Batch).values(
+                    id=batch_id,
+                    recipient_id=recipient_id,
+                    trigger=trigger,
+                    due_at=due_at,
+                    created_at=utcnow(),
+                    state="pending",
+                    leads=0,
+                    attempts=0,
+                )
             )
-            session.add(batch)
-            session.flush()
             count = assign_pending(session, recipient_id, batch_id, created_by=created_by)
             if count == 0:
                 raise _NothingPending
-            batch.leads = count
+            session.execute(update(Batch).where(Batch.id == batch_id).values(leads=count))
     except _NothingPending:
         return None
     except IntegrityError:
@@ -164,8 +164,11 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
                 .distinct()
             )
         ]
-        batch.sending_until = now + LEASE
-        batch.attempts += 1
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(sending_until=now + LEASE, attempts=batch.attempts + 1)
+        )
         flow_ids = {flow_id for flow_id, _ in present}
         return BatchJob(
             batch_id=batch_id,
@@ -197,7 +200,11 @@ def mark_sent(sessions: SessionFactory, batch_id: str, note: str | None = None) 
         batch = session.get(Batch, batch_id, with_for_update=True)
         if batch is None or batch.state != "pending":
             return 0
-        batch.state, batch.sent_at, batch.sending_until, batch.reason = "sent", now, None, note
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state="sent", sent_at=now, sending_until=None, reason=note)
+        )
         result = session.execute(
             update(Delivery)
             .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
@@ -233,7 +240,11 @@ def give_up(sessions: SessionFactory, batch_id: str, reason: str) -> bool:
         lease_end = as_utc(batch.sending_until)
         if lease_end is not None and lease_end > now:
             return False  # a live worker is sending it (a failing one gives its lease back)
-        batch.state, batch.sending_until, batch.reason = "error", None, reason
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state="error", sending_until=None, reason=reason)
+        )
         session.execute(
             update(Delivery)
             .where(Delivery.batch_id == batch_id, Delivery.status == "pending")

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.configstore import ConfigStore
@@ -181,24 +181,33 @@ def record_sent(
     sent = _sent_event(session, job.feedback_event_id)
     if sent is not None and sent.outcome != "error":
         return False
-    if sent is None:
-        sent = Event(
-            id=new_id(),
-            lead_id=job.lead_id,
-            type="feedback-sent",
-            step=None,
-            recipient_id=job.recipient_id,
-            price=0.0,
-            attempts=0,
-            parent_event_id=job.feedback_event_id,
-        )
-        session.add(sent)
-    sent.outcome, sent.reason = outcome, reason
-    sent.started_at, sent.completed_at, sent.ms = at, utcnow(), ms
-    sent.appended = {
-        "type": job.kind,
-        "source": job.source_id,
-        "url": job.target.url,
-        "status": status,
+    answer: dict[str, Any] = {
+        "outcome": outcome,
+        "reason": reason,
+        "started_at": at,
+        "completed_at": utcnow(),
+        "ms": ms,
+        "appended": {
+            "type": job.kind,
+            "source": job.source_id,
+            "url": job.target.url,
+            "status": status,
+        },
     }
+    if sent is None:
+        session.execute(
+            insert(Event).values(
+                id=new_id(),
+                lead_id=job.lead_id,
+                type="feedback-sent",
+                step=None,
+                recipient_id=job.recipient_id,
+                price=0.0,
+                attempts=0,
+                parent_event_id=job.feedback_event_id,
+                **answer,
+            )
+        )
+    else:
+        session.execute(update(Event).where(Event.id == sent.id).values(answer))
     return True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from services.feedback.acceptance import DeliveryState, decide
@@ -28,6 +29,7 @@ from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
 from shared.ids import new_id
 from shared.messaging import Envelope, FeedbackAccepted
+from shared.outbox import Outgoing
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -48,7 +50,7 @@ class Receipt:
     recipient_id: str | None
     feedback_event_id: str
     kind: str | None
-    outbox: OutboxMessage | None
+    outbox: Outgoing | None  # the outbox row, to publish once committed
 
     def answer(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "reason": self.reason}
@@ -115,25 +117,25 @@ def receive(
         repeated = _answered(session, earlier) if earlier is not None else None
         if repeated is not None:
             return repeated
-    record = Event(
-        id=new_id(),
-        lead_id=lead.id,
-        type="feedback-received",
-        step=None,
-        recipient_id=event.recipient_id,
-        price=0.0,
-        started_at=received_at,
-        completed_at=now,
-        ms=max(0, int((now - received_at).total_seconds() * 1000)),
-        attempts=0,
-        parent_event_id=event.id,
-    )
-    outbox: OutboxMessage | None = None
+    record: dict[str, Any] = {
+        "id": new_id(),
+        "lead_id": lead.id,
+        "type": "feedback-received",
+        "step": None,
+        "recipient_id": event.recipient_id,
+        "price": 0.0,
+        "started_at": received_at,
+        "completed_at": now,
+        "ms": max(0, int((now - received_at).total_seconds() * 1000)),
+        "attempts": 0,
+        "parent_event_id": event.id,
+    }
+    accepted_status: str | None = None  # the delivery's new status, when accepted
     http_status = 200
     if isinstance(feedback, InvalidFeedback):
         kind = None
-        record.outcome, record.reason = "error", feedback.reason
-        record.appended = {"status": feedback.status}
+        record.update(outcome="error", reason=feedback.reason)
+        record["appended"] = {"status": feedback.status}
         http_status = feedback.status
     else:
         kind = feedback.kind
@@ -145,39 +147,54 @@ def receive(
         decision = decide(
             step_rules(configs, lead, event), state, feedback.kind, feedback.reason, now
         )
-        record.appended = {"type": feedback.kind, "reason": feedback.reason}
+        record["appended"] = {"type": feedback.kind, "reason": feedback.reason}
         if decision.accepted and delivery is not None:
-            record.outcome, record.reason = "success", decision.reason
-            delivery.status = decision.status or delivery.status
-            delivery.updated_at = now
-            envelope = Envelope.of(
-                FeedbackAccepted(lead_id=lead.id, event_id=event.id, feedback_event_id=record.id)
-            )
-            outbox = OutboxMessage(
-                queue=envelope.queue, body=envelope.encode().decode(), created_at=now
-            )
+            record.update(outcome="success", reason=decision.reason)
+            accepted_status = decision.status or delivery.status
             http_status = 201
         else:
-            record.outcome, record.reason = "failure", decision.refusal
+            record.update(outcome="failure", reason=decision.refusal)
             if decision.reason != feedback.reason:
-                record.appended["mapped_reason"] = decision.reason
-    session.add(record)
-    if outbox is not None:
-        session.add(outbox)
-    session.flush()
+                record["appended"]["mapped_reason"] = decision.reason
+    session.execute(insert(Event).values(record))
+    outbox: Outgoing | None = None
+    if accepted_status is not None:
+        outbox = _accept(session, event, record["id"], accepted_status, now)
     if keys:
-        resubmits.take(session.connection(), [(record.id, keys)], now)
+        resubmits.take(session.connection(), [(record["id"], keys)], now)
     return Receipt(
-        outcome=record.outcome,
-        reason=None if record.outcome == "success" else record.reason,
+        outcome=record["outcome"],
+        reason=None if record["outcome"] == "success" else record["reason"],
         http_status=http_status,
         lead_id=lead.id,
         event_id=event.id,
         recipient_id=event.recipient_id,
-        feedback_event_id=record.id,
+        feedback_event_id=record["id"],
         kind=kind,
         outbox=outbox,
     )
+
+
+def _accept(
+    session: Session, event: Event, feedback_event_id: str, status: str, now: datetime
+) -> Outgoing:
+    """Accepted feedback's writes after its event: the delivery's new status (its row is
+    locked) and the outbox row, returned to be published once committed."""
+    session.execute(
+        update(Delivery).where(Delivery.event_id == event.id).values(status=status, updated_at=now)
+    )
+    envelope = Envelope.of(
+        FeedbackAccepted(
+            lead_id=event.lead_id, event_id=event.id, feedback_event_id=feedback_event_id
+        )
+    )
+    body = envelope.encode()
+    outbox_id = session.execute(
+        insert(OutboxMessage)
+        .values(queue=envelope.queue, body=body.decode(), created_at=now)
+        .returning(OutboxMessage.id)
+    ).scalar_one()
+    return Outgoing(outbox_id, envelope.queue, body)
 
 
 def record(

@@ -10,7 +10,6 @@ from services.feedback import records
 from services.feedback.body import MAX_BODY_BYTES, Feedback, InvalidFeedback, read_feedback
 from shared.db.engine import utcnow
 from shared.metrics import FEEDBACK
-from shared.outbox import Outgoing
 from shared.web import CONFIG, FACTORY, RELAY, answer, media_of, run_db
 
 logger = logging.getLogger(__name__)
@@ -52,8 +51,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         return answer({"outcome": "error", "reason": str(exc)}, media, status=404)
     FEEDBACK.labels(receipt.kind or "unreadable", receipt.outcome).inc()
     if receipt.outbox is not None:
-        outbox = receipt.outbox
-        app[RELAY].submit(Outgoing(outbox.id, outbox.queue, outbox.body.encode()))
+        app[RELAY].submit(receipt.outbox)
     logger.info(
         "feedback %s from %s: %s%s",
         receipt.kind or "(unreadable)",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared import dates, leadfiles
@@ -92,27 +92,27 @@ def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, 
     """Inside the caller's transaction: move the pending leads to delivered under a new
     ``download`` batch. Returns (batch id, count); (None, 0) when nothing was pending."""
     now = utcnow()
-    batch = Batch(
-        id=new_id(),
-        recipient_id=recipient_id,
-        trigger="download",
-        due_at=now,
-        created_at=now,
-        state="sent",
-        leads=0,
-        attempts=1,
-        published_at=None,
-        sent_at=now,
+    batch_id = new_id()
+    session.execute(
+        insert(Batch).values(
+            id=batch_id,
+            recipient_id=recipient_id,
+            trigger="download",
+            due_at=now,
+            created_at=now,
+            state="sent",
+            leads=0,
+            attempts=1,
+            published_at=None,
+            sent_at=now,
+        )
     )
-    session.add(batch)
-    session.flush()
-    count = assign_pending(session, recipient_id, batch.id, delivered_at=now)
+    count = assign_pending(session, recipient_id, batch_id, delivered_at=now)
     if count == 0:
-        session.delete(batch)
-        session.flush()
+        session.execute(delete(Batch).where(Batch.id == batch_id))
         return None, 0
-    batch.leads = count
-    return batch.id, count
+    session.execute(update(Batch).where(Batch.id == batch_id).values(leads=count))
+    return batch_id, count
 
 
 def export(

@@ -16,6 +16,7 @@ from shared.db.models import Delivery, Event, Lead
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, load_config_text
 from shared.messaging import DeliverEmail, DeliverHttp
+from tests.support.routing import store
 
 CONFIG = """
 recipients:
@@ -93,11 +94,8 @@ def submit(
         received_at=utcnow(),
         reply_to="r1",
     )
-    with transaction(sessions) as session:
-        session.add(created.lead)
-        session.flush()
-        session.add(created.source_event)
-    return created.lead.id
+    store(sessions, created)
+    return created.lead_id
 
 
 def start(

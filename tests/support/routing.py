@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from services.intake.leads import new_lead
+from sqlalchemy import insert
+
+from services.intake.leads import NewLead, new_lead
 from shared import routing as flow
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
+from shared.db.models import Base
+
+
+def store(sessions: SessionFactory, created: NewLead) -> None:
+    """Write the lead and its source event with the Core inserts intake uses."""
+    with transaction(sessions) as session:
+        session.execute(insert(Base.metadata.tables["leads"]), [created.lead_row])
+        session.execute(insert(Base.metadata.tables["events"]), [created.event_row])
 
 
 def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **fields: str) -> str:
@@ -20,8 +30,7 @@ def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **field
         received_at=utcnow(),
         reply_to=None,
     )
+    store(sessions, created)
     with transaction(sessions) as session:
-        session.add_all([created.lead, created.source_event])
-    with transaction(sessions) as session:
-        flow.start(session, configs.get, created.lead.id)
-    return created.lead.id
+        flow.start(session, configs.get, created.lead_id)
+    return created.lead_id

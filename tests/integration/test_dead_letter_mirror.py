@@ -1,0 +1,69 @@
+"""The database mirror of parked messages: one row per message, refreshed when it is parked
+again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction
+from shared.db.migrate import upgrade
+from shared.db.models import DeadLetter
+from shared.deadletters import mirror_dead_letter
+from shared.messaging import ParkedMessage
+from tests.support.infra import fresh_database
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
+    with fresh_database(str(tmp_path)) as url:
+        upgrade(url)
+        engine = make_engine(url)
+        yield make_session_factory(engine)
+        engine.dispose()
+
+
+def parked(attempts: int, reason: str) -> ParkedMessage:
+    return ParkedMessage(
+        queue="deliver.http",
+        message_id="m-1",
+        payload={"lead_id": "l-1", "event_id": "e-1", "recipient_id": "r-1"},
+        attempts=attempts,
+        failures=[{"reason": reason}],
+        body='{"lead_id": "l-1"}',
+    )
+
+
+def test_a_message_parked_again_refreshes_its_one_mirror_row(sessions: SessionFactory) -> None:
+    # given a parked message whose mirror row an operator has replayed
+    with transaction(sessions) as session:
+        mirror_dead_letter(session, parked(2, "HTTP 503"))
+    with transaction(sessions) as session:
+        session.execute(update(DeadLetter).values(state="replayed"))
+
+    # when the same message is parked again
+    with transaction(sessions) as session:
+        mirror_dead_letter(session, parked(3, "HTTP 500"))
+
+    # then its one row says so
+    with sessions() as session:
+        rows = list(session.scalars(select(DeadLetter)))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.message_id, row.queue, row.lead_id, row.event_id, row.recipient_id) == (
+        "m-1",
+        "deliver.http",
+        "l-1",
+        "e-1",
+        "r-1",
+    )
+    assert (row.attempts, row.last_reason, row.state, row.resolved_at) == (
+        3,
+        "HTTP 500",
+        "parked",
+        None,
+    )
+    assert row.failures == {"failures": [{"reason": "HTTP 500"}]}
