@@ -1,9 +1,7 @@
 """A submission becomes a lead: typed fields, required fields, acceptance criteria, rows.
 
 ``new_lead`` returns the rows as column values, which the intake's writer inserts with
-Core statements (``NewLead.lead`` and ``.source_event`` build the same rows as ORM
-objects, for callers that store them through a session), and the lead's resubmission
-keys (``shared.resubmits``).
+Core statements, and the lead's resubmission keys (``shared.resubmits``).
 """
 
 from __future__ import annotations
@@ -11,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
-from shared.db.models import Event, Lead
 from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
 from shared.ids import new_id
@@ -52,14 +48,6 @@ class NewLead:
     @property
     def reason(self) -> str | None:
         return self.lead_row["reason"]
-
-    @cached_property
-    def lead(self) -> Lead:
-        return Lead(**self.lead_row)
-
-    @cached_property
-    def source_event(self) -> Event:
-        return Event(**self.event_row)
 
 
 def _first_failure(criteria: list[Criterion], variables: Mapping[str, Any]) -> str | None:
