@@ -92,10 +92,17 @@ def group_sizes(ports: dict[str, int]) -> str:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         sums = dict(re.findall(r'leadflow_group_commit_size_sum\{work="(\w+)"\} ([\d.e+]+)', text))
         counts = re.findall(r'leadflow_group_commit_size_count\{work="(\w+)"\} ([\d.e+]+)', text)
+        seconds = dict(
+            re.findall(r'leadflow_group_commit_seconds_sum\{work="(\w+)"\} ([\d.e+-]+)', text)
+        )
         for work, count in counts:
             if float(count):
                 mean = float(sums[work]) / float(count)
-                lines.append(f"{service} {work}: {float(count):,.0f} transactions, {mean:.1f} each")
+                ms = float(seconds.get(work, "nan")) / float(count) * 1000
+                lines.append(
+                    f"{service} {work}: {float(count):,.0f} transactions, "
+                    f"{mean:.1f} messages and {ms:.1f} ms each"
+                )
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -44,6 +44,12 @@ GROUP_COMMIT_SIZE = Histogram(
     ["work"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
+GROUP_COMMIT_SECONDS = Histogram(
+    "leadflow_group_commit_seconds",
+    "Time a worker transaction of grouped messages takes",
+    ["work"],
+    buckets=LATENCY_BUCKETS,
+)
 FEEDBACK = Counter(
     "leadflow_feedback", "Feedback requests by type and outcome", ["type", "outcome"]
 )

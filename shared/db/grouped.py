@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.outages import DATABASE_OUTAGES
 from shared.db.threads import DatabaseThreads
-from shared.metrics import GROUP_COMMIT_SIZE
+from shared.metrics import GROUP_COMMIT_SECONDS, GROUP_COMMIT_SIZE
 
 logger = logging.getLogger(__name__)
 I = TypeVar("I")  # noqa: E741
@@ -34,11 +36,21 @@ MAX_ITEMS = 200
 
 
 class GroupCommit(Generic[I, O]):
-    def __init__(self, db: DatabaseThreads, work: Work[I, O], *, max_items: int = MAX_ITEMS):
+    def __init__(
+        self,
+        db: DatabaseThreads,
+        work: Work[I, O],
+        *,
+        max_items: int = MAX_ITEMS,
+        on_loop: bool = os.environ.get("LEADFLOW_GROUP_ON_LOOP", "0") == "1",
+    ):
         self._db = db
+        self._on_loop = on_loop
         self._work = work
         named = getattr(work, "func", work)
-        self._size = GROUP_COMMIT_SIZE.labels(getattr(named, "__name__", "work"))
+        name = getattr(named, "__name__", "work")
+        self._size = GROUP_COMMIT_SIZE.labels(name)
+        self._seconds = GROUP_COMMIT_SECONDS.labels(name)
         self._max = max_items
         self._waiting: list[tuple[I, asyncio.Future[O]]] = []
         self._running: asyncio.Task[None] | None = None
@@ -61,8 +73,12 @@ class GroupCommit(Generic[I, O]):
     async def _commit(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         items = [item for item, _ in batch]
         self._size.observe(len(items))
+        started = time.monotonic()
         try:
-            results = await self._db.transaction(self._work, items)
+            if self._on_loop:
+                results = self._db.transaction_here(self._work, items)
+            else:
+                results = await self._db.transaction(self._work, items)
         except DATABASE_OUTAGES as exc:
             failed: list[O | BaseException] = [exc] * len(batch)
             _settle(batch, failed)
@@ -80,6 +96,7 @@ class GroupCommit(Generic[I, O]):
             for one in batch:
                 await self._commit([one])
             return
+        self._seconds.observe(time.monotonic() - started)
         _settle(batch, list(results))
 
 
