@@ -5,10 +5,11 @@ work has just been committed (many confirms in flight at once); a sweep republis
 what was left behind (the broker was down, the process was killed) once the broker is
 reachable. Consumers are idempotent, so a message published twice does no harm.
 
-Where the messages come from is the service's ``Pending`` source:
-- intake: leads stored but not yet started by a router (``state = 'new'``, a partial
-  index): the lead row is its own outbox entry, so nothing more is written per lead;
-- feedback: rows of the ``outbox`` table, deleted once confirmed.
+Both HTTP services keep their messages in the ``outbox`` table, in the transaction of the
+work, and delete a row once every message in it is confirmed. A row holds one message, or
+the messages of a whole transaction (intake's group commit writes one row per batch of
+leads, not one per lead): a row left behind exists only until its messages went out, so
+the sweep never republishes what is merely waiting in a busy queue.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import delete, func, select
 
 from shared.db.engine import SessionFactory, transaction, utcnow
-from shared.db.models import Lead, OutboxMessage
-from shared.messaging import AsyncBrokerClient, Envelope, LeadSubmitted, NotConnected
+from shared.db.models import OutboxMessage
+from shared.messaging import AsyncBrokerClient, Envelope, Message, NotConnected
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,11 +36,33 @@ T = TypeVar("T")
 SWEEP_LIMIT = 1000
 
 
+#: The ``queue`` of an outbox row holding several messages (its body: a JSON list of
+#: ``[queue, body]`` pairs).
+BATCH = "(batch)"
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    key: Any  # what ``Pending.confirmed`` is told (an outbox row id, a lead id)
-    queue: str
-    body: bytes
+    key: Any  # the outbox row's id
+    messages: tuple[tuple[str, bytes], ...]  # (queue, body)
+
+    @classmethod
+    def one(cls, key: Any, queue: str, body: bytes) -> Outgoing:
+        return cls(key, ((queue, body),))
+
+
+def batch_row(messages: list[Message], now: datetime) -> dict[str, Any]:
+    """An outbox row holding ``messages`` (the transaction's), to insert with the work."""
+    envelopes = [Envelope.of(m) for m in messages]
+    body = orjson.dumps([[e.queue, e.encode().decode()] for e in envelopes]).decode()
+    return {"queue": BATCH, "body": body, "created_at": now}
+
+
+def outgoing_of(key: Any, queue: str, body: str) -> Outgoing:
+    """What an outbox row publishes."""
+    if queue != BATCH:
+        return Outgoing.one(key, queue, body.encode())
+    return Outgoing(key, tuple((q, b.encode()) for q, b in orjson.loads(body)))
 
 
 class Pending(Protocol):
@@ -49,36 +73,6 @@ class Pending(Protocol):
     def confirmed(self, keys: list[Any]) -> None: ...
 
     def depth(self) -> int: ...
-
-
-class UnroutedLeads:
-    """Leads intake stored that no router has started: each becomes ``LeadSubmitted``."""
-
-    def __init__(self, factory: SessionFactory) -> None:
-        self._factory = factory
-
-    @staticmethod
-    def outgoing(lead_id: str) -> Outgoing:
-        envelope = Envelope.of(LeadSubmitted(lead_id=lead_id))
-        return Outgoing(lead_id, envelope.queue, envelope.encode())
-
-    def older_than(self, seconds: float) -> list[Outgoing]:
-        cutoff = utcnow() - timedelta(seconds=seconds)
-        with self._factory() as session:
-            ids = session.scalars(
-                select(Lead.id)
-                .where(Lead.state == "new", Lead.received_at <= cutoff)
-                .order_by(Lead.received_at)
-                .limit(SWEEP_LIMIT)
-            )
-            return [self.outgoing(lead_id) for lead_id in ids]
-
-    def confirmed(self, keys: list[Any]) -> None:
-        """Nothing to do: the router marks the lead started."""
-
-    def depth(self) -> int:
-        with self._factory() as session:
-            return session.scalar(select(func.count()).where(Lead.state == "new")) or 0
 
 
 class OutboxTable:
@@ -96,7 +90,7 @@ class OutboxTable:
                 .order_by(OutboxMessage.id)
                 .limit(SWEEP_LIMIT)
             )
-            return [Outgoing(r.id, r.queue, r.body.encode()) for r in result]
+            return [outgoing_of(r.id, r.queue, r.body) for r in result]
 
     def confirmed(self, keys: list[Any]) -> None:
         with transaction(self._factory) as session:
@@ -142,7 +136,9 @@ class Relay:
             return
         self._in_flight.add(outgoing.key)
         try:
-            await self._client.publish(outgoing.queue, outgoing.body)
+            await asyncio.gather(
+                *(self._client.publish(queue, body) for queue, body in outgoing.messages)
+            )
         except NotConnected as exc:
             logger.debug("%s waits for the broker: %s", outgoing.key, exc)
             return

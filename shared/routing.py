@@ -206,6 +206,38 @@ def route_with(
     return route(session, config_for, messages)
 
 
+@dataclass(slots=True)
+class FirstPass:
+    """A new lead's first pass, made before its rows are inserted (intake's transaction):
+    its rows as they will be stored, the rows of its steps, and what to publish."""
+
+    lead_row: dict[str, Any]
+    event_row: dict[str, Any]
+    step_events: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    outbound: Outbound
+
+
+def first_pass(
+    lead_row: dict[str, Any], event_row: dict[str, Any], config: LeadflowConfig
+) -> FirstPass:
+    """Route a lead intake is about to store (state ``new``) as far as it goes before
+    something waits: the same steps the router runs, with no row read or updated."""
+    lead = RoutedLead(*(lead_row[name] for name in RoutedLead.__dataclass_fields__))
+    source = StepEvent(event_row["id"], "source", None, None, None, 0.0, event_row["started_at"])
+    writes = _Writes(lead={"key": lead.id})
+    outbound = _advance(lead, [source], config, writes)
+    changes = {k: v for k, v in writes.lead.items() if k != "key"}
+    settled = {k: v for k, v in (writes.source or {}).items() if k != "key"}
+    return FirstPass(
+        {**lead_row, **changes},
+        {**event_row, **settled},
+        writes.events,
+        writes.deliveries,
+        outbound,
+    )
+
+
 def start(session: Session, config_for: Any, lead_id: str) -> Outbound:
     """``route`` for one new lead (raises its error)."""
     return _one(route(session, config_for, [LeadSubmitted(lead_id=lead_id)]))

@@ -194,7 +194,7 @@ def _accept(
         .values(queue=envelope.queue, body=body.decode(), created_at=now)
         .returning(OutboxMessage.id)
     ).scalar_one()
-    return Outgoing(outbox_id, envelope.queue, body)
+    return Outgoing.one(outbox_id, envelope.queue, body)
 
 
 def record(

@@ -17,8 +17,8 @@ from shared import resubmits
 from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory, transaction, utcnow
 from shared.messaging import ROUTER, FlowReply
-from shared.outbox import UnroutedLeads
-from shared.web import CONFIG, EXECUTOR, FACTORY, SETTINGS, create_service_app, run_db
+from shared.outbox import OutboxTable
+from shared.web import CONFIG, EXECUTOR, FACTORY, RELAY, SETTINGS, create_service_app, run_db
 
 
 def reply_handler(app: web.Application) -> Callable[[FlowReply], None]:
@@ -48,7 +48,7 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
     transaction (a stale connection fails the batch: its sources are told 503 and send it
     again, a resubmission if the commit had happened)."""
     engine = make_engine(app[SETTINGS].database_url, pool_size=1, pre_ping=False)
-    writer = LeadWriter(make_session_factory(engine), app[EXECUTOR])
+    writer = LeadWriter(make_session_factory(engine), app[EXECUTOR], app[CONFIG].get, app[RELAY])
     app[WRITER] = writer
     task = asyncio.create_task(writer.run())
     yield
@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> web.Application:
         service="intake",
         max_body_bytes=settings.max_body_bytes,
         queues=[ROUTER],
-        pending=UnroutedLeads,
+        pending=OutboxTable,
         openapi_document=OPENAPI,
         on_reply=reply_handler,
         housekeeping=pruning,

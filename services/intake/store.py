@@ -1,4 +1,4 @@
-"""Group commit: leads arriving together are written in one transaction.
+"""Group commit: leads arriving together are written, and routed, in one transaction.
 
 Each request hands its ``NewLead`` to ``LeadWriter.write`` and waits; a single writer task
 takes everything queued, stores it in one transaction on a database thread and answers
@@ -6,11 +6,17 @@ every waiter. Under load many leads share one commit; alone, a lead waits for no
 but its own commit.
 
 The transaction first takes the batch's resubmission keys (``shared.resubmits``): a
-submission whose key is live is answered with the earlier lead and stores nothing. The
-rest go in as one Core ``INSERT`` per table (leads, then their source events). A failed
-transaction fails every lead in it and stores none of them: the sources are told 503 and
-send again. If the commit did happen and only its answer was lost, the copy they send is
-a resubmission and gets the lead that was stored, so nothing is stored twice.
+submission whose key is live is answered with the earlier lead and stores nothing. Each
+new lead that enters its flow then gets its first pass here (``shared.routing``: the
+steps the router would run, up to the first that waits), so it is stored already routed
+and its hand-off goes straight to the delivery queue: no trip through the router's
+queue. The rows go in as one Core ``INSERT`` per table (leads, events, deliveries), with
+one outbox row holding every message of the batch, published after the commit
+(``shared.outbox``).
+
+A failed transaction fails every lead in it and stores none of them: the sources are told
+503 and send again. If the commit did happen and only its answer was lost, the copy they
+send is a resubmission and gets the lead that was stored, so nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from typing import Any, TypeVar
 from sqlalchemy import insert
 
 from services.intake.leads import NewLead
-from shared import resubmits
+from shared import resubmits, routing
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
+from shared.flowconfig import LeadflowConfig
+from shared.messaging import FlowReply, Message
+from shared.metrics import FLOWS_COMPLETED
+from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,21 +46,33 @@ MAX_BATCH = 500
 
 _INSERT_LEADS = insert(Base.metadata.tables["leads"])
 _INSERT_EVENTS = insert(Base.metadata.tables["events"])
+_INSERT_DELIVERIES = insert(Base.metadata.tables["deliveries"])
+_OUTBOX = Base.metadata.tables["outbox"]
+_INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id)
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What became of a submission: stored as its own lead, or a resubmission of
-    ``lead_id``."""
+    """What became of a submission: stored as its own lead (and, if its flow already
+    ended, the flow's answer), or a resubmission of ``lead_id``."""
 
     lead_id: str
     resubmission: bool = False
+    reply: FlowReply | None = None
 
 
 class LeadWriter:
-    def __init__(self, factory: SessionFactory, executor: Executor) -> None:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        executor: Executor,
+        config_for: Callable[[int], LeadflowConfig],
+        relay: Relay | None = None,
+    ) -> None:
         self._factory = factory
         self._executor = executor
+        self._config_for = config_for
+        self._relay = relay
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[Written]]] = asyncio.Queue()
 
     async def write(self, item: NewLead) -> Written:
@@ -67,13 +89,15 @@ class LeadWriter:
                 batch.append(self._queue.get_nowait())
             futures = [f for _, f in batch]
             try:
-                written = await self._db(self._insert, [i for i, _ in batch])
+                written, outgoing = await self._db(self._insert, [i for i, _ in batch])
             except Exception as exc:
                 logger.warning("storing %d leads failed: %s", len(batch), _first_line(exc))
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            if outgoing is not None and self._relay is not None:
+                self._relay.submit(outgoing)
             for future, result in zip(futures, written, strict=True):
                 if not future.done():
                     future.set_result(result)
@@ -81,25 +105,63 @@ class LeadWriter:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _insert(self, items: list[NewLead]) -> list[Written]:
+    def _insert(self, items: list[NewLead]) -> tuple[list[Written], Outgoing | None]:
         try:
             return self._insert_once(items)
         except resubmits.Raced:
             # Another intake stored one of these keys meanwhile: now it is read, not raced.
             return self._insert_once(items)
 
-    def _insert_once(self, items: list[NewLead]) -> list[Written]:
+    def _insert_once(self, items: list[NewLead]) -> tuple[list[Written], Outgoing | None]:
         with transaction(self._factory) as session:
             connection = session.connection()
-            earlier = resubmits.take(connection, [(i.lead_id, i.keys) for i in items], utcnow())
+            now = utcnow()
+            earlier = resubmits.take(connection, [(i.lead_id, i.keys) for i in items], now)
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
+            passes = {i.lead_id: self._first_pass(i) for i in new if i.enters_flow}
+            leads = [passes[i.lead_id].lead_row if i.lead_id in passes else i.lead_row for i in new]
+            events = [
+                passes[i.lead_id].event_row if i.lead_id in passes else i.event_row for i in new
+            ]
+            deliveries: list[dict[str, Any]] = []
+            messages: list[Message] = []
+            for passed in passes.values():
+                events.extend(passed.step_events)
+                deliveries.extend(passed.deliveries)
+                messages.extend(passed.outbound.messages)
+            outgoing = None
             if new:
-                connection.execute(_INSERT_LEADS, [i.lead_row for i in new])
-                connection.execute(_INSERT_EVENTS, [i.event_row for i in new])
-        return [
-            Written(item.lead_id) if first is None else Written(first, resubmission=True)
-            for item, first in zip(items, earlier, strict=True)
-        ]
+                connection.execute(_INSERT_LEADS, leads)
+                connection.execute(_INSERT_EVENTS, events)
+                if deliveries:
+                    connection.execute(_INSERT_DELIVERIES, deliveries)
+                if messages:
+                    row = batch_row(messages, now)
+                    row_id = connection.execute(_INSERT_OUTBOX, row).scalar_one()
+                    outgoing = outgoing_of(row_id, row["queue"], row["body"])
+        written = []
+        for item, first in zip(items, earlier, strict=True):
+            if first is not None:
+                written.append(Written(first, resubmission=True))
+                continue
+            outbound = passes[item.lead_id].outbound if item.lead_id in passes else None
+            if outbound is not None and outbound.finished is not None:
+                FLOWS_COMPLETED.labels(*outbound.finished).inc()
+            written.append(Written(item.lead_id, reply=outbound.reply if outbound else None))
+        return written, outgoing
+
+    def _first_pass(self, item: NewLead) -> routing.FirstPass:
+        config = self._config_for(item.lead_row["config_version"])
+        first = routing.first_pass(item.lead_row, item.event_row, config)
+        if first.outbound.reply is None and first.lead_row["state"] == "done":
+            # the flow ended at once: its answer, whatever the response mode
+            first.outbound.reply = FlowReply(
+                lead_id=item.lead_id,
+                outcome=first.lead_row["outcome"],
+                reason=first.lead_row["reason"],
+                price=first.lead_row["price"],
+            )
+        return first
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,8 +21,7 @@ from shared.db.models import Lead
 from shared.flowconfig import Flow, Source
 from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED
-from shared.outbox import UnroutedLeads
-from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, RELAY, answer, run_db
+from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, answer, run_db
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +153,11 @@ async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str
         )
         if not created.enters_flow:
             return lead_answer(lead_id, created.outcome, created.reason, 0.0)
-        app[RELAY].submit(UnroutedLeads.outgoing(lead_id))
         if waiter is None:
             return lead_answer(lead_id, "queued", None, 0.0)
+        if written.reply is not None:  # the flow ended in intake's own first pass
+            reply = written.reply
+            return lead_answer(lead_id, reply.outcome, reply.reason, reply.price)
         try:
             return await asyncio.wait_for(waiter, timeout=flow.response.timeout)
         except TimeoutError:

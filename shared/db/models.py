@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -45,16 +44,7 @@ class ConfigVersion(Base):
 
 class Lead(Base):
     __tablename__ = "leads"
-    __table_args__ = (
-        Index("ix_leads_flow_received", "flow_id", "received_at"),
-        # Stored by intake, not started by a router yet: the intake's sweep publishes them.
-        Index(
-            "ix_leads_unrouted",
-            "received_at",
-            postgresql_where=text("state = 'new'"),
-            sqlite_where=text("state = 'new'"),
-        ),
-    )
+    __table_args__ = (Index("ix_leads_flow_received", "flow_id", "received_at"),)
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     flow_id: Mapped[str] = mapped_column(NAME)

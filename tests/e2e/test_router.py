@@ -199,8 +199,8 @@ def replacement_router(stack: Stack, tmp_path: Path) -> Iterator[RouterControls]
 
 
 def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
-    stack: Stack, replacement_router: RouterControls
-) -> None:
+    stack: Stack, replacement_router
+) -> None:  # type: ignore[no-untyped-def]
     kill_router, start_router = replacement_router
     # given a lead waiting at a first recipient that answers only when the test lets it
     held = threading.Event()
@@ -212,18 +212,28 @@ def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
         message="the slow recipient to be called",
     )
 
-    # when the router is killed while the delivery is in flight, and a new lead comes
+    # when the router is killed while the delivery is in flight, and new leads come
     kill_router()
     held.set()
     later = stack.submit("router_two_steps", data={"phone_1": "5125550105"}).json()["lead"]["id"]
+    given_up = stack.submit("router_after_give_up", data={"phone_1": "5125550106"})
+    given_up_id = given_up.json()["lead"]["id"]
 
     # then the lead in flight goes on to its next step without the router (the HTTP
-    # worker that recorded the answer moved it on)
-    report = stack.wait_done(lead_id)
-    assert [d["status"] for d in report["deliveries"]] == ["delivered", "delivered"]
-    assert requests_for(stack, "/after-slow", lead_id) == 1
-    # and the new lead waits, stored, until a router is back, then goes all the way
-    assert stack.show(later)["lead"]["outcome"] == "queued"
+    # worker that recorded the answer moved it on), and so does a new lead (intake routed
+    # its first step, the HTTP worker the rest)
+    for done_id in (lead_id, later):
+        report = stack.wait_done(done_id)
+        assert [d["status"] for d in report["deliveries"]] == ["delivered", "delivered"]
+        assert requests_for(stack, "/after-slow", done_id) == 1
+    # and a step result that goes back through the router's queue (a delivery that gave up)
+    # waits there until a router is back, then the flow goes on
+    wait_for(
+        lambda: stack.show(given_up_id)["deliveries"][0]["status"] == "error",
+        timeout=30,
+        message="the delivery to give up",
+    )
+    assert stack.show(given_up_id)["lead"]["outcome"] == "queued"
     start_router()
-    report = stack.wait_done(later)
-    assert [d["status"] for d in report["deliveries"]] == ["delivered", "delivered"]
+    report = stack.wait_done(given_up_id)
+    assert [d["status"] for d in report["deliveries"]] == ["error", "delivered"]

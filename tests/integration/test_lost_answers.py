@@ -120,7 +120,7 @@ def write(database: Database, items: list[NewLead]) -> list[Any]:
 
     async def scenario() -> list[Any]:
         with ThreadPoolExecutor(2) as executor:
-            writer = LeadWriter(database.factory, executor)
+            writer = LeadWriter(database.factory, executor, lambda _version: FLOWS)
             task = asyncio.create_task(writer.run())
             try:
                 return await asyncio.gather(

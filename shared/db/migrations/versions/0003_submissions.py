@@ -1,4 +1,4 @@
-"""resubmissions, unrouted leads as the outbox, claims by worker
+"""resubmissions, claims by worker
 
 Revision ID: 0003
 Revises: 0002
@@ -24,11 +24,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('key')
     )
     op.create_index('ix_submissions_expires_at', 'submissions', ['expires_at'], unique=False)
-    # Leads intake stored that no router has started yet: what the intake's sweep publishes.
-    op.create_index(
-        'ix_leads_unrouted', 'leads', ['received_at'], unique=False,
-        postgresql_where=sa.text("state = 'new'"), sqlite_where=sa.text("state = 'new'"),
-    )
     with op.batch_alter_table('deliveries') as batch:
         batch.add_column(sa.Column('claimed_by', sa.String(length=80), nullable=True))
 
@@ -36,6 +31,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('deliveries') as batch:
         batch.drop_column('claimed_by')
-    op.drop_index('ix_leads_unrouted', table_name='leads')
     op.drop_index('ix_submissions_expires_at', table_name='submissions')
     op.drop_table('submissions')
