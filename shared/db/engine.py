@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +43,8 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -50,11 +53,18 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         # An unreachable server fails in seconds (an outage), not after the OS's timeout.
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns (a lead's fields, appended data) through orjson: several per lead."""
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

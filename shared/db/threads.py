@@ -46,12 +46,6 @@ class DatabaseThreads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._run, fn, args, kwargs))
 
-    def transaction_here(
-        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """The same transaction on the calling thread (the event loop waits for it)."""
-        return self._run(fn, args, kwargs)
-
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
         self._engine.dispose()

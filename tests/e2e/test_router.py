@@ -200,7 +200,7 @@ def replacement_router(stack: Stack, tmp_path: Path) -> Iterator[RouterControls]
 
 def test_a_router_killed_in_the_middle_of_a_flow_loses_nothing(
     stack: Stack, replacement_router
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     kill_router, start_router = replacement_router
     # given a lead waiting at a first recipient that answers only when the test lets it
     held = threading.Event()
