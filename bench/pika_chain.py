@@ -85,7 +85,11 @@ def produce(url: str, queue: str, total: int) -> None:
             return
         fill(channel)
 
-    connection = SelectConnection(pika.URLParameters(url), on_open_callback=on_open)
+    connection = SelectConnection(
+        pika.URLParameters(url),
+        on_open_callback=on_open,
+        on_close_callback=lambda conn, _reason: conn.ioloop.stop(),
+    )
     connection.ioloop.start()
 
 
@@ -112,7 +116,7 @@ def run(url: str, total: int) -> float:
     done.wait(600)
     elapsed = time.monotonic() - started
     producer.join(10)
-    for p in procs:
+    for p in [producer, *procs]:
         p.terminate()
         p.join()
     return total / elapsed

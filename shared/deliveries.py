@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event
-from shared.db.queries import PerDialect
+from shared.db.queries import PerDialect, UpdateMany
 from shared.db.upsert import upsert_returning
 from shared.errors import Busy, PermanentError
 
@@ -137,16 +137,8 @@ _LOCK_DELIVERIES = PerDialect(
         .with_for_update()
     )
 )
-_TAKE = (
-    update(_deliveries)
-    .where(_deliveries.c.event_id == bindparam("key"))
-    .values(
-        status=Status.SENDING,
-        attempts=bindparam("new_attempt"),
-        updated_at=bindparam("now"),
-        claimed_by=bindparam("new_holder"),
-    )
-)
+_UPDATE_DELIVERIES = UpdateMany(_deliveries, "event_id")
+_UPDATE_EVENTS = UpdateMany(_events, "id")
 
 
 def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseException]:
@@ -170,9 +162,9 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
             continue
         held = taken.get(one.event_id)
         status, holder = (
-            (Status.SENDING, held["new_holder"]) if held else (row.status, row.claimed_by)
+            (Status.SENDING, held["claimed_by"]) if held else (row.status, row.claimed_by)
         )
-        attempts = held["new_attempt"] if held else row.attempts
+        attempts = held["attempts"] if held else row.attempts
         updated_at = now if held else (as_utc(row.updated_at) or now)
         if status in FINAL:
             results.append(Claim(one.event_id, row.recipient_id, attempts, True, now, row.lead_id))
@@ -186,13 +178,13 @@ def claim_many(session: Session, asked: Sequence[Asked]) -> list[Claim | BaseExc
                 continue
         taken[one.event_id] = {
             "key": one.event_id,
-            "new_attempt": attempt,
-            "now": now,
-            "new_holder": one.holder,
+            "status": Status.SENDING,
+            "attempts": attempt,
+            "updated_at": now,
+            "claimed_by": one.holder,
         }
         results.append(Claim(one.event_id, row.recipient_id, attempt, False, now, row.lead_id))
-    if taken:
-        session.execute(_TAKE, list(taken.values()))
+    _UPDATE_DELIVERIES.execute(session.connection(), list(taken.values()))
     return results
 
 
@@ -273,30 +265,6 @@ _TO_RETRYING = (
     .where(_deliveries.c.event_id == bindparam("key"), _deliveries.c.status == Status.SENDING)
     .values(status=Status.RETRYING, updated_at=bindparam("now"), claimed_by=None)
 )
-_TO_FINAL = (
-    update(_deliveries)
-    .where(_deliveries.c.event_id == bindparam("key"))
-    .values(
-        status=bindparam("new_status"),
-        updated_at=bindparam("now"),
-        delivered_at=bindparam("delivered"),
-        dead_lettered=bindparam("dead"),
-        claimed_by=None,
-    )
-)
-_EVENT_DONE = (
-    update(_events)
-    .where(_events.c.id == bindparam("key"))
-    .values(
-        outcome=bindparam("new_outcome"),
-        reason=bindparam("new_reason"),
-        price=bindparam("new_price"),
-        appended=bindparam("new_appended"),
-        completed_at=bindparam("now"),
-        attempts=bindparam("new_attempts"),
-        ms=bindparam("new_ms"),
-    )
-)
 
 
 def record_many(session: Session, answered: Sequence[Answered]) -> list[bool]:
@@ -358,27 +326,27 @@ def _complete_many(connection: Any, finals: dict[str, Completion], now: datetime
         deliveries.append(
             {
                 "key": row.event_id,
-                "new_status": STATUS_BY_OUTCOME[completion.outcome],
-                "now": now,
-                "delivered": now if completion.outcome == "success" else None,
-                "dead": completion.dead,
+                "status": STATUS_BY_OUTCOME[completion.outcome],
+                "updated_at": now,
+                "delivered_at": now if completion.outcome == "success" else None,
+                "dead_lettered": completion.dead,
+                "claimed_by": None,
             }
         )
         events.append(
             {
                 "key": row.event_id,
-                "new_outcome": completion.outcome,
-                "new_reason": completion.reason,
-                "new_price": completion.price,
-                "new_appended": completion.appended or None,
-                "now": now,
-                "new_attempts": row.attempts,
-                "new_ms": max(0, int((now - started).total_seconds() * 1000)),
+                "outcome": completion.outcome,
+                "reason": completion.reason,
+                "price": completion.price,
+                "appended": completion.appended or None,
+                "completed_at": now,
+                "attempts": row.attempts,
+                "ms": max(0, int((now - started).total_seconds() * 1000)),
             }
         )
-    if deliveries:
-        connection.execute(_TO_FINAL, deliveries)
-        connection.execute(_EVENT_DONE, events)
+    _UPDATE_DELIVERIES.execute(connection, deliveries)
+    _UPDATE_EVENTS.execute(connection, events)
     return len(deliveries)
 
 

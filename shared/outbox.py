@@ -119,11 +119,30 @@ class Relay:
         self._housekeeping = housekeeping
         self._in_flight: set[Any] = set()
         self._confirmed: list[Any] = []
+        self._confirmed_since = 0.0  # when the oldest key in ``_confirmed`` came
+        self._report_after = 0.0
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def defer_reports(self, seconds: float) -> None:
+        """For a service that commits all the time anyway (intake): it deletes the
+        confirmed rows in its own next transaction (``take_confirmed``), and the relay
+        deletes them itself only once they waited ``seconds`` (the service is idle)."""
+        self._report_after = seconds
+
+    def take_confirmed(self) -> list[Any]:
+        """The keys confirmed and not yet deleted, now the caller's to delete (or to
+        ``give_back`` if its transaction failed)."""
+        keys, self._confirmed = self._confirmed, []
+        return keys
+
+    def give_back(self, keys: list[Any]) -> None:
+        if keys:
+            self._confirmed_since = asyncio.get_running_loop().time()
+            self._confirmed.extend(keys)
 
     def submit(self, outgoing: Outgoing) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._publish(outgoing))
@@ -144,8 +163,11 @@ class Relay:
             return
         finally:
             self._in_flight.discard(outgoing.key)
+        if not self._confirmed:
+            self._confirmed_since = asyncio.get_running_loop().time()
         self._confirmed.append(outgoing.key)
-        self._wake.set()
+        if not self._report_after:
+            self._wake.set()
 
     async def run(self) -> None:
         """Tell the source what was confirmed, in batches, and sweep now and then; runs
@@ -159,7 +181,8 @@ class Relay:
                 pass
             self._wake.clear()
             try:
-                await self._report_confirmed()
+                if loop.time() - self._confirmed_since >= self._report_after:
+                    await self._report_confirmed()
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self._sweep_seconds
                     await self.sweep()
@@ -196,7 +219,9 @@ class Relay:
             return 0
         age = self._sweep_seconds if older_than is None else older_than
         rows = [
-            r for r in await self._db(self._pending.older_than, age) if r.key not in self._in_flight
+            r
+            for r in await self._db(self._pending.older_than, age)
+            if r.key not in self._in_flight and r.key not in self._confirmed
         ]
         if rows:
             logger.info("outbox sweep publishing %d messages", len(rows))

@@ -21,17 +21,17 @@ events for the whole batch (Core statements built once; no ORM on this path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
-from shared.db.queries import PerDialect
+from shared.db.queries import PerDialect, UpdateMany
 from shared.db.rows import event_row
 from shared.errors import LeadflowError, PermanentError
 from shared.flowconfig import LeadflowConfig, Recipient
@@ -125,11 +125,9 @@ _LEADS_EVENTS = PerDialect(
         _EVENTS.c.lead_id, *(_EVENTS.c[name] for name in StepEvent.__dataclass_fields__)
     ).where(one_of(_EVENTS.c.lead_id, "lead_ids"))
 )
-# The columns set are the execution's other parameters; ``version`` as the ORM keeps it.
-_UPDATE_LEAD = (
-    update(_LEADS).where(_LEADS.c.id == bindparam("key")).values(version=_LEADS.c.version + 1)
-)
-_UPDATE_EVENT = update(_EVENTS).where(_EVENTS.c.id == bindparam("key"))
+# ``version`` as the ORM keeps it.
+_UPDATE_LEADS = UpdateMany(_LEADS, "id", increment=("version",))
+_UPDATE_EVENTS = UpdateMany(_EVENTS, "id")
 _DELIVERY_STATUS = select(_DELIVERIES.c.status).where(
     _DELIVERIES.c.event_id == bindparam("event_id")
 )
@@ -354,18 +352,8 @@ class _Batch:
             connection.execute(_INSERT_EVENTS, self.events)
         if self.deliveries:
             connection.execute(_INSERT_DELIVERIES, self.deliveries)
-        for rows in _by_columns(self.leads.values()):
-            connection.execute(_UPDATE_LEAD, rows)
-        for rows in _by_columns(self.sources.values()):
-            connection.execute(_UPDATE_EVENT, rows)
-
-
-def _by_columns(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Rows grouped by the columns they set (one executemany each)."""
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
-    return list(groups.values())
+        _UPDATE_LEADS.execute(connection, list(self.leads.values()))
+        _UPDATE_EVENTS.execute(connection, list(self.sources.values()))
 
 
 def _new_event(

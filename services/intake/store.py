@@ -12,7 +12,8 @@ steps the router would run, up to the first that waits), so it is stored already
 and its hand-off goes straight to the delivery queue: no trip through the router's
 queue. The rows go in as one Core ``INSERT`` per table (leads, events, deliveries), with
 one outbox row holding every message of the batch, published after the commit
-(``shared.outbox``).
+(``shared.outbox``); the same transaction deletes the outbox rows whose messages the
+broker has confirmed since the last one (no transaction of their own while leads come).
 
 A failed transaction fails every lead in it and stores none of them: the sources are told
 503 and send again. If the commit did happen and only its answer was lost, the copy they
@@ -28,12 +29,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from services.intake.leads import NewLead
 from shared import resubmits, routing
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
+from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
@@ -49,6 +51,10 @@ _INSERT_EVENTS = insert(Base.metadata.tables["events"])
 _INSERT_DELIVERIES = insert(Base.metadata.tables["deliveries"])
 _OUTBOX = Base.metadata.tables["outbox"]
 _INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id)
+_DELETE_OUTBOX = PerDialect(lambda one_of: delete(_OUTBOX).where(one_of(_OUTBOX.c.id, "keys")))
+#: How long confirmed outbox rows wait for a batch of leads to delete them in its
+#: transaction before the relay deletes them itself.
+CONFIRMED_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,8 @@ class LeadWriter:
         self._executor = executor
         self._config_for = config_for
         self._relay = relay
+        if relay is not None:
+            relay.defer_reports(CONFIRMED_WAIT_SECONDS)
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[Written]]] = asyncio.Queue()
 
     async def write(self, item: NewLead) -> Written:
@@ -88,9 +96,12 @@ class LeadWriter:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             futures = [f for _, f in batch]
+            sent = self._relay.take_confirmed() if self._relay is not None else []
             try:
-                written, outgoing = await self._db(self._insert, [i for i, _ in batch])
+                written, outgoing = await self._db(self._insert, [i for i, _ in batch], sent)
             except Exception as exc:
+                if self._relay is not None:
+                    self._relay.give_back(sent)
                 logger.warning("storing %d leads failed: %s", len(batch), _first_line(exc))
                 for future in futures:
                     if not future.done():
@@ -105,16 +116,23 @@ class LeadWriter:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _insert(self, items: list[NewLead]) -> tuple[list[Written], Outgoing | None]:
+    def _insert(
+        self, items: list[NewLead], sent: list[Any]
+    ) -> tuple[list[Written], Outgoing | None]:
         try:
-            return self._insert_once(items)
+            return self._insert_once(items, sent)
         except resubmits.Raced:
             # Another intake stored one of these keys meanwhile: now it is read, not raced.
-            return self._insert_once(items)
+            return self._insert_once(items, sent)
 
-    def _insert_once(self, items: list[NewLead]) -> tuple[list[Written], Outgoing | None]:
+    def _insert_once(
+        self, items: list[NewLead], sent: list[Any]
+    ) -> tuple[list[Written], Outgoing | None]:
+        """Store the batch; ``sent``: outbox rows whose messages went out, to delete."""
         with transaction(self._factory) as session:
             connection = session.connection()
+            if sent:
+                _DELETE_OUTBOX.execute(connection, {"keys": sent})
             now = utcnow()
             earlier = resubmits.take(connection, [(i.lead_id, i.keys) for i in items], now)
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]

@@ -43,26 +43,30 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
-            json_serializer=_json_text,
+            json_serializer=json_text,
             json_deserializer=orjson.loads,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        json_serializer=_json_text,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         # An unreachable server fails in seconds (an outage), not after the OS's timeout.
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
+    # A batch of rows goes in as one multi-row INSERT (as SQLAlchemy does for psycopg2),
+    # not one statement per row in a pipeline: a third of the CPU on both sides.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     """JSON columns (a lead's fields, appended data) through orjson: several per lead."""
     return orjson.dumps(value).decode()
 

@@ -37,9 +37,12 @@ class Answer:
 
 def client_session(concurrency: int) -> aiohttp.ClientSession:
     """The process's HTTP client: up to ``concurrency`` connections, no proxy from the
-    environment, redirects followed by each request."""
+    environment, redirects followed by each request, no cookies kept (one lead's cookie
+    is never sent with another's)."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=60)
-    return aiohttp.ClientSession(connector=connector, trust_env=False)
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
 
 
 async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: float) -> Answer:
