@@ -19,6 +19,10 @@ next copy send it. A batch of pending leads (an email batch, a manual download) 
 as a whole by the batch's own row (``services.email_delivery.batches``).
 
 ``complete`` records the outcome on the delivery and the step's event together, once.
+
+Why one module of this size: it is the one place the statuses, their moves, the claim and
+the recording of outcomes are written down, so that HTTP, email and manual delivery
+cannot drift apart again (the reason it was made).
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ between its commit and the publish).
 one ``SELECT ... FOR UPDATE`` of their leads (in id order), one SELECT of their events,
 then one INSERT of events, one of deliveries, one UPDATE of leads and one of source
 events for the whole batch (Core statements built once; no ORM on this path).
+
+Why one module of this size: it is the flow engine. Intake's first pass, the router and
+HTTP delivery's record-and-route all run the same ``_advance``; the steps, the batch of
+writes and the replies depend on each other's state (the lead being routed), and a split
+would pass that state across modules for no reader's gain.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    engine = create_engine(
+    return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -60,10 +60,6 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
         # An unreachable server fails in seconds (an outage), not after the OS's timeout.
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
-    # A batch of rows goes in as one multi-row INSERT (as SQLAlchemy does for psycopg2),
-    # not one statement per row in a pipeline: a third of the CPU on both sides.
-    engine.dialect.use_insertmanyvalues_wo_returning = True
-    return engine
 
 
 def json_text(value: Any) -> str:

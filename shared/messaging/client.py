@@ -8,6 +8,11 @@ can answer this process. A worker consumes its work queues, each with its own pr
 window, and gets each message as a ``Delivery`` to ack or reject later. On any loss the
 client reconnects by itself; callers see ``NotConnected`` meanwhile (the outbox or the
 retry keeps their messages) and unacknowledged deliveries go back to their queue.
+
+Why one module of this size: it is the only code that touches pika (STYLE.md), and the
+connection's life (connect, declare, consume, confirm, reconnect, close) is one state
+machine whose parts share the channel and the in-flight confirms; split, each part would
+reach into the others' state.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ declares its ``Consumer``s and runs a ``Worker``:
   and parked in ``<queue>.XQ`` with its whole history;
 - a stop (SIGTERM or SIGINT) cancels the consumers, lets the messages in hand finish for
   up to the shutdown grace, then closes; anything not acked goes back to its queue.
+
+Why one module of this size: decode, the in-hand duplicate guard, the handler call, the
+failure policy's outcome (ack, retry tier, park) and the stop are the one path a
+message takes; the policy's rules themselves live in ``policy``, the wire format in
+``envelope``.
 """
 
 from __future__ import annotations
