@@ -1,5 +1,6 @@
 """A benchmark recipient: answers every lead (optionally after a delay) and records when
-each lead id arrived. ``GET /stats`` gives the count, ``GET /times`` every arrival."""
+each lead id arrived. ``GET /stats`` gives the count of leads and of requests (a lead
+sent twice counts once in the first, twice in the second), ``GET /times`` every arrival."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from aiohttp import web
 
 arrivals: dict[str, float] = {}
+requests = [0]
 ANSWER = json.dumps({"outcome": "success", "price": 1}).encode()
 
 
@@ -21,11 +23,12 @@ async def receive(request: web.Request) -> web.Response:
     if delay:
         await asyncio.sleep(delay)
     arrivals.setdefault(lead_id, time.time())
+    requests[0] += 1
     return web.Response(body=ANSWER, content_type="application/json")
 
 
 async def stats(_request: web.Request) -> web.Response:
-    return web.json_response({"count": len(arrivals)})
+    return web.json_response({"count": len(arrivals), "requests": requests[0]})
 
 
 async def times(_request: web.Request) -> web.Response:
@@ -34,6 +37,7 @@ async def times(_request: web.Request) -> web.Response:
 
 async def reset(_request: web.Request) -> web.Response:
     arrivals.clear()
+    requests[0] = 0
     return web.json_response({"count": 0})
 
 

@@ -425,6 +425,18 @@ def received(port: int) -> int:
     return int(requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()["count"])
 
 
+def delivered_once(port: int, expected: int, phase: str) -> None:
+    """The correctness check of every phase: at least ``expected`` leads arrived (the
+    load generator may stop before it reads the answer of a lead that was stored), and
+    none arrived twice."""
+    stats = requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
+    if stats["count"] < expected or stats["requests"] != stats["count"]:
+        raise RuntimeError(
+            f"{phase}: {max(0, expected - stats['count'])} leads missing, "
+            f"{stats['requests'] - stats['count']} deliveries of a lead already delivered"
+        )
+
+
 def reset(port: int) -> None:
     requests.post(f"http://127.0.0.1:{port}/reset", timeout=10)
 
@@ -496,7 +508,9 @@ def end_to_end_rate(s: Stack, seconds: float) -> float:
     started = time.monotonic()
     _, count = wrk_leads(s.submit_url("fast"), seconds, connections=16)
     wait_until(lambda: received(s.fast_port) >= count, 600, "every lead delivered", 0.05)
-    return count / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    delivered_once(s.fast_port, count, "end to end")
+    return count / elapsed
 
 
 def settled(s: Stack) -> bool:
@@ -522,7 +536,10 @@ def latency(s: Stack, rate: float, seconds: float) -> Paced:
     if not sent:
         raise RuntimeError(f"no paced submission was answered (rate {rate:.0f}/s)")
     wait_until(lambda: received(s.fast_port) >= len(sent), 120, "paced leads delivered")
+    delivered_once(s.fast_port, len(sent), "latency")
     arrived = requests.get(f"http://127.0.0.1:{s.fast_port}/times", timeout=30).json()
+    if set(sent) - set(arrived):
+        raise RuntimeError(f"latency: {len(set(sent) - set(arrived))} answered leads missing")
     ms = [(arrived[k] - v) * 1000 for k, v in sent.items() if k in arrived]
     return Paced(
         percentile(ms, 0.5),
@@ -573,6 +590,7 @@ def slow_rate(s: Stack, commands: int, count: int) -> tuple[float, int]:
     for _ in range(commands):
         s.start("http-delivery")
     wait_until(lambda: received(s.slow_port) >= count, 900, "slow deliveries", 0.2)
+    delivered_once(s.slow_port, count, "1 s recipient")
     rate = steady_rate(s.slow_port)
     processes = sum(count_processes(p.pid) for p in s.services["http-delivery"])
     return rate, processes
@@ -611,7 +629,9 @@ def recovery(s: Stack, procs: Processes, count: int) -> tuple[float, float, floa
         return received(s.fast_port) >= count
 
     wait_until(drained, 900, "the backlog to drain", 0.2)
-    return time.monotonic() - up, baseline, peak
+    drained_in = time.monotonic() - up
+    delivered_once(s.fast_port, count, "recovery")
+    return drained_in, baseline, peak
 
 
 def attempted(s: Stack) -> int:
