@@ -39,9 +39,6 @@ class Settings:
         the shutdown grace, so a stopping worker still has time to finish it."""
         return self.shutdown_grace * 2 / 3
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
 
 _ENV = {
     "broker_url": "LEADFLOW_BROKER_URL",

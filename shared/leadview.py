@@ -13,8 +13,6 @@ from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import NotFound
 from shared.leaddata import display_fields
 
-FEEDBACK_TYPES = ("feedback-received", "feedback-sent")
-
 
 def _iso(value: datetime | None) -> str | None:
     value = as_utc(value)

@@ -27,7 +27,6 @@ from shared.db.queries import PerDialect
 from shared.db.upsert import upsert_returning
 
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600.0
-DEFAULT_WINDOW_SECONDS = 60.0
 _TABLE = Base.metadata.tables["submissions"]
 _LIVE = PerDialect(
     lambda one_of: select(_TABLE.c.key, _TABLE.c.record_id).where(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.feedback.acceptance import DeliveryState, decide
 from services.feedback.body import Feedback, InvalidFeedback
-from shared import resubmits
+from shared import deliveries, resubmits
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead, OutboxMessage
@@ -151,6 +151,12 @@ def receive(
         if decision.accepted and delivery is not None:
             record.update(outcome="success", reason=decision.reason)
             accepted_status = decision.status or delivery.status
+            if accepted_status != delivery.status and not deliveries.can_move(
+                delivery.status, accepted_status
+            ):
+                raise LeadflowError(
+                    f"delivery {event.id} cannot go from {delivery.status} to {accepted_status}"
+                )
             http_status = 201
         else:
             record.update(outcome="failure", reason=decision.refusal)

@@ -17,8 +17,6 @@ ROUTER = "router"
 HTTP_DELIVERY = "http_delivery"
 EMAIL_DELIVERY = "email_delivery"
 FEEDBACK = "feedback"
-WORK_QUEUES = (ROUTER, HTTP_DELIVERY, EMAIL_DELIVERY, FEEDBACK)
-
 M = TypeVar("M", bound="Message")
 
 

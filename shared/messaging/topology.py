@@ -22,9 +22,6 @@ def retry_queue_name(queue: str, delay_ms: int) -> str:
     return f"{queue}.retry.{delay_ms}"
 
 
-QUEUE_TYPES = ("classic", "quorum")
-
-
 def _typed(arguments: dict[str, Any], queue_type: str) -> dict[str, Any]:
     # Quorum queues (replicated, for clusters) are chosen at declaration; classic queues
     # are declared without the argument, exactly as dramatiq declares them.

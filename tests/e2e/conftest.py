@@ -19,7 +19,12 @@ import sqlalchemy
 import yaml
 
 from tests.support.infra import free_port, free_port_block, wait_for
-from tests.support.processes import start_process, stop_process, wait_healthy
+from tests.support.processes import (
+    service_children,
+    start_process,
+    stop_process,
+    wait_healthy,
+)
 from tests.support.recipient import Recipient
 
 CONFIG_FRAGMENTS = Path(__file__).with_name("config.d")
@@ -40,14 +45,7 @@ class Stack:
 
     def service_pids(self, service: str) -> list[int]:
         """The copies of ``service`` that this stack's `leadflow up` started, still running."""
-        out = subprocess.run(
-            ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True
-        ).stdout
-        return [
-            int(line.split()[0])
-            for line in out.splitlines()
-            if int(line.split()[1]) == self.up_pid and f"services.cli {service}" in line
-        ]
+        return service_children(self.up_pid, service)
 
     @property
     def feedback_url(self) -> str:

@@ -28,7 +28,7 @@ from tests.support.infra import (
     rabbitmqctl,
     wait_for,
 )
-from tests.support.processes import LEADFLOW, wait_healthy
+from tests.support.processes import LEADFLOW, service_children, wait_healthy
 
 CONFIG = """
 recipients:
@@ -96,17 +96,6 @@ def start_up(own: Own, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True
-    ).stdout
-    return [
-        int(line.split()[0])
-        for line in out.splitlines()
-        if int(line.split()[1]) == pid and "services.cli" in line
-    ]
-
-
 def alive(pids: list[int]) -> list[int]:
     living = []
     for pid in pids:
@@ -163,7 +152,7 @@ def test_no_service_outlives_a_leadflow_up_killed_with_sigkill(own: Own, tmp_pat
     try:
         wait_healthy(f"{own.intake_url}/healthz", up, log)
         wait_for(lambda: all_ready(log), timeout=60, message="every service ready")
-        services = children(up.pid)
+        services = service_children(up.pid)
         assert len(services) == len(SERVICES)
 
         # when it is killed with SIGKILL and its vhost then deleted
@@ -178,7 +167,7 @@ def test_no_service_outlives_a_leadflow_up_killed_with_sigkill(own: Own, tmp_pat
             message=f"no orphan left of {services}",
         )
     finally:
-        for pid in alive(children(up.pid)):
+        for pid in alive(service_children(up.pid)):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.intake.leads import new_lead
 from shared import routing as flow
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, load_config_text
 from shared.messaging import DeliverEmail, DeliverHttp
-from tests.support.routing import store
+from tests.support.routing import stored
 
 CONFIG = """
 recipients:
@@ -85,17 +84,7 @@ def submit(
     fields: dict[str, Any],
     version: int = 1,
 ) -> str:
-    created = new_lead(
-        config_version=version,
-        flow_id=flow_id,
-        flow=config.flows[flow_id],
-        source_id="web",
-        submitted=fields,
-        received_at=utcnow(),
-        reply_to="r1",
-    )
-    store(sessions, created)
-    return created.lead_id
+    return stored(sessions, config, flow_id, fields, version=version, reply_to="r1")
 
 
 def start(

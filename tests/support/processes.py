@@ -43,3 +43,15 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
             return False
 
     wait_for(healthy, timeout=60, interval=0.2, message=url)
+
+
+def service_children(pid: int, service: str = "") -> list[int]:
+    """The leadflow services (``service`` alone, if given) that ``pid`` started."""
+    out = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        int(line.split()[0])
+        for line in out.splitlines()
+        if int(line.split()[1]) == pid and f"services.cli {service}".strip() in line
+    ]

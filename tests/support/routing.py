@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import insert
 
 from services.intake.leads import NewLead, new_lead
@@ -9,6 +11,7 @@ from shared import routing as flow
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
+from shared.flowconfig import LeadflowConfig
 
 
 def store(sessions: SessionFactory, created: NewLead) -> None:
@@ -18,9 +21,16 @@ def store(sessions: SessionFactory, created: NewLead) -> None:
         session.execute(insert(Base.metadata.tables["events"]), [created.event_row])
 
 
-def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **fields: str) -> str:
-    """Store a lead as intake does and route it as the router does; returns its id."""
-    version, config = configs.latest()
+def stored(
+    sessions: SessionFactory,
+    config: LeadflowConfig,
+    flow_id: str,
+    fields: dict[str, Any],
+    *,
+    version: int = 1,
+    reply_to: str | None = None,
+) -> str:
+    """Store a lead as intake does (not routed yet); returns its id."""
     created = new_lead(
         config_version=version,
         flow_id=flow_id,
@@ -28,9 +38,16 @@ def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **field
         source_id="web",
         submitted=fields,
         received_at=utcnow(),
-        reply_to=None,
+        reply_to=reply_to,
     )
     store(sessions, created)
-    with transaction(sessions) as session:
-        flow.start(session, configs.get, created.lead_id)
     return created.lead_id
+
+
+def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **fields: str) -> str:
+    """Store a lead as intake does and route it as the router does; returns its id."""
+    version, config = configs.latest()
+    lead_id = stored(sessions, config, flow_id, dict(fields), version=version)
+    with transaction(sessions) as session:
+        flow.start(session, configs.get, lead_id)
+    return lead_id
