@@ -39,7 +39,9 @@ PG_BASE = os.environ.get(
 PY = sys.executable
 #: What to measure (a subset, for a quick look while working): BENCH_ONLY="chain,e2e",
 #: BENCH_DBS="postgresql".
-ONLY = set(os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,latency,slow,recovery").split(","))
+ONLY = set(
+    os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,dups,latency,slow,recovery").split(",")
+)
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
 #: The paced latency run (half of the end-to-end rate), long enough to catch outliers.
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))
@@ -63,6 +65,13 @@ flows:
   fast:
     fields: {{phone_1: {{type: phone}}, first_name: {{type: first_name}}, state: {{type: state}}}}
     response: {{mode: on_receipt}}
+    sources: {{web: {{}}}}
+    steps: [{{recipient: fast}}]
+  fast_dups:
+    fields: {{phone_1: {{type: phone}}, first_name: {{type: first_name}}, state: {{type: state}},
+              email: {{type: email}}}}
+    response: {{mode: on_receipt}}
+    duplicates: {{keys: [[email], [first_name, state, email]], lookback: 30d}}
     sources: {{web: {{}}}}
     steps: [{{recipient: fast}}]
   slow:
@@ -224,7 +233,7 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, nil, "%s&n=%s-" .. n)
+  return wrk.format(nil, nil, nil, "%s&n=%s-" .. n .. "&email=lead" .. n .. "-%s@bench.example")
 end
 done = function(summary, latency, requests)
   io.write(string.format("ACCEPTED %%d\\n", summary.requests - summary.errors.status))
@@ -236,7 +245,8 @@ def wrk_leads(url: str, seconds: float, connections: int = 32) -> tuple[float, i
     """Leads posted for ``seconds`` as fast as they are taken, each body different (a copy
     of an earlier body would be a resubmission): (201s per second, how many)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(UNIQUE_LEADS_LUA % (LEAD_BODY, secrets.token_hex(4)))
+    run = secrets.token_hex(4)
+    script.write_text(UNIQUE_LEADS_LUA % (LEAD_BODY, run, run))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script), url],
         capture_output=True,
@@ -500,13 +510,14 @@ def queue_stat(s: Stack, queue: str, column: str) -> int:
     return 0
 
 
-def end_to_end_rate(s: Stack, seconds: float) -> float:
+def end_to_end_rate(s: Stack, seconds: float, flow: str = "fast") -> float:
     """Leads per second from the first submission to the recipient's receipt of the last,
-    for the leads intake took in ``seconds`` of submissions as fast as it takes them."""
+    for the leads intake took in ``seconds`` of submissions as fast as it takes them
+    (each with an e-mail of its own: ``fast_dups`` checks them for duplicates)."""
     wait_until(lambda: settled(s), 300, "the queues drained", 0.5)
     reset(s.fast_port)
     started = time.monotonic()
-    _, count = wrk_leads(s.submit_url("fast"), seconds, connections=16)
+    _, count = wrk_leads(s.submit_url(flow), seconds, connections=16)
     wait_until(lambda: received(s.fast_port) >= count, 600, "every lead delivered", 0.05)
     elapsed = time.monotonic() - started
     delivered_once(s.fast_port, count, "end to end")
@@ -700,9 +711,13 @@ def main() -> None:
                 full_stack(s)
                 e2e = Figure(f"end to end, fast recipient ({kind})", "leads/s")
                 end_to_end_rate(s, 1.0)  # warm up
+                dups = Figure(f"end to end, duplicate checks on ({kind})", "leads/s")
                 for _ in range(RUNS if ONLY & {"e2e", "latency"} else 0):
                     e2e.values.append(end_to_end_rate(s, E2E_SECONDS))
                     progress(f"end to end ({kind}) {e2e.values[-1]:,.0f} leads/s")
+                    if "dups" in ONLY:  # alternating, so drift of the host hits both
+                        dups.values.append(end_to_end_rate(s, E2E_SECONDS, "fast_dups"))
+                        progress(f"end to end, duplicates ({kind}) {dups.values[-1]:,.0f}")
                 rows.append(
                     (
                         e2e.name,
@@ -712,6 +727,16 @@ def main() -> None:
                         f"{e2e.median / chain.median:.0%} (targets 1,000/s, 25%)",
                     )
                 )
+                if dups.values:
+                    rows.append(
+                        (
+                            dups.name,
+                            f"{dups.median:,.0f} {dups.unit}",
+                            dups.spread,
+                            f"{e2e.median:,.0f} without",
+                            f"costs {1 - dups.median / e2e.median:.0%} (target < 10%)",
+                        )
+                    )
                 if "latency" in ONLY:
                     run = latency(s, e2e.median / 2, LATENCY_SECONDS)
                     progress(f"latency ({kind}) {run}")

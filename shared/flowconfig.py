@@ -303,10 +303,18 @@ class Step(_Model):
         return self
 
 
+DuplicateKey = Annotated[list[str], Field(min_length=1)]
+
+
 class FlowDuplicates(_Model):
-    """Duplicate suppression of a flow (SPEC section 14)."""
+    """Duplicate suppression of a flow (SPEC section 14): a lead whose values of any key
+    (a list of the flow's fields) all equal those of a lead the flow (or, with ``scope:
+    source``, the source) accepted within ``lookback`` fails at intake."""
 
     resubmit_window: Duration = 60.0  # the same body again within it: a resubmission
+    keys: list[DuplicateKey] = Field(default_factory=list)
+    lookback: Duration = 30 * 86400.0
+    scope: Literal["flow", "source"] = "flow"
 
 
 class Flow(_Model):
@@ -427,6 +435,7 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
         for sid in sources if isinstance(sources, dict) else {}:
             if not ID_PATTERN.match(str(sid)):
                 problems.append(f"flows.{fid}.sources.{sid}: {ids_message}")
+        problems.extend(_duplicate_key_problems(fid, flow))
         steps = flow.get("steps")
         seen: set[str] = set()
         for index, step in enumerate(steps if isinstance(steps, list) else []):
@@ -439,4 +448,21 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
             elif recipient in seen:
                 problems.append(f"{where}: '{recipient}' appears twice in this flow")
             seen.add(recipient)
+    return problems
+
+
+def _duplicate_key_problems(fid: str, flow: Mapping[str, Any]) -> list[str]:
+    """Each field of a duplicate key must be one of the flow's fields (its type gives
+    the normal form the values are compared in)."""
+    duplicates, fields = flow.get("duplicates"), flow.get("fields")
+    keys = duplicates.get("keys") if isinstance(duplicates, dict) else None
+    declared = fields if isinstance(fields, dict) else {}
+    problems = []
+    for i, key in enumerate(keys if isinstance(keys, list) else []):
+        for j, name in enumerate(key if isinstance(key, list) else []):
+            if isinstance(name, str) and name not in declared:
+                problems.append(
+                    f"flows.{fid}.duplicates.keys[{i}][{j}]: unknown field '{name}' "
+                    "(a key uses the flow's fields)"
+                )
     return problems

@@ -52,6 +52,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             "source_id": lead.source_id,
             "outcome": lead.outcome if lead.state == "done" else "queued",
             "reason": lead.reason,
+            "duplicate_of": lead.duplicate_of,
             "price": lead.price,
             "received_at": _iso(lead.received_at),
             "completed_at": _iso(lead.completed_at),
@@ -108,7 +109,9 @@ def format_report(report: dict[str, Any]) -> str:
     lead = report["lead"]
     lines = [
         f"lead {lead['id']}  flow {lead['flow_id']}  source {lead['source_id']}",
-        f"  outcome: {lead['outcome']}" + (f" ({lead['reason']})" if lead["reason"] else ""),
+        f"  outcome: {lead['outcome']}"
+        + (f" ({lead['reason']})" if lead["reason"] else "")
+        + (f", duplicate of {lead['duplicate_of']}" if lead["duplicate_of"] else ""),
         f"  price: {lead['price']:g}  received: {lead['received_at']}"
         f"  completed: {lead['completed_at'] or '-'}",
         "  fields:",

@@ -40,9 +40,12 @@ class Raced(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class ResubmitKey:
+class HeldKey:
+    """A hash held for a while: a submission's (a copy of it is a resubmission) or an
+    accepted lead's duplicate key (``shared.gates.duplicates``)."""
+
     key: str
-    seconds: float  # how long it makes a copy a resubmission
+    seconds: float  # how long it is held
 
 
 def keys_of(
@@ -54,41 +57,41 @@ def keys_of(
     body: bytes,
     idempotency_key: str | None,
     window: float,
-) -> list[ResubmitKey]:
+) -> list[HeldKey]:
     """The keys of one submission: its body (unless the window is 0) and its
     ``Idempotency-Key`` header (when sent)."""
     keys = []
     if window > 0:
         material = b"\0".join([b"body", content_type.encode(), query.encode(), body])
-        keys.append(ResubmitKey(_hash(flow_id, source_id, material), window))
+        keys.append(HeldKey(hash_of(flow_id, source_id, material), window))
     if idempotency_key:
         material = b"\0".join([b"idempotency-key", idempotency_key.strip().encode()])
-        keys.append(ResubmitKey(_hash(flow_id, source_id, material), IDEMPOTENCY_KEY_SECONDS))
+        keys.append(HeldKey(hash_of(flow_id, source_id, material), IDEMPOTENCY_KEY_SECONDS))
     return keys
 
 
-def keys_of_header(kind: str, scope: str, idempotency_key: str) -> list[ResubmitKey]:
+def keys_of_header(kind: str, scope: str, idempotency_key: str) -> list[HeldKey]:
     """The key of a request of ``kind`` about ``scope`` (an event id) carrying an
     ``Idempotency-Key`` header."""
     material = b"\0".join([b"idempotency-key", idempotency_key.strip().encode()])
-    return [ResubmitKey(_hash(kind, scope, material), IDEMPOTENCY_KEY_SECONDS)]
+    return [HeldKey(hash_of(kind, scope, material), IDEMPOTENCY_KEY_SECONDS)]
 
 
-def find(connection: Connection, keys: Sequence[ResubmitKey], now: datetime) -> str | None:
+def find(connection: Connection, keys: Sequence[HeldKey], now: datetime) -> str | None:
     """What the first live key of ``keys`` was stored for, if any."""
     live = _LIVE.execute(connection, {"keys": [k.key for k in keys], "now": now})
     found = {key: stored for key, stored in live}
     return next((found[k.key] for k in keys if k.key in found), None)
 
 
-def _hash(flow_id: str, source_id: str, material: bytes) -> str:
+def hash_of(flow_id: str, source_id: str, material: bytes) -> str:
     digest = hashlib.sha256(f"{flow_id}\0{source_id}\0".encode())
     digest.update(material)
     return digest.hexdigest()
 
 
 def take(
-    connection: Connection, batch: Sequence[tuple[str, Sequence[ResubmitKey]]], now: datetime
+    connection: Connection, batch: Sequence[tuple[str, Sequence[HeldKey]]], now: datetime
 ) -> list[str | None]:
     """For each (lead id, keys) of a batch: the lead an earlier submission made (this one
     is a resubmission), or None (its keys are now stored under its lead id)."""

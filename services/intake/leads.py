@@ -13,9 +13,10 @@ from typing import Any
 
 from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
+from shared.gates import duplicates
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
-from shared.resubmits import ResubmitKey
+from shared.resubmits import HeldKey
 from shared.rules import evaluate
 from shared.templates import render
 
@@ -27,7 +28,23 @@ class NewLead:
 
     lead_row: dict[str, Any]
     event_row: dict[str, Any]
-    keys: list[ResubmitKey] = field(default_factory=list)
+    keys: list[HeldKey] = field(default_factory=list)
+    duplicate_keys: list[HeldKey] = field(default_factory=list)  # held once it is accepted
+
+    def refuse_as_duplicate(self, earlier_lead_id: str) -> None:
+        """The lead fails at intake as a duplicate of ``earlier_lead_id``."""
+        received_at = self.lead_row["received_at"]
+        self.lead_row.update(
+            state="done",
+            outcome="failure",
+            reason=duplicates.REASON,
+            completed_at=received_at,
+            reply_to=None,
+            duplicate_of=earlier_lead_id,
+        )
+        self.event_row.update(outcome="failure", reason=duplicates.REASON, steps_processed=0)
+        self.event_row["completed_at"] = received_at
+        self.event_row["ms"] = 0
 
     @property
     def enters_flow(self) -> bool:
@@ -66,7 +83,7 @@ def new_lead(
     submitted: Mapping[str, Any],
     received_at: datetime,
     reply_to: str | None,
-    keys: list[ResubmitKey] | None = None,
+    keys: list[HeldKey] | None = None,
 ) -> NewLead:
     """Build the rows for one submission; the lead enters the flow only when accepted."""
     lead_id = new_id()
@@ -110,6 +127,7 @@ def new_lead(
         "waiting_event_id": None,
         "reply_to": None if done else reply_to,
         "version": 1,
+        "duplicate_of": None,
     }
     event = event_row(
         id=new_id(),
@@ -120,4 +138,5 @@ def new_lead(
         reason=reason,
         steps_processed=0 if done else None,
     )
-    return NewLead(lead_row=lead, event_row=event, keys=keys or [])
+    held = [] if done else duplicates.keys_of(flow_id, source_id, flow.duplicates, fields)
+    return NewLead(lead_row=lead, event_row=event, keys=keys or [], duplicate_keys=held)

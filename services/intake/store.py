@@ -6,7 +6,9 @@ every waiter. Under load many leads share one commit; alone, a lead waits for no
 but its own commit.
 
 The transaction first takes the batch's resubmission keys (``shared.resubmits``): a
-submission whose key is live is answered with the earlier lead and stores nothing. Each
+submission whose key is live is answered with the earlier lead and stores nothing. Then
+the accepted leads' duplicate keys (``shared.gates.duplicates``): a lead matching one the
+flow accepted within its lookback is stored as failed, ``Duplicate``, naming it. Each
 new lead that enters its flow then gets its first pass here (``shared.routing``: the
 steps the router would run, up to the first that waits), so it is stored already routed
 and its hand-off goes straight to the delivery queue: no trip through the router's
@@ -37,6 +39,7 @@ from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
+from shared.gates import duplicates
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
 from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
@@ -136,6 +139,7 @@ class LeadWriter:
             now = utcnow()
             earlier = resubmits.take(connection, [(i.lead_id, i.keys) for i in items], now)
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
+            _refuse_duplicates(connection, new, now)
             passes = {i.lead_id: self._first_pass(i) for i in new if i.enters_flow}
             leads = [passes[i.lead_id].lead_row if i.lead_id in passes else i.lead_row for i in new]
             events = [
@@ -180,6 +184,23 @@ class LeadWriter:
                 price=first.lead_row["price"],
             )
         return first
+
+
+def _refuse_duplicates(connection: Any, new: list[NewLead], now: Any) -> None:
+    """Hold the duplicate keys of the accepted leads; a lead matching one accepted
+    earlier (or earlier in this batch) fails as its duplicate and holds nothing."""
+    checked = [item for item in new if item.enters_flow and item.duplicate_keys]
+    if not checked:
+        return
+    found = duplicates.claim(connection, [(i.lead_id, i.duplicate_keys) for i in checked], now)
+    for item, earlier in zip(checked, found, strict=True):
+        if earlier is not None:
+            item.refuse_as_duplicate(earlier)
+            logger.info(
+                "lead refused as a duplicate of %s",
+                earlier,
+                extra={"lead_id": item.lead_id, "event_id": item.event_id},
+            )
 
 
 def _first_line(exc: BaseException) -> str:

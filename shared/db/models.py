@@ -62,6 +62,7 @@ class Lead(Base):
     waiting_event_id: Mapped[str | None] = mapped_column(ID)
     reply_to: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    duplicate_of: Mapped[str | None] = mapped_column(ID)  # refused at intake as its duplicate
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -86,6 +86,13 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
             "flows.f.steps[0].filter.rule_set.rules[0].op:",
         ),
         ("flows: {f: {colour: blue}}", "flows.f.colour: unknown setting"),
+        (
+            "flows: {f: {fields: {email: {type: email}}, duplicates: {keys: [[email, phone]]}}}",
+            "flows.f.duplicates.keys[0][1]: unknown field 'phone'",
+        ),
+        ("flows: {f: {duplicates: {lookback: fortnight}}}", "flows.f.duplicates.lookback:"),
+        ("flows: {f: {duplicates: {keys: [[]]}}}", "flows.f.duplicates.keys[0]:"),
+        ("flows: {f: {duplicates: {scope: world}}}", "flows.f.duplicates.scope:"),
     ],
 )
 def test_each_problem_names_its_path_and_what_is_wrong(text: str, expected: str) -> None:

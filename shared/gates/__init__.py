@@ -1,0 +1,1 @@
+"""Gates a lead passes at intake: pure decisions, and one atomic statement each."""

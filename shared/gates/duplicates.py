@@ -1,0 +1,66 @@
+"""Flow duplicates: the keys of an accepted lead, and the one atomic claim of them.
+
+A flow's ``duplicates.keys`` lists keys, each a list of the flow's fields. A lead's key
+is the hash of those fields' normal values (section 7: a lowercased e-mail, a national
+phone number; the trimmed, case-folded text of a value its type could not read), scoped
+to the flow or, with ``scope: source``, to the flow's source. A key with a blank field is
+not used. The hashes are held in the ``submissions`` table for the flow's ``lookback``
+(``shared.resubmits``): intake's transaction claims them insert-if-absent with the lead
+(``claim``), so of two matching leads committed at the same moment by two intake
+processes exactly one gets them; the other one's transaction sees the key taken and is
+tried again, and then finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from shared import resubmits
+from shared.flowconfig import FlowDuplicates
+from shared.resubmits import HeldKey
+
+REASON = "Duplicate"
+
+
+def keys_of(
+    flow_id: str, source_id: str, duplicates: FlowDuplicates, fields: Mapping[str, Any]
+) -> list[HeldKey]:
+    """The duplicate keys of a lead's typed ``fields`` (``leaddata.build_fields``)."""
+    typed = fields.get("typed") or {}
+    scope = source_id if duplicates.scope == "source" else ""
+    keys = []
+    for names in duplicates.keys:
+        values = [_normal(typed.get(name)) for name in names]
+        if any(v is None for v in values):
+            continue
+        material = "\0".join(["duplicate", *names, "\0", *(v or "" for v in values)])
+        keys.append(
+            HeldKey(resubmits.hash_of(flow_id, scope, material.encode()), duplicates.lookback)
+        )
+    return keys
+
+
+def _normal(value: Mapping[str, Any] | None) -> str | None:
+    """A field's value as compared: its normal form, or its trimmed text; None if blank."""
+    if value is None:
+        return None
+    normal = value.get("normal") if value.get("valid") else None
+    if normal is None:
+        raw = value.get("raw")
+        normal = raw.strip().casefold() if isinstance(raw, str) else None
+    text = str(normal).strip() if normal is not None else ""
+    return text or None
+
+
+def claim(
+    connection: Connection, batch: Sequence[tuple[str, Sequence[HeldKey]]], now: datetime
+) -> list[str | None]:
+    """For each (lead id, keys) of a batch of accepted leads: the earlier lead it
+    duplicates, or None (its keys are now held under its id). A lead later in the batch
+    that matches an earlier one duplicates it. Raises ``resubmits.Raced`` when another
+    transaction took one of the keys meanwhile."""
+    return resubmits.take(connection, batch, now)

@@ -1,0 +1,134 @@
+"""Flow duplicates (SPEC section 14), through the real intake, router and delivery
+processes: a lead matching one the flow accepted within its lookback fails at intake with
+reason ``Duplicate`` and names the earlier lead; of two matching leads sent at once to two
+intake processes exactly one is accepted."""
+
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from tests.e2e.conftest import Stack, start_intake, stop_process, wait_healthy
+
+
+def unique_email() -> str:
+    return f"dup-{secrets.token_hex(6)}@example.com"
+
+
+def sent_to_buyer(stack: Stack, lead_id: str) -> int:
+    return len([r for r in stack.recipient.requests("/dup-buyer") if lead_id in r.body.decode()])
+
+
+def test_a_lead_matching_an_accepted_one_fails_as_its_duplicate(stack: Stack) -> None:
+    # given a lead the flow accepted
+    email = unique_email()
+    first = stack.submit("dups", data={"email": email, "first_name": "Ann"})
+    assert first.json()["outcome"] == "success"
+    first_id = first.json()["lead"]["id"]
+
+    # when another lead comes with the same e-mail written differently
+    second = stack.submit("dups", data={"email": f"  {email.upper()} ", "first_name": "Bo"})
+
+    # then it fails at intake as a duplicate, naming the first, and is sent nowhere
+    assert second.status_code == 201
+    assert (second.json()["outcome"], second.json()["reason"]) == ("failure", "Duplicate")
+    second_id = second.json()["lead"]["id"]
+    assert second_id != first_id
+    report = stack.show(second_id)
+    assert report["lead"]["duplicate_of"] == first_id
+    text = stack.leadflow("leads", "show", second_id).stdout
+    assert f"duplicate of {first_id}" in text
+    assert sent_to_buyer(stack, second_id) == 0
+
+
+def test_any_key_matches_and_a_key_with_a_blank_field_is_not_used(stack: Stack) -> None:
+    # given an accepted lead with a phone, and one with a name but no postal code
+    phone = f"512555{secrets.randbelow(10_000):04d}"
+    name = secrets.token_hex(4)
+    stack.submit("dups", data={"email": unique_email(), "phone_1": phone})
+    stack.submit("dups", data={"first_name": name, "last_name": "Smith"})
+
+    # when a lead matches the first by phone only (another format, another e-mail), and
+    # another has the second one's name, again without a postal code
+    by_phone = stack.submit(
+        "dups", data={"email": unique_email(), "phone_1": f"(512) 555-{phone[-4:]}"}
+    )
+    by_name = stack.submit(
+        "dups", data={"first_name": name, "last_name": "Smith", "email": unique_email()}
+    )
+
+    # then the phone key matches, and the key with a blank postal code is not used
+    assert by_phone.json()["reason"] == "Duplicate"
+    assert by_name.json()["outcome"] == "success"
+
+
+def test_a_lead_refused_at_intake_does_not_count(stack: Stack) -> None:
+    # given a lead refused by the flow's acceptance criteria
+    email = unique_email()
+    refused = stack.submit("dups", data={"email": email, "last_name": "Refused"})
+    assert refused.json()["reason"] == "Refused by name"
+
+    # when a lead with the same e-mail comes
+    later = stack.submit("dups", data={"email": email, "last_name": "Jones"})
+
+    # then it is accepted
+    assert later.json()["outcome"] == "success"
+
+
+def test_with_scope_source_each_source_keeps_its_own_keys(stack: Stack) -> None:
+    # given a lead accepted from one source
+    email = unique_email()
+    stack.submit("dups_by_source", data={"email": email})
+
+    # when the same e-mail comes from the other source, and again from the first
+    other = stack.submit("dups_by_source", source="partner", data={"email": email})
+    again = stack.submit("dups_by_source", data={"email": email.upper()})
+
+    # then the other source's lead is accepted and the first source's copy is refused
+    assert other.json()["outcome"] == "queued"
+    assert again.json()["reason"] == "Duplicate"
+
+
+def test_matching_leads_sent_at_once_to_two_intake_processes_accept_exactly_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given a second intake process beside the stack's
+    log = tmp_path / "intake-2.log"
+    process, url = start_intake(stack, log)
+    emails = [unique_email() for _ in range(10)]
+    try:
+        wait_healthy(f"{url}/healthz", process, log)
+
+        # when each of ten pairs of matching leads (bodies that differ) arrives at once,
+        # one lead of the pair at each intake
+        def post(job: tuple[str, str, str]) -> requests.Response:
+            base, email, name = job
+            return requests.post(
+                f"{base}/flows/dups/sources/web/submit",
+                data={"email": email, "first_name": name},
+                timeout=30,
+            )
+
+        jobs = [
+            (base, email if base == url else email.upper(), base[-5:])
+            for email in emails
+            for base in (stack.intake_url, url)
+        ]
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, jobs))
+    finally:
+        stop_process(process)
+
+    # then exactly one lead of each pair is accepted and the other names it
+    assert {a.status_code for a in answers} == {201}
+    for first, second in zip(answers[::2], answers[1::2], strict=True):
+        outcomes = sorted([first.json()["outcome"], second.json()["outcome"]])
+        assert outcomes == ["failure", "success"], (first.json(), second.json())
+        refused = first if first.json()["outcome"] == "failure" else second
+        accepted = second if refused is first else first
+        assert refused.json()["reason"] == "Duplicate"
+        report = stack.show(refused.json()["lead"]["id"])
+        assert report["lead"]["duplicate_of"] == accepted.json()["lead"]["id"]

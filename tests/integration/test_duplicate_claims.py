@@ -1,0 +1,116 @@
+"""Flow duplicates claimed in intake's transaction (SPEC section 14), on SQLite and
+PostgreSQL: a match in the same batch or an earlier one, and a key forgotten after its
+lookback."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from services.intake.leads import NewLead, new_lead
+from services.intake.store import LeadWriter, Written
+from shared import resubmits
+from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
+from shared.db.models import Base, Lead
+from shared.flowconfig import load_config_text
+
+FLOWS = load_config_text(
+    """
+flows:
+  dups:
+    fields: {email: {type: email}}
+    duplicates: {keys: [[email]], lookback: 1h}
+    sources: {web: {}}
+""",
+    {},
+)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[SessionFactory]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def lead(email: str) -> NewLead:
+    return new_lead(
+        config_version=1,
+        flow_id="dups",
+        flow=FLOWS.flows["dups"],
+        source_id="web",
+        submitted={"email": email},
+        received_at=utcnow(),
+        reply_to=None,
+    )
+
+
+def write(sessions: SessionFactory, items: list[NewLead]) -> list[Written]:
+    """Hand every lead to a running writer at once (one batch)."""
+
+    async def scenario() -> list[Any]:
+        with ThreadPoolExecutor(2) as executor:
+            writer = LeadWriter(sessions, executor, lambda _version: FLOWS)
+            task = asyncio.create_task(writer.run())
+            try:
+                return await asyncio.gather(*(writer.write(i) for i in items))
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return asyncio.run(scenario())
+
+
+def stored(sessions: SessionFactory, lead_id: str) -> Lead:
+    with sessions() as session:
+        row = session.get(Lead, lead_id)
+        assert row is not None
+        return row
+
+
+def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
+    sessions: SessionFactory,
+) -> None:
+    # given two leads with one e-mail in one batch
+    email = f"{secrets.token_hex(4)}@example.com"
+    first, second = lead(email), lead(email.upper())
+
+    # when they are written together
+    write(sessions, [first, second])
+
+    # then the first is accepted and the second names it
+    assert stored(sessions, first.lead_id).duplicate_of is None
+    refused = stored(sessions, second.lead_id)
+    assert (refused.state, refused.outcome, refused.reason) == ("done", "failure", "Duplicate")
+    assert refused.duplicate_of == first.lead_id
+
+
+def test_a_key_is_forgotten_after_its_lookback(sessions: SessionFactory) -> None:
+    # given an accepted lead whose lookback has run out
+    email = f"{secrets.token_hex(4)}@example.com"
+    first = lead(email)
+    write(sessions, [first])
+    with transaction(sessions) as session:
+        session.execute(
+            update(Base.metadata.tables["submissions"])
+            .where(Base.metadata.tables["submissions"].c.record_id == first.lead_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+    # when a lead with the same e-mail comes, and the expired keys are pruned
+    later = lead(email)
+    write(sessions, [later])
+    with transaction(sessions) as session:
+        pruned = resubmits.prune(session.connection(), utcnow())
+
+    # then it is accepted (it took the key over), and nothing expired is left to prune
+    assert stored(sessions, later.lead_id).outcome == "success"  # a flow without steps
+    assert stored(sessions, later.lead_id).duplicate_of is None
+    assert pruned == 0
