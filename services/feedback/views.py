@@ -30,7 +30,9 @@ async def read_request(request: web.Request) -> Feedback | InvalidFeedback:
 async def post_feedback(request: web.Request) -> web.Response:
     received_at = utcnow()
     media = media_of(request)
-    event_id = request.query.get("event_id", "").strip()
+    # blank as the OpenAPI document's ``\S`` says: ASCII white space only (Python's own
+    # strip() also takes control characters such as \x1d for white space)
+    event_id = request.query.get("event_id", "").strip(" \t\n\r\f\v")
     if not event_id:
         return answer({"outcome": "error", "reason": "event_id is required"}, media, status=400)
     feedback = await read_request(request)

@@ -28,6 +28,19 @@ def test_feedback_conforms_to_its_openapi_document(case: schemathesis.Case, stac
     case.call_and_validate(base_url=stack.feedback_url)
 
 
+def test_an_event_id_of_control_characters_is_an_unknown_event_not_a_missing_one(
+    stack: Stack,
+) -> None:
+    # given an event id the OpenAPI document calls valid (not blank: \x1d is no white space)
+    # when feedback names it
+    response = requests.post(
+        f"{stack.feedback_url}/feedback?event_id=%1D%1D", json={"type": "return"}, timeout=10
+    )
+
+    # then it is an event that does not exist
+    assert response.status_code == 404
+
+
 def test_the_served_feedback_openapi_document_is_the_one_in_the_repository(stack: Stack) -> None:
     assert requests.get(f"{stack.feedback_url}/openapi.json", timeout=10).json() == OPENAPI
 
