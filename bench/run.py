@@ -728,13 +728,16 @@ def main() -> None:
                     )
                 )
                 if dups.values:
+                    # each run beside the run without just before it
+                    pairs = [d / e for d, e in zip(dups.values, e2e.values, strict=False)]
                     rows.append(
                         (
                             dups.name,
                             f"{dups.median:,.0f} {dups.unit}",
                             dups.spread,
                             f"{e2e.median:,.0f} without",
-                            f"costs {1 - dups.median / e2e.median:.0%} (target < 10%)",
+                            f"costs {1 - statistics.median(pairs):.0%}, median of the "
+                            "pairs (target < 10%)",
                         )
                     )
                 if "latency" in ONLY:

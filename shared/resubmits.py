@@ -7,18 +7,21 @@ nothing new is stored or routed (SPEC section 14). This is also what makes a los
 harmless: a source told 503 after a commit whose answer was lost sends again, and is
 answered with the lead that was stored.
 
-Each key is a hash, kept in the ``submissions`` table with its expiry. ``take`` runs in
-the transaction that stores the leads: it reads the live keys, then inserts the new ones
-(taking over expired rows); a key another transaction inserted meanwhile raises
-``Raced`` (the caller tries the batch again, and then finds it).
+Each key is a hash, kept in the ``submissions`` table with its expiry. ``Held`` runs in
+the transaction that stores the leads: it reads the live keys in one statement, then
+inserts the new ones in one (taking over expired rows); a key another transaction
+inserted meanwhile raises ``Raced`` (the caller tries the batch again, and then finds
+it). Intake claims a batch's resubmission keys and its duplicate keys
+(``shared.gates.duplicates``) through one ``Held``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select
 
@@ -90,43 +93,63 @@ def hash_of(flow_id: str, source_id: str, material: bytes) -> str:
     return digest.hexdigest()
 
 
+class Held:
+    """Keys claimed in one transaction: the live ones read in one statement, the new ones
+    written in one (``write``). ``first`` tells what a key already stands for (in the
+    database, or earlier in this transaction); ``hold`` claims keys for a record."""
+
+    def __init__(self, connection: Connection, keys: Iterable[HeldKey], now: datetime) -> None:
+        self._connection = connection
+        self._now = now
+        wanted = list({k.key for k in keys})
+        live = _LIVE.execute(connection, {"keys": wanted, "now": now}) if wanted else []
+        self._earlier: dict[str, str] = {key: record_id for key, record_id in live}
+        self._rows: list[dict[str, Any]] = []
+
+    def first(self, keys: Sequence[HeldKey]) -> str | None:
+        return next((self._earlier[k.key] for k in keys if k.key in self._earlier), None)
+
+    def hold(self, record_id: str, keys: Sequence[HeldKey]) -> None:
+        for key in keys:
+            self._earlier[key.key] = record_id  # a match later in the batch finds it
+            self._rows.append(
+                {
+                    "key": key.key,
+                    "record_id": record_id,
+                    "expires_at": self._now + timedelta(seconds=key.seconds),
+                }
+            )
+
+    def write(self) -> None:
+        """Insert the keys held (taking over expired rows); ``Raced`` if another
+        transaction stored one of them after they were read."""
+        if not self._rows:
+            return
+        stored = upsert_returning(
+            self._connection,
+            _TABLE,
+            self._rows,
+            key="key",
+            replace_when=_TABLE.c.expires_at <= self._now,
+            returning=_TABLE.c.key,
+        )
+        if len(stored) != len(self._rows):
+            raise Raced(f"{len(self._rows) - len(stored)} keys were taken meanwhile")
+
+
 def take(
     connection: Connection, batch: Sequence[tuple[str, Sequence[HeldKey]]], now: datetime
 ) -> list[str | None]:
     """For each (lead id, keys) of a batch: the lead an earlier submission made (this one
     is a resubmission), or None (its keys are now stored under its lead id)."""
-    wanted = {k.key for _, keys in batch for k in keys}
-    if not wanted:
-        return [None] * len(batch)
-    live = _LIVE.execute(connection, {"keys": list(wanted), "now": now})
-    earlier: dict[str, str] = {key: lead_id for key, lead_id in live}
-    answers: list[str | None] = []
-    rows = []
+    held = Held(connection, (k for _, keys in batch for k in keys), now)
+    answers = []
     for lead_id, keys in batch:
-        first = next((earlier[k.key] for k in keys if k.key in earlier), None)
+        first = held.first(keys)
         answers.append(first)
-        if first is not None:
-            continue
-        for key in keys:
-            earlier[key.key] = lead_id  # a copy later in this batch is a resubmission too
-            rows.append(
-                {
-                    "key": key.key,
-                    "record_id": lead_id,
-                    "expires_at": now + timedelta(seconds=key.seconds),
-                }
-            )
-    if rows:
-        stored = upsert_returning(
-            connection,
-            _TABLE,
-            rows,
-            key="key",
-            replace_when=_TABLE.c.expires_at <= now,
-            returning=_TABLE.c.key,
-        )
-        if len(stored) != len(rows):
-            raise Raced(f"{len(rows) - len(stored)} resubmission keys were taken meanwhile")
+        if first is None:
+            held.hold(lead_id, keys)
+    held.write()
     return answers
 
 

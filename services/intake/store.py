@@ -39,7 +39,6 @@ from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
-from shared.gates import duplicates
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
 from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
@@ -137,9 +136,24 @@ class LeadWriter:
             if sent:
                 _DELETE_OUTBOX.execute(connection, {"keys": sent})
             now = utcnow()
-            earlier = resubmits.take(connection, [(i.lead_id, i.keys) for i in items], now)
+            held = resubmits.Held(
+                connection, (k for i in items for k in (*i.keys, *i.duplicate_keys)), now
+            )
+            earlier: list[str | None] = []
+            for item in items:
+                earlier.append(held.first(item.keys))
+                if earlier[-1] is None:
+                    held.hold(item.lead_id, item.keys)
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
-            _refuse_duplicates(connection, new, now)
+            refused = _duplicates(held, new)
+            held.write()  # before any lead is changed: a race tries the batch again as it was
+            for item, original in refused:
+                item.refuse_as_duplicate(original)
+                logger.info(
+                    "lead refused as a duplicate of %s",
+                    original,
+                    extra={"lead_id": item.lead_id, "event_id": item.event_id},
+                )
             passes = {i.lead_id: self._first_pass(i) for i in new if i.enters_flow}
             leads = [passes[i.lead_id].lead_row if i.lead_id in passes else i.lead_row for i in new]
             events = [
@@ -186,21 +200,19 @@ class LeadWriter:
         return first
 
 
-def _refuse_duplicates(connection: Any, new: list[NewLead], now: Any) -> None:
-    """Hold the duplicate keys of the accepted leads; a lead matching one accepted
-    earlier (or earlier in this batch) fails as its duplicate and holds nothing."""
-    checked = [item for item in new if item.enters_flow and item.duplicate_keys]
-    if not checked:
-        return
-    found = duplicates.claim(connection, [(i.lead_id, i.duplicate_keys) for i in checked], now)
-    for item, earlier in zip(checked, found, strict=True):
-        if earlier is not None:
-            item.refuse_as_duplicate(earlier)
-            logger.info(
-                "lead refused as a duplicate of %s",
-                earlier,
-                extra={"lead_id": item.lead_id, "event_id": item.event_id},
-            )
+def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[NewLead, str]]:
+    """Hold the duplicate keys of the accepted leads; each lead matching one accepted
+    earlier (or earlier in this batch), with that lead: it holds none."""
+    refused = []
+    for item in new:
+        if not (item.enters_flow and item.duplicate_keys):
+            continue
+        earlier = held.first(item.duplicate_keys)
+        if earlier is None:
+            held.hold(item.lead_id, item.duplicate_keys)
+            continue
+        refused.append((item, earlier))
+    return refused
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,18 +6,16 @@ phone number; the trimmed, case-folded text of a value its type could not read),
 to the flow or, with ``scope: source``, to the flow's source. A key with a blank field is
 not used. The hashes are held in the ``submissions`` table for the flow's ``lookback``
 (``shared.resubmits``): intake's transaction claims them insert-if-absent with the lead
-(``claim``), so of two matching leads committed at the same moment by two intake
-processes exactly one gets them; the other one's transaction sees the key taken and is
-tried again, and then finds it.
+(``services.intake.store``, with the resubmission keys: one read, one write), so of two
+matching leads committed at the same moment by two intake processes exactly one gets
+them; the other one's transaction sees the key taken and is tried again, and then finds
+it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
-
-from sqlalchemy import Connection
 
 from shared import resubmits
 from shared.flowconfig import FlowDuplicates
@@ -54,13 +52,3 @@ def _normal(value: Mapping[str, Any] | None) -> str | None:
         normal = raw.strip().casefold() if isinstance(raw, str) else None
     text = str(normal).strip() if normal is not None else ""
     return text or None
-
-
-def claim(
-    connection: Connection, batch: Sequence[tuple[str, Sequence[HeldKey]]], now: datetime
-) -> list[str | None]:
-    """For each (lead id, keys) of a batch of accepted leads: the earlier lead it
-    duplicates, or None (its keys are now held under its id). A lead later in the batch
-    that matches an earlier one duplicates it. Raises ``resubmits.Raced`` when another
-    transaction took one of the keys meanwhile."""
-    return resubmits.take(connection, batch, now)
