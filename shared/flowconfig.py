@@ -200,11 +200,23 @@ class ManualTarget(_Model):
     file: FileFormat = Field(default_factory=FileFormat)
 
 
+DuplicateKey = Annotated[list[str], Field(min_length=1)]
+
+
+class RecipientDuplicates(_Model):
+    """A recipient is never sent a lead that matches, by any of its keys, one it
+    accepted within ``lookback`` (SPEC section 14)."""
+
+    keys: list[DuplicateKey] = Field(default_factory=list)
+    lookback: Duration = 30 * 86400.0
+
+
 class Recipient(_Model):
     name: str | None = None
     http: HttpTarget | None = None
     email: EmailTarget | None = None
     manual: ManualTarget | None = None
+    duplicates: RecipientDuplicates | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Recipient:
@@ -301,9 +313,6 @@ class Step(_Model):
         if (self.filter is None) == (self.recipient is None):
             raise PydanticCustomError("step", "a step needs exactly one of 'filter' or 'recipient'")
         return self
-
-
-DuplicateKey = Annotated[list[str], Field(min_length=1)]
 
 
 class FlowDuplicates(_Model):
@@ -422,6 +431,7 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
     raw_recipients, raw_flows = data.get("recipients"), data.get("flows")
     recipients: dict[str, Any] = raw_recipients if isinstance(raw_recipients, dict) else {}
     flows: dict[str, Any] = raw_flows if isinstance(raw_flows, dict) else {}
+    problems.extend(_recipient_key_problems(recipients, flows))
     ids_message = "ids may use letters, digits, '_', '-' and '.'"
     for rid in recipients:
         if not ID_PATTERN.match(str(rid)):
@@ -465,4 +475,31 @@ def _duplicate_key_problems(fid: str, flow: Mapping[str, Any]) -> list[str]:
                     f"flows.{fid}.duplicates.keys[{i}][{j}]: unknown field '{name}' "
                     "(a key uses the flow's fields)"
                 )
+    return problems
+
+
+def _recipient_key_problems(recipients: Mapping[str, Any], flows: Mapping[str, Any]) -> list[str]:
+    """Each field of a recipient's duplicate key must be a field of some flow that sends
+    to it."""
+    declared: dict[str, set[str]] = {}
+    for flow in flows.values():
+        if not isinstance(flow, dict):
+            continue
+        raw_fields, raw_steps = flow.get("fields"), flow.get("steps")
+        fields: dict[str, Any] = raw_fields if isinstance(raw_fields, dict) else {}
+        steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
+        for step in steps:
+            if isinstance(step, dict) and isinstance(step.get("recipient"), str):
+                declared.setdefault(step["recipient"], set()).update(fields)
+    problems = []
+    for rid, recipient in recipients.items():
+        duplicates = recipient.get("duplicates") if isinstance(recipient, dict) else None
+        keys = duplicates.get("keys") if isinstance(duplicates, dict) else None
+        for i, key in enumerate(keys if isinstance(keys, list) else []):
+            for j, name in enumerate(key if isinstance(key, list) else []):
+                if isinstance(name, str) and name not in declared.get(str(rid), set()):
+                    problems.append(
+                        f"recipients.{rid}.duplicates.keys[{i}][{j}]: unknown field '{name}' "
+                        "(no flow sending to this recipient has it)"
+                    )
     return problems

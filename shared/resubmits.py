@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select
 
+from shared.db.engine import utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.db.upsert import upsert_returning
@@ -98,13 +99,21 @@ class Held:
     written in one (``write``). ``first`` tells what a key already stands for (in the
     database, or earlier in this transaction); ``hold`` claims keys for a record."""
 
-    def __init__(self, connection: Connection, keys: Iterable[HeldKey], now: datetime) -> None:
+    def __init__(
+        self, connection: Connection, keys: Iterable[HeldKey] = (), now: datetime | None = None
+    ) -> None:
         self._connection = connection
-        self._now = now
-        wanted = list({k.key for k in keys})
-        live = _LIVE.execute(connection, {"keys": wanted, "now": now}) if wanted else []
-        self._earlier: dict[str, str] = {key: record_id for key, record_id in live}
+        self._now = now or utcnow()
+        self._earlier: dict[str, str] = {}
         self._rows: list[dict[str, Any]] = []
+        self.read(keys)
+
+    def read(self, keys: Iterable[HeldKey]) -> None:
+        """Read which of ``keys`` are live (one statement), before asking ``first``."""
+        wanted = list({k.key for k in keys} - set(self._earlier))
+        if wanted:
+            live = _LIVE.execute(self._connection, {"keys": wanted, "now": self._now})
+            self._earlier.update({key: record_id for key, record_id in live})
 
     def first(self, keys: Sequence[HeldKey]) -> str | None:
         return next((self._earlier[k.key] for k in keys if k.key in self._earlier), None)
@@ -151,6 +160,15 @@ def take(
             held.hold(lead_id, keys)
     held.write()
     return answers
+
+
+_FORGET = PerDialect(lambda one_of: delete(_TABLE).where(one_of(_TABLE.c.record_id, "ids")))
+
+
+def forget(connection: Connection, record_ids: Sequence[str]) -> None:
+    """Let go of the keys held for these records (deliveries that were not delivered)."""
+    if record_ids:
+        _FORGET.execute(connection, {"ids": list(record_ids)})
 
 
 def prune(connection: Connection, now: datetime, limit: int = 5000) -> int:

@@ -34,12 +34,14 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from shared import resubmits
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect, UpdateMany
 from shared.db.rows import event_row
-from shared.errors import LeadflowError, PermanentError
+from shared.errors import LeadflowError, PermanentError, TransientError
 from shared.flowconfig import LeadflowConfig, Recipient
+from shared.gates import duplicates
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
 from shared.messaging import (
@@ -56,6 +58,8 @@ from shared.rules import evaluate
 from shared.templates import render
 
 logger = logging.getLogger(__name__)
+#: A recipient's duplicate key taken by another transaction meanwhile: the batch again.
+RACED_RETRY_SCHEDULE = (0.5, 1.0, 2.0)
 
 
 @dataclass(slots=True)
@@ -178,6 +182,7 @@ def route(
     lead_ids = list(dict.fromkeys(m.lead_id for m in messages))
     leads = _lock_leads(connection, lead_ids)
     events = _events_of(connection, list(leads))
+    held = resubmits.Held(connection)
     batch = _Batch()
     results: list[Outbound | BaseException] = []
     for message in messages:
@@ -185,7 +190,7 @@ def route(
         try:
             if lead is None:
                 raise PermanentError(f"unknown lead {message.lead_id}")
-            writes = _Writes(lead={"key": lead.id})
+            writes = _Writes(lead={"key": lead.id}, held=held)
             match message:
                 case LeadSubmitted():
                     outbound = _start(connection, config_for, lead, events[lead.id], writes)
@@ -198,6 +203,10 @@ def route(
             continue
         batch.add(writes)
         results.append(outbound)
+    try:
+        held.write()
+    except resubmits.Raced as exc:
+        raise TransientError(str(exc), RACED_RETRY_SCHEDULE) from exc
     batch.execute(connection)
     return results
 
@@ -222,13 +231,17 @@ class FirstPass:
 
 
 def first_pass(
-    lead_row: dict[str, Any], event_row: dict[str, Any], config: LeadflowConfig
+    lead_row: dict[str, Any],
+    event_row: dict[str, Any],
+    config: LeadflowConfig,
+    held: resubmits.Held | None = None,
 ) -> FirstPass:
     """Route a lead intake is about to store (state ``new``) as far as it goes before
-    something waits: the same steps the router runs, with no row read or updated."""
+    something waits: the same steps the router runs, with no row of the lead read or
+    updated (recipients' duplicate keys are claimed through intake's ``held``)."""
     lead = RoutedLead(*(lead_row[name] for name in RoutedLead.__dataclass_fields__))
     source = StepEvent(event_row["id"], "source", None, None, None, 0.0, event_row["started_at"])
-    writes = _Writes(lead={"key": lead.id})
+    writes = _Writes(lead={"key": lead.id}, held=held)
     outbound = _advance(lead, [source], config, writes)
     changes = {k: v for k, v in writes.lead.items() if k != "key"}
     settled = {k: v for k, v in (writes.source or {}).items() if k != "key"}
@@ -328,6 +341,7 @@ class _Writes:
     """What applying one message stores (added to its batch only if it succeeded)."""
 
     lead: dict[str, Any]  # the lead's changed columns, and ``key``: its id
+    held: resubmits.Held | None = None  # the batch's recipient duplicate keys
     events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] | None = None  # the source event's changed columns and ``key``
@@ -372,9 +386,10 @@ def _new_event(
     recipient_id: str | None = None,
     outcome: str | None = None,
     reason: str | None = None,
+    event_id: str | None = None,
 ) -> StepEvent:
     """A step's event: added to the lead's events and to the rows to insert."""
-    event = StepEvent(new_id(), type, recipient_id, outcome, reason, 0.0, now)
+    event = StepEvent(event_id or new_id(), type, recipient_id, outcome, reason, 0.0, now)
     writes.events.append(
         event_row(
             id=event.id,
@@ -461,6 +476,21 @@ def _run_steps(
             )
             index += 1
             continue
+        event_id = new_id()
+        if _duplicate_for(recipient_id, recipient, lead, event_id, writes):
+            _new_event(
+                writes,
+                events,
+                lead.id,
+                type="recipient",
+                step=index,
+                now=now,
+                recipient_id=recipient_id,
+                outcome="skip",
+                reason=duplicates.REASON,
+            )
+            index += 1
+            continue
         waits = recipient.kind == "http" or (
             recipient.email is not None and recipient.email.mode == "realtime"
         )
@@ -473,6 +503,7 @@ def _run_steps(
             now=now,
             recipient_id=recipient_id,
             outcome=None if waits else "success",
+            event_id=event_id,
         )
         writes.deliveries.append(
             {
@@ -500,6 +531,30 @@ def _run_steps(
         index += 1
     lead.step_index = index
     return _finish(lead, events, "success", None, writes)
+
+
+def _duplicate_for(
+    recipient_id: str, recipient: Recipient, lead: RoutedLead, event_id: str, writes: _Writes
+) -> bool:
+    """Whether the recipient holds a key of this lead (it skips the step); if not, the
+    lead's keys are now held for it under the step's event."""
+    if recipient.duplicates is None or writes.held is None:
+        return False
+    keys = duplicates.recipient_keys(recipient_id, recipient.duplicates, lead.fields)
+    if not keys:
+        return False
+    writes.held.read(keys)
+    earlier = writes.held.first(keys)
+    if earlier is not None:
+        logger.info(
+            "%s already has this lead (step %s); skipped",
+            recipient_id,
+            earlier,
+            extra={"lead_id": lead.id},
+        )
+        return True
+    writes.held.hold(event_id, keys)
+    return False
 
 
 def _accepted_price(events: list[StepEvent]) -> float:

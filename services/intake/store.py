@@ -145,16 +145,21 @@ class LeadWriter:
                 if earlier[-1] is None:
                     held.hold(item.lead_id, item.keys)
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
-            refused = _duplicates(held, new)
+            refused = dict(_duplicates(held, new))
+            passes = {
+                i.lead_id: self._first_pass(i, held)
+                for i in new
+                if i.enters_flow and i.lead_id not in refused
+            }
             held.write()  # before any lead is changed: a race tries the batch again as it was
-            for item, original in refused:
-                item.refuse_as_duplicate(original)
-                logger.info(
-                    "lead refused as a duplicate of %s",
-                    original,
-                    extra={"lead_id": item.lead_id, "event_id": item.event_id},
-                )
-            passes = {i.lead_id: self._first_pass(i) for i in new if i.enters_flow}
+            for item in new:
+                if item.lead_id in refused:
+                    item.refuse_as_duplicate(refused[item.lead_id])
+                    logger.info(
+                        "lead refused as a duplicate of %s",
+                        refused[item.lead_id],
+                        extra={"lead_id": item.lead_id, "event_id": item.event_id},
+                    )
             leads = [passes[i.lead_id].lead_row if i.lead_id in passes else i.lead_row for i in new]
             events = [
                 passes[i.lead_id].event_row if i.lead_id in passes else i.event_row for i in new
@@ -186,9 +191,9 @@ class LeadWriter:
             written.append(Written(item.lead_id, reply=outbound.reply if outbound else None))
         return written, outgoing
 
-    def _first_pass(self, item: NewLead) -> routing.FirstPass:
+    def _first_pass(self, item: NewLead, held: resubmits.Held) -> routing.FirstPass:
         config = self._config_for(item.lead_row["config_version"])
-        first = routing.first_pass(item.lead_row, item.event_row, config)
+        first = routing.first_pass(item.lead_row, item.event_row, config, held)
         if first.outbound.reply is None and first.lead_row["state"] == "done":
             # the flow ended at once: its answer, whatever the response mode
             first.outbound.reply = FlowReply(
@@ -200,7 +205,7 @@ class LeadWriter:
         return first
 
 
-def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[NewLead, str]]:
+def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str]]:
     """Hold the duplicate keys of the accepted leads; each lead matching one accepted
     earlier (or earlier in this batch), with that lead: it holds none."""
     refused = []
@@ -211,7 +216,7 @@ def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[NewLead,
         if earlier is None:
             held.hold(item.lead_id, item.duplicate_keys)
             continue
-        refused.append((item, earlier))
+        refused.append((item.lead_id, earlier))
     return refused
 
 

@@ -160,14 +160,15 @@ class Batch(Base):
 
 
 class Submission(Base):
-    """A resubmission key (a hash of a source's submission body, or of an
-    ``Idempotency-Key`` header) and what the first request made (a lead, or a feedback
-    event), until it expires."""
+    """A held key, until it expires: a resubmission key (a hash of a source's submission
+    body, or of an ``Idempotency-Key`` header) and what the first request made (a lead,
+    or a feedback event); or a duplicate key and the lead (flow) or the recipient step's
+    event (recipient) holding it."""
 
     __tablename__ = "submissions"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    record_id: Mapped[str] = mapped_column(ID)
+    record_id: Mapped[str] = mapped_column(ID, index=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 

@@ -1,4 +1,4 @@
-"""Flow duplicates: the keys of an accepted lead, and the one atomic claim of them.
+"""Duplicate keys: of a lead a flow accepted, and of a lead a recipient is sent.
 
 A flow's ``duplicates.keys`` lists keys, each a list of the flow's fields. A lead's key
 is the hash of those fields' normal values (section 7: a lowercased e-mail, a national
@@ -10,6 +10,12 @@ not used. The hashes are held in the ``submissions`` table for the flow's ``look
 matching leads committed at the same moment by two intake processes exactly one gets
 them; the other one's transaction sees the key taken and is tried again, and then finds
 it.
+
+Recipient duplicates (a recipient's ``duplicates.keys``) are held the same way, under the
+recipient step's event id, when routing hands a lead to the recipient
+(``shared.routing``): a lead whose key the recipient holds skips the step with reason
+``Duplicate``. A delivery that ends other than delivered lets its keys go
+(``shared.deliveries``), so a later match may be sent.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import resubmits
-from shared.flowconfig import FlowDuplicates
+from shared.flowconfig import FlowDuplicates, RecipientDuplicates
 from shared.resubmits import HeldKey
 
 REASON = "Duplicate"
@@ -28,17 +34,32 @@ def keys_of(
     flow_id: str, source_id: str, duplicates: FlowDuplicates, fields: Mapping[str, Any]
 ) -> list[HeldKey]:
     """The duplicate keys of a lead's typed ``fields`` (``leaddata.build_fields``)."""
-    typed = fields.get("typed") or {}
     scope = source_id if duplicates.scope == "source" else ""
+    return _keys(flow_id, scope, duplicates.keys, duplicates.lookback, fields)
+
+
+def recipient_keys(
+    recipient_id: str, duplicates: RecipientDuplicates, fields: Mapping[str, Any]
+) -> list[HeldKey]:
+    """The keys under which a recipient holds a lead it is sent (whatever the flow)."""
+    return _keys("recipient", recipient_id, duplicates.keys, duplicates.lookback, fields)
+
+
+def _keys(
+    scope: str,
+    within: str,
+    names_of_keys: list[list[str]],
+    lookback: float,
+    fields: Mapping[str, Any],
+) -> list[HeldKey]:
+    typed = fields.get("typed") or {}
     keys = []
-    for names in duplicates.keys:
+    for names in names_of_keys:
         values = [_normal(typed.get(name)) for name in names]
         if any(v is None for v in values):
             continue
         material = "\0".join(["duplicate", *names, "\0", *(v or "" for v in values)])
-        keys.append(
-            HeldKey(resubmits.hash_of(flow_id, scope, material.encode()), duplicates.lookback)
-        )
+        keys.append(HeldKey(resubmits.hash_of(scope, within, material.encode()), lookback))
     return keys
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import requests
 
 from tests.e2e.conftest import Stack, start_intake, stop_process, wait_healthy
+from tests.support.recipient import Reply
 
 
 def unique_email() -> str:
     return f"dup-{secrets.token_hex(6)}@example.com"
 
 
-def sent_to_buyer(stack: Stack, lead_id: str) -> int:
-    return len([r for r in stack.recipient.requests("/dup-buyer") if lead_id in r.body.decode()])
+def sent(stack: Stack, path: str, lead_id: str) -> int:
+    return len([r for r in stack.recipient.requests(path) if lead_id in r.body.decode()])
 
 
 def test_a_lead_matching_an_accepted_one_fails_as_its_duplicate(stack: Stack) -> None:
@@ -41,7 +42,7 @@ def test_a_lead_matching_an_accepted_one_fails_as_its_duplicate(stack: Stack) ->
     assert report["lead"]["duplicate_of"] == first_id
     text = stack.leadflow("leads", "show", second_id).stdout
     assert f"duplicate of {first_id}" in text
-    assert sent_to_buyer(stack, second_id) == 0
+    assert sent(stack, "/dup-buyer", second_id) == 0
 
 
 def test_any_key_matches_and_a_key_with_a_blank_field_is_not_used(stack: Stack) -> None:
@@ -132,3 +133,81 @@ def test_matching_leads_sent_at_once_to_two_intake_processes_accept_exactly_one(
         assert refused.json()["reason"] == "Duplicate"
         report = stack.show(refused.json()["lead"]["id"])
         assert report["lead"]["duplicate_of"] == accepted.json()["lead"]["id"]
+
+
+def test_a_recipient_is_not_sent_a_lead_matching_one_it_took_and_the_flow_goes_on(
+    stack: Stack,
+) -> None:
+    # given a lead a recipient with duplicate keys took
+    email = unique_email()
+    first = stack.submit("to_dup_buyers", data={"email": email, "first_name": "Ann"})
+    first_id = first.json()["lead"]["id"]
+    assert sent(stack, "/once-buyer", first_id) == 1
+
+    # when another lead with that e-mail goes through the same flow
+    second = stack.submit("to_dup_buyers", data={"email": email.upper(), "first_name": "Bo"})
+    second_id = second.json()["lead"]["id"]
+
+    # then its step for that recipient is skipped as a duplicate, and the next one runs
+    assert second.json()["outcome"] == "success"
+    steps = [
+        (e["recipient"], e["outcome"], e["reason"])
+        for e in stack.show(second_id)["events"]
+        if e["type"] == "recipient"
+    ]
+    assert steps == [("once_buyer", "skip", "Duplicate"), ("next_buyer", "success", None)]
+    assert sent(stack, "/once-buyer", second_id) == 0
+    assert sent(stack, "/next-buyer", second_id) == 1
+
+
+def test_a_lead_the_recipient_refused_does_not_hold_its_keys(stack: Stack) -> None:
+    # given a recipient with duplicate keys that refuses a lead
+    email = unique_email()
+    stack.recipient.script(
+        "/picky-buyer", [Reply(200, '{"status": "refused"}'), Reply(200, '{"status": "accepted"}')]
+    )
+    refused = stack.submit("to_picky_buyer", data={"email": email})
+    assert recipient_outcomes(stack, refused.json()["lead"]["id"]) == ["failure"]
+
+    # when a lead with the same e-mail comes later
+    later = stack.submit("to_picky_buyer", data={"email": email})
+
+    # then it is sent to the recipient
+    assert recipient_outcomes(stack, later.json()["lead"]["id"]) == ["success"]
+    assert sent(stack, "/picky-buyer", later.json()["lead"]["id"]) == 1
+
+
+def recipient_outcomes(stack: Stack, lead_id: str) -> list[str]:
+    return [e["outcome"] for e in stack.show(lead_id)["events"] if e["type"] == "recipient"]
+
+
+def test_matching_leads_routed_at_once_by_two_intake_processes_reach_the_recipient_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given a second intake process (each routes the first steps of its own leads)
+    log = tmp_path / "intake-3.log"
+    process, url = start_intake(stack, log)
+    emails = [unique_email() for _ in range(10)]
+    try:
+        wait_healthy(f"{url}/healthz", process, log)
+
+        # when each of ten pairs of matching leads arrives at once, one at each intake
+        def post(job: tuple[str, str]) -> requests.Response:
+            base, email = job
+            return requests.post(
+                f"{base}/flows/to_dup_buyers/sources/web/submit",
+                data={"email": email if base == url else email.upper()},
+                timeout=30,
+            )
+
+        jobs = [(base, email) for email in emails for base in (stack.intake_url, url)]
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, jobs))
+    finally:
+        stop_process(process)
+
+    # then the recipient got exactly one lead of each pair, and the other skipped it
+    for first, second in zip(answers[::2], answers[1::2], strict=True):
+        ids = [first.json()["lead"]["id"], second.json()["lead"]["id"]]
+        assert sorted(sent(stack, "/once-buyer", i) for i in ids) == [0, 1]
+        assert all(sent(stack, "/next-buyer", i) == 1 for i in ids)

@@ -93,6 +93,15 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
         ("flows: {f: {duplicates: {lookback: fortnight}}}", "flows.f.duplicates.lookback:"),
         ("flows: {f: {duplicates: {keys: [[]]}}}", "flows.f.duplicates.keys[0]:"),
         ("flows: {f: {duplicates: {scope: world}}}", "flows.f.duplicates.scope:"),
+        (
+            "recipients: {r: {manual: {}, duplicates: {keys: [[email]]}}}\n"
+            "flows: {f: {fields: {phone_1: {type: phone}}, steps: [{recipient: r}]}}",
+            "recipients.r.duplicates.keys[0][0]: unknown field 'email'",
+        ),
+        (
+            "recipients: {r: {manual: {}, duplicates: {lookback: soon}}}",
+            "recipients.r.duplicates.lookback:",
+        ),
     ],
 )
 def test_each_problem_names_its_path_and_what_is_wrong(text: str, expected: str) -> None:

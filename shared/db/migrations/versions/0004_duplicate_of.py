@@ -1,4 +1,4 @@
-"""the lead a duplicate was refused for
+"""the lead a duplicate was refused for; held keys by record
 
 Revision ID: 0004
 Revises: 0003
@@ -19,8 +19,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('leads') as batch:
         batch.add_column(sa.Column('duplicate_of', sa.String(length=32), nullable=True))
+    op.create_index('ix_submissions_record_id', 'submissions', ['record_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_submissions_record_id', table_name='submissions')
     with op.batch_alter_table('leads') as batch:
         batch.drop_column('duplicate_of')
