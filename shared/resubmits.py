@@ -105,13 +105,16 @@ class Held:
         self._connection = connection
         self._now = now or utcnow()
         self._earlier: dict[str, str] = {}
+        self._read: set[str] = set()
         self._rows: list[dict[str, Any]] = []
         self.read(keys)
 
     def read(self, keys: Iterable[HeldKey]) -> None:
-        """Read which of ``keys`` are live (one statement), before asking ``first``."""
-        wanted = list({k.key for k in keys} - set(self._earlier))
+        """Read which of ``keys`` are live (one statement for those not read yet), before
+        asking ``first``: read a batch's keys together up front."""
+        wanted = list({k.key for k in keys} - self._read)
         if wanted:
+            self._read.update(wanted)
             live = _LIVE.execute(self._connection, {"keys": wanted, "now": self._now})
             self._earlier.update({key: record_id for key, record_id in live})
 

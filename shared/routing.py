@@ -182,7 +182,17 @@ def route(
     lead_ids = list(dict.fromkeys(m.lead_id for m in messages))
     leads = _lock_leads(connection, lead_ids)
     events = _events_of(connection, list(leads))
-    held = resubmits.Held(connection)
+    held = resubmits.Held(
+        connection,
+        (
+            key
+            for lead in leads.values()
+            if lead.state != "done"
+            for key in duplicates.recipient_keys_in_flow(
+                config_for(lead.config_version), lead.flow_id, lead.fields
+            )
+        ),
+    )
     batch = _Batch()
     results: list[Outbound | BaseException] = []
     for message in messages:

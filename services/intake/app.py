@@ -58,12 +58,23 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
     engine.dispose()
 
 
+PRUNE_LIMIT = 5000
+PRUNE_ROUNDS = 20
+
+
 def pruning(app: web.Application) -> Callable[[], object]:
-    """Forget expired resubmission keys (at every sweep of the relay)."""
+    """Forget expired keys (resubmission and duplicate keys) at every sweep of the relay:
+    a few thousand a transaction, until none is left (keys expire as fast as they came)."""
 
     def prune() -> int:
-        with transaction(app[FACTORY]) as session:
-            return resubmits.prune(session.connection(), utcnow())
+        total = 0
+        for _ in range(PRUNE_ROUNDS):
+            with transaction(app[FACTORY]) as session:
+                pruned = resubmits.prune(session.connection(), utcnow(), PRUNE_LIMIT)
+            total += pruned
+            if pruned < PRUNE_LIMIT:
+                break
+        return total
 
     return prune
 

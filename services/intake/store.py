@@ -39,6 +39,7 @@ from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
+from shared.gates import duplicates
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
 from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
@@ -136,9 +137,7 @@ class LeadWriter:
             if sent:
                 _DELETE_OUTBOX.execute(connection, {"keys": sent})
             now = utcnow()
-            held = resubmits.Held(
-                connection, (k for i in items for k in (*i.keys, *i.duplicate_keys)), now
-            )
+            held = resubmits.Held(connection, self._keys_to_read(items), now)
             earlier: list[str | None] = []
             for item in items:
                 earlier.append(held.first(item.keys))
@@ -190,6 +189,19 @@ class LeadWriter:
                 FLOWS_COMPLETED.labels(*outbound.finished).inc()
             written.append(Written(item.lead_id, reply=outbound.reply if outbound else None))
         return written, outgoing
+
+    def _keys_to_read(self, items: list[NewLead]) -> list[resubmits.HeldKey]:
+        """Every key the batch may claim: resubmission, flow and recipient duplicate keys."""
+        keys = [k for item in items for k in (*item.keys, *item.duplicate_keys)]
+        for item in items:
+            if item.enters_flow:
+                config = self._config_for(item.lead_row["config_version"])
+                keys.extend(
+                    duplicates.recipient_keys_in_flow(
+                        config, item.lead_row["flow_id"], item.lead_row["fields"]
+                    )
+                )
+        return keys
 
     def _first_pass(self, item: NewLead, held: resubmits.Held) -> routing.FirstPass:
         config = self._config_for(item.lead_row["config_version"])

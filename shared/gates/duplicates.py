@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import resubmits
-from shared.flowconfig import FlowDuplicates, RecipientDuplicates
+from shared.flowconfig import FlowDuplicates, LeadflowConfig, RecipientDuplicates
 from shared.resubmits import HeldKey
 
 REASON = "Duplicate"
@@ -43,6 +43,20 @@ def recipient_keys(
 ) -> list[HeldKey]:
     """The keys under which a recipient holds a lead it is sent (whatever the flow)."""
     return _keys("recipient", recipient_id, duplicates.keys, duplicates.lookback, fields)
+
+
+def recipient_keys_in_flow(
+    config: LeadflowConfig, flow_id: str, fields: Mapping[str, Any]
+) -> list[HeldKey]:
+    """The keys of a lead for every recipient of its flow that has duplicate keys (to
+    read a batch's keys in one statement before routing it)."""
+    flow = config.flows.get(flow_id)
+    keys: list[HeldKey] = []
+    for step in flow.steps if flow is not None else []:
+        recipient = config.recipients.get(step.recipient or "")
+        if recipient is not None and recipient.duplicates is not None:
+            keys.extend(recipient_keys(step.recipient or "", recipient.duplicates, fields))
+    return keys
 
 
 def _keys(
