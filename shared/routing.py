@@ -472,22 +472,13 @@ def _run_steps(
             continue
         recipient_id = step.recipient or ""
         recipient = config.recipients[recipient_id]
-        if step.criteria is not None and not evaluate(step.criteria, variables):
-            _new_event(
-                writes,
-                events,
-                lead.id,
-                type="recipient",
-                step=index,
-                now=now,
-                recipient_id=recipient_id,
-                outcome="skip",
-                reason="Recipient criteria not met",
-            )
-            index += 1
-            continue
         event_id = new_id()
-        if _duplicate_for(recipient_id, recipient, lead, event_id, writes):
+        skipped = None
+        if step.criteria is not None and not evaluate(step.criteria, variables):
+            skipped = "Recipient criteria not met"
+        elif _duplicate_for(recipient_id, recipient, lead, event_id, writes):
+            skipped = duplicates.REASON
+        if skipped is not None:
             _new_event(
                 writes,
                 events,
@@ -497,7 +488,7 @@ def _run_steps(
                 now=now,
                 recipient_id=recipient_id,
                 outcome="skip",
-                reason=duplicates.REASON,
+                reason=skipped,
             )
             index += 1
             continue

@@ -93,35 +93,37 @@ def test_with_scope_source_each_source_keeps_its_own_keys(stack: Stack) -> None:
     assert again.json()["reason"] == "Duplicate"
 
 
-def test_matching_leads_sent_at_once_to_two_intake_processes_accept_exactly_one(
-    stack: Stack, tmp_path: Path
-) -> None:
-    # given a second intake process beside the stack's
+def pairs_at_two_intakes(stack: Stack, tmp_path: Path, flow: str) -> list[requests.Response]:
+    """Ten pairs of matching leads (bodies that differ: the e-mail's case), each pair
+    arriving at once, one lead of it at the stack's intake and one at a second intake
+    process; the answers, a pair after another."""
     log = tmp_path / "intake-2.log"
     process, url = start_intake(stack, log)
     emails = [unique_email() for _ in range(10)]
     try:
         wait_healthy(f"{url}/healthz", process, log)
 
-        # when each of ten pairs of matching leads (bodies that differ) arrives at once,
-        # one lead of the pair at each intake
-        def post(job: tuple[str, str, str]) -> requests.Response:
-            base, email, name = job
+        def post(job: tuple[str, str]) -> requests.Response:
+            base, email = job
             return requests.post(
-                f"{base}/flows/dups/sources/web/submit",
-                data={"email": email, "first_name": name},
+                f"{base}/flows/{flow}/sources/web/submit",
+                data={"email": email if base == url else email.upper()},
                 timeout=30,
             )
 
-        jobs = [
-            (base, email if base == url else email.upper(), base[-5:])
-            for email in emails
-            for base in (stack.intake_url, url)
-        ]
-        with ThreadPoolExecutor(20) as pool:
-            answers = list(pool.map(post, jobs))
+        jobs = [(base, email) for email in emails for base in (stack.intake_url, url)]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            return list(pool.map(post, jobs))
     finally:
         stop_process(process)
+
+
+def test_matching_leads_sent_at_once_to_two_intake_processes_accept_exactly_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given a second intake process beside the stack's
+    # when each of ten pairs of matching leads arrives at once, one lead at each intake
+    answers = pairs_at_two_intakes(stack, tmp_path, "dups")
 
     # then exactly one lead of each pair is accepted and the other names it
     assert {a.status_code for a in answers} == {201}
@@ -185,26 +187,8 @@ def test_matching_leads_routed_at_once_by_two_intake_processes_reach_the_recipie
     stack: Stack, tmp_path: Path
 ) -> None:
     # given a second intake process (each routes the first steps of its own leads)
-    log = tmp_path / "intake-3.log"
-    process, url = start_intake(stack, log)
-    emails = [unique_email() for _ in range(10)]
-    try:
-        wait_healthy(f"{url}/healthz", process, log)
-
-        # when each of ten pairs of matching leads arrives at once, one at each intake
-        def post(job: tuple[str, str]) -> requests.Response:
-            base, email = job
-            return requests.post(
-                f"{base}/flows/to_dup_buyers/sources/web/submit",
-                data={"email": email if base == url else email.upper()},
-                timeout=30,
-            )
-
-        jobs = [(base, email) for email in emails for base in (stack.intake_url, url)]
-        with ThreadPoolExecutor(20) as pool:
-            answers = list(pool.map(post, jobs))
-    finally:
-        stop_process(process)
+    # when each of ten pairs of matching leads arrives at once, one at each intake
+    answers = pairs_at_two_intakes(stack, tmp_path, "to_dup_buyers")
 
     # then the recipient got exactly one lead of each pair, and the other skipped it
     for first, second in zip(answers[::2], answers[1::2], strict=True):
