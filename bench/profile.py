@@ -1,6 +1,7 @@
 """Where the CPU goes: CPU time per lead of each process during an end-to-end run.
 
-`python -m bench.profile [postgresql|sqlite]` starts the real stack (as `make bench`
+`python -m bench.profile [postgresql|sqlite]` (``PROFILE_FLOW=fast_dups``: the flow with
+duplicate checks) starts the real stack (as `make bench`
 does), pushes leads through it for a few seconds, and reads each process's CPU time
 (user + system, from /proc) before and after: leadflow's services, the recipient, the
 load generator, and every PostgreSQL and RabbitMQ process of the machine. Prints
@@ -108,6 +109,7 @@ def group_sizes(ports: dict[str, int]) -> str:
 
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
+    flow = os.environ.get("PROFILE_FLOW", "fast")  # fast_dups: with duplicate checks
     work = Path(tempfile.mkdtemp(prefix="leadflow-profile-"))
     procs = Processes(work)
     try:
@@ -119,7 +121,7 @@ def main() -> None:
             for service, port in ports.items():
                 s.start(service, LEADFLOW_METRICS_PORT=str(port))
             wait_until(lambda: queue_stat(s, "http_delivery", "consumers") >= 1, 60, "workers")
-            wrk_leads(s.submit_url("fast"), 1)  # warm up
+            wrk_leads(s.submit_url(flow), 1)  # warm up
             wait_until(lambda: settled(s), 300, "the queues drained", 0.5)
             reset(s.fast_port)
             groups = {
@@ -135,7 +137,7 @@ def main() -> None:
             wrk_before = time.process_time()
             started = time.monotonic()
             children_before = os.times().children_user + os.times().children_system
-            _, count = wrk_leads(s.submit_url("fast"), E2E_SECONDS, connections=16)
+            _, count = wrk_leads(s.submit_url(flow), E2E_SECONDS, connections=16)
             wait_until(lambda: received(s.fast_port) >= count, 600, "every lead delivered", 0.05)
             wait_until(lambda: settled(s), 300, "the flows finished", 0.2)
             elapsed = time.monotonic() - started
