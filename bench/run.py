@@ -45,10 +45,10 @@ ONLY = set(
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
 #: The paced latency run (half of the end-to-end rate), long enough to catch outliers.
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))
-#: Seconds of submissions per end-to-end run (the leads then drain through the stack).
-# As many connections as the intake figure: fewer leave intake waiting on its own commit
-# (16 gave ~750 leads/s where 64 give ~1,150, the same code and machine).
+#: Connections posting leads in an end-to-end run: as many as for the intake figure (16
+#: left intake waiting on its own commit: ~750 leads/s where 64 give ~1,150, same code).
 E2E_CONNECTIONS = int(os.environ.get("BENCH_E2E_CONNECTIONS", "64"))
+#: Seconds of submissions per end-to-end run (the leads then drain through the stack).
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "5"))
 LEAD_BODY = "phone_1=5125551212&first_name=Ann&state=TX"
 
