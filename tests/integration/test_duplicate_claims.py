@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from services.intake.leads import NewLead, new_lead
 from services.intake.store import LeadWriter, Written
@@ -92,25 +92,40 @@ def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
     assert refused.duplicate_of == first.lead_id
 
 
+def held_by(sessions: SessionFactory, lead_id: str) -> int:
+    table = Base.metadata.tables["submissions"]
+    with sessions() as session:
+        return session.scalar(select(func.count()).where(table.c.record_id == lead_id)) or 0
+
+
+def expire(sessions: SessionFactory, lead_id: str) -> None:
+    table = Base.metadata.tables["submissions"]
+    with transaction(sessions) as session:
+        session.execute(
+            update(table)
+            .where(table.c.record_id == lead_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
 def test_a_key_is_forgotten_after_its_lookback(sessions: SessionFactory) -> None:
     # given an accepted lead whose lookback has run out
     email = f"{secrets.token_hex(4)}@example.com"
     first = lead(email)
     write(sessions, [first])
-    with transaction(sessions) as session:
-        session.execute(
-            update(Base.metadata.tables["submissions"])
-            .where(Base.metadata.tables["submissions"].c.record_id == first.lead_id)
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    expire(sessions, first.lead_id)
 
-    # when a lead with the same e-mail comes, and the expired keys are pruned
+    # when a lead with the same e-mail comes
     later = lead(email)
     write(sessions, [later])
-    with transaction(sessions) as session:
-        pruned = resubmits.prune(session.connection(), utcnow())
 
-    # then it is accepted (it took the key over), and nothing expired is left to prune
+    # then it is accepted, and the key is now the later lead's
     assert stored(sessions, later.lead_id).outcome == "success"  # a flow without steps
     assert stored(sessions, later.lead_id).duplicate_of is None
-    assert pruned == 0
+    assert (held_by(sessions, first.lead_id), held_by(sessions, later.lead_id)) == (0, 1)
+
+    # and once its lookback has run out too, pruning forgets it
+    expire(sessions, later.lead_id)
+    with transaction(sessions) as session:
+        resubmits.prune(session.connection(), utcnow())
+    assert held_by(sessions, later.lead_id) == 0
