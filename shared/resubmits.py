@@ -132,6 +132,17 @@ class Held:
                 }
             )
 
+    def take(self, batch: Sequence[tuple[str, Sequence[HeldKey]]]) -> list[str | None]:
+        """For each (record id, keys) of a batch: what a live key already stands for (in
+        the database or earlier in the batch), or None: its keys are now held for it."""
+        answers = []
+        for record_id, keys in batch:
+            first = self.first(keys)
+            answers.append(first)
+            if first is None:
+                self.hold(record_id, keys)
+        return answers
+
     def write(self) -> None:
         """Insert the keys held (taking over expired rows); ``Raced`` if another
         transaction stored one of them after they were read."""
@@ -155,12 +166,7 @@ def take(
     """For each (lead id, keys) of a batch: the lead an earlier submission made (this one
     is a resubmission), or None (its keys are now stored under its lead id)."""
     held = Held(connection, (k for _, keys in batch for k in keys), now)
-    answers = []
-    for lead_id, keys in batch:
-        first = held.first(keys)
-        answers.append(first)
-        if first is None:
-            held.hold(lead_id, keys)
+    answers = held.take(batch)
     held.write()
     return answers
 

@@ -544,18 +544,17 @@ def _duplicate_for(
     keys = duplicates.recipient_keys(recipient_id, recipient.duplicates, lead.fields)
     if not keys:
         return False
-    writes.held.read(keys)
-    earlier = writes.held.first(keys)
-    if earlier is not None:
-        logger.info(
-            "%s already has this lead (step %s); skipped",
-            recipient_id,
-            earlier,
-            extra={"lead_id": lead.id},
-        )
-        return True
-    writes.held.hold(event_id, keys)
-    return False
+    writes.held.read(keys)  # read with the batch's already, unless routed alone
+    (earlier,) = writes.held.take([(event_id, keys)])
+    if earlier is None:
+        return False
+    logger.info(
+        "%s already has this lead (step %s); skipped",
+        recipient_id,
+        earlier,
+        extra={"lead_id": lead.id},
+    )
+    return True
 
 
 def _accepted_price(events: list[StepEvent]) -> float:

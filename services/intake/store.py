@@ -138,11 +138,7 @@ class LeadWriter:
                 _DELETE_OUTBOX.execute(connection, {"keys": sent})
             now = utcnow()
             held = resubmits.Held(connection, self._keys_to_read(items), now)
-            earlier: list[str | None] = []
-            for item in items:
-                earlier.append(held.first(item.keys))
-                if earlier[-1] is None:
-                    held.hold(item.lead_id, item.keys)
+            earlier = held.take([(i.lead_id, i.keys) for i in items])
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
             refused = dict(_duplicates(held, new))
             passes = {
@@ -220,16 +216,13 @@ class LeadWriter:
 def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str]]:
     """Hold the duplicate keys of the accepted leads; each lead matching one accepted
     earlier (or earlier in this batch), with that lead: it holds none."""
-    refused = []
-    for item in new:
-        if not (item.enters_flow and item.duplicate_keys):
-            continue
-        earlier = held.first(item.duplicate_keys)
-        if earlier is None:
-            held.hold(item.lead_id, item.duplicate_keys)
-            continue
-        refused.append((item.lead_id, earlier))
-    return refused
+    checked = [item for item in new if item.enters_flow and item.duplicate_keys]
+    found = held.take([(item.lead_id, item.duplicate_keys) for item in checked])
+    return [
+        (item.lead_id, earlier)
+        for item, earlier in zip(checked, found, strict=True)
+        if earlier is not None
+    ]
 
 
 def _first_line(exc: BaseException) -> str:

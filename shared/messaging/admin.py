@@ -15,7 +15,7 @@ import pika
 import pika.exceptions
 
 from shared.messaging.envelope import Envelope
-from shared.messaging.messages import FlowReply, Message
+from shared.messaging.messages import Message
 from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
 
 
@@ -57,9 +57,6 @@ class BlockingPublisher:
             pika.BasicProperties(delivery_mode=2),
             mandatory=True,
         )
-
-    def reply(self, reply_to: str, reply: FlowReply) -> None:
-        raise NotImplementedError("a command does not answer intake processes")
 
     def close(self) -> None:
         if self._connection.is_open:

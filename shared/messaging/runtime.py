@@ -76,8 +76,6 @@ class Publisher(Protocol):
 
     def publish(self, message: Message) -> None: ...
 
-    def reply(self, reply_to: str, reply: FlowReply) -> None: ...
-
 
 class AsyncPublisher(Protocol):
     """What a coroutine handler publishes through (the ``Worker``)."""
@@ -338,7 +336,7 @@ class Worker:
 
 @dataclass(frozen=True, slots=True)
 class ThreadPublisher:
-    """``publish`` and ``reply`` for code running on a thread: the worker's connection
+    """``publish`` for code running on a thread: the worker's connection
     belongs to its event loop, so each call is handed over to the loop."""
 
     worker: Worker
@@ -351,6 +349,3 @@ class ThreadPublisher:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise NotConnected("the broker did not confirm in time") from None
-
-    def reply(self, reply_to: str, reply: FlowReply) -> None:
-        self.loop.call_soon_threadsafe(self.worker.reply, reply_to, reply)

@@ -30,7 +30,7 @@ from shared.db.engine import (
 )
 from shared.db.models import Base, Batch, Delivery, DeliveryAttempt, Event
 from shared.errors import PermanentError, TransientError
-from shared.messaging import DeliverEmail, FlowReply, Message, StepCompleted
+from shared.messaging import DeliverEmail, Message, StepCompleted
 from tests.support.routing import submit
 
 CONFIG = """
@@ -107,9 +107,6 @@ class FakePublisher:
 
     def publish(self, message: Message) -> None:
         self.published.append(message)
-
-    def reply(self, reply_to: str, reply: FlowReply) -> None:
-        pass
 
 
 def sqlite_sessions(path: str) -> SessionFactory:
