@@ -40,7 +40,9 @@ PY = sys.executable
 #: What to measure (a subset, for a quick look while working): BENCH_ONLY="chain,e2e",
 #: BENCH_DBS="postgresql".
 ONLY = set(
-    os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,dups,latency,slow,recovery").split(",")
+    os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,dups,caps,latency,slow,recovery").split(
+        ","
+    )
 )
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
 #: The paced latency run (half of the end-to-end rate), long enough to catch outliers.
@@ -65,6 +67,13 @@ recipients:
       url: http://127.0.0.1:{fast}/leads
       fields: {{lead_id: "{{{{lead.id}}}}", phone: "{{{{lead.phone_1}}}}"}}
       retry: {{schedule: [5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s]}}
+  fast_capped:
+    timezone: America/New_York
+    caps: [{{max: 1000000000, per: day}}, {{max: 1000000000, per: hour}}]
+    http:
+      url: http://127.0.0.1:{fast}/leads
+      fields: {{lead_id: "{{{{lead.id}}}}", phone: "{{{{lead.phone_1}}}}"}}
+      retry: {{schedule: [5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s]}}
   slow:
     http:
       url: http://127.0.0.1:{slow}/leads
@@ -83,6 +92,13 @@ flows:
     duplicates: {{keys: [[email], [first_name, state, email]], lookback: 30d}}
     sources: {{web: {{}}}}
     steps: [{{recipient: fast_once}}]
+  fast_caps:
+    fields: {{phone_1: {{type: phone}}, first_name: {{type: first_name}}, state: {{type: state}}}}
+    response: {{mode: on_receipt}}
+    timezone: America/Chicago
+    caps: [{{max: 1000000000, per: day}}]
+    sources: {{web: {{caps: [{{max: 1000000000, per: month}}]}}}}
+    steps: [{{recipient: fast_capped}}]
   slow:
     fields: {{phone_1: {{type: phone}}}}
     response: {{mode: on_receipt}}
@@ -722,12 +738,18 @@ def main() -> None:
                 e2e = Figure(f"end to end, fast recipient ({kind})", "leads/s")
                 end_to_end_rate(s, 1.0)  # warm up
                 dups = Figure(f"end to end, duplicate checks on ({kind})", "leads/s")
+                capped = Figure(f"end to end, caps on ({kind})", "leads/s")
+                beside = {"fast_dups": dups, "fast_caps": capped}
                 for turn in range(RUNS if ONLY & {"e2e", "latency"} else 0):
-                    # with duplicate checks beside without, in turns and first every other
+                    # each variant beside the run without, in turns and first every other
                     # time: the run after another pays for its wake (autovacuum, checkpoints)
-                    order = ["fast", "fast_dups"] if "dups" in ONLY else ["fast"]
+                    order = ["fast"] + [
+                        f
+                        for f, name in (("fast_dups", "dups"), ("fast_caps", "caps"))
+                        if name in ONLY
+                    ]
                     for flow in order if turn % 2 == 0 else order[::-1]:
-                        figure = e2e if flow == "fast" else dups
+                        figure = beside.get(flow, e2e)
                         figure.values.append(end_to_end_rate(s, E2E_SECONDS, flow))
                         progress(f"end to end, {flow} ({kind}) {figure.values[-1]:,.0f} leads/s")
                 rows.append(
@@ -739,14 +761,16 @@ def main() -> None:
                         f"{e2e.median / chain.median:.0%} (targets 1,000/s, 25%)",
                     )
                 )
-                if dups.values:
+                for figure in (dups, capped):
+                    if not figure.values:
+                        continue
                     # each run beside the run without next to it
-                    pairs = [d / e for d, e in zip(dups.values, e2e.values, strict=False)]
+                    pairs = [d / e for d, e in zip(figure.values, e2e.values, strict=False)]
                     rows.append(
                         (
-                            dups.name,
-                            f"{dups.median:,.0f} {dups.unit}",
-                            dups.spread,
+                            figure.name,
+                            f"{figure.median:,.0f} {figure.unit}",
+                            figure.spread,
                             f"{e2e.median:,.0f} without",
                             f"costs {1 - statistics.median(pairs):.0%}, median of the "
                             "pairs (target < 10%)",

@@ -13,13 +13,13 @@ section, a reader would follow one YAML file across several modules.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
 from croniter import croniter
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +34,8 @@ from pydantic_core import PydanticCustomError
 from shared.durations import format_duration, parse_duration
 from shared.errors import ConfigError
 from shared.fields import FIELD_TYPES
+from shared.gates.caps import Cap
+from shared.gates.hours import Schedule, check_zone
 from shared.rules import RuleSet
 
 
@@ -48,6 +50,7 @@ Duration = Annotated[
     float, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
 ]
 Outcome = Literal["success", "failure", "error"]
+TimeZone = Annotated[str, AfterValidator(check_zone)]
 
 DEFAULT_RETRY_SCHEDULE = (10.0, 60.0, 300.0, 1800.0, 7200.0)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -150,7 +153,7 @@ class EmailTarget(_Model):
     mode: Literal["realtime", "batch"] = "realtime"
     schedule: str | None = None
     every: Duration | None = None
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     file: FileFormat = Field(default_factory=FileFormat)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
@@ -169,15 +172,6 @@ class EmailTarget(_Model):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and not croniter.is_valid(value):
             raise PydanticCustomError("cron", "'{v}' is not a valid cron expression", {"v": value})
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError("tz", "unknown time zone '{v}'", {"v": value}) from None
         return value
 
     @field_validator("every")
@@ -217,6 +211,10 @@ class Recipient(_Model):
     email: EmailTarget | None = None
     manual: ManualTarget | None = None
     duplicates: RecipientDuplicates | None = None
+    timezone: TimeZone = "UTC"
+    caps: list[Cap] = Field(default_factory=list)
+    schedule: Schedule | None = None
+    when_closed: Literal["skip", "hold"] = "skip"
 
     @model_validator(mode="after")
     def _one_kind(self) -> Recipient:
@@ -277,6 +275,7 @@ class Source(_Model):
     api_key: str | None = None
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     feedback: SourceFeedback | None = None
+    caps: list[Cap] = Field(default_factory=list)
 
 
 class FilterStep(_Model):
@@ -332,6 +331,9 @@ class Flow(_Model):
     fields: dict[str, FieldDef] = Field(default_factory=dict)
     response: ResponseMode = Field(default_factory=ResponseMode)
     duplicates: FlowDuplicates = Field(default_factory=FlowDuplicates)
+    timezone: TimeZone = "UTC"
+    caps: list[Cap] = Field(default_factory=list)
+    schedule: Schedule | None = None
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     sources: dict[str, Source] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)

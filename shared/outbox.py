@@ -54,7 +54,7 @@ class Outgoing:
 def batch_row(messages: list[Message], now: datetime) -> dict[str, Any]:
     """An outbox row holding ``messages`` (the transaction's), to insert with the work."""
     envelopes = [Envelope.of(m) for m in messages]
-    body = orjson.dumps([[e.queue, e.encode().decode()] for e in envelopes]).decode()
+    body = orjson.dumps([[e.route, e.encode().decode()] for e in envelopes]).decode()
     return {"queue": BATCH, "body": body, "created_at": now}
 
 

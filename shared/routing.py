@@ -34,14 +34,14 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from shared import resubmits
+from shared import clock, resubmits
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect, UpdateMany
 from shared.db.rows import event_row
 from shared.errors import LeadflowError, PermanentError, TransientError
 from shared.flowconfig import LeadflowConfig, Recipient
-from shared.gates import duplicates
+from shared.gates import caps, duplicates, hours, pausing
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
 from shared.messaging import (
@@ -52,7 +52,9 @@ from shared.messaging import (
     LeadSubmitted,
     Message,
     StepCompleted,
+    StepDue,
 )
+from shared.messaging.topology import delay_tier
 from shared.metrics import FLOWS_COMPLETED
 from shared.rules import evaluate
 from shared.templates import render
@@ -169,7 +171,7 @@ def _events_of(connection: Connection, lead_ids: list[str]) -> dict[str, list[St
     return events
 
 
-RouterMessage = LeadSubmitted | StepCompleted
+RouterMessage = LeadSubmitted | StepCompleted | StepDue
 
 
 def route(
@@ -193,6 +195,7 @@ def route(
             )
         ),
     )
+    gates = _gates(connection, config_for, leads, events, messages)
     batch = _Batch()
     results: list[Outbound | BaseException] = []
     for message in messages:
@@ -200,7 +203,7 @@ def route(
         try:
             if lead is None:
                 raise PermanentError(f"unknown lead {message.lead_id}")
-            writes = _Writes(lead={"key": lead.id}, held=held)
+            writes = _Writes(lead={"key": lead.id}, held=held, gates=gates)
             match message:
                 case LeadSubmitted():
                     outbound = _start(connection, config_for, lead, events[lead.id], writes)
@@ -208,6 +211,8 @@ def route(
                     outbound = _resume(
                         connection, config_for, lead, events[lead.id], event_id, writes
                     )
+                case StepDue():
+                    outbound = _due(config_for, lead, events[lead.id], message, writes)
         except LeadflowError as exc:
             results.append(exc)
             continue
@@ -217,8 +222,69 @@ def route(
         held.write()
     except resubmits.Raced as exc:
         raise TransientError(str(exc), RACED_RETRY_SCHEDULE) from exc
+    gates.counters.write()
     batch.execute(connection)
     return results
+
+
+@dataclass(slots=True)
+class StepGates:
+    """What a recipient step checks besides its criteria, for one transaction: the
+    paused recipients, and the cap counters (their clock: ``counters.now``)."""
+
+    counters: caps.Counters
+    paused: frozenset[str]
+
+    @classmethod
+    def read(cls, connection: Connection) -> StepGates:
+        return cls(caps.Counters(connection, clock.now()), pausing.paused(connection))
+
+    def recipient_counters(self, config: LeadflowConfig, flow_id: str) -> list[tuple[str, str]]:
+        """The counters of every capped recipient of a flow (to lock with the rest of the
+        transaction's, in one ``Counters.lock``)."""
+        flow = config.flows.get(flow_id)
+        counters: list[tuple[str, str]] = []
+        for step in flow.steps if flow is not None else []:
+            recipient = config.recipients.get(step.recipient or "")
+            if recipient is not None and recipient.caps:
+                bounds = _recipient_bounds(step.recipient or "", recipient, self.counters.now)
+                counters.extend(b.counter for b in bounds)
+        return counters
+
+
+def _recipient_bounds(recipient_id: str, recipient: Recipient, now: datetime) -> list[caps.Bound]:
+    return caps.bounds("recipient", recipient_id, recipient.caps, recipient.timezone, now)
+
+
+def _gates(
+    connection: Connection,
+    config_for: Any,
+    leads: dict[str, RoutedLead],
+    events: dict[str, list[StepEvent]],
+    messages: Sequence[RouterMessage],
+) -> StepGates:
+    """The batch's gates: the paused set, and every cap counter the batch may touch locked
+    at once, in key order, after the leads (the slots held for the steps whose results
+    came back are settled here)."""
+    gates = StepGates.read(connection)
+    configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
+    if not any(r.caps for c in configs.values() for r in c.recipients.values()):
+        return gates
+    ended = {m.event_id for m in messages if isinstance(m, StepCompleted)}
+    holds = caps.holds_of(connection, sorted(ended))
+    counters = [(h.cap_key, h.period) for h in holds]
+    for lead in leads.values():
+        if lead.state != "done":
+            counters.extend(gates.recipient_counters(configs[lead.config_version], lead.flow_id))
+    gates.counters.lock(counters)
+    results = {
+        e.id: (e.outcome, e.price or 0.0)
+        for lead_events in events.values()
+        for e in lead_events
+        if e.id in ended and e.outcome in ("success", "failure", "error")
+    }
+    caps.settle(gates.counters, holds, results)
+    return gates
 
 
 def route_with(
@@ -245,13 +311,14 @@ def first_pass(
     event_row: dict[str, Any],
     config: LeadflowConfig,
     held: resubmits.Held | None = None,
+    gates: StepGates | None = None,
 ) -> FirstPass:
     """Route a lead intake is about to store (state ``new``) as far as it goes before
     something waits: the same steps the router runs, with no row of the lead read or
     updated (recipients' duplicate keys are claimed through intake's ``held``)."""
     lead = RoutedLead(*(lead_row[name] for name in RoutedLead.__dataclass_fields__))
     source = StepEvent(event_row["id"], "source", None, None, None, 0.0, event_row["started_at"])
-    writes = _Writes(lead={"key": lead.id}, held=held)
+    writes = _Writes(lead={"key": lead.id}, held=held, gates=gates)
     outbound = _advance(lead, [source], config, writes)
     changes = {k: v for k, v in writes.lead.items() if k != "key"}
     settled = {k: v for k, v in (writes.source or {}).items() if k != "key"}
@@ -330,6 +397,27 @@ def _resume(
     return _advance(lead, events, config_for(lead.config_version), writes)
 
 
+def _due(
+    config_for: Any,
+    lead: RoutedLead,
+    events: list[StepEvent],
+    message: StepDue,
+    writes: _Writes,
+) -> Outbound:
+    """A step held while its recipient was closed: waiting still (sent on to the next
+    delay tier), or due, and run again as the same step event."""
+    held = next((e for e in events if e.id == message.event_id), None)
+    if lead.state == "done" or lead.waiting_event_id != message.event_id or held is None:
+        return Outbound()  # a copy of a message already applied
+    if held.outcome != "pending":
+        return Outbound()
+    if message.delay_ms() > 0 and delay_tier(message.delay_ms()):
+        return Outbound(messages=[message])
+    lead.waiting_event_id = None
+    writes.reopen = held
+    return _advance(lead, events, config_for(lead.config_version), writes)
+
+
 def _republish_waiting(
     connection: Connection, lead: RoutedLead, events: list[StepEvent], config: LeadflowConfig
 ) -> Outbound:
@@ -352,7 +440,10 @@ class _Writes:
 
     lead: dict[str, Any]  # the lead's changed columns, and ``key``: its id
     held: resubmits.Held | None = None  # the batch's recipient duplicate keys
+    gates: StepGates | None = None
+    reopen: StepEvent | None = None  # a held step's event, run again as the same event
     events: list[dict[str, Any]] = field(default_factory=list)
+    updated: list[dict[str, Any]] = field(default_factory=list)  # events changed (``key``)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] | None = None  # the source event's changed columns and ``key``
 
@@ -370,6 +461,8 @@ class _Batch:
 
     def add(self, writes: _Writes) -> None:
         self.events.extend(writes.events)
+        for changed in writes.updated:
+            self.sources.setdefault(changed["key"], {}).update(changed)
         self.deliveries.extend(writes.deliveries)
         if len(writes.lead) > 1:
             self.leads.setdefault(writes.lead["key"], {}).update(writes.lead)
@@ -398,7 +491,16 @@ def _new_event(
     reason: str | None = None,
     event_id: str | None = None,
 ) -> StepEvent:
-    """A step's event: added to the lead's events and to the rows to insert."""
+    """A step's event: added to the lead's events and to the rows to insert (a held
+    step's event, run again: changed in place)."""
+    reopened = writes.reopen
+    if reopened is not None and reopened.id == event_id:
+        writes.reopen = None
+        reopened.outcome, reopened.reason, reopened.started_at = outcome, reason, now
+        writes.updated.append(
+            {"key": reopened.id, "outcome": outcome, "reason": reason, "started_at": now}
+        )
+        return reopened
     event = StepEvent(event_id or new_id(), type, recipient_id, outcome, reason, 0.0, now)
     writes.events.append(
         event_row(
@@ -472,11 +574,27 @@ def _run_steps(
             continue
         recipient_id = step.recipient or ""
         recipient = config.recipients[recipient_id]
-        event_id = new_id()
+        event_id = writes.reopen.id if writes.reopen is not None else new_id()
+        gates = writes.gates
         skipped = None
+        taken: list[caps.Bound] | None = []
         if step.criteria is not None and not evaluate(step.criteria, variables):
             skipped = "Recipient criteria not met"
+        elif gates is not None and recipient_id in gates.paused:
+            skipped = pausing.REASON
+        elif gates is not None and not hours.is_open(
+            recipient.schedule, recipient.timezone, gates.counters.now
+        ):
+            due = hours.next_opening(recipient.schedule, recipient.timezone, gates.counters.now)
+            if recipient.when_closed != "hold" or due is None:
+                skipped = hours.CLOSED_REASON
+            else:
+                return _hold(lead, events, writes, index, recipient_id, event_id, now, due)
+        elif (taken := _take_caps(recipient_id, recipient, variables, writes)) is None:
+            skipped = caps.REASON
         elif _duplicate_for(recipient_id, recipient, lead, event_id, writes):
+            if gates is not None:
+                gates.counters.give_back(taken or [])
             skipped = duplicates.REASON
         if skipped is not None:
             _new_event(
@@ -489,6 +607,7 @@ def _run_steps(
                 recipient_id=recipient_id,
                 outcome="skip",
                 reason=skipped,
+                event_id=event_id,
             )
             index += 1
             continue
@@ -519,6 +638,8 @@ def _run_steps(
             }
         )
         if waits:
+            if gates is not None:
+                gates.counters.hold(event.id, taken or [])
             lead.step_index = index
             lead.waiting_event_id = event.id
             logger.info(
@@ -532,6 +653,57 @@ def _run_steps(
         index += 1
     lead.step_index = index
     return _finish(lead, events, "success", None, writes)
+
+
+def _hold(
+    lead: RoutedLead,
+    events: list[StepEvent],
+    writes: _Writes,
+    index: int,
+    recipient_id: str,
+    event_id: str,
+    now: datetime,
+    due: datetime,
+) -> Outbound:
+    """A closed recipient with ``when_closed: hold``: the step's event is ``pending`` and
+    the lead waits on it until ``due`` (a ``StepDue`` in the router's delay tiers)."""
+    event = _new_event(
+        writes,
+        events,
+        lead.id,
+        type="recipient",
+        step=index,
+        now=now,
+        recipient_id=recipient_id,
+        outcome="pending",
+        reason=hours.CLOSED_REASON,
+        event_id=event_id,
+    )
+    lead.step_index = index
+    lead.waiting_event_id = event.id
+    logger.info(
+        "%s is closed; step held until %s",
+        recipient_id,
+        due.isoformat(),
+        extra={"lead_id": lead.id, "event_id": event.id},
+    )
+    return Outbound(messages=[StepDue(lead_id=lead.id, event_id=event.id, due_at=due.isoformat())])
+
+
+def _take_caps(
+    recipient_id: str, recipient: Recipient, variables: dict[str, Any], writes: _Writes
+) -> list[caps.Bound] | None:
+    """A slot of each of the recipient's caps that counts this lead; None when one is full."""
+    gates = writes.gates
+    if not recipient.caps or gates is None:
+        return []
+    counting = [
+        b
+        for b in _recipient_bounds(recipient_id, recipient, gates.counters.now)
+        if b.cap.counts(variables)
+    ]
+    gates.counters.lock(b.counter for b in counting)
+    return counting if gates.counters.take(counting) else None
 
 
 def _duplicate_for(

@@ -43,7 +43,7 @@ def main() -> None:
 def _register() -> None:
     """Add every command group's commands to ``main`` (the modules import the helpers
     above, so they are imported once those exist)."""
-    from services.cli import batches, config, db, dead, feedback, leads, services, up
+    from services.cli import batches, config, db, dead, feedback, gates, leads, services, up
 
     for command in (
         *services.COMMANDS,
@@ -54,6 +54,8 @@ def _register() -> None:
         leads.leads,
         batches.batches,
         dead.dead,
+        gates.caps,
+        gates.recipients,
     ):
         main.add_command(command)
 

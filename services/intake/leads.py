@@ -1,4 +1,5 @@
-"""A submission becomes a lead: typed fields, required fields, acceptance criteria, rows.
+"""A submission becomes a lead: the flow's hours, typed fields, required fields,
+acceptance criteria, rows.
 
 ``new_lead`` returns the rows as column values, which the intake's writer inserts with
 Core statements, and the lead's resubmission keys (``shared.resubmits``).
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared import clock
 from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
-from shared.gates import duplicates
+from shared.gates import duplicates, hours
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
 from shared.resubmits import HeldKey
@@ -31,18 +33,19 @@ class NewLead:
     keys: list[HeldKey] = field(default_factory=list)
     duplicate_keys: list[HeldKey] = field(default_factory=list)  # held once it is accepted
 
-    def refuse_as_duplicate(self, earlier_lead_id: str) -> None:
-        """The lead fails at intake as a duplicate of ``earlier_lead_id``."""
+    def refuse(self, reason: str, duplicate_of: str | None = None) -> None:
+        """The lead fails at intake after all (a gate of the store's transaction: a
+        duplicate of ``duplicate_of``, a full cap)."""
         received_at = self.lead_row["received_at"]
         self.lead_row.update(
             state="done",
             outcome="failure",
-            reason=duplicates.REASON,
+            reason=reason,
             completed_at=received_at,
             reply_to=None,
-            duplicate_of=earlier_lead_id,
+            duplicate_of=duplicate_of,
         )
-        self.event_row.update(outcome="failure", reason=duplicates.REASON, steps_processed=0)
+        self.event_row.update(outcome="failure", reason=reason, steps_processed=0)
         self.event_row["completed_at"] = received_at
         self.event_row["ms"] = 0
 
@@ -92,6 +95,8 @@ def new_lead(
     reason: str | None = None
     if not flow.enabled:
         outcome, reason = "error", "The flow is disabled"
+    elif not hours.is_open(flow.schedule, flow.timezone, clock.now()):
+        outcome, reason = "failure", hours.FLOW_CLOSED_REASON
     else:
         missing = [f for f, d in flow.fields.items() if d.required and is_blank(fields, f)]
         if missing:

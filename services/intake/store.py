@@ -8,7 +8,9 @@ but its own commit.
 The transaction first takes the batch's resubmission keys (``shared.resubmits``): a
 submission whose key is live is answered with the earlier lead and stores nothing. Then
 the accepted leads' duplicate keys (``shared.gates.duplicates``): a lead matching one the
-flow accepted within its lookback is stored as failed, ``Duplicate``, naming it. Each
+flow accepted within its lookback is stored as failed, ``Duplicate``, naming it; so is one
+for which a cap of its flow or source is full (``Cap reached``: ``shared.gates.caps``,
+a slot taken by a conditional update of the cap's counter). Each
 new lead that enters its flow then gets its first pass here (``shared.routing``: the
 steps the router would run, up to the first that waits), so it is stored already routed
 and its hand-off goes straight to the delivery queue: no trip through the router's
@@ -39,7 +41,8 @@ from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
-from shared.gates import duplicates
+from shared.gates import caps, duplicates
+from shared.leaddata import base_variables
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
 from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
@@ -140,19 +143,32 @@ class LeadWriter:
             held = resubmits.Held(connection, self._keys_to_read(items), now)
             earlier = held.take([(i.lead_id, i.keys) for i in items])
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
-            refused = dict(_duplicates(held, new))
-            passes = {
-                i.lead_id: self._first_pass(i, held)
-                for i in new
-                if i.enters_flow and i.lead_id not in refused
-            }
-            held.write()  # before any lead is changed: a race tries the batch again as it was
+            gates = routing.StepGates.read(connection)
+            capped = self._take_caps(gates, [i for i in new if i.enters_flow])
+            full = {lead_id for lead_id, taken in capped.items() if taken is None}
+            refused = dict(_duplicates(held, [i for i in new if i.lead_id not in full]))
             for item in new:
                 if item.lead_id in refused:
-                    item.refuse_as_duplicate(refused[item.lead_id])
+                    gates.counters.give_back(capped.get(item.lead_id) or [])
+            passes = {
+                i.lead_id: self._first_pass(i, held, gates)
+                for i in new
+                if i.enters_flow and i.lead_id not in refused and i.lead_id not in full
+            }
+            held.write()  # before any lead is changed: a race tries the batch again as it was
+            gates.counters.write()
+            for item in new:
+                if item.lead_id in refused:
+                    item.refuse(duplicates.REASON, duplicate_of=refused[item.lead_id])
                     logger.info(
                         "lead refused as a duplicate of %s",
                         refused[item.lead_id],
+                        extra={"lead_id": item.lead_id, "event_id": item.event_id},
+                    )
+                elif item.lead_id in full:
+                    item.refuse(caps.REASON)
+                    logger.info(
+                        "lead refused: a cap of its flow or source is full",
                         extra={"lead_id": item.lead_id, "event_id": item.event_id},
                     )
             leads = [passes[i.lead_id].lead_row if i.lead_id in passes else i.lead_row for i in new]
@@ -199,9 +215,47 @@ class LeadWriter:
                 )
         return keys
 
-    def _first_pass(self, item: NewLead, held: resubmits.Held) -> routing.FirstPass:
+    def _take_caps(
+        self, gates: routing.StepGates, entering: list[NewLead]
+    ) -> dict[str, list[caps.Bound] | None]:
+        """A slot of each flow and source cap counting each lead (None: one is full, the
+        lead fails); every counter the batch may touch (its recipients' too) is locked
+        first, at once."""
+        wanted: dict[str, list[caps.Bound]] = {}
+        counters: list[tuple[str, str]] = []
+        for item in entering:
+            row = item.lead_row
+            config = self._config_for(row["config_version"])
+            flow_id, source_id = row["flow_id"], row["source_id"]
+            flow = config.flows[flow_id]
+            source = flow.sources[source_id]
+            if flow.caps or source.caps:
+                now = gates.counters.now
+                variables = base_variables(
+                    lead_id=item.lead_id,
+                    flow_id=flow_id,
+                    source_id=source_id,
+                    received_at=row["received_at"],
+                    fields=row["fields"],
+                )
+                bounds = caps.bounds("flow", flow_id, flow.caps, flow.timezone, now)
+                bounds += caps.bounds(
+                    "source", f"{flow_id}/{source_id}", source.caps, flow.timezone, now
+                )
+                wanted[item.lead_id] = [b for b in bounds if b.cap.counts(variables)]
+                counters.extend(b.counter for b in wanted[item.lead_id])
+            counters.extend(gates.recipient_counters(config, flow_id))
+        gates.counters.lock(counters)
+        return {
+            lead_id: bounds if gates.counters.take(bounds) else None
+            for lead_id, bounds in wanted.items()
+        }
+
+    def _first_pass(
+        self, item: NewLead, held: resubmits.Held, gates: routing.StepGates
+    ) -> routing.FirstPass:
         config = self._config_for(item.lead_row["config_version"])
-        first = routing.first_pass(item.lead_row, item.event_row, config, held)
+        first = routing.first_pass(item.lead_row, item.event_row, config, held, gates)
         if first.outbound.reply is None and first.lead_row["state"] == "done":
             # the flow ended at once: its answer, whatever the response mode
             first.outbound.reply = FlowReply(

@@ -1,4 +1,5 @@
-"""The ``router`` queue: new leads and step results move a lead through its flow.
+"""The ``router`` queue: new leads, step results and held steps come due move a lead
+through its flow.
 
 Every message in hand joins the next transaction (``shared.db.grouped``): under load the
 router applies a hundred messages in one commit.
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from shared import routing
 from shared.db.grouped import GroupCommit
-from shared.messaging import AsyncPublisher, LeadSubmitted, Message, StepCompleted
+from shared.messaging import AsyncPublisher, LeadSubmitted, Message, StepCompleted, StepDue
 
 QUEUE = "router"
 #: Messages in hand at once (the prefetch window); they share transactions.
@@ -24,6 +25,6 @@ class Deps:
 
 
 async def handle(message: Message, deps: Deps) -> None:
-    if not isinstance(message, LeadSubmitted | StepCompleted):
+    if not isinstance(message, LeadSubmitted | StepCompleted | StepDue):
         raise TypeError(f"router cannot handle {message.KIND}")
     await routing.publish_outbound(await deps.route(message), deps.publisher)

@@ -7,6 +7,7 @@ the router's ORM loads and flushes halved its CPU per message (bench/RESULTS.md)
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -201,3 +203,36 @@ class DeadLetter(Base):
     parked_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16), default="parked")  # parked | replayed | purged
     resolved_at: Mapped[datetime | None]
+
+
+class CapCounter(Base):
+    """What a cap has used in one window (``shared.gates.caps``): taken by a conditional
+    update, never read and written back."""
+
+    __tablename__ = "cap_counters"
+
+    cap_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)  # window start, UTC
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class CapHold(Base):
+    """A recipient's cap slot taken for a step whose result is not known yet."""
+
+    __tablename__ = "cap_holds"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    cap_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32))
+
+
+class RecipientState(Base):
+    """An operator's switch on a recipient (``leadflow recipients pause|resume``)."""
+
+    __tablename__ = "recipient_states"
+
+    recipient_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime]

@@ -14,6 +14,7 @@ from shared.messaging.messages import (
     LeadSubmitted,
     Message,
     StepCompleted,
+    StepDue,
 )
 from shared.messaging.policy import ParkedMessage
 from shared.messaging.runtime import (
@@ -44,6 +45,7 @@ __all__ = [
     "ParkedMessage",
     "Publisher",
     "StepCompleted",
+    "StepDue",
     "ThreadPublisher",
     "Worker",
     "holder",

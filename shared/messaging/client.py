@@ -32,7 +32,13 @@ from pika.spec import Basic
 
 from shared.errors import LeadflowError
 from shared.messaging.messages import FlowReply
-from shared.messaging.topology import dead_queue_arguments, work_queue_arguments, xq_name
+from shared.messaging.topology import (
+    dead_queue_arguments,
+    retry_queue_arguments,
+    tier_of,
+    work_queue_arguments,
+    xq_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +154,11 @@ class AsyncBrokerClient:
     # --- publishing -----------------------------------------------------------------------
 
     async def publish(self, queue: str, body: bytes) -> None:
-        """Publish one persistent message and wait for the broker's confirm."""
+        """Publish one persistent message and wait for the broker's confirm (to a delay
+        tier: declared first, once per connection)."""
+        tier = tier_of(queue)
+        if tier is not None and queue not in self._declared:
+            await self.declare(queue, retry_queue_arguments(*tier, self._queue_type))
         channel = self._open_channel()
         self._next_tag += 1
         tag = self._next_tag

@@ -17,6 +17,7 @@ import orjson
 from shared.errors import MessageDecodeError
 from shared.ids import new_id
 from shared.messaging.messages import Message
+from shared.messaging.topology import delay_tier, retry_queue_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,14 @@ class Envelope:
     options: dict[str, Any] = field(default_factory=dict)
     message_id: str = field(default_factory=new_id)
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    #: Where it is published: its queue, or the delay tier it waits in first.
+    route: str = ""
 
     @classmethod
     def of(cls, message: Message) -> Envelope:
-        return cls(queue=message.QUEUE, payload=message.to_dict())
+        tier = delay_tier(message.delay_ms())
+        route = retry_queue_name(message.QUEUE, tier) if tier else message.QUEUE
+        return cls(queue=message.QUEUE, payload=message.to_dict(), route=route)
 
     def encode(self) -> bytes:
         return orjson.dumps(

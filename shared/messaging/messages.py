@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
+from shared import clock
 from shared.errors import MessageDecodeError
 
 ROUTER = "router"
@@ -25,6 +27,10 @@ class Message:
     QUEUE: ClassVar[str]
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = 1
+
+    def delay_ms(self) -> float:
+        """How long the message waits before its queue takes it (a delay tier's wait)."""
+        return 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "v": self.VERSION, **dataclasses.asdict(self)}
@@ -66,6 +72,27 @@ class StepCompleted(Message):
     KIND: ClassVar[str] = "step-completed"
     lead_id: str
     event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepDue(Message):
+    """A recipient step held while its recipient is closed (``when_closed: hold``) is due
+    at ``due_at`` (ISO 8601, UTC): it waits in the router's delay tiers until then."""
+
+    QUEUE: ClassVar[str] = ROUTER
+    KIND: ClassVar[str] = "step-due"
+    lead_id: str
+    event_id: str
+    due_at: str
+
+    def due(self) -> datetime:
+        try:
+            return datetime.fromisoformat(self.due_at)
+        except (TypeError, ValueError):
+            return datetime.min.replace(tzinfo=UTC)  # unreadable: due at once
+
+    def delay_ms(self) -> float:
+        return (self.due() - clock.now()).total_seconds() * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +158,8 @@ class FlowReply:
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    t.KIND: t for t in (LeadSubmitted, StepCompleted, DeliverHttp, DeliverEmail, FeedbackAccepted)
+    t.KIND: t
+    for t in (LeadSubmitted, StepCompleted, StepDue, DeliverHttp, DeliverEmail, FeedbackAccepted)
 }
 
 

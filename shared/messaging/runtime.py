@@ -156,7 +156,7 @@ class Worker:
     async def publish(self, message: Message) -> None:
         """Publish a follow-up message and wait for the broker's confirm."""
         envelope = Envelope.of(message)
-        await self.client.publish(envelope.queue, envelope.encode())
+        await self.client.publish(envelope.route, envelope.encode())
 
     def reply(self, reply_to: str, reply: FlowReply) -> None:
         """Answer an intake process waiting on a lead (best effort)."""

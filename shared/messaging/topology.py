@@ -22,6 +22,27 @@ def retry_queue_name(queue: str, delay_ms: int) -> str:
     return f"{queue}.retry.{delay_ms}"
 
 
+#: The tiers a message due later (``Message.delay_ms``) waits in, largest first: one due
+#: in three hours waits three times in the hour's tier, then in shorter ones, and comes
+#: to its queue at most a tenth of a second late.
+DELAY_TIERS_MS = (3_600_000, 600_000, 60_000, 10_000, 1_000, 100)
+#: Due this close (ms) is due now.
+DUE_WITHIN_MS = 50
+
+
+def delay_tier(remaining_ms: float) -> int:
+    """The tier a message due in ``remaining_ms`` waits in next; 0 when it is due now."""
+    if remaining_ms <= DUE_WITHIN_MS:
+        return 0
+    return next((t for t in DELAY_TIERS_MS if t <= remaining_ms), DELAY_TIERS_MS[-1])
+
+
+def tier_of(name: str) -> tuple[str, int] | None:
+    """(work queue, delay) of a retry tier's name; None for any other queue."""
+    queue, sep, delay = name.rpartition(".retry.")
+    return (queue, int(delay)) if sep and delay.isdigit() else None
+
+
 def _typed(arguments: dict[str, Any], queue_type: str) -> dict[str, Any]:
     # Quorum queues (replicated, for clusters) are chosen at declaration; classic queues
     # are declared without the argument, exactly as dramatiq declares them.

@@ -1,0 +1,50 @@
+"""cap counters and holds, recipient states (pause)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-05 01:40:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0005'
+down_revision: str | None = '0004'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        'cap_counters',
+        sa.Column('cap_key', sa.String(length=300), nullable=False),
+        sa.Column('period', sa.String(length=32), nullable=False),
+        sa.Column('used', sa.Integer(), nullable=False),
+        sa.Column('revenue', sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('cap_key', 'period'),
+    )
+    op.create_index('ix_cap_counters_updated_at', 'cap_counters', ['updated_at'], unique=False)
+    op.create_table(
+        'cap_holds',
+        sa.Column('event_id', sa.String(length=32), nullable=False),
+        sa.Column('cap_key', sa.String(length=300), nullable=False),
+        sa.Column('period', sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint('event_id', 'cap_key'),
+    )
+    op.create_table(
+        'recipient_states',
+        sa.Column('recipient_id', sa.String(length=200), nullable=False),
+        sa.Column('paused', sa.Boolean(), nullable=False),
+        sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('recipient_id'),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('recipient_states')
+    op.drop_table('cap_holds')
+    op.drop_index('ix_cap_counters_updated_at', table_name='cap_counters')
+    op.drop_table('cap_counters')

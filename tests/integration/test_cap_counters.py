@@ -1,0 +1,128 @@
+"""Cap counters (SPEC section 13) on the test run's database (SQLite, or PostgreSQL with
+LEADFLOW_TEST_DATABASE_URL): a slot is one conditional update, so transactions taking
+slots at once on many connections never exceed the cap; a slot held for a step is given
+back on a rejection and kept, with its revenue, on a sale."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
+from shared.gates import caps
+from shared.gates.caps import Cap, Counters
+
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[SessionFactory]:
+    engine = make_engine(database_url, pool_size=8)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def bound_of(cap: Cap) -> caps.Bound:
+    # an owner of its own: the test database is shared by the whole run
+    owner = f"test-{secrets.token_hex(4)}"
+    return caps.bounds("recipient", owner, [cap], "America/New_York", utcnow())[0]
+
+
+def take_one(sessions: SessionFactory, bound: caps.Bound) -> bool:
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound.counter])
+        return counters.take([bound])
+
+
+def used(sessions: SessionFactory, bound: caps.Bound) -> tuple[int, Decimal]:
+    with sessions() as session:
+        values = caps.counter_values(session.connection(), [bound.counter])
+    return values.get(bound.counter, (0, Decimal(0)))
+
+
+def test_slots_taken_at_once_on_many_connections_never_exceed_the_cap(
+    sessions: SessionFactory,
+) -> None:
+    # given a cap of 50 a day
+    bound = bound_of(Cap(max=50, per="day"))
+
+    # when 200 transactions on 8 connections each try to take a slot at once
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda _: take_one(sessions, bound), range(200)))
+
+    # then exactly 50 got one, and the counter says 50
+    assert taken.count(True) == 50
+    assert used(sessions, bound)[0] == 50
+
+
+def test_a_batch_takes_every_cap_or_none(sessions: SessionFactory) -> None:
+    # given a free count cap and a full one
+    free, full = bound_of(Cap(max=5, per="hour")), bound_of(Cap(max=0, per="day"))
+
+    # when a lead needs a slot of both
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([free.counter, full.counter])
+        got = counters.take([free, full])
+
+    # then it gets none, and the free cap's slot is not spent
+    assert got is False
+    assert used(sessions, free)[0] == 0
+
+
+def test_a_held_slot_is_given_back_on_a_rejection_and_kept_with_its_revenue_on_a_sale(
+    sessions: SessionFactory,
+) -> None:
+    # given a count cap and a revenue cap, each holding slots for two steps
+    count, revenue = (
+        bound_of(Cap(max=10, per="day")),
+        bound_of(Cap(max_revenue=Decimal(100), per="month")),
+    )
+    sold, rejected = secrets.token_hex(8), secrets.token_hex(8)
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([count.counter, revenue.counter])
+        for event_id in (sold, rejected):
+            assert counters.take([count, revenue])
+            counters.hold(event_id, [count, revenue])
+        counters.write()
+    assert used(sessions, count)[0] == 2
+
+    # when one step is sold for 12.34 and the other rejected
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        holds = caps.holds_of(session.connection(), [sold, rejected])
+        counters.lock([(h.cap_key, h.period) for h in holds])
+        caps.settle(counters, holds, {sold: ("success", 12.34), rejected: ("failure", 0.0)})
+
+    # then one slot is kept, the sale's price counts, and nothing is held any more
+    assert used(sessions, count)[0] == 1
+    assert used(sessions, revenue) == (1, Decimal("12.34"))
+    with sessions() as session:
+        assert caps.holds_of(session.connection(), [sold, rejected]) == []
+
+
+def test_a_revenue_cap_refuses_once_its_sum_is_reached(sessions: SessionFactory) -> None:
+    # given a revenue cap of 20 with a sale of 20 counted
+    bound = bound_of(Cap(max_revenue=Decimal(20), per="total"))
+    event_id = secrets.token_hex(8)
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound.counter])
+        assert counters.take([bound])
+        counters.hold(event_id, [bound])
+        counters.write()
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound.counter])
+        holds = caps.holds_of(session.connection(), [event_id])
+        caps.settle(counters, holds, {event_id: ("success", 20.0)})
+
+    # when the next lead asks for a slot
+    # then it is refused
+    assert take_one(sessions, bound) is False
