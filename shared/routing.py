@@ -239,17 +239,18 @@ class StepGates:
     def read(cls, connection: Connection) -> StepGates:
         return cls(caps.Counters(connection, clock.now()), pausing.paused(connection))
 
-    def recipient_counters(self, config: LeadflowConfig, flow_id: str) -> list[tuple[str, str]]:
-        """The counters of every capped recipient of a flow (to lock with the rest of the
-        transaction's, in one ``Counters.lock``)."""
+    def recipient_bounds(
+        self, config: LeadflowConfig, flow_id: str, from_step: int = 0
+    ) -> list[caps.Bound]:
+        """The caps of every capped recipient of a flow's steps from ``from_step`` on, once
+        per step (to lock with the rest of the transaction's, in one ``Counters.lock``)."""
         flow = config.flows.get(flow_id)
-        counters: list[tuple[str, str]] = []
-        for step in flow.steps if flow is not None else []:
+        found: list[caps.Bound] = []
+        for step in flow.steps[from_step:] if flow is not None else []:
             recipient = config.recipients.get(step.recipient or "")
             if recipient is not None and recipient.caps:
-                bounds = _recipient_bounds(step.recipient or "", recipient, self.counters.now)
-                counters.extend(b.counter for b in bounds)
-        return counters
+                found += _recipient_bounds(step.recipient or "", recipient, self.counters.now)
+        return found
 
 
 def _recipient_bounds(recipient_id: str, recipient: Recipient, now: datetime) -> list[caps.Bound]:
@@ -270,19 +271,33 @@ def _gates(
     configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
     if not any(r.caps for c in configs.values() for r in c.recipients.values()):
         return gates
-    ended = {m.event_id for m in messages if isinstance(m, StepCompleted)}
-    holds = caps.holds_of(connection, sorted(ended))
-    counters = [(h.cap_key, h.period) for h in holds]
-    for lead in leads.values():
-        if lead.state != "done":
-            counters.extend(gates.recipient_counters(configs[lead.config_version], lead.flow_id))
-    gates.counters.lock(counters)
+    # the steps whose results move their leads on (each settles its slots once, here)
+    ended = {
+        m.event_id
+        for m in messages
+        if isinstance(m, StepCompleted)
+        and m.lead_id in leads
+        and leads[m.lead_id].waiting_event_id == m.event_id
+    }
     results = {
         e.id: (e.outcome, e.price or 0.0)
         for lead_events in events.values()
         for e in lead_events
         if e.id in ended and e.outcome in ("success", "failure", "error")
     }
+    holds = caps.holds_of(connection, sorted(results))
+    bounds: list[caps.Bound] = []
+    first_step: dict[str, int] = {}
+    for message in messages:
+        lead = leads.get(message.lead_id)
+        if lead is not None and lead.state != "done":
+            # a step result moves the lead past its step; anything else starts at it
+            start = lead.step_index + (1 if isinstance(message, StepCompleted) else 0)
+            first_step[lead.id] = min(start, first_step.get(lead.id, start))
+    for lead_id, start in first_step.items():
+        lead = leads[lead_id]
+        bounds += gates.recipient_bounds(configs[lead.config_version], lead.flow_id, start)
+    gates.counters.lock(bounds, settling=caps.to_lock(holds, results))
     caps.settle(gates.counters, holds, results)
     return gates
 
@@ -633,13 +648,12 @@ def _run_steps(
                 "kind": recipient.kind,
                 "status": "queued" if waits else "pending",
                 "attempts": 0,
+                "cap_holds": caps.holding(taken or []) if waits else None,
                 "created_at": now,
                 "updated_at": now,
             }
         )
         if waits:
-            if gates is not None:
-                gates.counters.hold(event.id, taken or [])
             lead.step_index = index
             lead.waiting_event_id = event.id
             logger.info(
@@ -702,7 +716,7 @@ def _take_caps(
         for b in _recipient_bounds(recipient_id, recipient, gates.counters.now)
         if b.cap.counts(variables)
     ]
-    gates.counters.lock(b.counter for b in counting)
+    gates.counters.lock([b for b in counting if b.counter not in gates.counters])
     return counting if gates.counters.take(counting) else None
 
 

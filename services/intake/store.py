@@ -222,7 +222,7 @@ class LeadWriter:
         lead fails); every counter the batch may touch (its recipients' too) is locked
         first, at once."""
         wanted: dict[str, list[caps.Bound]] = {}
-        counters: list[tuple[str, str]] = []
+        every: list[caps.Bound] = []
         for item in entering:
             row = item.lead_row
             config = self._config_for(row["config_version"])
@@ -243,9 +243,9 @@ class LeadWriter:
                     "source", f"{flow_id}/{source_id}", source.caps, flow.timezone, now
                 )
                 wanted[item.lead_id] = [b for b in bounds if b.cap.counts(variables)]
-                counters.extend(b.counter for b in wanted[item.lead_id])
-            counters.extend(gates.recipient_counters(config, flow_id))
-        gates.counters.lock(counters)
+                every += wanted[item.lead_id]
+            every += gates.recipient_bounds(config, flow_id)
+        gates.counters.lock(every)
         return {
             lead_id: bounds if gates.counters.take(bounds) else None
             for lead_id, bounds in wanted.items()

@@ -113,6 +113,9 @@ class Delivery(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     # The email batch or manual download that took this lead (never two: set once).
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    # The recipient's cap slots taken for it, until its result settles them
+    # (``shared.gates.caps``: "key<TAB>period" lines).
+    cap_holds: Mapped[str | None] = mapped_column(Text)
 
     # Declared so the unit of work inserts the step's event before its delivery.
     event: Mapped[Event] = relationship(lazy="raise")
@@ -216,16 +219,6 @@ class CapCounter(Base):
     used: Mapped[int] = mapped_column(Integer, default=0)
     revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     updated_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class CapHold(Base):
-    """A recipient's cap slot taken for a step whose result is not known yet."""
-
-    __tablename__ = "cap_holds"
-
-    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    cap_key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    period: Mapped[str] = mapped_column(String(32))
 
 
 class RecipientState(Base):

@@ -8,15 +8,18 @@ start in UTC); a slot is taken by one conditional update whose row count decides
 at once a cap is never exceeded. A transaction first locks every counter it may touch,
 in key order (``Counters.lock``), so two transactions never wait on each other in turn.
 
-A recipient's slot is taken when routing hands it the lead and held under the step's
-event (``cap_holds``); when the step's result comes back (``settle``) an accepted lead
-keeps it (and adds its price to the revenue caps), a rejection or an error gives it back.
-A worker that dies holding a delivery holds the slot no longer than the delivery's claim
+A recipient's slot is taken when routing hands it the lead and held by the step's
+delivery (``deliveries.cap_holds``, written with the delivery: no row of its own); when
+routing moves the lead on from the step (``settle``, once) an accepted lead keeps it
+(and adds its price to the revenue caps), a rejection or an error gives it back. A
+worker that dies holding a delivery holds the slot no longer than the delivery's claim
 lease: the copy that takes the delivery up after it settles the same hold.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,10 +28,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection, Numeric, Table, bindparam, delete, select, tuple_, update
+from sqlalchemy import Connection, Numeric, Table, bindparam, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.db.models import Base
-from shared.db.upsert import upsert_returning
 from shared.gates.hours import zone
 from shared.rules import RuleSet, evaluate
 
@@ -74,10 +77,12 @@ def _local_midnight(day: date, tz: Any) -> datetime:
     return datetime.combine(day, time(0), tz).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=1024)
 def window_of(per: str, zone_name: str, at: datetime) -> Window:
     """The window of ``per`` holding the instant ``at``, in the zone ``zone_name``: a day
     runs from local midnight to local midnight (23 or 25 hours across a daylight-saving
-    change), a week from Monday, a month from its first day."""
+    change), a week from Monday, a month from its first day. (Cached: a transaction asks
+    for the same few windows at one instant for each of its leads.)"""
     if per == TOTAL:
         return Window(TOTAL, None, None)
     tz = zone(zone_name)
@@ -131,12 +136,12 @@ def bounds(
 
 
 _COUNTERS: Table = Base.metadata.tables["cap_counters"]
-_HOLDS: Table = Base.metadata.tables["cap_holds"]
+_DELIVERIES: Table = Base.metadata.tables["deliveries"]
 _C = _COUNTERS.c
 _TAKE_COUNT = (
     update(_COUNTERS)
     .where(_C.cap_key == bindparam("k"), _C.period == bindparam("p"), _C.used < bindparam("limit"))
-    .values(used=_C.used + 1, updated_at=bindparam("now"))
+    .values(used=_C.used + bindparam("n"), updated_at=bindparam("now"))
 )
 _TAKE_REVENUE = (
     update(_COUNTERS)
@@ -145,12 +150,25 @@ _TAKE_REVENUE = (
         _C.period == bindparam("p"),
         _C.revenue < bindparam("limit", type_=Numeric(14, 2)),
     )
-    .values(used=_C.used + 1, updated_at=bindparam("now"))
+    .values(used=_C.used + bindparam("n"), updated_at=bindparam("now"))
 )
+# PostgreSQL: n slots of many caps in one statement; the caps it returns had room for them.
+_RESERVE = text(
+    "UPDATE cap_counters AS c SET used = c.used + v.n, updated_at = :now "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:periods AS VARCHAR[]), CAST(:ns AS INTEGER[]), "
+    "CAST(:max_used AS BIGINT[]), CAST(:max_revenue AS NUMERIC[])) "
+    "AS v(cap_key, period, n, max_used, max_revenue) "
+    "WHERE c.cap_key = v.cap_key AND c.period = v.period "
+    "AND c.used + v.n <= v.max_used AND c.revenue < v.max_revenue "
+    "RETURNING c.cap_key, c.period"
+)
+#: The side of ``_RESERVE`` a cap does not limit (a count cap's revenue, and the reverse).
+_NO_COUNT_LIMIT = 2**62
+_NO_REVENUE_LIMIT = Decimal("1e15")
 _GIVE_BACK = (
     update(_COUNTERS)
     .where(_C.cap_key == bindparam("k"), _C.period == bindparam("p"))
-    .values(used=_C.used - 1, updated_at=bindparam("now"))
+    .values(used=_C.used - bindparam("n"), updated_at=bindparam("now"))
 )
 _ADD_REVENUE = (
     update(_COUNTERS)
@@ -162,23 +180,32 @@ _ADD_REVENUE = (
 @dataclass
 class Counters:
     """The cap counters of one transaction: ``lock`` every counter it may touch first (in
-    key order), then ``take`` slots; ``holds`` are written with ``write``."""
+    key order, with how many slots the transaction may take of each), then ``take``
+    slots; ``write`` before the commit.
+
+    The first slot taken of a counter reserves, by one conditional update, as many as the
+    transaction may take (``used + n <= max``); the next ones come out of that reservation
+    without a statement, and ``write`` gives back what was not used. When the counter has
+    fewer slots left, each slot is one conditional update of its own. Either way the
+    update's row count decides, and the row stays locked until the commit."""
 
     connection: Connection
     now: datetime
+    _demand: dict[tuple[str, str], int] = field(default_factory=dict)
+    _reserved: dict[tuple[str, str], int] = field(default_factory=dict)  # left to hand out
     _locked: set[tuple[str, str]] = field(default_factory=set)
-    _holds: list[dict[str, Any]] = field(default_factory=list)
 
-    def lock(self, counters: Iterable[tuple[str, str]]) -> None:
+    def lock(self, bounds: Iterable[Bound], settling: Iterable[tuple[str, str]] = ()) -> None:
         """Make sure each counter row exists and hold it for this transaction, all in one
-        order (PostgreSQL; SQLite's writer holds the whole database already)."""
-        wanted = sorted(set(counters) - self._locked)
-        if not wanted:
-            return
-        upsert_returning(
-            self.connection,
-            _COUNTERS,
-            [
+        order, by one statement (PostgreSQL; SQLite's writer holds the whole database
+        already); then reserve, by one more, the slots the transaction may take of each
+        (a cap named n times: n). ``settling``: counters changed by ``settle``."""
+        bounds = list(bounds)
+        demand = Counter(b.counter for b in bounds)
+        wanted = sorted({*demand, *settling} - self._locked)
+        if wanted:
+            self._locked.update(wanted)
+            rows = [
                 {
                     "cap_key": k,
                     "period": p,
@@ -187,77 +214,152 @@ class Counters:
                     "updated_at": self.now,
                 }
                 for k, p in wanted
-            ],
-            key=["cap_key", "period"],
-            replace_when=None,
-            returning=_C.cap_key,
+            ]
+            statement: Any
+            if self.connection.dialect.name == "postgresql":
+                # an upsert that touches every row it meets locks it, in the rows' order
+                insert = postgresql.insert(_COUNTERS).values(rows)
+                statement = insert.on_conflict_do_update(
+                    index_elements=["cap_key", "period"],
+                    set_={"updated_at": insert.excluded.updated_at},
+                )
+            else:
+                statement = sqlite.insert(_COUNTERS).values(rows).on_conflict_do_nothing()
+            self.connection.execute(statement)
+        first = {}
+        for bound in bounds:
+            if bound.counter not in self._demand and bound.counter not in first:
+                first[bound.counter] = bound
+        for counter, n in demand.items():
+            self._demand[counter] = self._demand.get(counter, 0) + n
+        self._reserve([(b, demand[c]) for c, b in sorted(first.items()) if demand[c] > 1])
+
+    def _reserve(self, wanted: list[tuple[Bound, int]]) -> None:
+        """Reserve n slots of each cap in one statement where each has room for them."""
+        if not wanted:
+            return
+        if self.connection.dialect.name != "postgresql":
+            for bound, n in wanted:
+                if self._update(bound, n):
+                    self._reserved[bound.counter] = n
+            return
+        reserved = self.connection.execute(
+            _RESERVE,
+            {
+                "keys": [b.key for b, _ in wanted],
+                "periods": [b.window.period for b, _ in wanted],
+                "ns": [n for _, n in wanted],
+                "max_used": [
+                    b.cap.max if b.cap.max is not None else _NO_COUNT_LIMIT for b, _ in wanted
+                ],
+                "max_revenue": [
+                    b.cap.max_revenue if b.cap.max_revenue is not None else _NO_REVENUE_LIMIT
+                    for b, _ in wanted
+                ],
+                "now": self.now,
+            },
         )
-        if self.connection.dialect.name == "postgresql":
-            self.connection.execute(
-                select(_C.cap_key)
-                .where(tuple_(_C.cap_key, _C.period).in_(wanted))
-                .order_by(_C.cap_key, _C.period)
-                .with_for_update()
-            ).all()
-        self._locked.update(wanted)
+        ns = {b.counter: n for b, n in wanted}
+        for key, period in reserved:
+            self._reserved[(key, period)] = ns[(key, period)]
+
+    def __contains__(self, counter: object) -> bool:
+        return counter in self._demand
 
     def take(self, wanted: Sequence[Bound]) -> bool:
         """A slot of every cap in ``wanted``, or of none: False when one is full."""
         taken: list[Bound] = []
         for bound in wanted:
-            assert bound.counter in self._locked, bound.key
-            by_count = bound.cap.max is not None
-            parameters = {
-                "k": bound.key,
-                "p": bound.window.period,
-                "limit": bound.cap.max if by_count else bound.cap.max_revenue,
-                "now": self.now,
-            }
-            statement = _TAKE_COUNT if by_count else _TAKE_REVENUE
-            if self.connection.execute(statement, parameters).rowcount != 1:
+            if not self._take_one(bound):
                 self.give_back(taken)
                 return False
             taken.append(bound)
         return True
 
-    def give_back(self, taken: Sequence[Bound]) -> None:
-        if taken:
-            self.connection.execute(
-                _GIVE_BACK,
-                [{"k": b.key, "p": b.window.period, "now": self.now} for b in taken],
-            )
+    def _take_one(self, bound: Bound) -> bool:
+        counter = bound.counter
+        assert counter in self._demand, bound.key
+        if counter in self._reserved:
+            if self._reserved[counter] == 0:
+                return False  # (more takes than were locked for: cannot happen)
+            self._reserved[counter] -= 1
+            return True
+        return self._update(bound, 1)
 
-    def hold(self, event_id: str, taken: Sequence[Bound]) -> None:
-        """Keep the slots ``taken`` for a recipient step until its result (``settle``)."""
-        self._holds.extend(
-            {"event_id": event_id, "cap_key": b.key, "period": b.window.period} for b in taken
-        )
+    def _update(self, bound: Bound, n: int) -> bool:
+        by_count = bound.cap.max is not None
+        parameters = {
+            "k": bound.key,
+            "p": bound.window.period,
+            "n": n,
+            "limit": (bound.cap.max - n + 1)
+            if bound.cap.max is not None
+            else bound.cap.max_revenue,
+            "now": self.now,
+        }
+        statement = _TAKE_COUNT if by_count else _TAKE_REVENUE
+        return bool(self.connection.execute(statement, parameters).rowcount == 1)
+
+    def give_back(self, taken: Sequence[Bound]) -> None:
+        direct = []
+        for bound in taken:
+            if bound.counter in self._reserved:
+                self._reserved[bound.counter] += 1
+            else:
+                direct.append({"k": bound.key, "p": bound.window.period, "n": 1, "now": self.now})
+        if direct:
+            self.connection.execute(_GIVE_BACK, direct)
 
     def write(self) -> None:
-        if self._holds:
-            self.connection.execute(_HOLDS.insert(), self._holds)
-            self._holds.clear()
+        """Give back what was reserved and not taken."""
+        unused = [
+            {"k": k, "p": p, "n": n, "now": self.now}
+            for (k, p), n in self._reserved.items()
+            if n > 0
+        ]
+        if unused:
+            self.connection.execute(_GIVE_BACK, unused)
+        self._reserved = {c: 0 for c in self._reserved}
 
 
-def holds_of(connection: Connection, event_ids: Sequence[str]) -> list[Any]:
-    """The slots held for these recipient steps: (event_id, cap_key, period) rows."""
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A cap slot a delivery holds until its result (``deliveries.cap_holds``)."""
+
+    event_id: str
+    cap_key: str
+    period: str
+
+
+def holding(taken: Sequence[Bound]) -> str | None:
+    """The ``deliveries.cap_holds`` of a delivery that took these slots."""
+    return "\n".join(f"{b.key}\t{b.window.period}" for b in taken) or None
+
+
+_HOLDS_OF = select(_DELIVERIES.c.event_id, _DELIVERIES.c.cap_holds).where(
+    _DELIVERIES.c.event_id.in_(bindparam("event_ids", expanding=True)),
+    _DELIVERIES.c.cap_holds.is_not(None),
+)
+
+
+def holds_of(connection: Connection, event_ids: Sequence[str]) -> list[Hold]:
+    """The cap slots the deliveries of these steps hold."""
     if not event_ids:
         return []
-    return list(
-        connection.execute(
-            select(_HOLDS.c.event_id, _HOLDS.c.cap_key, _HOLDS.c.period).where(
-                _HOLDS.c.event_id.in_(event_ids)
-            )
-        )
-    )
+    return [
+        Hold(row.event_id, *line.split("\t", 1))
+        for row in connection.execute(_HOLDS_OF, {"event_ids": list(event_ids)})
+        for line in row.cap_holds.splitlines()
+    ]
 
 
 def settle(
-    counters: Counters, holds: Sequence[Any], results: Mapping[str, tuple[str, float]]
+    counters: Counters, holds: Sequence[Hold], results: Mapping[str, tuple[str, float]]
 ) -> None:
-    """The steps' results are known (``results``: event id -> (outcome, price)): an
-    accepted lead keeps its slots and adds its price to the revenue, any other outcome
-    gives them back. The counters must be locked (``Counters.lock``)."""
+    """The steps' results are known (``results``: event id -> (outcome, price); each
+    settled once, when the lead moves on from its step): an accepted lead keeps its
+    slots and adds its price to the revenue, any other outcome gives them back. The
+    counters that change must be locked (``to_lock``)."""
     settled = [h for h in holds if h.event_id in results]
     if not settled:
         return
@@ -266,7 +368,8 @@ def settle(
     connection = counters.connection
     if back:
         connection.execute(
-            _GIVE_BACK, [{"k": h.cap_key, "p": h.period, "now": counters.now} for h in back]
+            _GIVE_BACK,
+            [{"k": h.cap_key, "p": h.period, "n": 1, "now": counters.now} for h in back],
         )
     if kept:
         connection.execute(
@@ -281,7 +384,18 @@ def settle(
                 for h in kept
             ],
         )
-    connection.execute(delete(_HOLDS).where(_HOLDS.c.event_id.in_({h.event_id for h in settled})))
+
+
+def to_lock(
+    holds: Sequence[Any], results: Mapping[str, tuple[str, float]]
+) -> list[tuple[str, str]]:
+    """The counters ``settle`` changes: a sale adds its price, anything else gives back
+    (a sale at no price changes nothing, and locks nothing)."""
+    return [
+        (h.cap_key, h.period)
+        for h in holds
+        if h.event_id in results and (results[h.event_id][0] != "success" or results[h.event_id][1])
+    ]
 
 
 def counter_values(

@@ -32,10 +32,19 @@ def bound_of(cap: Cap) -> caps.Bound:
     return caps.bounds("recipient", owner, [cap], "America/New_York", utcnow())[0]
 
 
+def held(event_id: str, bound: caps.Bound) -> caps.Hold:
+    """The slot a delivery holds (as ``deliveries.cap_holds`` stores it)."""
+    (hold,) = [
+        caps.Hold(event_id, *line.split("\t"))
+        for line in (caps.holding([bound]) or "").splitlines()
+    ]
+    return hold
+
+
 def take_one(sessions: SessionFactory, bound: caps.Bound) -> bool:
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        counters.lock([bound.counter])
+        counters.lock([bound])
         return counters.take([bound])
 
 
@@ -67,7 +76,7 @@ def test_a_batch_takes_every_cap_or_none(sessions: SessionFactory) -> None:
     # when a lead needs a slot of both
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        counters.lock([free.counter, full.counter])
+        counters.lock([free, full])
         got = counters.take([free, full])
 
     # then it gets none, and the free cap's slot is not spent
@@ -86,25 +95,22 @@ def test_a_held_slot_is_given_back_on_a_rejection_and_kept_with_its_revenue_on_a
     sold, rejected = secrets.token_hex(8), secrets.token_hex(8)
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        counters.lock([count.counter, revenue.counter])
-        for event_id in (sold, rejected):
+        counters.lock([count, revenue] * 2)
+        for _ in (sold, rejected):
             assert counters.take([count, revenue])
-            counters.hold(event_id, [count, revenue])
         counters.write()
     assert used(sessions, count)[0] == 2
 
     # when one step is sold for 12.34 and the other rejected
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        holds = caps.holds_of(session.connection(), [sold, rejected])
-        counters.lock([(h.cap_key, h.period) for h in holds])
+        holds = [held(e, b) for e in (sold, rejected) for b in (count, revenue)]
+        counters.lock([], settling=[(h.cap_key, h.period) for h in holds])
         caps.settle(counters, holds, {sold: ("success", 12.34), rejected: ("failure", 0.0)})
 
-    # then one slot is kept, the sale's price counts, and nothing is held any more
+    # then one slot is kept, and the sale's price counts
     assert used(sessions, count)[0] == 1
     assert used(sessions, revenue) == (1, Decimal("12.34"))
-    with sessions() as session:
-        assert caps.holds_of(session.connection(), [sold, rejected]) == []
 
 
 def test_a_revenue_cap_refuses_once_its_sum_is_reached(sessions: SessionFactory) -> None:
@@ -113,16 +119,40 @@ def test_a_revenue_cap_refuses_once_its_sum_is_reached(sessions: SessionFactory)
     event_id = secrets.token_hex(8)
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        counters.lock([bound.counter])
+        counters.lock([bound])
         assert counters.take([bound])
-        counters.hold(event_id, [bound])
         counters.write()
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
-        counters.lock([bound.counter])
-        holds = caps.holds_of(session.connection(), [event_id])
-        caps.settle(counters, holds, {event_id: ("success", 20.0)})
+        counters.lock([bound])
+        caps.settle(counters, [held(event_id, bound)], {event_id: ("success", 20.0)})
 
     # when the next lead asks for a slot
     # then it is refused
     assert take_one(sessions, bound) is False
+
+
+def test_a_batch_reserves_its_slots_at_once_and_gives_back_what_it_did_not_take(
+    sessions: SessionFactory,
+) -> None:
+    # given a cap of 5, and a batch that may take up to 3 slots of it
+    bound = bound_of(Cap(max=5, per="day"))
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound] * 3)
+
+        # when it takes two
+        assert counters.take([bound]) and counters.take([bound])
+        counters.write()
+
+    # then two are used, not three
+    assert used(sessions, bound)[0] == 2
+
+    # and a batch that may take 10 of the 3 left takes them one by one: 3, no more
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound] * 10)
+        got = [counters.take([bound]) for _ in range(10)]
+        counters.write()
+    assert got.count(True) == 3
+    assert used(sessions, bound)[0] == 5

@@ -1,4 +1,4 @@
-"""cap counters and holds, recipient states (pause)
+"""cap counters, cap slots held by deliveries, recipient states (pause)
 
 Revision ID: 0005
 Revises: 0004
@@ -27,13 +27,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('cap_key', 'period'),
     )
     op.create_index('ix_cap_counters_updated_at', 'cap_counters', ['updated_at'], unique=False)
-    op.create_table(
-        'cap_holds',
-        sa.Column('event_id', sa.String(length=32), nullable=False),
-        sa.Column('cap_key', sa.String(length=300), nullable=False),
-        sa.Column('period', sa.String(length=32), nullable=False),
-        sa.PrimaryKeyConstraint('event_id', 'cap_key'),
-    )
+    with op.batch_alter_table('deliveries') as batch:
+        batch.add_column(sa.Column('cap_holds', sa.Text(), nullable=True))
     op.create_table(
         'recipient_states',
         sa.Column('recipient_id', sa.String(length=200), nullable=False),
@@ -45,6 +40,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('recipient_states')
-    op.drop_table('cap_holds')
+    with op.batch_alter_table('deliveries') as batch:
+        batch.drop_column('cap_holds')
     op.drop_index('ix_cap_counters_updated_at', table_name='cap_counters')
     op.drop_table('cap_counters')
