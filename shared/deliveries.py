@@ -36,7 +36,6 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from shared import resubmits
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Delivery, DeliveryAttempt, Event
 from shared.db.queries import PerDialect, UpdateMany
@@ -352,8 +351,6 @@ def _complete_many(connection: Any, finals: dict[str, Completion], now: datetime
         )
     _UPDATE_DELIVERIES.execute(connection, deliveries)
     _UPDATE_EVENTS.execute(connection, events)
-    # a recipient holds the duplicate keys only of the leads it took
-    resubmits.forget(connection, [e["key"] for e in events if e["outcome"] != "success"])
     return len(deliveries)
 
 

@@ -171,13 +171,17 @@ def take(
     return answers
 
 
-_FORGET = PerDialect(lambda one_of: delete(_TABLE).where(one_of(_TABLE.c.record_id, "ids")))
+_FORGET = delete(_TABLE).where(
+    _TABLE.c.key == bindparam("k"), _TABLE.c.record_id == bindparam("record_id")
+)
 
 
-def forget(connection: Connection, record_ids: Sequence[str]) -> None:
-    """Let go of the keys held for these records (deliveries that were not delivered)."""
-    if record_ids:
-        _FORGET.execute(connection, {"ids": list(record_ids)})
+def forget(connection: Connection, held: Sequence[tuple[str, Sequence[HeldKey]]]) -> None:
+    """Let go of the keys held for these records (each: a record id and its keys, as they
+    were taken): by key, so no index of the records is kept up on every insert."""
+    rows = [{"k": key.key, "record_id": record_id} for record_id, keys in held for key in keys]
+    if rows:
+        connection.execute(_FORGET, rows)
 
 
 def prune(connection: Connection, now: datetime, limit: int = 5000) -> int:

@@ -26,7 +26,7 @@ would pass that state across modules for no reader's gain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -265,26 +265,31 @@ def _gates(
     messages: Sequence[RouterMessage],
 ) -> StepGates:
     """The batch's gates: the paused set, and every cap counter the batch may touch locked
-    at once, in key order, after the leads (the slots held for the steps whose results
-    came back are settled here)."""
+    at once, in key order, after the leads. The steps whose results move their leads on
+    are settled here, once: their cap slots kept or given back, and the duplicate keys of
+    a recipient that did not take its lead let go."""
     gates = StepGates.read(connection)
     configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
-    if not any(r.caps for c in configs.values() for r in c.recipients.values()):
+    recipients = [r for c in configs.values() for r in c.recipients.values()]
+    capped = any(r.caps for r in recipients)
+    if not capped and not any(r.duplicates for r in recipients):
         return gates
-    # the steps whose results move their leads on (each settles its slots once, here)
     ended = {
-        m.event_id
+        m.event_id: leads[m.lead_id]
         for m in messages
         if isinstance(m, StepCompleted)
         and m.lead_id in leads
         and leads[m.lead_id].waiting_event_id == m.event_id
     }
+    steps = {e.id: e for lead_events in events.values() for e in lead_events if e.id in ended}
     results = {
         e.id: (e.outcome, e.price or 0.0)
-        for lead_events in events.values()
-        for e in lead_events
-        if e.id in ended and e.outcome in ("success", "failure", "error")
+        for e in steps.values()
+        if e.outcome in ("success", "failure", "error")
     }
+    _forget_refused(configs, ended, steps, results, connection)
+    if not capped:
+        return gates
     holds = caps.holds_of(connection, sorted(results))
     bounds: list[caps.Bound] = []
     first_step: dict[str, int] = {}
@@ -300,6 +305,27 @@ def _gates(
     gates.counters.lock(bounds, settling=caps.to_lock(holds, results))
     caps.settle(gates.counters, holds, results)
     return gates
+
+
+def _forget_refused(
+    configs: dict[int, LeadflowConfig],
+    ended: dict[str, RoutedLead],
+    steps: dict[str, StepEvent],
+    results: Mapping[str, tuple[str | None, float]],
+    connection: Connection,
+) -> None:
+    """A recipient holds the duplicate keys only of the leads it took: the keys of a step
+    that ended otherwise go."""
+    refused = []
+    for event_id, (outcome, _) in results.items():
+        lead, step = ended[event_id], steps[event_id]
+        recipient = configs[lead.config_version].recipients.get(step.recipient_id or "")
+        if outcome != "success" and recipient is not None and recipient.duplicates is not None:
+            keys = duplicates.recipient_keys(
+                step.recipient_id or "", recipient.duplicates, lead.fields
+            )
+            refused.append((event_id, keys))
+    resubmits.forget(connection, refused)
 
 
 def route_with(

@@ -173,7 +173,7 @@ class Submission(Base):
     __tablename__ = "submissions"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    record_id: Mapped[str] = mapped_column(ID, index=True)
+    record_id: Mapped[str] = mapped_column(ID)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 

@@ -1,4 +1,5 @@
-"""cap counters, cap slots held by deliveries, recipient states (pause)
+"""cap counters, cap slots held by deliveries, recipient states (pause); held keys
+are let go by key (no index of their records)
 
 Revision ID: 0005
 Revises: 0004
@@ -17,6 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # recipient duplicate keys are let go by key now (shared.resubmits.forget)
+    op.drop_index('ix_submissions_record_id', table_name='submissions')
     op.create_table(
         'cap_counters',
         sa.Column('cap_key', sa.String(length=300), nullable=False),
@@ -39,6 +42,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index('ix_submissions_record_id', 'submissions', ['record_id'], unique=False)
     op.drop_table('recipient_states')
     with op.batch_alter_table('deliveries') as batch:
         batch.drop_column('cap_holds')
