@@ -26,7 +26,7 @@ would pass that state across modules for no reader's gain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,14 +34,14 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from shared import clock, resubmits
+from shared import resubmits
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect, UpdateMany
 from shared.db.rows import event_row
 from shared.errors import LeadflowError, PermanentError, TransientError
 from shared.flowconfig import LeadflowConfig, Recipient
-from shared.gates import caps, duplicates, hours, pausing
+from shared.gates import caps, duplicates, hours, pausing, steps
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
 from shared.messaging import (
@@ -195,7 +195,7 @@ def route(
             )
         ),
     )
-    gates = _gates(connection, config_for, leads, events, messages)
+    gates = steps.settle_and_read(connection, config_for, leads, events, messages)
     batch = _Batch()
     results: list[Outbound | BaseException] = []
     for message in messages:
@@ -227,107 +227,6 @@ def route(
     return results
 
 
-@dataclass(slots=True)
-class StepGates:
-    """What a recipient step checks besides its criteria, for one transaction: the
-    paused recipients, and the cap counters (their clock: ``counters.now``)."""
-
-    counters: caps.Counters
-    paused: frozenset[str]
-
-    @classmethod
-    def read(cls, connection: Connection) -> StepGates:
-        return cls(caps.Counters(connection, clock.now()), pausing.paused(connection))
-
-    def recipient_bounds(
-        self, config: LeadflowConfig, flow_id: str, from_step: int = 0
-    ) -> list[caps.Bound]:
-        """The caps of every capped recipient of a flow's steps from ``from_step`` on, once
-        per step (to lock with the rest of the transaction's, in one ``Counters.lock``)."""
-        flow = config.flows.get(flow_id)
-        found: list[caps.Bound] = []
-        for step in flow.steps[from_step:] if flow is not None else []:
-            recipient = config.recipients.get(step.recipient or "")
-            if recipient is not None and recipient.caps:
-                found += _recipient_bounds(step.recipient or "", recipient, self.counters.now)
-        return found
-
-
-def _recipient_bounds(recipient_id: str, recipient: Recipient, now: datetime) -> list[caps.Bound]:
-    return caps.bounds("recipient", recipient_id, recipient.caps, recipient.timezone, now)
-
-
-def _gates(
-    connection: Connection,
-    config_for: Any,
-    leads: dict[str, RoutedLead],
-    events: dict[str, list[StepEvent]],
-    messages: Sequence[RouterMessage],
-) -> StepGates:
-    """The batch's gates: the paused set, and every cap counter the batch may touch locked
-    at once, in key order, after the leads. The steps whose results move their leads on
-    are settled here, once: their cap slots kept or given back, and the duplicate keys of
-    a recipient that did not take its lead let go."""
-    gates = StepGates.read(connection)
-    configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
-    recipients = [r for c in configs.values() for r in c.recipients.values()]
-    capped = any(r.caps for r in recipients)
-    if not capped and not any(r.duplicates for r in recipients):
-        return gates
-    ended = {
-        m.event_id: leads[m.lead_id]
-        for m in messages
-        if isinstance(m, StepCompleted)
-        and m.lead_id in leads
-        and leads[m.lead_id].waiting_event_id == m.event_id
-    }
-    steps = {e.id: e for lead_events in events.values() for e in lead_events if e.id in ended}
-    results = {
-        e.id: (e.outcome, e.price or 0.0)
-        for e in steps.values()
-        if e.outcome in ("success", "failure", "error")
-    }
-    _forget_refused(configs, ended, steps, results, connection)
-    if not capped:
-        return gates
-    holds = caps.holds_of(connection, sorted(results))
-    bounds: list[caps.Bound] = []
-    first_step: dict[str, int] = {}
-    for message in messages:
-        lead = leads.get(message.lead_id)
-        if lead is not None and lead.state != "done":
-            # a step result moves the lead past its step; anything else starts at it
-            start = lead.step_index + (1 if isinstance(message, StepCompleted) else 0)
-            first_step[lead.id] = min(start, first_step.get(lead.id, start))
-    for lead_id, start in first_step.items():
-        lead = leads[lead_id]
-        bounds += gates.recipient_bounds(configs[lead.config_version], lead.flow_id, start)
-    gates.counters.lock(bounds, settling=caps.to_lock(holds, results))
-    caps.settle(gates.counters, holds, results)
-    return gates
-
-
-def _forget_refused(
-    configs: dict[int, LeadflowConfig],
-    ended: dict[str, RoutedLead],
-    steps: dict[str, StepEvent],
-    results: Mapping[str, tuple[str | None, float]],
-    connection: Connection,
-) -> None:
-    """A recipient holds the duplicate keys only of the leads it took: the keys of a step
-    that ended otherwise go."""
-    refused = []
-    for event_id, (outcome, _) in results.items():
-        lead, step = ended[event_id], steps[event_id]
-        recipient = configs[lead.config_version].recipients.get(step.recipient_id or "")
-        if outcome != "success" and recipient is not None and recipient.duplicates is not None:
-            keys = duplicates.recipient_keys(
-                step.recipient_id or "", recipient.duplicates, lead.fields
-            )
-            refused.append((event_id, keys))
-    resubmits.forget(connection, refused)
-
-
 def route_with(
     config_for: Any, session: Session, messages: Sequence[RouterMessage]
 ) -> list[Outbound | BaseException]:
@@ -352,7 +251,7 @@ def first_pass(
     event_row: dict[str, Any],
     config: LeadflowConfig,
     held: resubmits.Held | None = None,
-    gates: StepGates | None = None,
+    gates: steps.StepGates | None = None,
 ) -> FirstPass:
     """Route a lead intake is about to store (state ``new``) as far as it goes before
     something waits: the same steps the router runs, with no row of the lead read or
@@ -481,7 +380,7 @@ class _Writes:
 
     lead: dict[str, Any]  # the lead's changed columns, and ``key``: its id
     held: resubmits.Held | None = None  # the batch's recipient duplicate keys
-    gates: StepGates | None = None
+    gates: steps.StepGates | None = None
     reopen: StepEvent | None = None  # a held step's event, run again as the same event
     events: list[dict[str, Any]] = field(default_factory=list)
     updated: list[dict[str, Any]] = field(default_factory=list)  # events changed (``key``)
@@ -631,7 +530,9 @@ def _run_steps(
                 skipped = hours.CLOSED_REASON
             else:
                 return _hold(lead, events, writes, index, recipient_id, event_id, now, due)
-        elif (taken := _take_caps(recipient_id, recipient, variables, writes)) is None:
+        elif (
+            gates is not None and (taken := gates.take(recipient_id, recipient, variables)) is None
+        ):
             skipped = caps.REASON
         elif _duplicate_for(recipient_id, recipient, lead, event_id, writes):
             if gates is not None:
@@ -728,22 +629,6 @@ def _hold(
         extra={"lead_id": lead.id, "event_id": event.id},
     )
     return Outbound(messages=[StepDue(lead_id=lead.id, event_id=event.id, due_at=due.isoformat())])
-
-
-def _take_caps(
-    recipient_id: str, recipient: Recipient, variables: dict[str, Any], writes: _Writes
-) -> list[caps.Bound] | None:
-    """A slot of each of the recipient's caps that counts this lead; None when one is full."""
-    gates = writes.gates
-    if not recipient.caps or gates is None:
-        return []
-    counting = [
-        b
-        for b in _recipient_bounds(recipient_id, recipient, gates.counters.now)
-        if b.cap.counts(variables)
-    ]
-    gates.counters.lock([b for b in counting if b.counter not in gates.counters])
-    return counting if gates.counters.take(counting) else None
 
 
 def _duplicate_for(

@@ -41,7 +41,7 @@ from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
 from shared.flowconfig import LeadflowConfig
-from shared.gates import caps, duplicates
+from shared.gates import caps, duplicates, steps
 from shared.leaddata import base_variables
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
@@ -143,7 +143,7 @@ class LeadWriter:
             held = resubmits.Held(connection, self._keys_to_read(items), now)
             earlier = held.take([(i.lead_id, i.keys) for i in items])
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
-            gates = routing.StepGates.read(connection)
+            gates = steps.StepGates.read(connection)
             capped = self._take_caps(gates, [i for i in new if i.enters_flow])
             full = {lead_id for lead_id, taken in capped.items() if taken is None}
             refused = dict(_duplicates(held, [i for i in new if i.lead_id not in full]))
@@ -216,7 +216,7 @@ class LeadWriter:
         return keys
 
     def _take_caps(
-        self, gates: routing.StepGates, entering: list[NewLead]
+        self, gates: steps.StepGates, entering: list[NewLead]
     ) -> dict[str, list[caps.Bound] | None]:
         """A slot of each flow and source cap counting each lead (None: one is full, the
         lead fails); every counter the batch may touch (its recipients' too) is locked
@@ -252,7 +252,7 @@ class LeadWriter:
         }
 
     def _first_pass(
-        self, item: NewLead, held: resubmits.Held, gates: routing.StepGates
+        self, item: NewLead, held: resubmits.Held, gates: steps.StepGates
     ) -> routing.FirstPass:
         config = self._config_for(item.lead_row["config_version"])
         first = routing.first_pass(item.lead_row, item.event_row, config, held, gates)

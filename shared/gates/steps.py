@@ -1,0 +1,168 @@
+"""The gates of a recipient step, for one routing transaction (SPEC sections 13, 14):
+the paused recipients, and the cap counters, every one the batch may touch locked at
+once, in key order, after the leads. The steps whose results move their leads on are
+settled first, once: their cap slots kept or given back, and the duplicate keys of a
+recipient that did not take its lead let go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from shared import clock, resubmits
+from shared.flowconfig import LeadflowConfig, Recipient
+from shared.gates import caps, duplicates, pausing
+from shared.messaging import Message, StepCompleted
+
+
+class LeadAtStep(Protocol):
+    """What the gates read of a locked lead (``shared.routing.RoutedLead``)."""
+
+    id: str
+    flow_id: str
+    config_version: int
+    state: str
+    step_index: int
+    waiting_event_id: str | None
+    fields: dict[str, Any]
+
+
+class StepResult(Protocol):
+    """What the gates read of a lead's step event (``shared.routing.StepEvent``)."""
+
+    id: str
+    recipient_id: str | None
+    outcome: str | None
+    price: float | None
+
+
+@dataclass(slots=True)
+class StepGates:
+    """What a recipient step checks besides its criteria, for one transaction: the
+    paused recipients, and the cap counters (their clock: ``counters.now``)."""
+
+    counters: caps.Counters
+    paused: frozenset[str]
+
+    @classmethod
+    def read(cls, connection: Connection) -> StepGates:
+        return cls(caps.Counters(connection, clock.now()), pausing.paused(connection))
+
+    def recipient_bounds(
+        self, config: LeadflowConfig, flow_id: str, from_step: int = 0
+    ) -> list[caps.Bound]:
+        """The caps of every capped recipient of a flow's steps from ``from_step`` on, once
+        per step (to lock with the rest of the transaction's, in one ``Counters.lock``)."""
+        flow = config.flows.get(flow_id)
+        found: list[caps.Bound] = []
+        for step in flow.steps[from_step:] if flow is not None else []:
+            recipient = config.recipients.get(step.recipient or "")
+            if recipient is not None and recipient.caps:
+                found += _recipient_bounds(step.recipient or "", recipient, self.counters.now)
+        return found
+
+    def take(
+        self, recipient_id: str, recipient: Recipient, variables: Mapping[str, Any]
+    ) -> list[caps.Bound] | None:
+        """A slot of each of the recipient's caps that counts this lead (the slots taken);
+        None when one is full."""
+        if not recipient.caps:
+            return []
+        counting = [
+            b
+            for b in _recipient_bounds(recipient_id, recipient, self.counters.now)
+            if b.cap.counts(variables)
+        ]
+        self.counters.lock([b for b in counting if b.counter not in self.counters])
+        return counting if self.counters.take(counting) else None
+
+
+def _recipient_bounds(recipient_id: str, recipient: Recipient, now: datetime) -> list[caps.Bound]:
+    return caps.bounds("recipient", recipient_id, recipient.caps, recipient.timezone, now)
+
+
+def settle_and_read(
+    connection: Connection,
+    config_for: Any,
+    leads: Mapping[str, LeadAtStep],
+    events: Mapping[str, Sequence[StepResult]],
+    messages: Sequence[Message],
+) -> StepGates:
+    """The batch's gates: the paused set, and every cap counter the batch may touch locked
+    at once, in key order, after the leads. The steps whose results move their leads on
+    are settled here, once: their cap slots kept or given back, and the duplicate keys of
+    a recipient that did not take its lead let go."""
+    gates = StepGates.read(connection)
+    configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
+    recipients = [r for c in configs.values() for r in c.recipients.values()]
+    capped = any(r.caps for r in recipients)
+    if not capped and not any(r.duplicates for r in recipients):
+        return gates
+    ended = {
+        m.event_id: leads[m.lead_id]
+        for m in messages
+        if isinstance(m, StepCompleted)
+        and m.lead_id in leads
+        and leads[m.lead_id].waiting_event_id == m.event_id
+    }
+    steps = {e.id: e for lead_events in events.values() for e in lead_events if e.id in ended}
+    results = {
+        e.id: (e.outcome, e.price or 0.0)
+        for e in steps.values()
+        if e.outcome in ("success", "failure", "error")
+    }
+    _forget_refused(configs, ended, steps, results, connection)
+    if not capped:
+        return gates
+    holds = caps.holds_of(
+        connection,
+        sorted(
+            event_id
+            for event_id in results
+            if _capped(configs[ended[event_id].config_version], steps[event_id].recipient_id)
+        ),
+    )
+    bounds: list[caps.Bound] = []
+    first_step: dict[str, int] = {}
+    for message in messages:
+        lead = leads.get(getattr(message, "lead_id", ""))
+        if lead is not None and lead.state != "done":
+            # a step result moves the lead past its step; anything else starts at it
+            start = lead.step_index + (1 if isinstance(message, StepCompleted) else 0)
+            first_step[lead.id] = min(start, first_step.get(lead.id, start))
+    for lead_id, start in first_step.items():
+        lead = leads[lead_id]
+        bounds += gates.recipient_bounds(configs[lead.config_version], lead.flow_id, start)
+    gates.counters.lock(bounds, settling=caps.to_lock(holds, results))
+    caps.settle(gates.counters, holds, results)
+    return gates
+
+
+def _capped(config: LeadflowConfig, recipient_id: str | None) -> bool:
+    recipient = config.recipients.get(recipient_id or "")
+    return recipient is not None and bool(recipient.caps)
+
+
+def _forget_refused(
+    configs: dict[int, LeadflowConfig],
+    ended: Mapping[str, LeadAtStep],
+    steps: Mapping[str, StepResult],
+    results: Mapping[str, tuple[str | None, float]],
+    connection: Connection,
+) -> None:
+    """A recipient holds the duplicate keys only of the leads it took: the keys of a step
+    that ended otherwise go."""
+    refused = []
+    for event_id, (outcome, _) in results.items():
+        lead, step = ended[event_id], steps[event_id]
+        recipient = configs[lead.config_version].recipients.get(step.recipient_id or "")
+        if outcome != "success" and recipient is not None and recipient.duplicates is not None:
+            keys = duplicates.recipient_keys(
+                step.recipient_id or "", recipient.duplicates, lead.fields
+            )
+            refused.append((event_id, keys))
+    resubmits.forget(connection, refused)
