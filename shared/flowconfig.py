@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -36,6 +37,7 @@ from shared.errors import ConfigError
 from shared.fields import FIELD_TYPES
 from shared.gates.caps import Cap
 from shared.gates.hours import Schedule, check_zone
+from shared.money.pricing import CostRule, Margin
 from shared.rules import RuleSet
 
 
@@ -215,6 +217,7 @@ class Recipient(_Model):
     caps: list[Cap] = Field(default_factory=list)
     schedule: Schedule | None = None
     when_closed: Literal["skip", "hold"] = "skip"
+    price: Decimal | None = Field(default=None, ge=0)  # revenue when its answer has none
 
     @model_validator(mode="after")
     def _one_kind(self) -> Recipient:
@@ -276,6 +279,11 @@ class Source(_Model):
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     feedback: SourceFeedback | None = None
     caps: list[Cap] = Field(default_factory=list)
+    cost: Decimal | None = Field(default=None, ge=0)  # paid for each accepted lead
+    cost_rules: list[CostRule] = Field(default_factory=list)  # the last matching one wins
+    chargeback_returns: bool = False  # an approved return reverses the source's cost
+    margin: Margin | None = None  # overrides the flow's
+    min_price: Decimal | None = Field(default=None, ge=0)
 
 
 class FilterStep(_Model):
@@ -334,6 +342,7 @@ class Flow(_Model):
     timezone: TimeZone = "UTC"
     caps: list[Cap] = Field(default_factory=list)
     schedule: Schedule | None = None
+    margin: Margin | None = None  # what a ping quote keeps of the best bid
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     sources: dict[str, Source] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)

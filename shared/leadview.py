@@ -12,6 +12,8 @@ from shared.db.engine import SessionFactory, as_utc
 from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import NotFound
 from shared.leaddata import display_fields
+from shared.money import ledger
+from shared.money.pricing import cents
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -36,6 +38,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             session.scalars(select(Event).where(Event.lead_id == lead_id)), key=_event_order
         )
         deliveries = list(session.scalars(select(Delivery).where(Delivery.lead_id == lead_id)))
+        entries = ledger.of_lead(session.connection(), lead_id)
         attempts = list(
             session.scalars(
                 select(DeliveryAttempt)
@@ -54,6 +57,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             "reason": lead.reason,
             "duplicate_of": lead.duplicate_of,
             "price": lead.price,
+            "cost": str(lead.cost) if lead.cost is not None else None,
             "received_at": _iso(lead.received_at),
             "completed_at": _iso(lead.completed_at),
             "fields": display_fields(lead.fields),
@@ -102,6 +106,18 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             for e in events
             if e.type == "feedback-received"
         ],
+        "ledger": [
+            {
+                "id": row["id"],
+                "kind": row["kind"],
+                "party_type": row["party_type"],
+                "party": row["party"],
+                "amount": f"{cents(row['amount'])}",
+                "event_id": row["event_id"],
+                "at": _iso(row["at"]),
+            }
+            for row in entries
+        ],
     }
 
 
@@ -144,4 +160,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("feedback:")
         for f in report["feedback"]:
             lines.append(f"  {f['received_at']} {f['type']} {f['outcome']}: {f['reason'] or ''}")
+    if report["ledger"]:
+        lines.append("ledger:")
+        for row in report["ledger"]:
+            lines.append(
+                f"  {row['at']}  {row['kind']:<10} {row['party_type']} {row['party']}: "
+                f"{row['amount']}"
+            )
     return "\n".join(lines)

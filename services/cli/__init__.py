@@ -56,6 +56,7 @@ def _register() -> None:
         dead.dead,
         gates.caps,
         gates.recipients,
+        gates.report,
     ):
         main.add_command(command)
 

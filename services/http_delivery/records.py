@@ -4,8 +4,9 @@ claim of ``shared.deliveries``), its attempts, its outcome."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, select
@@ -35,6 +36,7 @@ class Job:
     variables: dict[str, Any]
     claimed: deliveries.Claim
     started_at: datetime | None = None  # the step event's start (for its duration)
+    price: Decimal | None = None  # the recipient's, when its answer has none
 
     @property
     def attempt(self) -> int:
@@ -98,6 +100,7 @@ def claim_many(
         )
     }
     targets: list[HttpTarget | BaseException] = []
+    prices: dict[str, Decimal | None] = {}
     for one in wanted:
         step = steps.get(one.message.event_id)
         if step is None or step.lead_id != one.message.lead_id:
@@ -112,6 +115,7 @@ def claim_many(
             )
             continue
         targets.append(recipient.http)
+        prices[one.message.event_id] = recipient.price
     asked = [
         (one, target)
         for one, target in zip(wanted, targets, strict=True)
@@ -138,7 +142,8 @@ def claim_many(
         if isinstance(claimed, BaseException) or claimed.final:
             results.append(claimed if isinstance(claimed, BaseException) else None)
             continue
-        results.append(_job(configs, session, one.message, target, claimed, steps, earlier))
+        job = _job(configs, session, one.message, target, claimed, steps, earlier)
+        results.append(replace(job, price=prices.get(one.message.event_id)))
     return results
 
 

@@ -27,6 +27,7 @@ from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
 from shared.messaging import AsyncPublisher, DeliverHttp, Message, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
+from shared.money.pricing import revenue
 from shared.outbound.request import build_request
 from shared.outbound.response import interpret
 from shared.outbound.send import send, transient_reason
@@ -108,8 +109,11 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
             appended=scrub_value(result.appended, answer.secrets),
         )
     # The recipient has answered: a short database outage must not get the lead sent again.
+    price = result.price
+    if result.outcome == "success":
+        price = float(revenue(result.price, job.price))  # the answer's, else the recipient's
     completion = deliveries.Completion(
-        result.outcome, result.reason, result.price, result.appended, job.started_at
+        result.outcome, result.reason, price, result.appended, job.started_at
     )
     outbound = await record_patiently_async(
         lambda: deps.record(deliveries.Answered(job.claimed, attempt, completion)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from shared import clock
@@ -18,6 +19,7 @@ from shared.flowconfig import Criterion, Flow
 from shared.gates import duplicates, hours
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields, is_blank
+from shared.money.pricing import source_cost
 from shared.resubmits import HeldKey
 from shared.rules import evaluate
 from shared.templates import render
@@ -44,6 +46,8 @@ class NewLead:
             completed_at=received_at,
             reply_to=None,
             duplicate_of=duplicate_of,
+            cost=None,  # a lead failed at intake costs nothing
+            accepted=False,
         )
         self.event_row.update(outcome="failure", reason=reason, steps_processed=0)
         self.event_row["completed_at"] = received_at
@@ -60,6 +64,11 @@ class NewLead:
     @property
     def event_id(self) -> str:
         return str(self.event_row["id"])
+
+    @property
+    def cost(self) -> Decimal | None:
+        """What its source is paid for it (None: no cost configured, or it failed)."""
+        return self.lead_row["cost"]
 
     @property
     def outcome(self) -> str | None:
@@ -115,6 +124,20 @@ def new_lead(
             )
             outcome = "failure" if reason else None
     done = outcome is not None
+    source = flow.sources[source_id]
+    cost = None
+    if not done and (source.cost is not None or source.cost_rules):
+        cost = source_cost(
+            source.cost,
+            source.cost_rules,
+            base_variables(
+                lead_id=lead_id,
+                flow_id=flow_id,
+                source_id=source_id,
+                received_at=received_at,
+                fields=fields,
+            ),
+        )
     # Every column, as the ORM would insert it (``version`` starts at 1).
     lead = {
         "id": lead_id,
@@ -133,6 +156,8 @@ def new_lead(
         "reply_to": None if done else reply_to,
         "version": 1,
         "duplicate_of": None,
+        "cost": cost,
+        "accepted": not done,
     }
     event = event_row(
         id=new_id(),

@@ -31,6 +31,8 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert
@@ -45,6 +47,7 @@ from shared.gates import caps, duplicates, steps
 from shared.leaddata import base_variables
 from shared.messaging import FlowReply, Message
 from shared.metrics import FLOWS_COMPLETED
+from shared.money import ledger
 from shared.outbox import Outgoing, Relay, batch_row, outgoing_of
 
 logger = logging.getLogger(__name__)
@@ -184,6 +187,7 @@ class LeadWriter:
             outgoing = None
             if new:
                 connection.execute(_INSERT_LEADS, leads)
+                ledger.write(connection, [_cost_entry(i, now) for i in new if i.cost])
                 connection.execute(_INSERT_EVENTS, events)
                 if deliveries:
                     connection.execute(_INSERT_DELIVERIES, deliveries)
@@ -277,6 +281,12 @@ def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str
         for item, earlier in zip(checked, found, strict=True)
         if earlier is not None
     ]
+
+
+def _cost_entry(item: NewLead, now: datetime) -> dict[str, Any]:
+    row = item.lead_row
+    party = ledger.source_party(row["flow_id"], row["source_id"])
+    return ledger.entry(ledger.COST, item.lead_id, "source", party, item.cost or Decimal(0), now)
 
 
 def _first_line(exc: BaseException) -> str:

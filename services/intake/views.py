@@ -8,12 +8,14 @@ import binascii
 import hmac
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from services.intake.leads import NewLead, new_lead
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
+from services.intake.store import Written
 from shared import resubmits
 from shared.answers import negotiate
 from shared.db.engine import utcnow
@@ -153,18 +155,33 @@ async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str
         )
         if not created.enters_flow:
             return lead_answer(lead_id, created.outcome, created.reason, 0.0)
-        if waiter is None:
-            return lead_answer(lead_id, "queued", None, 0.0)
-        if written.reply is not None:  # the flow ended in intake's own first pass
-            reply = written.reply
-            return lead_answer(lead_id, reply.outcome, reply.reason, reply.price)
-        try:
-            return await asyncio.wait_for(waiter, timeout=flow.response.timeout)
-        except TimeoutError:
-            return await current_answer(app, lead_id)
+        return _priced(await _flow_answer(app, lead_id, waiter, written, flow), created.cost)
     finally:
         if waiter is not None:
             app[WAITERS].pop(lead_id, None)
+
+
+async def _flow_answer(
+    app: web.Application,
+    lead_id: str,
+    waiter: asyncio.Future[dict[str, Any]] | None,
+    written: Written,
+    flow: Flow,
+) -> dict[str, Any]:
+    if waiter is None:
+        return lead_answer(lead_id, "queued", None, 0.0)
+    if written.reply is not None:  # the flow ended in intake's own first pass
+        reply = written.reply
+        return lead_answer(lead_id, reply.outcome, reply.reason, reply.price)
+    try:
+        return await asyncio.wait_for(waiter, timeout=flow.response.timeout)
+    except TimeoutError:
+        return await current_answer(app, lead_id)
+
+
+def _priced(answered: dict[str, Any], cost: Decimal | None) -> dict[str, Any]:
+    """With a cost configured, the answer's price is what the source is paid."""
+    return answered if cost is None else {**answered, "price": float(cost)}
 
 
 async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
@@ -173,7 +190,7 @@ async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
             lead = session.get(Lead, lead_id)
             if lead is None or lead.state != "done":
                 return lead_answer(lead_id, "queued", None, 0.0)
-            return lead_answer(lead_id, lead.outcome, lead.reason, lead.price)
+            return _priced(lead_answer(lead_id, lead.outcome, lead.reason, lead.price), lead.cost)
 
     return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], load)
 
@@ -199,4 +216,4 @@ async def show_lead(request: web.Request) -> web.Response:
     if source is not None and not _authorized(request, source):
         return unauthorized(media)
     outcome = lead.outcome if lead.state == "done" else "queued"
-    return answer(lead_answer(lead.id, outcome, lead.reason, lead.price), media)
+    return answer(_priced(lead_answer(lead.id, outcome, lead.reason, lead.price), lead.cost), media)

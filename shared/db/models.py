@@ -65,6 +65,8 @@ class Lead(Base):
     reply_to: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, default=1)
     duplicate_of: Mapped[str | None] = mapped_column(ID)  # refused at intake as its duplicate
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))  # paid to its source
+    accepted: Mapped[bool | None]  # False: failed at intake (None: stored before 0006)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -229,3 +231,23 @@ class RecipientState(Base):
     recipient_id: Mapped[str] = mapped_column(NAME, primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     changed_at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """One charge or credit, never changed (``shared.money.ledger``): a correction is a
+    new row. Charges (``cost``, ``revenue``) are positive, reversals (``return``,
+    ``chargeback``) negative."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_party_at", "party_type", "party", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    lead_id: Mapped[str] = mapped_column(ID, index=True)
+    event_id: Mapped[str | None] = mapped_column(ID)
+    party_type: Mapped[str] = mapped_column(String(16))  # source | recipient
+    party: Mapped[str] = mapped_column(NAME)  # the recipient's id; "flow/source"
+    kind: Mapped[str] = mapped_column(String(16))  # cost | revenue | return | chargeback
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -1,4 +1,4 @@
-"""The gates of a recipient step, for one routing transaction (SPEC sections 13, 14):
+"""The gates of a recipient step, for one routing transaction (SPEC sections 13, 14, 15):
 the paused recipients, and the cap counters, every one the batch may touch locked at
 once, in key order, after the leads. The steps whose results move their leads on are
 settled first, once: their cap slots kept or given back, and the duplicate keys of a
@@ -17,6 +17,8 @@ from shared import clock, resubmits
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.gates import caps, duplicates, pausing
 from shared.messaging import Message, StepCompleted
+from shared.money import ledger
+from shared.money.pricing import cents
 
 
 class LeadAtStep(Protocol):
@@ -95,13 +97,11 @@ def settle_and_read(
     """The batch's gates: the paused set, and every cap counter the batch may touch locked
     at once, in key order, after the leads. The steps whose results move their leads on
     are settled here, once: their cap slots kept or given back, and the duplicate keys of
-    a recipient that did not take its lead let go."""
+    a recipient that did not take its lead let go; a sale's revenue goes in the ledger."""
     gates = StepGates.read(connection)
     configs = {lead.config_version: config_for(lead.config_version) for lead in leads.values()}
     recipients = [r for c in configs.values() for r in c.recipients.values()]
     capped = any(r.caps for r in recipients)
-    if not capped and not any(r.duplicates for r in recipients):
-        return gates
     ended = {
         m.event_id: leads[m.lead_id]
         for m in messages
@@ -115,7 +115,9 @@ def settle_and_read(
         for e in steps.values()
         if e.outcome in ("success", "failure", "error")
     }
-    _forget_refused(configs, ended, steps, results, connection)
+    _book_revenue(ended, steps, results, connection, gates.counters.now)
+    if any(r.duplicates for r in recipients):
+        _forget_refused(configs, ended, steps, results, connection)
     if not capped:
         return gates
     holds = caps.holds_of(
@@ -145,6 +147,32 @@ def settle_and_read(
 def _capped(config: LeadflowConfig, recipient_id: str | None) -> bool:
     recipient = config.recipients.get(recipient_id or "")
     return recipient is not None and bool(recipient.caps)
+
+
+def _book_revenue(
+    ended: Mapping[str, LeadAtStep],
+    steps: Mapping[str, StepResult],
+    results: Mapping[str, tuple[str | None, float]],
+    connection: Connection,
+    now: datetime,
+) -> None:
+    """A recipient that bought a lead owes its price: a ``revenue`` row in the ledger."""
+    ledger.write(
+        connection,
+        [
+            ledger.entry(
+                ledger.REVENUE,
+                ended[event_id].id,
+                "recipient",
+                steps[event_id].recipient_id or "",
+                cents(price),
+                now,
+                event_id,
+            )
+            for event_id, (outcome, price) in results.items()
+            if outcome == "success" and cents(price) > 0
+        ],
+    )
 
 
 def _forget_refused(

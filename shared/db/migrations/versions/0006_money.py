@@ -1,0 +1,47 @@
+"""the ledger; a lead's cost, and whether intake accepted it
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-05 02:50:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0006'
+down_revision: str | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('leads') as batch:
+        batch.add_column(sa.Column('cost', sa.Numeric(precision=12, scale=2), nullable=True))
+        batch.add_column(sa.Column('accepted', sa.Boolean(), nullable=True))
+    op.create_table(
+        'ledger',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+        sa.Column('lead_id', sa.String(length=32), nullable=False),
+        sa.Column('event_id', sa.String(length=32), nullable=True),
+        sa.Column('party_type', sa.String(length=16), nullable=False),
+        sa.Column('party', sa.String(length=200), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('amount', sa.Numeric(precision=12, scale=2), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_ledger_lead_id', 'ledger', ['lead_id'], unique=False)
+    op.create_index('ix_ledger_at', 'ledger', ['at'], unique=False)
+    op.create_index('ix_ledger_party_at', 'ledger', ['party_type', 'party', 'at'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_ledger_party_at', table_name='ledger')
+    op.drop_index('ix_ledger_at', table_name='ledger')
+    op.drop_index('ix_ledger_lead_id', table_name='ledger')
+    op.drop_table('ledger')
+    with op.batch_alter_table('leads') as batch:
+        batch.drop_column('accepted')
+        batch.drop_column('cost')

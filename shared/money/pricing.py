@@ -1,0 +1,79 @@
+"""Prices as ``Decimal`` from the YAML to the ``NUMERIC`` column: a source's cost, a
+recipient's revenue, a ping quote's margin. Pure decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.rules import RuleSet, evaluate
+
+CENT = Decimal("0.01")
+
+
+def cents(value: Any) -> Decimal:
+    """An amount to the cent (half up): the one rounding of stored amounts."""
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class CostRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule_set: RuleSet = Field(default_factory=RuleSet)
+    cost: Decimal = Field(ge=0)
+
+
+class Margin(BaseModel):
+    """What the platform keeps of a ping's best bid: a percentage or an amount."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    percent: Decimal | None = Field(default=None, ge=0, le=100)
+    amount: Decimal | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Margin:
+        if (self.percent is None) == (self.amount is None):
+            raise PydanticCustomError(
+                "margin", "a margin needs exactly one of 'percent' or 'amount'"
+            )
+        return self
+
+
+def source_cost(
+    cost: Decimal | None, rules: Sequence[CostRule], variables: Mapping[str, Any]
+) -> Decimal | None:
+    """What the source is paid for an accepted lead: the last matching cost rule's cost,
+    else the fixed ``cost``; None when neither is configured (or no rule matches and there
+    is no fixed cost)."""
+    for rule in reversed(rules):
+        if evaluate(rule.rule_set, variables):
+            return cents(rule.cost)
+    return cents(cost) if cost is not None else None
+
+
+def revenue(answered: float | Decimal | None, price: Decimal | None) -> Decimal:
+    """A recipient's revenue for a lead it accepted: the price read from its answer,
+    else its configured ``price``, else nothing."""
+    if answered:
+        return cents(answered)
+    return cents(price) if price is not None else Decimal(0)
+
+
+def quote(best_bid: Decimal, margin: Margin | None, min_price: Decimal | None) -> Decimal | None:
+    """The price offered to a pinging source: the best bid less the margin, rounded down
+    to the cent; None (no bid) when it is not above 0 or is below ``min_price`` (a quote
+    equal to it stands)."""
+    price = Decimal(best_bid)
+    if margin is not None and margin.percent is not None:
+        price = price * (Decimal(100) - margin.percent) / Decimal(100)
+    elif margin is not None and margin.amount is not None:
+        price = price - margin.amount
+    price = price.quantize(CENT, rounding=ROUND_DOWN)
+    if price <= 0 or (min_price is not None and price < min_price):
+        return None
+    return price
