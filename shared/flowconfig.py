@@ -298,6 +298,8 @@ class ReturnsFeedback(_Model):
     max_lead_age_days: float | None = None
     reasons: list[str] | None = None
     reason_map: dict[str, str] = Field(default_factory=dict)
+    approval: Literal["auto", "manual"] = "auto"  # manual: `leadflow returns approve|reject`
+    max_percent: float | None = Field(default=None, ge=0, le=100)  # of a month's purchases
 
 
 class ConversionsFeedback(_Model):

@@ -24,7 +24,8 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import OutboxMessage
@@ -56,6 +57,19 @@ def batch_row(messages: list[Message], now: datetime) -> dict[str, Any]:
     envelopes = [Envelope.of(m) for m in messages]
     body = orjson.dumps([[e.route, e.encode().decode()] for e in envelopes]).decode()
     return {"queue": BATCH, "body": body, "created_at": now}
+
+
+def store(session: Session, message: Message, now: datetime) -> Outgoing:
+    """One message's outbox row, in the caller's transaction: to publish once committed
+    (by the caller's relay, or by a running service's sweep)."""
+    envelope = Envelope.of(message)
+    body = envelope.encode()
+    outbox_id = session.execute(
+        insert(OutboxMessage)
+        .values(queue=envelope.route, body=body.decode(), created_at=now)
+        .returning(OutboxMessage.id)
+    ).scalar_one()
+    return Outgoing.one(outbox_id, envelope.route, body)
 
 
 def outgoing_of(key: Any, queue: str, body: str) -> Outgoing:

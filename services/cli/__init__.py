@@ -43,7 +43,18 @@ def main() -> None:
 def _register() -> None:
     """Add every command group's commands to ``main`` (the modules import the helpers
     above, so they are imported once those exist)."""
-    from services.cli import batches, config, db, dead, feedback, gates, leads, services, up
+    from services.cli import (
+        batches,
+        config,
+        db,
+        dead,
+        feedback,
+        gates,
+        leads,
+        money,
+        services,
+        up,
+    )
 
     for command in (
         *services.COMMANDS,
@@ -56,7 +67,8 @@ def _register() -> None:
         dead.dead,
         gates.caps,
         gates.recipients,
-        gates.report,
+        money.report,
+        money.returns,
     ):
         main.add_command(command)
 

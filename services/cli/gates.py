@@ -1,10 +1,8 @@
-"""``leadflow caps``, ``leadflow recipients`` and ``leadflow report``: what the caps have
-used, pausing, and profit by source, recipient, flow or day."""
+"""``leadflow caps`` and ``leadflow recipients``: what the caps have used, and pausing."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -112,51 +110,3 @@ def pause(recipient_id: str) -> None:
 def resume(recipient_id: str) -> None:
     """Send to this recipient again."""
     _switch(recipient_id, False)
-
-
-@click.command("report")
-@click.option(
-    "--by", "by", type=click.Choice(["source", "recipient", "flow", "day"]), required=True
-)
-@click.option("--since", type=click.DateTime(), help="leads received from this day/time (UTC)")
-@click.option("--until", type=click.DateTime(), help="... up to (not including) this one")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
-def report(by: str, since: datetime | None, until: datetime | None, fmt: str) -> None:
-    """Leads, sales and money by source, recipient, flow or day (from the ledger)."""
-    import csv
-    import io
-
-    from shared.money import reports
-
-    factory = _sessions(_settings())
-    with factory() as session:
-        rows = reports.report(
-            session.connection(),
-            by,
-            since.replace(tzinfo=UTC) if since else None,
-            until.replace(tzinfo=UTC) if until else None,
-        )
-    if fmt == "json":
-        click.echo(reports.as_json(rows))
-        return
-    columns = [by, *reports.COLUMNS]
-    text = [[f"{r[c]:.2f}" if c in reports.MONEY else str(r[c]) for c in columns] for r in rows]
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(text)
-        click.echo(out.getvalue(), nl=False)
-        return
-    widths = [
-        max(len(c), *(len(t[i]) for t in text)) if text else len(c) for i, c in enumerate(columns)
-    ]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for t in text:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))

@@ -4,7 +4,9 @@ settings, the delivery's state, the feedback and the time (SPEC section 8).
 Checks, in order: the event is a recipient step; the feedback type is enabled; the lead
 was delivered; the delivery was not already returned (nor converted, for a conversion);
 a return is in time (at most ``max_lead_age_days`` x 24 hours since delivery, 0 refuses
-every return); a return's reason, mapped through ``reason_map``, is one of ``reasons``.
+every return); a return's reason, mapped through ``reason_map``, is one of ``reasons``;
+a return does not pass the recipient's ``max_percent`` of the month's purchases. An
+accepted return with ``approval: manual`` waits (``return_requested``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from shared.flowconfig import ReturnsFeedback, StepFeedback
 Kind = Literal["return", "conversion"]
 KINDS: tuple[Kind, ...] = ("return", "conversion")
 STATUS_AFTER: dict[Kind, str] = {"return": "returned", "conversion": "converted"}
-DELIVERED = frozenset({"delivered", "returned", "converted"})
+DELIVERED = frozenset({"delivered", "returned", "converted", "return_requested"})
+RETURN_LIMIT = "Return limit reached"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ def decide(
     kind: Kind,
     reason: str | None,
     now: datetime,
+    *,
+    over_limit: bool = False,
 ) -> Decision:
     """Accept or refuse one feedback. ``rules`` is None when the event is not a recipient
     step; ``delivery`` is None when the step has no delivery (a skipped recipient)."""
@@ -85,6 +90,8 @@ def decide(
         return refuse("Conversions are not accepted", mapped)
     if delivery is None or delivery.status not in DELIVERED:
         return refuse("Lead was not delivered", mapped)
+    if delivery.status == "return_requested":
+        return refuse("A return of this lead waits for a decision", mapped)
     if delivery.status == "returned":
         if kind == "return":
             return refuse("Lead was already returned", mapped)
@@ -107,4 +114,7 @@ def decide(
     if allowed is None:
         listed = ", ".join(rules.returns.reasons or [])
         return refuse(f"Return reason '{mapped or ''}' is not one of: {listed}", mapped)
-    return Decision(True, None, allowed, STATUS_AFTER[kind])
+    if over_limit:
+        return refuse(RETURN_LIMIT, mapped)
+    status = "return_requested" if rules.returns.approval == "manual" else STATUS_AFTER[kind]
+    return Decision(True, None, allowed, status)

@@ -19,16 +19,17 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from services.feedback.acceptance import DeliveryState, decide
+from services.feedback.acceptance import Decision, DeliveryState, decide
 from services.feedback.body import Feedback, InvalidFeedback
-from shared import deliveries, resubmits
+from shared import deliveries, outbox, resubmits
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
-from shared.db.models import Delivery, Event, Lead, OutboxMessage
+from shared.db.models import Delivery, Event, Lead
 from shared.errors import LeadflowError
 from shared.flowconfig import StepFeedback
 from shared.ids import new_id
-from shared.messaging import Envelope, FeedbackAccepted
+from shared.messaging import FeedbackAccepted
+from shared.money import returns
 from shared.outbox import Outgoing
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -130,7 +131,7 @@ def receive(
         "attempts": 0,
         "parent_event_id": event.id,
     }
-    accepted_status: str | None = None  # the delivery's new status, when accepted
+    accepted: Decision | None = None  # when accepted
     http_status = 200
     if isinstance(feedback, InvalidFeedback):
         kind = None
@@ -144,28 +145,38 @@ def receive(
             if delivery is not None
             else None
         )
-        decision = decide(
-            step_rules(configs, lead, event), state, feedback.kind, feedback.reason, now
+        rules = step_rules(configs, lead, event)
+        limit = rules.returns.max_percent if rules is not None else None
+        over = (
+            feedback.kind == "return"
+            and limit is not None
+            and returns.over_limit(
+                session.connection(),
+                configs.get(lead.config_version).recipients.get(event.recipient_id or ""),
+                event.recipient_id or "",
+                limit,
+                now,
+            )
         )
+        decision = decide(rules, state, feedback.kind, feedback.reason, now, over_limit=over)
         record["appended"] = {"type": feedback.kind, "reason": feedback.reason}
         if decision.accepted and delivery is not None:
             record.update(outcome="success", reason=decision.reason)
-            accepted_status = decision.status or delivery.status
-            if accepted_status != delivery.status and not deliveries.can_move(
-                delivery.status, accepted_status
-            ):
+            status = decision.status or delivery.status
+            if status != delivery.status and not deliveries.can_move(delivery.status, status):
                 raise LeadflowError(
-                    f"delivery {event.id} cannot go from {delivery.status} to {accepted_status}"
+                    f"delivery {event.id} cannot go from {delivery.status} to {status}"
                 )
+            accepted = decision
             http_status = 201
         else:
             record.update(outcome="failure", reason=decision.refusal)
             if decision.reason != feedback.reason:
                 record["appended"]["mapped_reason"] = decision.reason
     session.execute(insert(Event).values(record))
-    outbox: Outgoing | None = None
-    if accepted_status is not None:
-        outbox = _accept(session, event, record["id"], accepted_status, now)
+    forwarded: Outgoing | None = None
+    if accepted is not None and not isinstance(feedback, InvalidFeedback):
+        forwarded = _accept(session, configs, lead, event, feedback, record["id"], accepted, now)
     if keys:
         resubmits.take(session.connection(), [(record["id"], keys)], now)
     return Receipt(
@@ -177,30 +188,49 @@ def receive(
         recipient_id=event.recipient_id,
         feedback_event_id=record["id"],
         kind=kind,
-        outbox=outbox,
+        outbox=forwarded,
     )
 
 
 def _accept(
-    session: Session, event: Event, feedback_event_id: str, status: str, now: datetime
-) -> Outgoing:
+    session: Session,
+    configs: ConfigStore,
+    lead: Lead,
+    event: Event,
+    feedback: Feedback,
+    feedback_event_id: str,
+    decision: Decision,
+    now: datetime,
+) -> Outgoing | None:
     """Accepted feedback's writes after its event: the delivery's new status (its row is
-    locked) and the outbox row, returned to be published once committed."""
+    locked), and the outbox row to forward it to the source, returned to be published
+    once committed. A return is one of ``shared.money.returns``: approved at once (the
+    revenue reversed in the ledger, forwarded), or waiting for an operator."""
+    if feedback.kind == "return":
+        rules = step_rules(configs, lead, event)
+        manual = rules is not None and rules.returns.approval == "manual"
+        return returns.request(
+            session,
+            configs.get(lead.config_version),
+            lead,
+            event,
+            feedback_event_id,
+            decision.reason,
+            now,
+            approve=not manual,
+        )
     session.execute(
-        update(Delivery).where(Delivery.event_id == event.id).values(status=status, updated_at=now)
+        update(Delivery)
+        .where(Delivery.event_id == event.id)
+        .values(status=decision.status, updated_at=now)
     )
-    envelope = Envelope.of(
+    return outbox.store(
+        session,
         FeedbackAccepted(
             lead_id=event.lead_id, event_id=event.id, feedback_event_id=feedback_event_id
-        )
+        ),
+        now,
     )
-    body = envelope.encode()
-    outbox_id = session.execute(
-        insert(OutboxMessage)
-        .values(queue=envelope.queue, body=body.decode(), created_at=now)
-        .returning(OutboxMessage.id)
-    ).scalar_one()
-    return Outgoing.one(outbox_id, envelope.queue, body)
 
 
 def record(

@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 500
+#: Tries of a batch whose keys another intake takes meanwhile (each sees the last's).
+RACED_ATTEMPTS = 5
 
 _INSERT_LEADS = insert(Base.metadata.tables["leads"])
 _INSERT_EVENTS = insert(Base.metadata.tables["events"])
@@ -128,11 +130,15 @@ class LeadWriter:
     def _insert(
         self, items: list[NewLead], sent: list[Any]
     ) -> tuple[list[Written], Outgoing | None]:
-        try:
-            return self._insert_once(items, sent)
-        except resubmits.Raced:
-            # Another intake stored one of these keys meanwhile: now it is read, not raced.
-            return self._insert_once(items, sent)
+        for _ in range(RACED_ATTEMPTS - 1):
+            try:
+                return self._insert_once(items, sent)
+            except resubmits.Raced:
+                # Another intake stored one of these keys meanwhile: now it is read, not
+                # raced (another key of the batch may be, while that intake's next batch
+                # commits: each attempt reads what the last one raced for).
+                continue
+        return self._insert_once(items, sent)
 
     def _insert_once(
         self, items: list[NewLead], sent: list[Any]

@@ -251,3 +251,22 @@ class LedgerEntry(Base):
     kind: Mapped[str] = mapped_column(String(16))  # cost | revenue | return | chargeback
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReturnRequest(Base):
+    """An accepted return (its id: the ``feedback-received`` event's) and its decision:
+    ``requested`` until an operator approves or rejects it (``approval: manual``), or
+    ``approved`` at once (``auto``)."""
+
+    __tablename__ = "returns"
+    __table_args__ = (Index("ix_returns_recipient_at", "recipient_id", "requested_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ID, index=True)
+    event_id: Mapped[str] = mapped_column(ID, index=True)  # the recipient step's
+    recipient_id: Mapped[str] = mapped_column(NAME)
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # requested|approved|rejected
+    requested_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)

@@ -124,5 +124,18 @@ def fresh_database(tmp_dir: str, base: str | None = None) -> Iterator[str]:
     try:
         yield url
     finally:
-        with psycopg.connect(_libpq(base), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(base, name)
+
+
+def _drop(base: str, name: str, attempts: int = 5) -> None:
+    """Drop a test database; a backend PostgreSQL itself runs there (autovacuum) cannot be
+    terminated by the test role, so a moment later it is tried again."""
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(_libpq(base), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)

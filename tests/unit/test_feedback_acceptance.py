@@ -148,3 +148,17 @@ def test_a_reason_is_mapped_ignoring_case_and_surrounding_spaces(
 ) -> None:
     settings = ReturnsFeedback(enabled=True, reason_map=reason_map)
     assert map_reason(settings, given) == expected
+
+
+def test_a_return_needing_approval_waits_as_return_requested() -> None:
+    manual = StepFeedback.model_validate({"returns": {"enabled": True, "approval": "manual"}})
+    decision = decide(manual, delivered(), "return", "Bad phone", NOW)
+    assert (decision.accepted, decision.status) == (True, "return_requested")
+    # and while it waits, no other return or conversion of that delivery is taken
+    waiting = decide(manual, delivered(status="return_requested"), "return", "x", NOW)
+    assert waiting.refusal == "A return of this lead waits for a decision"
+
+
+def test_a_return_past_the_recipients_monthly_share_is_refused() -> None:
+    decision = decide(rules(), delivered(), "return", "Bad phone", NOW, over_limit=True)
+    assert (decision.accepted, decision.refusal) == (False, "Return limit reached")

@@ -1,4 +1,4 @@
-"""the ledger; a lead's cost, and whether intake accepted it
+"""the ledger; a lead's cost, and whether intake accepted it; returns and their decisions
 
 Revision ID: 0006
 Revises: 0005
@@ -37,7 +37,29 @@ def upgrade() -> None:
     op.create_index('ix_ledger_party_at', 'ledger', ['party_type', 'party', 'at'], unique=False)
 
 
+    op.create_table(
+        'returns',
+        sa.Column('id', sa.String(length=32), nullable=False),
+        sa.Column('lead_id', sa.String(length=32), nullable=False),
+        sa.Column('event_id', sa.String(length=32), nullable=False),
+        sa.Column('recipient_id', sa.String(length=200), nullable=False),
+        sa.Column('reason', sa.Text(), nullable=True),
+        sa.Column('status', sa.String(length=16), nullable=False),
+        sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('decision_reason', sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_returns_lead_id', 'returns', ['lead_id'], unique=False)
+    op.create_index('ix_returns_event_id', 'returns', ['event_id'], unique=False)
+    op.create_index('ix_returns_status', 'returns', ['status'], unique=False)
+    op.create_index(
+        'ix_returns_recipient_at', 'returns', ['recipient_id', 'requested_at'], unique=False
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('returns')
     op.drop_index('ix_ledger_party_at', table_name='ledger')
     op.drop_index('ix_ledger_at', table_name='ledger')
     op.drop_index('ix_ledger_lead_id', table_name='ledger')

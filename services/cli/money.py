@@ -1,0 +1,119 @@
+"""``leadflow report`` and ``leadflow returns``: profit by source, recipient, flow or day,
+and the returns waiting for an operator's decision."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+
+from services.cli import _sessions, _settings
+
+
+@click.command("report")
+@click.option(
+    "--by", "by", type=click.Choice(["source", "recipient", "flow", "day"]), required=True
+)
+@click.option("--since", type=click.DateTime(), help="leads received from this day/time (UTC)")
+@click.option("--until", type=click.DateTime(), help="... up to (not including) this one")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def report(by: str, since: datetime | None, until: datetime | None, fmt: str) -> None:
+    """Leads, sales and money by source, recipient, flow or day (from the ledger)."""
+    import csv
+    import io
+
+    from shared.money import reports
+
+    factory = _sessions(_settings())
+    with factory() as session:
+        rows = reports.report(
+            session.connection(),
+            by,
+            since.replace(tzinfo=UTC) if since else None,
+            until.replace(tzinfo=UTC) if until else None,
+        )
+    if fmt == "json":
+        click.echo(reports.as_json(rows))
+        return
+    columns = [by, *reports.COLUMNS]
+    text = [[f"{r[c]:.2f}" if c in reports.MONEY else str(r[c]) for c in columns] for r in rows]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(text)
+        click.echo(out.getvalue(), nl=False)
+        return
+    widths = [
+        max(len(c), *(len(t[i]) for t in text)) if text else len(c) for i, c in enumerate(columns)
+    ]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for t in text:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+
+
+@click.group()
+def returns() -> None:
+    """Returns: list, approve, reject."""
+
+
+@returns.command("list")
+@click.option("--status", type=click.Choice(["requested", "approved", "rejected"]))
+@click.option("--json", "as_json", is_flag=True, help="a JSON list")
+def returns_list(status: str | None, as_json: bool) -> None:
+    """Returns, newest first: id, lead, event, recipient, reason, status, time."""
+    from shared.money.returns import listing
+
+    factory = _sessions(_settings())
+    with factory() as session:
+        rows = listing(session, status)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']}  lead {r['lead_id']}  event {r['event_id']}  {r['recipient']}  "
+            f"{r['status']}  {r['requested_at']}  {r['reason'] or ''}"
+        )
+
+
+def _decide(decide: str, return_id: str, reason: str | None = None) -> None:
+    from shared import clock
+    from shared.configstore import ConfigStore
+    from shared.db.engine import transaction
+    from shared.errors import LeadflowError
+    from shared.money import returns as money_returns
+
+    factory = _sessions(_settings())
+    configs = ConfigStore(factory)
+    try:
+        with transaction(factory) as session:
+            if decide == "approve":
+                money_returns.approve(session, configs.get, return_id, clock.now())
+            else:
+                money_returns.reject(session, return_id, reason or "", clock.now())
+    except LeadflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"return {return_id} {'approved' if decide == 'approve' else 'rejected'}")
+
+
+@returns.command("approve")
+@click.argument("return_id")
+def approve(return_id: str) -> None:
+    """Approve a waiting return: the revenue is reversed and the source told."""
+    _decide("approve", return_id)
+
+
+@returns.command("reject")
+@click.argument("return_id")
+@click.option("--reason", required=True, help="why (kept with the return)")
+def reject(return_id: str, reason: str) -> None:
+    """Refuse a waiting return: the delivery is delivered again."""
+    _decide("reject", return_id, reason)
