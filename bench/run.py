@@ -28,6 +28,7 @@ import psycopg
 import requests
 
 from bench import pika_chain
+from bench import reports as bench_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -40,9 +41,9 @@ PY = sys.executable
 #: What to measure (a subset, for a quick look while working): BENCH_ONLY="chain,e2e",
 #: BENCH_DBS="postgresql".
 ONLY = set(
-    os.environ.get("BENCH_ONLY", "hello,chain,intake,e2e,dups,caps,latency,slow,recovery").split(
-        ","
-    )
+    os.environ.get(
+        "BENCH_ONLY", "hello,chain,intake,e2e,dups,caps,latency,slow,recovery,report"
+    ).split(",")
 )
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
 #: The paced latency run (half of the end-to-end rate), long enough to catch outliers.
@@ -864,6 +865,21 @@ def main() -> None:
                             f"workers {base:.0f} MB -> peak {peak:.0f} MB",
                         )
                     )
+        if "report" in ONLY:
+            with database("postgresql", work) as url:
+                filled = bench_reports.fill(url)
+                progress(f"report: {bench_reports.LEADS:,} leads filled in {filled:.0f} s")
+                took = bench_reports.timings(url, RUNS)
+            progress("report: " + ", ".join(f"{by} {t * 1000:.0f} ms" for by, t in took.items()))
+            rows.append(
+                (
+                    f"leadflow report over {bench_reports.LEADS:,} leads (postgresql)",
+                    ", ".join(f"--by {by} {t * 1000:,.0f} ms" for by, t in took.items()),
+                    f"slowest {max(took.values()) * 1000:,.0f} ms",
+                    "-",
+                    "target: each under 1 s",
+                )
+            )
         rows.insert(
             0, (hello.name, f"{hello.median:,.0f} {hello.unit}", hello.spread, "-", "baseline")
         )

@@ -54,7 +54,19 @@ def assign_pending(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    if delivered_at is not None:
+        mark_sold(session, batch_id)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_sold(session: Session, batch_id: str) -> None:
+    """The leads of a batch just delivered are sold (what the reports count)."""
+    session.execute(
+        update(Lead)
+        .where(Lead.id.in_(select(Delivery.lead_id).where(Delivery.batch_id == batch_id)))
+        .values(sold=True)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def has_pending(

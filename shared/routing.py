@@ -100,6 +100,7 @@ class RoutedLead:
     step_index: int
     waiting_event_id: str | None
     reply_to: str | None
+    sold: bool | None  # a recipient bought it (the reports count it)
 
 
 @dataclass(slots=True)
@@ -315,6 +316,8 @@ def _resume(
     if lead.state == "done":
         # A replayed delivery may have succeeded after the flow went on without it.
         _refresh_price(lead, events, writes)
+        if not lead.sold and any(e.id == event_id and e.outcome == "success" for e in events):
+            lead.sold = writes.lead["sold"] = True
         return Outbound()
     if lead.waiting_event_id != event_id:
         if lead.waiting_event_id is not None and any(
@@ -332,6 +335,7 @@ def _resume(
     step_event = next((e for e in events if e.id == event_id), None)
     if step_event is None or step_event.outcome is None:
         raise PermanentError(f"step event {event_id} has no outcome yet")
+    lead.sold = lead.sold or step_event.outcome == "success"
     lead.waiting_event_id = None
     lead.step_index += 1
     return _advance(lead, events, config_for(lead.config_version), writes)
@@ -466,6 +470,7 @@ def _advance(
     outbound = _run_steps(lead, events, config, writes)
     writes.lead["step_index"] = lead.step_index
     writes.lead["waiting_event_id"] = lead.waiting_event_id
+    writes.lead["sold"] = bool(lead.sold)
     return outbound
 
 

@@ -40,7 +40,7 @@ from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
 from shared.ids import new_id
 from shared.messaging import DeliverEmail, Publisher
-from shared.pending import assign_pending, has_pending, leads_of
+from shared.pending import assign_pending, has_pending, leads_of, mark_sold
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ def mark_sent(sessions: SessionFactory, batch_id: str, note: str | None = None) 
             )
             .execution_options(synchronize_session=False)
         )
+        mark_sold(session, batch_id)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 

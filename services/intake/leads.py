@@ -158,6 +158,8 @@ def new_lead(
         "duplicate_of": None,
         "cost": cost,
         "accepted": not done,
+        "sold": False,
+        "returned": False,
     }
     event = event_row(
         id=new_id(),

@@ -291,8 +291,9 @@ def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str
 
 def _cost_entry(item: NewLead, now: datetime) -> dict[str, Any]:
     row = item.lead_row
+    lead = ledger.LeadOf(item.lead_id, row["flow_id"], row["source_id"], row["received_at"])
     party = ledger.source_party(row["flow_id"], row["source_id"])
-    return ledger.entry(ledger.COST, item.lead_id, "source", party, item.cost or Decimal(0), now)
+    return ledger.entry(ledger.COST, lead, "source", party, item.cost or Decimal(0), now)
 
 
 def _first_line(exc: BaseException) -> str:

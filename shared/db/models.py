@@ -67,6 +67,9 @@ class Lead(Base):
     duplicate_of: Mapped[str | None] = mapped_column(ID)  # refused at intake as its duplicate
     cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))  # paid to its source
     accepted: Mapped[bool | None]  # False: failed at intake (None: stored before 0006)
+    # Facts the reports count without a join: a recipient bought it; one returned it.
+    sold: Mapped[bool | None] = mapped_column(default=False)
+    returned: Mapped[bool | None] = mapped_column(default=False)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -248,9 +251,13 @@ class LedgerEntry(Base):
     event_id: Mapped[str | None] = mapped_column(ID)
     party_type: Mapped[str] = mapped_column(String(16))  # source | recipient
     party: Mapped[str] = mapped_column(NAME)  # the recipient's id; "flow/source"
+    # The lead's flow, source and time of receipt (reports group by them without a join).
+    flow_id: Mapped[str] = mapped_column(NAME)
+    source_id: Mapped[str] = mapped_column(NAME)
+    received_at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(16))  # cost | revenue | return | chargeback
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    at: Mapped[datetime] = mapped_column(index=True)
+    at: Mapped[datetime]
 
 
 class ReturnRequest(Base):

@@ -26,6 +26,8 @@ class LeadAtStep(Protocol):
 
     id: str
     flow_id: str
+    source_id: str
+    received_at: datetime
     config_version: int
     state: str
     step_index: int
@@ -162,7 +164,12 @@ def _book_revenue(
         [
             ledger.entry(
                 ledger.REVENUE,
-                ended[event_id].id,
+                ledger.LeadOf(
+                    ended[event_id].id,
+                    ended[event_id].flow_id,
+                    ended[event_id].source_id,
+                    ended[event_id].received_at,
+                ),
                 "recipient",
                 steps[event_id].recipient_id or "",
                 cents(price),

@@ -4,6 +4,7 @@ Amounts are ``Decimal`` to the cent, stored ``NUMERIC``; nothing here is ever up
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,9 +22,19 @@ def source_party(flow_id: str, source_id: str) -> str:
     return f"{flow_id}/{source_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class LeadOf:
+    """The lead a row is about: reports group rows by its flow, source and day."""
+
+    id: str
+    flow_id: str
+    source_id: str
+    received_at: datetime
+
+
 def entry(
     kind: str,
-    lead_id: str,
+    lead: LeadOf,
     party_type: str,
     party: str,
     amount: Decimal,
@@ -33,10 +44,13 @@ def entry(
     """A row: charges positive, reversals (``return``, ``chargeback``) negative."""
     signed = -abs(amount) if kind in (RETURN, CHARGEBACK) else abs(amount)
     return {
-        "lead_id": lead_id,
+        "lead_id": lead.id,
         "event_id": event_id,
         "party_type": party_type,
         "party": party,
+        "flow_id": lead.flow_id,
+        "source_id": lead.source_id,
+        "received_at": lead.received_at,
         "kind": kind,
         "amount": signed,
         "at": at,

@@ -4,7 +4,10 @@ ledger rows, so a report agrees with the ledger to the cent.
 
 A lead belongs to the day it was received (UTC) and to its flow and source; by recipient,
 ``leads`` counts the leads sent to it and the money is the recipient's own rows (no cost).
-Each figure is three or four ``GROUP BY`` queries over indexed columns.
+Two ``GROUP BY`` queries a report, each over one table and no join: the leads carry
+whether they were sold and returned, the ledger's rows the lead's flow, source and time
+of receipt (measured: a join of a million leads to their deliveries and ledger rows took
+about two seconds).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Date, Table, and_, case, cast, distinct, func, select
+from sqlalchemy import Connection, Date, Table, case, cast, func, literal, select
 
 from shared.db.models import Base
 from shared.money.ledger import CHARGEBACK, COST, RETURN, REVENUE
@@ -86,14 +89,22 @@ def _day(connection: Connection, column: Any) -> Any:
     return func.date(column)
 
 
-def _key(connection: Connection, by: str) -> Any:
+def _key(connection: Connection, table: Table, by: str) -> Any:
+    """What a row of ``table`` (leads, or the ledger: both carry the lead's flow, source
+    and time of receipt) is reported under."""
     if by == "source":
-        return _LEADS.c.flow_id + "/" + _LEADS.c.source_id
+        return (table.c.flow_id + "/" + table.c.source_id).label("key")
     if by == "flow":
-        return _LEADS.c.flow_id
-    if by == "day":
-        return _day(connection, _LEADS.c.received_at)
-    return _DELIVERIES.c.recipient_id
+        return table.c.flow_id.label("key")
+    return _day(connection, table.c.received_at).label("key")
+
+
+def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
+    return [
+        c
+        for c in (column >= since if since else None, column < until if until else None)
+        if c is not None
+    ]
 
 
 def report(
@@ -103,67 +114,49 @@ def report(
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """One row per source, recipient, flow or day, ordered by its key; leads received in
-    [since, until)."""
+    [since, until) (by recipient: sent to it then). Two queries, each over one table: the
+    leads (or the deliveries) and the ledger."""
     if by not in BY:
         raise ValueError(f"--by must be one of {', '.join(BY)}")
-    window = [
-        c
-        for c in (
-            _LEADS.c.received_at >= since if since else None,
-            _LEADS.c.received_at < until if until else None,
-        )
-        if c is not None
-    ]
-    key = _key(connection, by).label("key")
     rows: dict[str, Row] = {}
 
     def row(value: Any) -> Row:
         text = str(value)
         return rows.setdefault(text, Row(text))
 
-    failed = _LEADS.c.accepted.is_(False)
-    sold = _DELIVERIES.c.status.in_(SOLD)
-    joined = _LEADS.join(_DELIVERIES, _DELIVERIES.c.lead_id == _LEADS.c.id)
     if by == "recipient":
+        key = _DELIVERIES.c.recipient_id.label("key")
         counted = select(
             key,
-            func.count(distinct(_DELIVERIES.c.lead_id)),
-            func.count(distinct(_DELIVERIES.c.lead_id)),
-            func.count(distinct(case((failed, _LEADS.c.id)))),
-        ).select_from(joined)
+            func.count(),
+            func.count(),
+            literal(0),  # a lead sent to a recipient was not failed at intake
+            func.count(case((_DELIVERIES.c.status.in_(SOLD), 1))),
+            func.count(case((_DELIVERIES.c.status == "returned", 1))),
+        ).where(*_window(_DELIVERIES.c.created_at, since, until))
+        money_key = _LEDGER.c.party.label("key")
+        money = select(money_key, _LEDGER.c.kind, func.sum(_LEDGER.c.amount)).where(
+            _LEDGER.c.party_type == "recipient", *_window(_LEDGER.c.received_at, since, until)
+        )
     else:
+        key = _key(connection, _LEADS, by)
         counted = select(
             key,
             func.count(),
             func.count(case((_LEADS.c.accepted.is_not(False), 1))),
-            func.count(case((failed, 1))),
+            func.count(case((_LEADS.c.accepted.is_(False), 1))),
+            func.count(case((_LEADS.c.sold.is_(True), 1))),
+            func.count(case((_LEADS.c.returned.is_(True), 1))),
+        ).where(*_window(_LEADS.c.received_at, since, until))
+        money_key = _key(connection, _LEDGER, by)
+        money = select(money_key, _LEDGER.c.kind, func.sum(_LEDGER.c.amount)).where(
+            *_window(_LEDGER.c.received_at, since, until)
         )
-    for value, leads, accepted, refused in connection.execute(counted.where(*window).group_by(key)):
-        row(value).counts.update(leads=leads, accepted=accepted, failed=refused)
-    sales = select(
-        key,
-        func.count(distinct(case((sold, _LEADS.c.id)))),
-        func.count(distinct(case((_DELIVERIES.c.status == "returned", _LEADS.c.id)))),
-    ).select_from(joined)
-    for value, sold_leads, returned in connection.execute(sales.where(*window).group_by(key)):
-        row(value).counts.update(sold=sold_leads, returned=returned)
-    on = _LEDGER.c.lead_id == _LEADS.c.id
-    if by == "recipient":
-        money_key = _LEDGER.c.party.label("key")
-        money = (
-            select(money_key, _LEDGER.c.kind, func.sum(_LEDGER.c.amount))
-            .select_from(_LEDGER.join(_LEADS, on))
-            .where(_LEDGER.c.party_type == "recipient", *window)
-            .group_by(money_key, _LEDGER.c.kind)
+    for value, leads, accepted, failed, sold, returned in connection.execute(counted.group_by(key)):
+        row(value).counts.update(
+            leads=leads, accepted=accepted, failed=failed, sold=sold, returned=returned
         )
-    else:
-        money = (
-            select(key, _LEDGER.c.kind, func.sum(_LEDGER.c.amount))
-            .select_from(_LEDGER.join(_LEADS, and_(on)))
-            .where(*window)
-            .group_by(key, _LEDGER.c.kind)
-        )
-    for value, kind, amount in connection.execute(money):
+    for value, kind, amount in connection.execute(money.group_by(money_key, _LEDGER.c.kind)):
         row(value).money[kind] = Decimal(str(amount))
     return [{by: r.key, **r.figures()} for r in sorted(rows.values(), key=lambda r: r.key)]
 

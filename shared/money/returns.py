@@ -170,12 +170,14 @@ def _approve(session: Session, config: LeadflowConfig, return_id: str, now: date
     lead = session.get(Lead, wanted.lead_id, with_for_update=True)  # one chargeback a lead
     assert lead is not None
     connection = session.connection()
+    of = ledger.LeadOf(lead.id, lead.flow_id, lead.source_id, lead.received_at)
+    session.execute(update(Lead).where(Lead.id == lead.id).values(returned=True))
     rows = []
     sold = _sum(connection, _LEDGER.c.event_id == wanted.event_id, (ledger.REVENUE, ledger.RETURN))
     if sold > 0:
         rows.append(
             ledger.entry(
-                ledger.RETURN, lead.id, "recipient", wanted.recipient_id, sold, now, wanted.event_id
+                ledger.RETURN, of, "recipient", wanted.recipient_id, sold, now, wanted.event_id
             )
         )
     source = config.flows[lead.flow_id].sources.get(lead.source_id)
@@ -187,7 +189,7 @@ def _approve(session: Session, config: LeadflowConfig, return_id: str, now: date
             (ledger.COST, ledger.CHARGEBACK),
         )
         if paid > 0:
-            rows.append(ledger.entry(ledger.CHARGEBACK, lead.id, "source", party, paid, now))
+            rows.append(ledger.entry(ledger.CHARGEBACK, of, "source", party, paid, now))
     ledger.write(connection, rows)
     return outbox.store(
         session,

@@ -40,6 +40,10 @@ def table(text: str, delimiter: str = ",") -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
 
 
+def sold(stack: Stack, lead_id: str) -> bool:
+    return bool(stack.scalar("SELECT sold FROM leads WHERE id = :id", id=lead_id))
+
+
 def test_export_changes_nothing_and_deliver_moves_pending_leads_to_delivered_once(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -68,6 +72,7 @@ def test_export_changes_nothing_and_deliver_moves_pending_leads_to_delivered_onc
     ]
     assert exported.stdout.startswith('"ref","first_name"')  # the recipient quotes fields
     assert statuses(stack, lead_ids) == {"pending"}
+    assert not any(sold(stack, lead_id) for lead_id in lead_ids)
 
     # when an operator delivers them to a file
     out = tmp_path / "desk.csv"
@@ -77,6 +82,7 @@ def test_export_changes_nothing_and_deliver_moves_pending_leads_to_delivered_onc
     assert delivered.stderr.strip().endswith("3 leads")
     assert out.read_text() == exported.stdout
     assert statuses(stack, lead_ids) == {"delivered"}
+    assert all(sold(stack, lead_id) for lead_id in lead_ids)  # what the reports count
 
     # when delivery runs again, then it writes only the header and says 0 leads
     second = stack.leadflow("leads", "deliver", "--recipient", "manual_desk")
