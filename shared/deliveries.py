@@ -82,6 +82,8 @@ FINAL = frozenset(
         Status.CONVERTED,
     }
 )
+#: A buyer took the lead, whatever became of it since (what reports and return limits count).
+SOLD = frozenset({Status.DELIVERED, Status.RETURN_REQUESTED, Status.RETURNED, Status.CONVERTED})
 STATUS_BY_OUTCOME = {"success": Status.DELIVERED, "failure": Status.REJECTED, "error": Status.ERROR}
 #: Beyond a request's timeout, the lease covers recording its answer.
 LEASE_MARGIN_SECONDS = 10.0

@@ -355,8 +355,8 @@ def _due(
         return Outbound()  # a copy of a message already applied
     if held.outcome != "pending":
         return Outbound()
-    if message.delay_ms() > 0 and delay_tier(message.delay_ms()):
-        return Outbound(messages=[message])
+    if delay_tier(message.delay_ms()):
+        return Outbound(messages=[message])  # on to the next delay tier
     lead.waiting_event_id = None
     writes.reopen = held
     return _advance(lead, events, config_for(lead.config_version), writes)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from shared.deliveries import SOLD
 from shared.flowconfig import ReturnsFeedback, StepFeedback
 
 Kind = Literal["return", "conversion"]
 KINDS: tuple[Kind, ...] = ("return", "conversion")
 STATUS_AFTER: dict[Kind, str] = {"return": "returned", "conversion": "converted"}
-DELIVERED = frozenset({"delivered", "returned", "converted", "return_requested"})
+DELIVERED = SOLD
 RETURN_LIMIT = "Return limit reached"
 
 

@@ -207,8 +207,7 @@ def _accept(
     once committed. A return is one of ``shared.money.returns``: approved at once (the
     revenue reversed in the ledger, forwarded), or waiting for an operator."""
     if feedback.kind == "return":
-        rules = step_rules(configs, lead, event)
-        manual = rules is not None and rules.returns.approval == "manual"
+        # the decision says whether it waits for an operator (``approval: manual``)
         return returns.request(
             session,
             configs.get(lead.config_version),
@@ -217,7 +216,7 @@ def _accept(
             feedback_event_id,
             decision.reason,
             now,
-            approve=not manual,
+            approve=decision.status != deliveries.Status.RETURN_REQUESTED,
         )
     session.execute(
         update(Delivery)

@@ -1,1 +1,2 @@
-"""Gates a lead passes at intake: pure decisions, and one atomic statement each."""
+"""Gates a lead passes at intake and at each recipient step (hours, pausing, duplicates,
+caps): pure decisions, and one atomic statement each."""

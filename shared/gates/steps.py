@@ -50,11 +50,19 @@ class StepGates:
     paused recipients, and the cap counters (their clock: ``counters.now``)."""
 
     counters: caps.Counters
-    paused: frozenset[str]
+    _paused: frozenset[str] | None = None
 
     @classmethod
     def read(cls, connection: Connection) -> StepGates:
-        return cls(caps.Counters(connection, clock.now()), pausing.paused(connection))
+        return cls(caps.Counters(connection, clock.now()))
+
+    @property
+    def paused(self) -> frozenset[str]:
+        """Read once, when the transaction first reaches a recipient step (a batch that
+        only finishes its leads never asks)."""
+        if self._paused is None:
+            self._paused = pausing.paused(self.counters.connection)
+        return self._paused
 
     def recipient_bounds(
         self, config: LeadflowConfig, flow_id: str, from_step: int = 0

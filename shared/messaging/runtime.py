@@ -48,7 +48,7 @@ from shared.messaging.policy import (
     outage_error,
     plan_failure,
 )
-from shared.messaging.topology import retry_queue_arguments, retry_queue_name, xq_name
+from shared.messaging.topology import retry_queue_name, xq_name
 
 logger = logging.getLogger(__name__)
 
@@ -294,12 +294,9 @@ class Worker:
         plan = plan_failure(envelope.options, exc)
         queue = delivery.queue
         if plan.delay_ms is not None:
-            tier = retry_queue_name(queue, plan.delay_ms)
             retry = envelope.with_options(plan.retry_options())
-            await self.client.declare(
-                tier, retry_queue_arguments(queue, plan.delay_ms, self._queue_type)
-            )
-            await self.client.publish(tier, retry.encode())
+            # (the client declares the tier the first time it publishes to it)
+            await self.client.publish(retry_queue_name(queue, plan.delay_ms), retry.encode())
             self.client.ack(delivery)
             note_retry(queue, plan, envelope.payload)
             return

@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Table, case, cast, func, literal, select
 
+from shared import deliveries
 from shared.db.models import Base
 from shared.money.ledger import CHARGEBACK, COST, RETURN, REVENUE
 from shared.money.pricing import cents
 
 BY = ("source", "recipient", "flow", "day")
-SOLD = ("delivered", "return_requested", "returned", "converted")
 COLUMNS = (
     "leads",
     "accepted",
@@ -131,7 +131,7 @@ def report(
             func.count(),
             func.count(),
             literal(0),  # a lead sent to a recipient was not failed at intake
-            func.count(case((_DELIVERIES.c.status.in_(SOLD), 1))),
+            func.count(case((_DELIVERIES.c.status.in_(deliveries.SOLD), 1))),
             func.count(case((_DELIVERIES.c.status == "returned", 1))),
         ).where(*_window(_DELIVERIES.c.created_at, since, until))
         money_key = _LEDGER.c.party.label("key")

@@ -33,7 +33,6 @@ from shared.money import ledger
 from shared.outbox import Outgoing
 
 REQUESTED, APPROVED, REJECTED = "requested", "approved", "rejected"
-SOLD = ("delivered", "return_requested", "returned", "converted")
 _RETURNS: Table = Base.metadata.tables["returns"]
 _DELIVERIES: Table = Base.metadata.tables["deliveries"]
 _LEDGER: Table = Base.metadata.tables["ledger"]
@@ -59,7 +58,7 @@ def over_limit(
     bought = connection.execute(
         select(func.count()).where(
             _DELIVERIES.c.recipient_id == recipient_id,
-            _DELIVERIES.c.status.in_(SOLD),
+            _DELIVERIES.c.status.in_(deliveries.SOLD),
             _DELIVERIES.c.delivered_at >= start,
         )
     ).scalar_one()

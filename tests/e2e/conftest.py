@@ -137,6 +137,34 @@ def merged_config() -> str:
     return yaml.safe_dump(merged, sort_keys=False)
 
 
+def start_stack(
+    env: dict[str, str], recipient: Recipient, config: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], Stack]:
+    """Apply ``config`` and start `leadflow up` with ``env``, healthy: (process, stack)."""
+    subprocess.run(
+        [*LEADFLOW, "config", "apply", str(config)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    process = start_process([*LEADFLOW, "up"], env, log)
+    stack = Stack(
+        env=env,
+        intake_url=f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}",
+        recipient=recipient,
+        log_path=log,
+        up_pid=process.pid,
+    )
+    try:
+        wait_healthy(f"{stack.intake_url}/healthz", process, log)
+    except BaseException:
+        stop_process(process, timeout=60)
+        raise
+    return process, stack
+
+
 @pytest.fixture(scope="session")
 def recipient() -> Iterator[Recipient]:
     server = Recipient().start()
@@ -181,24 +209,8 @@ def stack(
     log = logs / "leadflow-up.log"
     config = logs / "config.yaml"
     config.write_text(merged_config())
-    subprocess.run(
-        [*LEADFLOW, "config", "apply", str(config)],
-        env=stack_env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    process = start_process([*LEADFLOW, "up"], stack_env, log)
-    stack = Stack(
-        env=stack_env,
-        intake_url=f"http://127.0.0.1:{stack_env['LEADFLOW_INTAKE_PORT']}",
-        recipient=recipient,
-        log_path=log,
-        up_pid=process.pid,
-    )
+    process, stack = start_stack(stack_env, recipient, config, log)
     try:
-        wait_healthy(f"{stack.intake_url}/healthz", process, log)
         yield stack
     finally:
         for extra in stack.keep_running:

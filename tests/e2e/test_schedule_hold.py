@@ -6,7 +6,6 @@ before Monday 09:00 in New York: the step waits in the router's delay tiers (its
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.db.migrate import upgrade
-from tests.e2e.conftest import LEADFLOW, Stack
+from tests.e2e.conftest import Stack, start_stack
 from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
-from tests.support.processes import start_process, stop_process, wait_healthy
+from tests.support.processes import stop_process
 from tests.support.recipient import Recipient
 
 #: How long after the stack starts its recipient opens (its start takes a few seconds).
@@ -63,20 +62,8 @@ def held_stack(
         }
         config = tmp_path / "config.yaml"
         config.write_text(CONFIG)
-        subprocess.run(
-            [*LEADFLOW, "config", "apply", str(config)], env=env, check=True, capture_output=True
-        )
-        log = tmp_path / "leadflow-up.log"
-        process = start_process([*LEADFLOW, "up"], env, log)
-        stack = Stack(
-            env=env,
-            intake_url=f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}",
-            recipient=recipient,
-            log_path=log,
-            up_pid=process.pid,
-        )
+        process, stack = start_stack(env, recipient, config, tmp_path / "leadflow-up.log")
         try:
-            wait_healthy(f"{stack.intake_url}/healthz", process, log)
             yield stack, opens_at
         finally:
             stop_process(process, timeout=60)
