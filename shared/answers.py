@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from shared.formats import xmlwrite
@@ -77,9 +78,12 @@ _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
 
 
 def _whole(value: Any) -> Any:
-    """A whole float as an int (``"price": 0``, not ``0.0``)."""
+    """A whole number as an int (``"price": 0``, not ``0.0``); other money as the number
+    a JSON reader expects (a two-place Decimal prints the same digits as a float)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
         return {k: _whole(v) for k, v in value.items()}
     return value

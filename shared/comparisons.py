@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from shared.fields import FALSE_WORDS, FIELD_TYPES, TRUE_WORDS, FieldValue, parse_field, to_text
@@ -41,7 +42,7 @@ _NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):  # a price is a Decimal
         return float(value)
     if isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
         return float(value)

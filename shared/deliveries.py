@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, cast
 
@@ -236,7 +237,7 @@ class Completion:
 
     outcome: str
     reason: str | None
-    price: float = 0.0
+    price: Decimal = Decimal(0)
     appended: dict[str, Any] | None = None
     started_at: datetime | None = None  # the step event's (saves reading it back)
     dead: bool = False  # gave up, its message parked

@@ -76,7 +76,7 @@ class ResponseRules(_Model):
     reason_path: str | None = None
     default_reason: str | None = None
     price_path: str | None = None
-    fallback_price: float | None = None
+    fallback_price: Decimal | None = None
     reference_path: str | None = None
     capture: dict[str, str] = Field(default_factory=dict)
     response_content_type_override: str | None = None

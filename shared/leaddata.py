@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from shared.fields import FieldValue, parse_field
@@ -83,7 +84,7 @@ def base_variables(
 
 
 def recipient_results(
-    steps: Iterable[tuple[str | None, str | None, str | None, float | None, Any]],
+    steps: Iterable[tuple[str | None, str | None, str | None, Decimal | None, Any]],
 ) -> dict[str, dict[str, Any]]:
     """What later rules and templates read of earlier recipient steps, from each step's
     (recipient id, outcome, reason, price, appended data), in step order:

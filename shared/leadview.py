@@ -56,7 +56,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             "outcome": lead.outcome if lead.state == "done" else "queued",
             "reason": lead.reason,
             "duplicate_of": lead.duplicate_of,
-            "price": lead.price,
+            "price": f"{cents(lead.price or 0)}",
             "cost": str(lead.cost) if lead.cost is not None else None,
             "received_at": _iso(lead.received_at),
             "completed_at": _iso(lead.completed_at),
@@ -70,7 +70,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
                 "recipient": e.recipient_id,
                 "outcome": e.outcome,
                 "reason": e.reason,
-                "price": e.price,
+                "price": f"{cents(e.price or 0)}",
                 "attempts": e.attempts,
                 "started_at": _iso(e.started_at),
                 "completed_at": _iso(e.completed_at),
@@ -128,7 +128,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"  outcome: {lead['outcome']}"
         + (f" ({lead['reason']})" if lead["reason"] else "")
         + (f", duplicate of {lead['duplicate_of']}" if lead["duplicate_of"] else ""),
-        f"  price: {lead['price']:g}  received: {lead['received_at']}"
+        f"  price: {lead['price']}  received: {lead['received_at']}"
         f"  completed: {lead['completed_at'] or '-'}",
         "  fields:",
         *[f"    {k}: {v}" for k, v in lead["fields"].items()],

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select
@@ -95,7 +96,7 @@ class RoutedLead:
     config_version: int
     received_at: datetime
     state: str
-    price: float
+    price: Decimal
     fields: dict[str, Any]
     step_index: int
     waiting_event_id: str | None
@@ -112,7 +113,7 @@ class StepEvent:
     recipient_id: str | None
     outcome: str | None
     reason: str | None
-    price: float | None
+    price: Decimal | None
     started_at: datetime | None
     appended: dict[str, Any] | None = None
 
@@ -258,7 +259,9 @@ def first_pass(
     something waits: the same steps the router runs, with no row of the lead read or
     updated (recipients' duplicate keys are claimed through intake's ``held``)."""
     lead = RoutedLead(*(lead_row[name] for name in RoutedLead.__dataclass_fields__))
-    source = StepEvent(event_row["id"], "source", None, None, None, 0.0, event_row["started_at"])
+    source = StepEvent(
+        event_row["id"], "source", None, None, None, Decimal(0), event_row["started_at"]
+    )
     writes = _Writes(lead={"key": lead.id}, held=held, gates=gates)
     outbound = _advance(lead, [source], config, writes)
     changes = {k: v for k, v in writes.lead.items() if k != "key"}
@@ -445,7 +448,7 @@ def _new_event(
             {"key": reopened.id, "outcome": outcome, "reason": reason, "started_at": now}
         )
         return reopened
-    event = StepEvent(event_id or new_id(), type, recipient_id, outcome, reason, 0.0, now)
+    event = StepEvent(event_id or new_id(), type, recipient_id, outcome, reason, Decimal(0), now)
     writes.events.append(
         event_row(
             id=event.id,
@@ -592,7 +595,7 @@ def _run_steps(
                 "lead handed to %s", recipient_id, extra={"lead_id": lead.id, "event_id": event.id}
             )
             return Outbound(messages=[_handoff(lead, event, recipient)])
-        variables[recipient_id] = {"outcome": "success", "reason": None, "price": 0.0}
+        variables[recipient_id] = {"outcome": "success", "reason": None, "price": Decimal(0)}
         logger.info(
             "lead pending for %s", recipient_id, extra={"lead_id": lead.id, "event_id": event.id}
         )
@@ -659,8 +662,9 @@ def _duplicate_for(
     return True
 
 
-def _accepted_price(events: list[StepEvent]) -> float:
-    return sum(e.price or 0.0 for e in events if e.type == "recipient" and e.outcome == "success")
+def _accepted_price(events: list[StepEvent]) -> Decimal:
+    accepted = (e.price or 0 for e in events if e.type == "recipient" and e.outcome == "success")
+    return Decimal(sum(accepted, Decimal(0)))
 
 
 def _refresh_price(lead: RoutedLead, events: list[StepEvent], writes: _Writes) -> None:

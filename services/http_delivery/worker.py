@@ -111,7 +111,7 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
     # The recipient has answered: a short database outage must not get the lead sent again.
     price = result.price
     if result.outcome == "success":
-        price = float(revenue(result.price, job.price))  # the answer's, else the recipient's
+        price = revenue(result.price, job.price)  # the answer's, else the recipient's
     completion = deliveries.Completion(
         result.outcome, result.reason, price, result.appended, job.started_at
     )

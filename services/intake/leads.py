@@ -149,7 +149,7 @@ def new_lead(
         "state": "done" if done else "new",
         "outcome": outcome,
         "reason": reason,
-        "price": 0.0,
+        "price": Decimal(0),
         "fields": fields,
         "step_index": 0,
         "waiting_event_id": None,

@@ -53,7 +53,7 @@ def unauthorized(media: str) -> web.Response:
 
 
 def lead_answer(
-    lead_id: str, outcome: str | None, reason: str | None, price: float
+    lead_id: str, outcome: str | None, reason: str | None, price: Decimal
 ) -> dict[str, Any]:
     return {
         "outcome": outcome or "queued",
@@ -154,7 +154,7 @@ async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str
             extra={"lead_id": lead_id, "event_id": created.event_id},
         )
         if not created.enters_flow:
-            return lead_answer(lead_id, created.outcome, created.reason, 0.0)
+            return lead_answer(lead_id, created.outcome, created.reason, Decimal(0))
         return _priced(await _flow_answer(app, lead_id, waiter, written, flow), created.cost)
     finally:
         if waiter is not None:
@@ -169,7 +169,7 @@ async def _flow_answer(
     flow: Flow,
 ) -> dict[str, Any]:
     if waiter is None:
-        return lead_answer(lead_id, "queued", None, 0.0)
+        return lead_answer(lead_id, "queued", None, Decimal(0))
     if written.reply is not None:  # the flow ended in intake's own first pass
         reply = written.reply
         return lead_answer(lead_id, reply.outcome, reply.reason, reply.price)
@@ -181,7 +181,7 @@ async def _flow_answer(
 
 def _priced(answered: dict[str, Any], cost: Decimal | None) -> dict[str, Any]:
     """With a cost configured, the answer's price is what the source is paid."""
-    return answered if cost is None else {**answered, "price": float(cost)}
+    return answered if cost is None else {**answered, "price": cost}
 
 
 async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
@@ -189,7 +189,7 @@ async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
         with app[FACTORY]() as session:
             lead = session.get(Lead, lead_id)
             if lead is None or lead.state != "done":
-                return lead_answer(lead_id, "queued", None, 0.0)
+                return lead_answer(lead_id, "queued", None, Decimal(0))
             return _priced(lead_answer(lead_id, lead.outcome, lead.reason, lead.price), lead.cost)
 
     return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], load)

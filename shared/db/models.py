@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -58,7 +57,7 @@ class Lead(Base):
     state: Mapped[str] = mapped_column(String(16), default="new")
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
-    price: Mapped[float] = mapped_column(Float, default=0.0)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0))
     fields: Mapped[dict[str, Any]]
     step_index: Mapped[int] = mapped_column(Integer, default=0)
     waiting_event_id: Mapped[str | None] = mapped_column(ID)
@@ -86,7 +85,7 @@ class Event(Base):
     recipient_id: Mapped[str | None] = mapped_column(NAME)
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
-    price: Mapped[float] = mapped_column(Float, default=0.0)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0))
     started_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     ms: Mapped[int | None] = mapped_column(Integer)

@@ -354,7 +354,7 @@ def holds_of(connection: Connection, event_ids: Sequence[str]) -> list[Hold]:
 
 
 def settle(
-    counters: Counters, holds: Sequence[Hold], results: Mapping[str, tuple[str, float]]
+    counters: Counters, holds: Sequence[Hold], results: Mapping[str, tuple[str, Decimal]]
 ) -> None:
     """The steps' results are known (``results``: event id -> (outcome, price); each
     settled once, when the lead moves on from its step): an accepted lead keeps its
@@ -387,7 +387,7 @@ def settle(
 
 
 def to_lock(
-    holds: Sequence[Any], results: Mapping[str, tuple[str, float]]
+    holds: Sequence[Any], results: Mapping[str, tuple[str, Decimal]]
 ) -> list[tuple[str, str]]:
     """The counters ``settle`` changes: a sale adds its price, anything else gives back
     (a sale at no price changes nothing, and locks nothing)."""

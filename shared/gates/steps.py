@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -41,7 +42,7 @@ class StepResult(Protocol):
     id: str
     recipient_id: str | None
     outcome: str | None
-    price: float | None
+    price: Decimal | None
 
 
 @dataclass(slots=True)
@@ -121,7 +122,7 @@ def settle_and_read(
     }
     steps = {e.id: e for lead_events in events.values() for e in lead_events if e.id in ended}
     results = {
-        e.id: (e.outcome, e.price or 0.0)
+        e.id: (e.outcome, e.price or Decimal(0))
         for e in steps.values()
         if e.outcome in ("success", "failure", "error")
     }
@@ -162,7 +163,7 @@ def _capped(config: LeadflowConfig, recipient_id: str | None) -> bool:
 def _book_revenue(
     ended: Mapping[str, LeadAtStep],
     steps: Mapping[str, StepResult],
-    results: Mapping[str, tuple[str | None, float]],
+    results: Mapping[str, tuple[str | None, Decimal]],
     connection: Connection,
     now: datetime,
 ) -> None:
@@ -194,7 +195,7 @@ def _forget_refused(
     configs: dict[int, LeadflowConfig],
     ended: Mapping[str, LeadAtStep],
     steps: Mapping[str, StepResult],
-    results: Mapping[str, tuple[str | None, float]],
+    results: Mapping[str, tuple[str | None, Decimal]],
     connection: Connection,
 ) -> None:
     """A recipient holds the duplicate keys only of the leads it took: the keys of a step

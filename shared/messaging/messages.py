@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 
 from shared import clock
@@ -136,10 +137,10 @@ class FlowReply:
     lead_id: str
     outcome: str
     reason: str | None
-    price: float
+    price: Decimal  # carried as a string: money never passes through float
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "price": str(self.price)}
 
     def encode(self) -> bytes:
         return json.dumps(self.to_dict()).encode()
@@ -151,9 +152,9 @@ class FlowReply:
                 lead_id=str(raw["lead_id"]),
                 outcome=str(raw["outcome"]),
                 reason=raw.get("reason"),
-                price=float(raw.get("price") or 0),
+                price=Decimal(str(raw.get("price") or 0)),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise MessageDecodeError(f"flow-reply: {exc}", raw) from None
 
 

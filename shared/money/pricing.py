@@ -56,7 +56,7 @@ def source_cost(
     return cents(cost) if cost is not None else None
 
 
-def revenue(answered: float | Decimal | None, price: Decimal | None) -> Decimal:
+def revenue(answered: Decimal | None, price: Decimal | None) -> Decimal:
     """A recipient's revenue for a lead it accepted: the price read from its answer,
     else its configured ``price``, else nothing."""
     if answered:

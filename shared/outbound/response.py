@@ -17,10 +17,10 @@ read as text and never expanded.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lxml import etree
@@ -40,7 +40,7 @@ _PRICE_NOISE = re.compile(r"[\s$,]")
 class Interpretation:
     outcome: str
     reason: str | None
-    price: float
+    price: Decimal
     reference: str | None
     appended: dict[str, Any]
 
@@ -54,7 +54,7 @@ def interpret(
 ) -> Interpretation:
     """Outcome, reason, price, reference and appended data of one HTTP answer."""
     if 500 <= status <= 599:
-        return Interpretation("error", _SERVER_ERROR, 0.0, None, {})
+        return Interpretation("error", _SERVER_ERROR, Decimal(0), None, {})
     doc = _parse_body(body, rules.response_content_type_override or content_type, content_type)
     reference = _reference(doc, rules)
     appended = {**doc.appended, **_captures(doc.text, rules.capture)}
@@ -215,20 +215,22 @@ def _reason(doc: Document, rules: ResponseRules) -> str | None:
     return (rules.default_reason or "").strip() or None
 
 
-def _price(doc: Document, rules: ResponseRules) -> float:
+def _price(doc: Document, rules: ResponseRules) -> Decimal:
     values = values_at(doc, rules.price_path)
     price = _number(values[0]) if values else None
     if price is not None:
         return price
-    return rules.fallback_price if rules.fallback_price is not None else 0.0
+    return rules.fallback_price if rules.fallback_price is not None else Decimal(0)
 
 
-def _number(text: str) -> float | None:
+def _number(text: str) -> Decimal | None:
+    """A price as the recipient wrote it (``$1,250.50``), exactly; None when it is not a
+    finite number."""
     try:
-        number = float(_PRICE_NOISE.sub("", text))
-    except ValueError:
+        number = Decimal(_PRICE_NOISE.sub("", text))
+    except InvalidOperation:
         return None
-    return number if math.isfinite(number) else None
+    return number if number.is_finite() else None
 
 
 def _reference(doc: Document, rules: ResponseRules) -> str | None:

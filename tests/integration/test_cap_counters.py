@@ -106,7 +106,11 @@ def test_a_held_slot_is_given_back_on_a_rejection_and_kept_with_its_revenue_on_a
         counters = Counters(session.connection(), utcnow())
         holds = [held(e, b) for e in (sold, rejected) for b in (count, revenue)]
         counters.lock([], settling=[(h.cap_key, h.period) for h in holds])
-        caps.settle(counters, holds, {sold: ("success", 12.34), rejected: ("failure", 0.0)})
+        caps.settle(
+            counters,
+            holds,
+            {sold: ("success", Decimal("12.34")), rejected: ("failure", Decimal(0))},
+        )
 
     # then one slot is kept, and the sale's price counts
     assert used(sessions, count)[0] == 1
@@ -125,7 +129,7 @@ def test_a_revenue_cap_refuses_once_its_sum_is_reached(sessions: SessionFactory)
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
         counters.lock([bound])
-        caps.settle(counters, [held(event_id, bound)], {event_id: ("success", 20.0)})
+        caps.settle(counters, [held(event_id, bound)], {event_id: ("success", Decimal(20))})
 
     # when the next lead asks for a slot
     # then it is refused

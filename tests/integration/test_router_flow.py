@@ -4,6 +4,7 @@ prices, idempotency and configuration versions."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -99,7 +100,7 @@ def report(
     config: LeadflowConfig,
     lead_id: str,
     outcome: str,
-    price: float = 0.0,
+    price: Decimal = Decimal(0),
     reason: str | None = None,
     appended: dict[str, Any] | None = None,
 ) -> flow.Outbound:
@@ -190,7 +191,7 @@ def test_a_waterfall_goes_on_to_the_next_recipient_when_the_first_rejects(
     assert outbound.messages[0].recipient_id == "b"  # type: ignore[attr-defined]
 
     # when b accepts at a price, the manual desk gets it pending and the flow succeeds
-    outbound = report(sessions, config, lead_id, "success", price=12.5)
+    outbound = report(sessions, config, lead_id, "success", price=Decimal("12.5"))
     lead = lead_of(sessions, lead_id)
     assert (lead.outcome, lead.price) == ("success", 12.5)
     assert events_of(sessions, lead_id) == [
@@ -210,7 +211,7 @@ def test_a_stop_when_sold_filter_keeps_the_next_recipient_from_receiving_the_lea
     start(sessions, {1: config}, lead_id)
 
     # when recipient a accepts
-    outbound = report(sessions, config, lead_id, "success", price=3)
+    outbound = report(sessions, config, lead_id, "success", price=Decimal(3))
 
     # then the filter stops the flow with success, and b gets nothing
     assert outbound.messages == []
@@ -266,7 +267,7 @@ def test_the_source_event_is_completed_with_the_flows_summary(
 ) -> None:
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
-    report(sessions, config, lead_id, "success", price=2)
+    report(sessions, config, lead_id, "success", price=Decimal("2"))
     with sessions() as session:
         source = session.scalars(
             select(Event).where(Event.lead_id == lead_id, Event.type == "source")
@@ -349,10 +350,10 @@ def test_later_steps_read_a_recipients_reason_price_and_appended_data(
 
     # when a's results come back
     quote = {"quote": {"id": "Q-7", "status": "expired"}}
-    report(sessions, config, expired, "success", price=2, appended=quote)
+    report(sessions, config, expired, "success", price=Decimal("2"), appended=quote)
     report(sessions, config, sold_twice, "failure", reason="Duplicate")
-    report(sessions, config, cheap, "success", price=1)
-    to_b = report(sessions, config, dear, "success", price=2.5).messages
+    report(sessions, config, cheap, "success", price=Decimal("1"))
+    to_b = report(sessions, config, dear, "success", price=Decimal("2.5")).messages
 
     # then filters read a's appended data and reason, and b's criteria read a's price
     assert (lead_of(sessions, expired).outcome, lead_of(sessions, expired).reason) == (
@@ -373,10 +374,10 @@ def test_the_leads_price_is_the_sum_of_every_accepting_recipients_price(
     # given a lead that a accepts at 2.5, so b (criteria: a's price above 1) gets it too
     lead_id = submit(sessions, config, "results", {})
     start(sessions, {1: config}, lead_id)
-    report(sessions, config, lead_id, "success", price=2.5)
+    report(sessions, config, lead_id, "success", price=Decimal("2.5"))
 
     # when b accepts at 3
-    outbound = report(sessions, config, lead_id, "success", price=3)
+    outbound = report(sessions, config, lead_id, "success", price=Decimal(3))
 
     # then the lead, its source event and the reply carry 5.5
     lead = lead_of(sessions, lead_id)

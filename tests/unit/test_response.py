@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -711,7 +712,7 @@ def test_an_interpretation_cannot_be_changed_after_it_is_made() -> None:
     # when / then
     with pytest.raises(AttributeError):
         result.outcome = "failure"  # type: ignore[misc]
-    assert result == Interpretation("success", None, 0.0, None, {})
+    assert result == Interpretation("success", None, Decimal(0), None, {})
 
 
 def test_an_xml_doctype_hidden_by_utf16_is_still_refused() -> None:
@@ -724,3 +725,15 @@ def test_an_xml_doctype_hidden_by_utf16_is_still_refused() -> None:
 
     # then
     assert (result.outcome, result.appended) == ("failure", {})
+
+
+def test_a_price_is_read_to_the_cent_without_passing_through_float() -> None:
+    # given an answer whose price has no exact binary form
+    rules = ResponseRules(price_path="bid")
+
+    # when
+    result = interpret(200, "application/json", b'{"bid": "0.10"}', rules)
+
+    # then
+    assert result.price == Decimal("0.10")
+    assert isinstance(result.price, Decimal)
