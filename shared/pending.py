@@ -10,6 +10,7 @@ batches send`` or ``leadflow leads deliver`` asks for it.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select, update
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, utcnow
 from shared.db.models import Delivery, Lead
+from shared.money import ledger
+from shared.money.pricing import cents
 
 
 def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
@@ -38,10 +41,11 @@ def assign_pending(
     *,
     delivered_at: datetime | None = None,
     created_by: datetime | None = None,
+    price: Decimal | None = None,
 ) -> int:
     """Give the recipient's untaken pending deliveries (those created by ``created_by``,
     when given) to the batch, and mark them delivered when ``delivered_at`` is given (a
-    manual download). Returns how many it took."""
+    manual download: the leads are sold, each at ``price``). Returns how many it took."""
     now = utcnow()
     untaken = _untaken(recipient_id, created_by)
     lockable = select(Delivery.event_id).where(*untaken).with_for_update(skip_locked=True)
@@ -55,17 +59,47 @@ def assign_pending(
         .execution_options(synchronize_session=False)
     )
     if delivered_at is not None:
-        mark_sold(session, batch_id)
+        mark_sold(session, batch_id, price, delivered_at)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_sold(session: Session, batch_id: str) -> None:
-    """The leads of a batch just delivered are sold (what the reports count)."""
+def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: datetime) -> None:
+    """The leads of a batch just delivered are sold (what the reports count), and with a
+    ``price`` the recipient owes it for each: a ``revenue`` row per lead."""
     session.execute(
         update(Lead)
         .where(Lead.id.in_(select(Delivery.lead_id).where(Delivery.batch_id == batch_id)))
         .values(sold=True)
         .execution_options(synchronize_session=False)
+    )
+    if price is None or cents(price) <= 0:
+        return
+    sold = session.execute(
+        select(
+            Delivery.event_id,
+            Delivery.recipient_id,
+            Lead.id,
+            Lead.flow_id,
+            Lead.source_id,
+            Lead.received_at,
+        )
+        .join(Lead, Lead.id == Delivery.lead_id)
+        .where(Delivery.batch_id == batch_id)
+    )
+    ledger.write(
+        session.connection(),
+        [
+            ledger.entry(
+                ledger.REVENUE,
+                ledger.LeadOf(lead_id, flow_id, source_id, received_at),
+                "recipient",
+                recipient_id,
+                cents(price),
+                at,
+                event_id,
+            )
+            for event_id, recipient_id, lead_id, flow_id, source_id, received_at in sold
+        ],
     )
 
 

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -136,6 +137,7 @@ class BatchJob:
     target: EmailTarget
     columns: list[str]
     envelope: Envelope
+    price: Decimal | None  # the recipient's, owed for each lead when the batch is sent
 
 
 def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) -> BatchJob | None:
@@ -174,6 +176,7 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
             batch_id=batch_id,
             recipient_id=batch.recipient_id,
             target=recipient.email,
+            price=recipient.price,
             columns=leadfiles.columns(
                 config, leadfiles.recipient_flows(config, batch.recipient_id), configs, present
             ),
@@ -192,7 +195,9 @@ def rows(session: Session, batch_id: str) -> Iterator[dict[str, Any]]:
     return leadfiles.rows(session, leads_of(batch_id))
 
 
-def mark_sent(sessions: SessionFactory, batch_id: str, note: str | None = None) -> int:
+def mark_sent(
+    sessions: SessionFactory, batch_id: str, price: Decimal | None, note: str | None = None
+) -> int:
     """The server accepted the message: the batch is sent and its leads delivered. ``note``
     (the recipients the server refused while it accepted others) is kept as its reason."""
     now = utcnow()
@@ -216,7 +221,7 @@ def mark_sent(sessions: SessionFactory, batch_id: str, note: str | None = None) 
             )
             .execution_options(synchronize_session=False)
         )
-        mark_sold(session, batch_id)
+        mark_sold(session, batch_id, price, now)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -5,6 +5,7 @@ mailing the lead again), its attempts, its outcome."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ class LeadJob:
     columns: list[str]
     row: dict[str, Any]
     envelope: Envelope
+    price: Decimal | None = None  # the recipient's, owed when the server takes the email
 
     @property
     def final(self) -> bool:
@@ -66,6 +68,7 @@ def claim(
         target=recipient.email,
         columns=list(flow.fields),
         row=display_fields(lead.fields),
+        price=recipient.price,
         envelope=Envelope(
             recipient_id=claimed.recipient_id,
             recipient_name=recipient.name,

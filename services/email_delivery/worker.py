@@ -27,6 +27,7 @@ from shared.errors import PermanentError, TransientError
 from shared.flowconfig import EmailTarget
 from shared.messaging import DeliverEmail, Message, Publisher, StepCompleted, holder
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
+from shared.money.pricing import revenue
 
 QUEUE = "email_delivery"
 logger = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
     attempt = deliveries.Attempt(at, _ms(started), accepted.code, accepted.refused)
 
-    delivered = deliveries.Answered(job.claimed, attempt, deliveries.Completion("success", None))
+    delivered = deliveries.Answered(
+        job.claimed, attempt, deliveries.Completion("success", None, revenue(None, job.price))
+    )
 
     def record() -> None:
         with transaction(deps.sessions) as session:
@@ -109,7 +112,7 @@ def _send_batch(batch_id: str, deps: Deps) -> None:
         raise
     # The server has the batch: a short database outage must not get it mailed again.
     count = record_patiently(
-        lambda: batches.mark_sent(deps.sessions, batch_id, accepted.refused),
+        lambda: batches.mark_sent(deps.sessions, batch_id, job.price, accepted.refused),
         patience=deps.patience,
     )
     DELIVERIES.labels(job.recipient_id, "success").inc(count)

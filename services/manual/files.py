@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import IO, Any
 
 from sqlalchemy import Select, delete, insert, select, update
@@ -76,7 +77,8 @@ def deliver(
     file = choice.resolve(recipient_file(config, recipient_id))
     flows = leadfiles.recipient_flows(config, recipient_id)
     with transaction(sessions) as session:
-        batch_id, count = take_for_download(session, recipient_id)
+        price = config.recipients[recipient_id].price if recipient_id in config.recipients else None
+        batch_id, count = take_for_download(session, recipient_id, price)
         present: list[tuple[str, int]] = []
         if batch_id is not None:
             present = _flow_versions(session, leads_of(batch_id))
@@ -88,7 +90,9 @@ def deliver(
     return written
 
 
-def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, int]:
+def take_for_download(
+    session: Session, recipient_id: str, price: Decimal | None = None
+) -> tuple[str | None, int]:
     """Inside the caller's transaction: move the pending leads to delivered under a new
     ``download`` batch. Returns (batch id, count); (None, 0) when nothing was pending."""
     now = utcnow()
@@ -107,7 +111,7 @@ def take_for_download(session: Session, recipient_id: str) -> tuple[str | None, 
             sent_at=now,
         )
     )
-    count = assign_pending(session, recipient_id, batch_id, delivered_at=now)
+    count = assign_pending(session, recipient_id, batch_id, delivered_at=now, price=price)
     if count == 0:
         session.execute(delete(Batch).where(Batch.id == batch_id))
         return None, 0

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 
 from tests.e2e.conftest import Stack
 from tests.support.recipient import Reply
@@ -96,3 +97,21 @@ def test_the_report_agrees_with_the_ledger_to_the_cent(stack: Stack) -> None:
     cost = ledger_sum(stack, "priced/paid", "cost")
     assert Decimal(str(priced["profit"])) == revenue - cost
     assert "profit" in stack.leadflow("report", "--by", "day").stdout
+
+
+def test_a_manual_recipient_owes_its_price_when_its_leads_are_downloaded(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given a lead waiting for a manual recipient whose price is 6.00
+    lead_id = stack.submit("desk", "web", data={"state": "CA"}).json()["lead"]["id"]
+    assert [r["kind"] for r in stack.show(lead_id)["ledger"]] == []
+
+    # when the operator downloads the recipient's pending leads
+    stack.leadflow("leads", "deliver", "--recipient", "priced_desk", "-o", str(tmp_path / "d.csv"))
+
+    # then the lead is sold and the recipient owes its price, once
+    rows = stack.show(lead_id)["ledger"]
+    assert [(r["kind"], r["party"], r["amount"]) for r in rows] == [
+        ("revenue", "priced_desk", "6.00")
+    ]
+    assert stack.scalar("SELECT sold FROM leads WHERE id = :id", id=lead_id)
