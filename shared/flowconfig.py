@@ -141,6 +141,24 @@ class HttpTarget(_Model):
         return data
 
 
+class PingTarget(HttpTarget):
+    """How a buyer is pinged for a bid (SPEC section 12): a request built as for ``http``;
+    its answer read with ``response`` (``price_path``: the bid, ``reference_path``: kept
+    for the post as ``{{ping.reference}}``). A late answer is no bid; never retried."""
+
+    timeout: Duration = 1.0
+
+
+class PingLimit(_Model):
+    max: int = Field(ge=0)
+    per: Literal["minute", "hour", "day"]
+
+
+class PingSettings(_Model):
+    ttl: Duration = 300.0  # a post may use the ping's quote this long
+    dedupe: Duration = 600.0  # the same ping again within it: the first one's answer
+
+
 class FileFormat(_Model):
     format: Literal["csv", "tsv"] = "csv"
     quote: bool = True
@@ -212,6 +230,7 @@ class Recipient(_Model):
     http: HttpTarget | None = None
     email: EmailTarget | None = None
     manual: ManualTarget | None = None
+    ping: PingTarget | None = None  # bids before it is posted the lead (auction steps)
     duplicates: RecipientDuplicates | None = None
     timezone: TimeZone = "UTC"
     caps: list[Cap] = Field(default_factory=list)
@@ -283,7 +302,8 @@ class Source(_Model):
     cost_rules: list[CostRule] = Field(default_factory=list)  # the last matching one wins
     chargeback_returns: bool = False  # an approved return reverses the source's cost
     margin: Margin | None = None  # overrides the flow's
-    min_price: Decimal | None = Field(default=None, ge=0)
+    min_price: Decimal | None = Field(default=None, ge=0)  # a ping quote below it: no bid
+    ping_limits: list[PingLimit] = Field(default_factory=list)
 
 
 class FilterStep(_Model):
@@ -311,16 +331,47 @@ class StepFeedback(_Model):
     conversions: ConversionsFeedback = Field(default_factory=ConversionsFeedback)
 
 
+class Bidder(_Model):
+    recipient: str
+    criteria: RuleSet | None = None
+
+
+def _bidder(value: Any) -> Any:
+    return {"recipient": value} if isinstance(value, str) else value
+
+
+class AuctionStep(_Model):
+    """Sell the lead to the best of its bidders (SPEC section 12): every bidder with
+    ``ping`` is pinged at once, the others bid their ``price``; the best bid is posted,
+    the next on a rejection, down to ``floor``."""
+
+    name: str | None = None
+    recipients: list[Annotated[Bidder, BeforeValidator(_bidder)]] = Field(min_length=1)
+    timeout: Duration = 1.0  # deadline for all bids
+    floor: Decimal | None = Field(default=None, ge=0)  # bids below are dropped
+
+
 class Step(_Model):
     filter: FilterStep | None = None
     recipient: str | None = None
+    auction: AuctionStep | None = None
     criteria: RuleSet | None = None
     feedback: StepFeedback = Field(default_factory=StepFeedback)
 
+    @property
+    def recipient_ids(self) -> list[str]:
+        """The recipients this step may send the lead to: its recipient, or its bidders."""
+        if self.auction is not None:
+            return [bidder.recipient for bidder in self.auction.recipients]
+        return [self.recipient] if self.recipient else []
+
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        if (self.filter is None) == (self.recipient is None):
-            raise PydanticCustomError("step", "a step needs exactly one of 'filter' or 'recipient'")
+        kinds = [self.filter, self.recipient, self.auction]
+        if sum(kind is not None for kind in kinds) != 1:
+            raise PydanticCustomError(
+                "step", "a step needs exactly one of 'filter', 'recipient' or 'auction'"
+            )
         return self
 
 
@@ -345,6 +396,8 @@ class Flow(_Model):
     caps: list[Cap] = Field(default_factory=list)
     schedule: Schedule | None = None
     margin: Margin | None = None  # what a ping quote keeps of the best bid
+    ping: PingSettings = Field(default_factory=PingSettings)
+    ping_limits: list[PingLimit] = Field(default_factory=list)
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     sources: dict[str, Source] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
@@ -462,6 +515,7 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
         steps = flow.get("steps")
         seen: set[str] = set()
         for index, step in enumerate(steps if isinstance(steps, list) else []):
+            problems.extend(_auction_problems(f"flows.{fid}.steps[{index}]", step, recipients))
             recipient = step.get("recipient") if isinstance(step, dict) else None
             if not isinstance(recipient, str):
                 continue
@@ -515,4 +569,29 @@ def _recipient_key_problems(recipients: Mapping[str, Any], flows: Mapping[str, A
                         f"recipients.{rid}.duplicates.keys[{i}][{j}]: unknown field '{name}' "
                         "(no flow sending to this recipient has it)"
                     )
+    return problems
+
+
+def _auction_problems(where: str, step: Any, recipients: Mapping[str, Any]) -> list[str]:
+    """An auction's bidders must be known recipients, each once, each with a ``ping`` to
+    ask or a ``price`` to bid."""
+    auction = step.get("auction") if isinstance(step, dict) else None
+    listed = auction.get("recipients") if isinstance(auction, dict) else None
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(listed if isinstance(listed, list) else []):
+        rid = item.get("recipient") if isinstance(item, dict) else item
+        if not isinstance(rid, str):
+            continue
+        at = f"{where}.auction.recipients[{i}]"
+        recipient = recipients.get(rid)
+        if recipient is None:
+            problems.append(f"{at}: unknown recipient '{rid}'")
+        elif rid in seen:
+            problems.append(f"{at}: '{rid}' appears twice in this auction")
+        elif (
+            isinstance(recipient, dict) and not recipient.get("ping") and not recipient.get("price")
+        ):
+            problems.append(f"{at}: '{rid}' has neither 'ping' nor 'price' to bid with")
+        seen.add(rid)
     return problems

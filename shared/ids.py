@@ -20,3 +20,11 @@ def new_id() -> str:
         _local.pool = pool
     _local.at = at + 12
     return pool[at : at + 12].hex()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` is an id as ``new_id`` writes it (24 lowercase hex characters)."""
+    return len(text) == 24 and set(text) <= _HEX

@@ -26,7 +26,7 @@ def recipient_flows(config: LeadflowConfig, recipient_id: str) -> list[str]:
     return [
         flow_id
         for flow_id, flow in config.flows.items()
-        if any(step.recipient == recipient_id for step in flow.steps)
+        if any(recipient_id in step.recipient_ids for step in flow.steps)
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from shared import pings
 from shared.db.engine import SessionFactory, as_utc
 from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import NotFound
@@ -39,6 +40,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
         )
         deliveries = list(session.scalars(select(Delivery).where(Delivery.lead_id == lead_id)))
         entries = ledger.of_lead(session.connection(), lead_id)
+        bids = pings.bids_of_lead(session.connection(), lead_id)
         attempts = list(
             session.scalars(
                 select(DeliveryAttempt)
@@ -48,6 +50,39 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
         )
     step_of = {e.id: e.step for e in events}
     deliveries.sort(key=lambda d: step_of.get(d.event_id) or 0)
+    report = _report(lead, events, deliveries, attempts, entries)
+    # each bid an event of type ping (of the lead's ping, or of its auction steps)
+    report["events"] = sorted(
+        [*report["events"], *(_bid_event(row) for row in bids)],
+        key=lambda e: (e["type"] == "source", e["started_at"] or "", e["step"] or -1),
+    )
+    return report
+
+
+def _bid_event(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["event_id"] or row["ping_id"],
+        "type": "ping",
+        "step": row["step"],
+        "recipient": row["recipient_id"],
+        "outcome": row["outcome"],
+        "reason": row["reason"],
+        "price": f"{cents(row['amount'])}",
+        "attempts": 1 if row["pinged"] else 0,
+        "started_at": _iso(row["at"]),
+        "completed_at": _iso(row["at"]),
+        "ms": row["ms"],
+        "appended": {"reference": row["reference"], "ping_id": row["ping_id"]},
+    }
+
+
+def _report(
+    lead: Lead,
+    events: list[Event],
+    deliveries: list[Delivery],
+    attempts: list[DeliveryAttempt],
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "lead": {
             "id": lead.id,
@@ -58,6 +93,7 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
             "duplicate_of": lead.duplicate_of,
             "price": f"{cents(lead.price or 0)}",
             "cost": str(lead.cost) if lead.cost is not None else None,
+            "ping_id": lead.ping_id,
             "received_at": _iso(lead.received_at),
             "completed_at": _iso(lead.completed_at),
             "fields": display_fields(lead.fields),

@@ -23,6 +23,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LEADS_RECEIVED = Counter(
     "leadflow_leads_received", "Leads stored by intake", ["flow", "source", "outcome"]
 )
+PINGS = Counter("leadflow_pings", "Pings answered by intake", ["flow", "source", "outcome"])
+BIDS = Counter("leadflow_bids", "Buyers' answers to pings", ["recipient", "outcome"])
 INTAKE_SECONDS = Histogram(
     "leadflow_intake_request_seconds", "Time to answer a submission", buckets=LATENCY_BUCKETS
 )

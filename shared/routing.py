@@ -35,11 +35,11 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from shared import resubmits
+from shared import auction, pings, resubmits
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect, UpdateMany
-from shared.db.rows import event_row
+from shared.db.rows import event_row, insert_rows
 from shared.errors import LeadflowError, PermanentError, TransientError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.gates import caps, duplicates, hours, pausing, steps
@@ -52,6 +52,7 @@ from shared.messaging import (
     FlowReply,
     LeadSubmitted,
     Message,
+    RunAuction,
     StepCompleted,
     StepDue,
 )
@@ -116,6 +117,7 @@ class StepEvent:
     price: Decimal | None
     started_at: datetime | None
     appended: dict[str, Any] | None = None
+    parent_event_id: str | None = None  # an auction's post or ping: the auction's event
 
 
 _LEADS: Table = Base.metadata.tables["leads"]
@@ -336,6 +338,10 @@ def _resume(
         )
         return Outbound()
     step_event = next((e for e in events if e.id == event_id), None)
+    if step_event is not None and (
+        step_event.type == "auction" or step_event.parent_event_id is not None
+    ):
+        return _auction_resumed(config_for(lead.config_version), lead, events, step_event, writes)
     if step_event is None or step_event.outcome is None:
         raise PermanentError(f"step event {event_id} has no outcome yet")
     lead.sold = lead.sold or step_event.outcome == "success"
@@ -389,6 +395,7 @@ class _Writes:
     held: resubmits.Held | None = None  # the batch's recipient duplicate keys
     gates: steps.StepGates | None = None
     reopen: StepEvent | None = None  # a held step's event, run again as the same event
+    auction: StepEvent | None = None  # the auction step's event, to go on with
     events: list[dict[str, Any]] = field(default_factory=list)
     updated: list[dict[str, Any]] = field(default_factory=list)  # events changed (``key``)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -418,7 +425,7 @@ class _Batch:
 
     def execute(self, connection: Connection) -> None:
         if self.events:
-            connection.execute(_INSERT_EVENTS, self.events)
+            insert_rows(connection, _INSERT_EVENTS, self.events)
         if self.deliveries:
             connection.execute(_INSERT_DELIVERIES, self.deliveries)
         _UPDATE_LEADS.execute(connection, list(self.leads.values()))
@@ -431,12 +438,15 @@ def _new_event(
     lead_id: str,
     *,
     type: str,
-    step: int,
+    step: int | None,
     now: datetime,
     recipient_id: str | None = None,
     outcome: str | None = None,
     reason: str | None = None,
     event_id: str | None = None,
+    parent_event_id: str | None = None,
+    price: Decimal = Decimal(0),
+    appended: dict[str, Any] | None = None,
 ) -> StepEvent:
     """A step's event: added to the lead's events and to the rows to insert (a held
     step's event, run again: changed in place)."""
@@ -448,19 +458,24 @@ def _new_event(
             {"key": reopened.id, "outcome": outcome, "reason": reason, "started_at": now}
         )
         return reopened
-    event = StepEvent(event_id or new_id(), type, recipient_id, outcome, reason, Decimal(0), now)
-    writes.events.append(
-        event_row(
-            id=event.id,
-            lead_id=lead_id,
-            type=type,
-            started_at=now,
-            step=step,
-            recipient_id=recipient_id,
-            outcome=outcome,
-            reason=reason,
-        )
+    event = StepEvent(
+        event_id or new_id(), type, recipient_id, outcome, reason, price, now, appended
     )
+    event.parent_event_id = parent_event_id
+    row = event_row(
+        id=event.id,
+        lead_id=lead_id,
+        type=type,
+        started_at=now,
+        step=step,
+        recipient_id=recipient_id,
+        outcome=outcome,
+        reason=reason,
+    )
+    row.update(parent_event_id=parent_event_id, price=price)
+    if appended is not None:
+        row["appended"] = appended
+    writes.events.append(row)
     events.append(event)
     return event
 
@@ -518,6 +533,12 @@ def _run_steps(
             if matched:
                 lead.step_index = index
                 return _finish(lead, events, step.filter.outcome, reason, writes)
+            index += 1
+            continue
+        if step.auction is not None:
+            outbound = _auction_step(lead, events, config, writes, index, variables, now)
+            if outbound is not None:
+                return outbound
             index += 1
             continue
         recipient_id = step.recipient or ""
@@ -709,3 +730,178 @@ def _finish(
         outbound.reply_to = lead.reply_to
         outbound.reply = FlowReply(lead_id=lead.id, outcome=outcome, reason=reason, price=price)
     return outbound
+
+
+# --- auction steps (SPEC section 12) ---------------------------------------------------
+
+
+def _auction_step(
+    lead: RoutedLead,
+    events: list[StepEvent],
+    config: LeadflowConfig,
+    writes: _Writes,
+    index: int,
+    variables: dict[str, Any],
+    now: datetime,
+) -> Outbound | None:
+    """An auction step reached, or gone on with (``writes.auction``): its bids asked for
+    (the lead waits on the step's event), its next bid posted (the lead waits on the
+    post), or its end (None: the flow goes on)."""
+    step = config.flows[lead.flow_id].steps[index]
+    assert step.auction is not None
+    event = writes.auction
+    writes.auction = None
+    if event is None:
+        if step.criteria is not None and not evaluate(step.criteria, variables):
+            _new_event(
+                writes,
+                events,
+                lead.id,
+                type="auction",
+                step=index,
+                now=now,
+                outcome="skip",
+                reason="Recipient criteria not met",
+            )
+            return None
+        event = _new_event(writes, events, lead.id, type="auction", step=index, now=now)
+    gates = writes.gates
+    if gates is None:
+        raise PermanentError("an auction step is run with its transaction's gates")
+    connection = gates.counters.connection
+    bids = pings.step_bids(pings.bids_of_lead(connection, lead.id), index)
+    if not bids and not (event.appended or {}).get("collected"):
+        lead.step_index, lead.waiting_event_id = index, event.id
+        logger.info("auction: asking the bidders", extra={"lead_id": lead.id, "event_id": event.id})
+        return Outbound(messages=[RunAuction(lead_id=lead.id, event_id=event.id)])
+    tried = {e.recipient_id for e in events if e.parent_event_id == event.id}
+    for bid in auction.rank(bids, step.auction.floor):
+        recipient = config.recipients.get(bid.recipient_id)
+        if bid.recipient_id in tried or recipient is None:
+            continue
+        if bid.recipient_id in gates.paused or not hours.is_open(
+            recipient.schedule, recipient.timezone, gates.counters.now
+        ):
+            continue
+        taken = gates.take(bid.recipient_id, recipient, variables)
+        if taken is None:
+            continue
+        post_id = new_id()
+        if _duplicate_for(bid.recipient_id, recipient, lead, post_id, writes):
+            gates.counters.give_back(taken)
+            continue
+        waits = recipient.kind == "http" or (
+            recipient.email is not None and recipient.email.mode == "realtime"
+        )
+        post = _new_event(
+            writes,
+            events,
+            lead.id,
+            type="recipient",
+            step=None,
+            now=now,
+            recipient_id=bid.recipient_id,
+            outcome=None if waits else "success",
+            event_id=post_id,
+            parent_event_id=event.id,
+            price=bid.amount,
+            appended={"ping": {"reference": bid.reference}} if bid.reference else None,
+        )
+        writes.deliveries.append(
+            {
+                "event_id": post.id,
+                "lead_id": lead.id,
+                "recipient_id": bid.recipient_id,
+                "kind": recipient.kind,
+                "status": "queued" if waits else "pending",
+                "attempts": 0,
+                "cap_holds": caps.holding(taken) if waits else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        logger.info(
+            "auction: posting to %s at its bid of %s",
+            bid.recipient_id,
+            bid.amount,
+            extra={"lead_id": lead.id, "event_id": post.id},
+        )
+        if waits:
+            lead.step_index, lead.waiting_event_id = index, post.id
+            return Outbound(messages=[_handoff(lead, post, recipient)])
+        _end_auction(writes, event, bids, "success", None, bid.recipient_id, bid.amount)
+        return None
+    _end_auction(writes, event, bids, "failure", auction.NO_BUYER_REASON, None, Decimal(0))
+    return None
+
+
+def _auction_resumed(
+    config: LeadflowConfig,
+    lead: RoutedLead,
+    events: list[StepEvent],
+    step_event: StepEvent,
+    writes: _Writes,
+) -> Outbound:
+    """The bids of an auction step are in, or one of its posts ended: a sale ends the
+    step; anything else goes on with the next bid."""
+    auction_event = step_event
+    if step_event.type != "auction":
+        parent = next((e for e in events if e.id == step_event.parent_event_id), None)
+        if parent is None:
+            raise PermanentError(f"auction post {step_event.id} has no auction step event")
+        auction_event = parent
+        if step_event.outcome is None:
+            raise PermanentError(f"step event {step_event.id} has no outcome yet")
+    lead.waiting_event_id = None
+    if step_event.type == "recipient" and step_event.outcome == "success":
+        lead.sold = True
+        gates = writes.gates
+        bids = (
+            pings.step_bids(pings.bids_of_lead(gates.counters.connection, lead.id), lead.step_index)
+            if gates is not None
+            else []
+        )
+        price = step_event.price or Decimal(0)
+        _end_auction(writes, auction_event, bids, "success", None, step_event.recipient_id, price)
+        lead.step_index += 1
+    else:
+        writes.auction = auction_event
+    return _advance(lead, events, config, writes)
+
+
+def _end_auction(
+    writes: _Writes,
+    event: StepEvent,
+    bids: Sequence[auction.Bid],
+    outcome: str,
+    reason: str | None,
+    recipient_id: str | None,
+    price: Decimal,
+) -> None:
+    """The auction step's event: the buyer, its price and the bids; or ``no buyer``."""
+    now = utcnow()
+    event.outcome, event.reason, event.recipient_id, event.price = (
+        outcome,
+        reason,
+        recipient_id,
+        price,
+    )
+    event.appended = {**(event.appended or {}), "bids": [bid.to_dict() for bid in bids]}
+    writes.updated.append(
+        {
+            "key": event.id,
+            "outcome": outcome,
+            "reason": reason,
+            "recipient_id": recipient_id,
+            "price": price,
+            "appended": event.appended,
+            "completed_at": now,
+            "ms": _ms(as_utc(event.started_at) or now, now),
+        }
+    )
+    logger.info(
+        "auction ended: %s%s",
+        outcome,
+        f" to {recipient_id} at {price}" if recipient_id else f" ({reason})",
+        extra={"event_id": event.id},
+    )

@@ -52,6 +52,7 @@ def _register() -> None:
         gates,
         leads,
         money,
+        pings,
         services,
         up,
     )
@@ -69,6 +70,7 @@ def _register() -> None:
         gates.recipients,
         money.report,
         money.returns,
+        pings.pings,
     ):
         main.add_command(command)
 

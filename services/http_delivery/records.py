@@ -36,7 +36,8 @@ class Job:
     variables: dict[str, Any]
     claimed: deliveries.Claim
     started_at: datetime | None = None  # the step event's start (for its duration)
-    price: Decimal | None = None  # the recipient's, when its answer has none
+    price: Decimal | None = None  # the recipient's (an auction's post: its bid), if unanswered
+    once: bool = False  # an auction's post: never retried, a failure moves on at once
 
     @property
     def attempt(self) -> int:
@@ -56,6 +57,9 @@ _LEADS_OF_STEPS = PerDialect(
         select(
             _events.c.id,
             _events.c.started_at,
+            _events.c.parent_event_id,
+            _events.c.price,
+            _events.c.appended,
             _leads.c.id.label("lead_id"),
             _leads.c.flow_id,
             _leads.c.source_id,
@@ -115,7 +119,9 @@ def claim_many(
             )
             continue
         targets.append(recipient.http)
-        prices[one.message.event_id] = recipient.price
+        # an auction's post is paid its bid unless its answer carries a price
+        auctioned = step.parent_event_id is not None
+        prices[one.message.event_id] = step.price if auctioned else recipient.price
     asked = [
         (one, target)
         for one, target in zip(wanted, targets, strict=True)
@@ -167,6 +173,8 @@ def _job(
     )
     variables.update(earlier.get(message.lead_id, {}))
     variables["event"] = {"id": message.event_id}
+    if step.parent_event_id is not None:  # an auction's post: {{ping.reference}}
+        variables["ping"] = (step.appended or {}).get("ping") or {"reference": None}
     return Job(
         lead_id=message.lead_id,
         event_id=message.event_id,
@@ -176,6 +184,7 @@ def _job(
         variables=variables,
         claimed=claimed,
         started_at=step.started_at,
+        once=step.parent_event_id is not None,
     )
 
 

@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from functools import partial
 
 import aiohttp
 from sqlalchemy.orm import Session
 
-from services.http_delivery import records
-from shared import deliveries, routing
+from services.http_delivery import auctions, records
+from shared import auction, deliveries, routing
 from shared.configstore import ConfigStore
 from shared.db.engine import utcnow
 from shared.db.grouped import GroupCommit
 from shared.db.outages import record_patiently_async
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
-from shared.messaging import AsyncPublisher, DeliverHttp, Message, StepCompleted, holder
+from shared.messaging import (
+    AsyncPublisher,
+    DeliverHttp,
+    Message,
+    RunAuction,
+    StepCompleted,
+    holder,
+)
 from shared.metrics import ATTEMPT_SECONDS, DELIVERIES
 from shared.money.pricing import revenue
 from shared.outbound.request import build_request
@@ -39,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
+    configs: ConfigStore
     publisher: AsyncPublisher
     http: aiohttp.ClientSession
     db: DatabaseThreads
@@ -57,6 +66,7 @@ class Deps:
         patience: float,
     ) -> Deps:
         return cls(
+            configs,
             publisher,
             http,
             db,
@@ -68,6 +78,9 @@ class Deps:
 
 
 async def handle(message: Message, deps: Deps) -> None:
+    if isinstance(message, RunAuction):
+        await _run_auction(message, deps)
+        return
     assert isinstance(message, DeliverHttp)
     job = await deps.claim(records.Wanted(message, holder()))
     if job is not None:
@@ -77,6 +90,30 @@ async def handle(message: Message, deps: Deps) -> None:
         # hand-off is published again if it may have been lost (routing is idempotent).
         step = StepCompleted(lead_id=message.lead_id, event_id=message.event_id)
         outbound = await deps.route(step)
+    await routing.publish_outbound(outbound, deps.publisher)
+
+
+async def _run_auction(message: RunAuction, deps: Deps) -> None:
+    """Ping the bidders of a lead's auction step, store their bids, report the step."""
+    asking = await deps.db.transaction(auctions.prepare, deps.configs, message)
+    if asking is not None:
+        bids = await auction.collect(
+            deps.http,
+            asking.auction,
+            asking.config,
+            asking.bidders,
+            asking.variables,
+            asking.flow_fields,
+            message.event_id,
+        )
+        await deps.db.transaction(auctions.record, asking, bids)
+        logger.info(
+            "auction: %d of %d bidders bid",
+            sum(1 for bid in bids if bid.outcome == auction.BID),
+            len(bids),
+            extra={"lead_id": message.lead_id, "event_id": message.event_id},
+        )
+    outbound = await deps.route(StepCompleted(lead_id=message.lead_id, event_id=message.event_id))
     await routing.publish_outbound(outbound, deps.publisher)
 
 
@@ -94,6 +131,14 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
         error=transient or answer.error,
         excerpt=answer.excerpt(deliveries.EXCERPT_CHARS),
     )
+    if transient is not None and job.once:
+        # an auction's post is never retried: the next bid is posted at once
+        failed = deliveries.Completion("error", transient, Decimal(0), None, job.started_at)
+        outbound = await deps.record(deliveries.Answered(job.claimed, attempt, failed))
+        assert outbound is not None
+        DELIVERIES.labels(job.recipient_id, "error").inc()
+        logger.info("auction post to %s failed: %s", job.recipient_id, transient, extra=ids)
+        return outbound
     if transient is not None:
         await deps.record(deliveries.Answered(job.claimed, attempt, None))
         logger.info(
@@ -141,7 +186,18 @@ def _give_up(session: Session, message: DeliverHttp, reason: str) -> None:
 
 
 async def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
-    """The retry schedule is used up: the step is an error and the flow goes on."""
+    """The retry schedule is used up: the step is an error and the flow goes on (an
+    auction whose bids could not be asked for: no bids, and it ends ``no buyer``)."""
+    if isinstance(message, RunAuction):
+        await deps.db.transaction(auctions.give_up, message.event_id)
+        logger.warning(
+            "auction gave up asking for bids: %s",
+            reason,
+            extra={"lead_id": message.lead_id, "event_id": message.event_id},
+        )
+        step = StepCompleted(lead_id=message.lead_id, event_id=message.event_id)
+        await routing.publish_outbound(await deps.route(step), deps.publisher)
+        return
     assert isinstance(message, DeliverHttp)
     final_reason = "Server error" if reason.startswith("Server error") else reason
     await deps.db.transaction(_give_up, message, final_reason)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from services.intake import views
+from services.intake import pings, views
 from services.intake.openapi import OPENAPI
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER, LatestConfig
 from services.intake.store import LeadWriter
@@ -93,6 +93,8 @@ def create_app(settings: Settings) -> web.Application:
     app[WAITERS] = {}
     app.cleanup_ctx.append(latest_config_ctx)
     app.cleanup_ctx.append(writer_ctx)
+    app.cleanup_ctx.append(pings.ping_client_ctx)
+    app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/ping", pings.ping)
     app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/submit", views.submit)
     app.router.add_get("/leads/{lead_id}", views.show_lead)
     return app

@@ -48,6 +48,7 @@ class NewLead:
             duplicate_of=duplicate_of,
             cost=None,  # a lead failed at intake costs nothing
             accepted=False,
+            ping_id=None,
         )
         self.event_row.update(outcome="failure", reason=reason, steps_processed=0)
         self.event_row["completed_at"] = received_at
@@ -160,6 +161,7 @@ def new_lead(
         "accepted": not done,
         "sold": False,
         "returned": False,
+        "ping_id": None,
     }
     event = event_row(
         id=new_id(),

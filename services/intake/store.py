@@ -35,13 +35,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Connection, delete, insert
 
 from services.intake.leads import NewLead
-from shared import resubmits, routing
+from shared import pings, resubmits, routing
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import Base
 from shared.db.queries import PerDialect
+from shared.db.rows import insert_rows
 from shared.flowconfig import LeadflowConfig
 from shared.gates import caps, duplicates, steps
 from shared.leaddata import base_variables
@@ -152,6 +153,7 @@ class LeadWriter:
             held = resubmits.Held(connection, self._keys_to_read(items), now)
             earlier = held.take([(i.lead_id, i.keys) for i in items])
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
+            _claim_pings(connection, new)
             gates = steps.StepGates.read(connection)
             capped = self._take_caps(gates, [i for i in new if i.enters_flow])
             full = {lead_id for lead_id, taken in capped.items() if taken is None}
@@ -194,7 +196,7 @@ class LeadWriter:
             if new:
                 connection.execute(_INSERT_LEADS, leads)
                 ledger.write(connection, [_cost_entry(i, now) for i in new if i.cost])
-                connection.execute(_INSERT_EVENTS, events)
+                insert_rows(connection, _INSERT_EVENTS, events)
                 if deliveries:
                     connection.execute(_INSERT_DELIVERIES, deliveries)
                 if messages:
@@ -275,6 +277,20 @@ class LeadWriter:
                 price=first.lead_row["price"],
             )
         return first
+
+
+def _claim_pings(connection: Connection, new: list[NewLead]) -> None:
+    """The posts of pings take their pings; a post whose ping another post took first
+    fails, ``duplicate``."""
+    for item in new:
+        ping_id = item.lead_row.get("ping_id")
+        if item.enters_flow and ping_id and not pings.claim(connection, ping_id, item.lead_id):
+            item.refuse(pings.DUPLICATE_REASON)
+            logger.info(
+                "post refused: ping %s was posted already",
+                ping_id,
+                extra={"lead_id": item.lead_id, "event_id": item.event_id},
+            )
 
 
 def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from aiohttp import web
 from services.intake.leads import NewLead, new_lead
 from services.intake.state import LATEST_CONFIG, WAITERS, WRITER
 from services.intake.store import Written
-from shared import resubmits
+from shared import pings, resubmits
 from shared.answers import negotiate
 from shared.db.engine import utcnow
 from shared.db.models import Lead
@@ -81,13 +81,20 @@ async def _submit(request: web.Request) -> web.Response:
         )
         response.headers["Allow"] = ALLOWED
         return response
-    target = await _target(request, media)
+    target = await target_of(request, media)
     if isinstance(target, web.Response):
         return target
     version, flow_id, flow, source_id = target
     body = await request.read() if request.method == "POST" else b""
     submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
     submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
+    refused, posted = None, None
+    if "ping_id" in submitted:  # the post of a ping: its fields, its quote
+        ping_ref = submitted.pop("ping_id")
+        posted = await run_db(request.app, _load_ping, request.app, str(ping_ref))
+        refused = pings.refusal(posted, flow_id, source_id, utcnow())
+        if posted is not None and refused is None:
+            submitted = merge_over(submitted, posted.fields)
     after_flow = flow.response.mode == "after_flow"
     created = new_lead(
         config_version=version,
@@ -107,10 +114,19 @@ async def _submit(request: web.Request) -> web.Response:
             window=flow.duplicates.resubmit_window,
         ),
     )
+    if refused is not None:
+        created.refuse(refused)
+    elif posted is not None and created.enters_flow:
+        created.lead_row.update(ping_id=posted.id, cost=posted.price)
     return answer(await _store(request.app, created, flow), media, status=201)
 
 
-async def _target(request: web.Request, media: str) -> tuple[int, str, Flow, str] | web.Response:
+def _load_ping(app: web.Application, ping_id: str) -> pings.StoredPing | None:
+    with app[FACTORY]() as session:
+        return pings.load(session.connection(), ping_id)
+
+
+async def target_of(request: web.Request, media: str) -> tuple[int, str, Flow, str] | web.Response:
     """The config version, flow and source a submission is for, or the error answer."""
     flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
     version, config = await request.app[LATEST_CONFIG].get()

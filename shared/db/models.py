@@ -69,6 +69,7 @@ class Lead(Base):
     # Facts the reports count without a join: a recipient bought it; one returned it.
     sold: Mapped[bool | None] = mapped_column(default=False)
     returned: Mapped[bool | None] = mapped_column(default=False)
+    ping_id: Mapped[str | None] = mapped_column(ID)  # posted against this ping's quote
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -276,3 +277,50 @@ class ReturnRequest(Base):
     requested_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
     decision_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Ping(Base):
+    """A source's ping (SPEC section 12): the fields it carried, its answer, and the lead
+    posted against it (``lead_id``: taken once, by a conditional update)."""
+
+    __tablename__ = "pings"
+    __table_args__ = (Index("ix_pings_dedupe", "dedupe_key", "created_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(NAME)
+    source_id: Mapped[str] = mapped_column(NAME)
+    config_version: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]]
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime]
+    lead_id: Mapped[str | None] = mapped_column(ID)
+
+
+class PingBid(Base):
+    """One buyer's bid in an auction: of a source's ping (``ping_id``), or of a lead's
+    auction step run without one (``lead_id``, ``event_id``: the step's)."""
+
+    __tablename__ = "ping_bids"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    ping_id: Mapped[str | None] = mapped_column(ID, index=True)
+    lead_id: Mapped[str | None] = mapped_column(ID, index=True)
+    event_id: Mapped[str | None] = mapped_column(ID)
+    flow_id: Mapped[str] = mapped_column(NAME)
+    source_id: Mapped[str] = mapped_column(NAME)
+    step: Mapped[int] = mapped_column(Integer)
+    recipient_id: Mapped[str] = mapped_column(NAME, index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # bid | no bid | timeout | error
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    reference: Mapped[str | None] = mapped_column(Text)
+    ms: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    pinged: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(index=True)

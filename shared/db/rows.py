@@ -4,7 +4,10 @@ would insert it, so a row written by a Core statement reads back like an ORM one
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import Connection, Insert
 
 
 def event_row(
@@ -30,7 +33,7 @@ def event_row(
         "recipient_id": recipient_id,
         "outcome": outcome,
         "reason": reason,
-        "price": 0.0,
+        "price": Decimal(0),
         "started_at": started_at,
         "completed_at": started_at if done else None,
         "ms": 0 if done else None,
@@ -38,3 +41,13 @@ def event_row(
         "steps_processed": steps_processed,
         "parent_event_id": None,
     }
+
+
+def insert_rows(connection: Connection, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that may set different columns (an event with ``appended``, most
+    without): one executemany per set of columns, in the rows' first order."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    for group in groups.values():
+        connection.execute(statement, group)

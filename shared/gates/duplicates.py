@@ -53,9 +53,10 @@ def recipient_keys_in_flow(
     flow = config.flows.get(flow_id)
     keys: list[HeldKey] = []
     for step in flow.steps if flow is not None else []:
-        recipient = config.recipients.get(step.recipient or "")
-        if recipient is not None and recipient.duplicates is not None:
-            keys.extend(recipient_keys(step.recipient or "", recipient.duplicates, fields))
+        for recipient_id in step.recipient_ids:
+            recipient = config.recipients.get(recipient_id)
+            if recipient is not None and recipient.duplicates is not None:
+                keys.extend(recipient_keys(recipient_id, recipient.duplicates, fields))
     return keys
 
 

@@ -73,9 +73,10 @@ class StepGates:
         flow = config.flows.get(flow_id)
         found: list[caps.Bound] = []
         for step in flow.steps[from_step:] if flow is not None else []:
-            recipient = config.recipients.get(step.recipient or "")
-            if recipient is not None and recipient.caps:
-                found += _recipient_bounds(step.recipient or "", recipient, self.counters.now)
+            for recipient_id in step.recipient_ids:
+                recipient = config.recipients.get(recipient_id)
+                if recipient is not None and recipient.caps:
+                    found += _recipient_bounds(recipient_id, recipient, self.counters.now)
         return found
 
     def take(
@@ -144,8 +145,11 @@ def settle_and_read(
     for message in messages:
         lead = leads.get(getattr(message, "lead_id", ""))
         if lead is not None and lead.state != "done":
-            # a step result moves the lead past its step; anything else starts at it
-            start = lead.step_index + (1 if isinstance(message, StepCompleted) else 0)
+            # a step result moves the lead past its step (an auction's may stay in it);
+            # anything else starts at it
+            start = lead.step_index
+            if isinstance(message, StepCompleted) and not _in_auction(configs, lead):
+                start += 1
             first_step[lead.id] = min(start, first_step.get(lead.id, start))
     for lead_id, start in first_step.items():
         lead = leads[lead_id]
@@ -153,6 +157,12 @@ def settle_and_read(
     gates.counters.lock(bounds, settling=caps.to_lock(holds, results))
     caps.settle(gates.counters, holds, results)
     return gates
+
+
+def _in_auction(configs: Mapping[int, LeadflowConfig], lead: LeadAtStep) -> bool:
+    flow = configs[lead.config_version].flows.get(lead.flow_id)
+    steps = flow.steps if flow is not None else []
+    return 0 <= lead.step_index < len(steps) and steps[lead.step_index].auction is not None
 
 
 def _capped(config: LeadflowConfig, recipient_id: str | None) -> bool:

@@ -13,6 +13,7 @@ from shared.messaging.messages import (
     FlowReply,
     LeadSubmitted,
     Message,
+    RunAuction,
     StepCompleted,
     StepDue,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "NotConnected",
     "ParkedMessage",
     "Publisher",
+    "RunAuction",
     "StepCompleted",
     "StepDue",
     "ThreadPublisher",

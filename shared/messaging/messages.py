@@ -108,6 +108,17 @@ class DeliverHttp(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RunAuction(Message):
+    """Ask the bidders of a lead's auction step for their bids (the step's event id);
+    the bids are stored and the step reported to the router (``StepCompleted``)."""
+
+    QUEUE: ClassVar[str] = HTTP_DELIVERY
+    KIND: ClassVar[str] = "run-auction"
+    lead_id: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeliverEmail(Message):
     """Send one lead, or one batch of leads, to an email recipient."""
 
@@ -160,7 +171,15 @@ class FlowReply:
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     t.KIND: t
-    for t in (LeadSubmitted, StepCompleted, StepDue, DeliverHttp, DeliverEmail, FeedbackAccepted)
+    for t in (
+        LeadSubmitted,
+        StepCompleted,
+        StepDue,
+        DeliverHttp,
+        RunAuction,
+        DeliverEmail,
+        FeedbackAccepted,
+    )
 }
 
 

@@ -1,0 +1,194 @@
+"""``/ping``: a source asks what a lead would be paid before posting it (SPEC section 12).
+
+Parsed, authenticated and answered like ``/submit``. One transaction counts the ping
+against its limits, finds an identical ping answered within the flow's ``ping.dedupe``
+and reads the gates (nothing claimed); the auction steps' buyers are then pinged at once
+(``shared.auction``: a hard deadline, never a queue); a second transaction stores the
+ping and its bids. The quote is the best bid less the margin, rounded down to the cent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from services.intake.state import LATEST_CONFIG
+from services.intake.views import ALLOWED, target_of
+from shared import auction, pings
+from shared.answers import negotiate
+from shared.auction import Bid
+from shared.db.engine import transaction, utcnow
+from shared.flowconfig import LeadflowConfig
+from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
+from shared.ids import new_id
+from shared.leaddata import base_variables, build_fields
+from shared.metrics import PINGS
+from shared.money.pricing import quote, source_cost
+from shared.outbound.send import client_session
+from shared.web import FACTORY, answer, run_db
+
+logger = logging.getLogger(__name__)
+
+PING_HTTP = web.AppKey("ping_http", aiohttp.ClientSession)
+#: Connections the intake holds open to buyers at once, over every ping in flight.
+PING_CONNECTIONS = 500
+
+
+async def ping_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PING_HTTP] = client_session(PING_CONNECTIONS)
+    yield
+    await app[PING_HTTP].close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Limited:
+    retry_after: float
+
+
+async def ping(request: web.Request) -> web.Response:
+    media = negotiate(request.headers.get("Accept"))
+    if request.method not in ("GET", "POST"):
+        response = answer(
+            {"outcome": "error", "reason": f"Method {request.method} not allowed"},
+            media,
+            status=405,
+        )
+        response.headers["Allow"] = ALLOWED
+        return response
+    target = await target_of(request, media)
+    if isinstance(target, web.Response):
+        return target
+    version, flow_id, flow, source_id = target
+    _, config = await request.app[LATEST_CONFIG].get()
+    started = time.monotonic()
+    body = await request.read() if request.method == "POST" else b""
+    submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
+    submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
+    now = utcnow()
+    ping_id = new_id()
+    fields = build_fields(flow, submitted)
+    variables = base_variables(
+        lead_id=ping_id, flow_id=flow_id, source_id=source_id, received_at=now, fields=fields
+    )
+    dedupe = pings.dedupe_key(flow_id, source_id, submitted)
+    checked = await run_db(
+        request.app,
+        _check,
+        request.app,
+        config,
+        flow_id,
+        source_id,
+        dedupe,
+        fields,
+        variables,
+        now,
+    )
+    if isinstance(checked, _Limited):
+        return _too_many(checked.retry_after)
+    if isinstance(checked, pings.StoredPing):
+        PINGS.labels(flow_id, source_id, "repeat").inc()
+        logger.info("ping %s answered again (same fields within dedupe)", checked.id)
+        return answer(checked.answer(), media)
+    bids: list[tuple[int, Bid]] = []
+    outcome, reason, price = "failure", checked.failure, Decimal(0)
+    if checked.failure is None:
+        source = flow.sources[source_id]
+        best = None
+        for index, step, bidders in checked.auctions:
+            collected = await auction.collect(
+                request.app[PING_HTTP], step, config, bidders, variables, list(flow.fields), ping_id
+            )
+            bids += [(index, bid) for bid in collected]
+            ranked = auction.rank(collected, step.floor)
+            if ranked:
+                best = ranked[0]
+                break
+        if not checked.has_auction:
+            cost = source_cost(source.cost, source.cost_rules, variables)
+            outcome, reason, price = "success", None, cost or Decimal(0)
+        elif best is not None:
+            quoted = quote(best.amount, auction.margin_of(flow, source), source.min_price)
+            if quoted is not None:
+                outcome, reason, price = "success", None, quoted
+        if outcome != "success":
+            reason = auction.NO_BID_REASON
+    stored = pings.StoredPing(
+        id=ping_id,
+        flow_id=flow_id,
+        source_id=source_id,
+        config_version=version,
+        fields=submitted,
+        outcome=outcome,
+        reason=reason,
+        price=price,
+        created_at=now,
+        expires_at=now + timedelta(seconds=flow.ping.ttl),
+        lead_id=None,
+    )
+    ms = int((time.monotonic() - started) * 1000)
+    await run_db(request.app, _store, request.app, stored, dedupe, ms, bids)
+    PINGS.labels(flow_id, source_id, outcome).inc()
+    logger.info(
+        "ping %s for %s/%s: %s %s (%d bids, %d ms)",
+        ping_id,
+        flow_id,
+        source_id,
+        outcome,
+        reason or price,
+        sum(1 for _, b in bids if b.outcome == auction.BID),
+        ms,
+    )
+    return answer(stored.answer(), media)
+
+
+def _check(
+    app: web.Application,
+    config: LeadflowConfig,
+    flow_id: str,
+    source_id: str,
+    dedupe: str,
+    fields: dict[str, Any],
+    variables: dict[str, Any],
+    now: datetime,
+) -> _Limited | pings.StoredPing | pings.Plan:
+    """Count the ping against its limits; the earlier identical ping; or its plan."""
+    flow = config.flows[flow_id]
+    with transaction(app[FACTORY]) as session:
+        connection = session.connection()
+        retry_after = pings.take_limits(connection, flow_id, flow, source_id, now)
+        if retry_after is not None:
+            return _Limited(retry_after)
+        earlier = pings.recent(connection, dedupe, now - timedelta(seconds=flow.ping.dedupe))
+        if earlier is not None:
+            return earlier
+        gates = pings.ReadGates(connection, now)
+        return pings.plan(config, flow_id, source_id, fields, variables, gates)
+
+
+def _store(
+    app: web.Application,
+    stored: pings.StoredPing,
+    dedupe: str,
+    ms: int,
+    bids: list[tuple[int, Bid]],
+) -> None:
+    with transaction(app[FACTORY]) as session:
+        pings.store(session.connection(), stored, dedupe, ms, bids)
+
+
+def _too_many(retry_after: float) -> web.Response:
+    seconds = max(1, int(retry_after + 0.999))
+    response = web.json_response(
+        {"status": 429, "message": "Too Many Requests", "retry_after": seconds * 1000},
+        status=429,
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response

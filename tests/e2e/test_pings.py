@@ -1,0 +1,254 @@
+"""Ping/post (SPEC section 12) through the real intake, router and HTTP delivery
+processes, with bidders served by a local aiohttp server: a source pings, is quoted the
+best bid less the margin, posts against the ping and is paid the quote; the best bidder
+is posted its lead, the next one when it rejects; a bidder that never answers, one that
+refuses connections and one that answers garbage cost the ping nothing but their bids."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Stack
+from tests.support.recipient import Reply
+
+
+def bid(amount: float, ref: str) -> Reply:
+    return Reply(200, json.dumps({"status": "accepted", "bid": amount, "bid_id": ref}))
+
+
+NO_BID = Reply(200, '{"status": "declined"}')
+
+
+@pytest.fixture
+def silent(stack: Stack) -> Iterator[threading.Event]:
+    """The silent bidder holds every ping until the test ends."""
+    released = threading.Event()
+    stack.recipient.script("/silent/ping", [Reply(200, '{"bid": 50}', hold=released)])
+    stack.recipient.script("/garbage/ping", [Reply(200, "<<<not json", "application/json")])
+    yield released
+    released.set()
+
+
+def ping(stack: Stack, source: str, **fields: Any) -> requests.Response:
+    return requests.post(
+        f"{stack.intake_url}/flows/auction/sources/{source}/ping", data=fields, timeout=30
+    )
+
+
+def post(stack: Stack, source: str, ping_id: str, **fields: Any) -> dict[str, Any]:
+    answer = requests.post(
+        f"{stack.intake_url}/flows/auction/sources/{source}/submit",
+        data={"ping_id": ping_id, **fields},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def posts_for(stack: Stack, path: str, ref: str) -> list[dict[str, Any]]:
+    found = []
+    for received in stack.recipient.requests(path):
+        body = received.json() if received.body else {}
+        if body.get("ref") == ref:
+            found.append(body)
+    return found
+
+
+def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that_price(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given two bidders at 10.00 and 8.00, one that never answers, one refusing
+    # connections, one answering garbage, and a fixed-price buyer at 2.50
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(10, "A-1")])
+    stack.recipient.script("/bidder-b/ping", [bid(8, "B-1")])
+    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+
+    # when the source pings with the lead's non-contact fields
+    answer = ping(stack, "web", state="TX", ref=ref)
+
+    # then it is quoted 10.00 less the flow's 20%, while the silent bidder still holds
+    assert answer.status_code == 200
+    quoted = answer.json()
+    assert (quoted["outcome"], quoted["price"]) == ("success", 8.0)
+    assert not silent.is_set() and stack.recipient.in_flight.get("/silent/ping", 0) == 1
+    shown = json.loads(stack.leadflow("pings", "show", quoted["ping_id"], "--json").stdout)
+    outcomes = {b["recipient"]: b["outcome"] for b in shown["bids"]}
+    assert outcomes == {
+        "bidder_a": "bid",
+        "bidder_b": "bid",
+        "flat_buyer": "bid",
+        "silent_bidder": "timeout",
+        "refusing_bidder": "error",
+        "garbage_bidder": "no bid",
+    }
+
+    # when it posts the contact fields against the ping
+    posted = post(stack, "web", quoted["ping_id"], phone_1="5125550100")
+
+    # then it is paid the quote, the best bidder is posted its lead with its bid's
+    # reference, and the ledger has the cost and the bid as revenue
+    assert (posted["outcome"], posted["price"]) == ("success", 8.0)
+    (sent,) = posts_for(stack, "/bidder-a/post", ref)
+    assert (sent["bid_id"], sent["phone"]) == ("A-1", "5125550100")
+    assert posts_for(stack, "/bidder-b/post", ref) == []
+    report = stack.show(posted["lead"]["id"])
+    ledger = {(r["kind"], r["party"]): r["amount"] for r in report["ledger"]}
+    assert ledger == {("cost", "auction/web"): "8.00", ("revenue", "bidder_a"): "10.00"}
+    assert report["lead"]["fields"]["state"] == "TX"
+    auction = next(e for e in report["events"] if e["type"] == "auction")
+    assert (auction["outcome"], auction["recipient"], auction["price"]) == (
+        "success",
+        "bidder_a",
+        "10.00",
+    )
+    assert {e["recipient"] for e in report["events"] if e["type"] == "ping"} >= {
+        "bidder_a",
+        "silent_bidder",
+    }
+
+
+def test_a_winner_that_rejects_the_post_leaves_the_lead_to_the_next_bid(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given bidder a bids best but rejects the post; bidder b bids 8.00
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(10, "A-2")])
+    stack.recipient.script("/bidder-b/ping", [bid(8, "B-2")])
+    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "failure"}')])
+    stack.recipient.script("/bidder-b/post", [Reply(200, '{"outcome": "success"}')])
+    quoted = ping(stack, "web", state="CA", ref=ref).json()
+
+    # when the source posts
+    posted = post(stack, "web", quoted["ping_id"], phone_1="5125550101")
+
+    # then b buys at its bid, and the source is still paid the quote
+    assert (posted["outcome"], posted["price"]) == ("success", 8.0)
+    assert len(posts_for(stack, "/bidder-a/post", ref)) == 1
+    (sent,) = posts_for(stack, "/bidder-b/post", ref)
+    assert sent["bid_id"] == "B-2"
+    report = stack.show(posted["lead"]["id"])
+    revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
+    assert revenue == [("bidder_b", "8.00")]
+
+
+def test_a_post_needs_a_live_unposted_ping_that_was_bid_on(
+    stack: Stack, silent: threading.Event
+) -> None:
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(10, "A-3")])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+
+    # a ping id that is not one, or that is unknown: ping expired
+    assert post(stack, "web", "not-an-id")["reason"] == "ping expired"
+    assert post(stack, "web", secrets.token_hex(12))["reason"] == "ping expired"
+
+    # a ping posted twice: the second post is a duplicate
+    quoted = ping(stack, "web", state="NY", ref=ref).json()
+    first = post(stack, "web", quoted["ping_id"], phone_1="5125550102")
+    second = post(stack, "web", quoted["ping_id"], phone_1="5125550102")
+    assert first["outcome"] == "success"
+    assert (second["outcome"], second["reason"]) == ("failure", "duplicate")
+
+    # a ping nobody bid on (the fixed buyer's 2.50 less 20% is under the affiliate's
+    # minimum): no bid, at ping and at post
+    stack.recipient.script("/bidder-a/ping", [NO_BID])
+    unbid = ping(stack, "affiliate", state="NY", ref=secrets.token_hex(4)).json()
+    assert (unbid["outcome"], unbid["reason"], unbid["price"]) == ("failure", "no bid", 0)
+    assert post(stack, "affiliate", unbid["ping_id"])["reason"] == "no bid"
+
+
+def test_a_source_margin_and_minimum_price_override_the_flows(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given a best bid of 10.00: the affiliate keeps 1.50 (not the flow's 20%)
+    stack.recipient.script("/bidder-a/ping", [bid(10, "A-4")])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    quoted = ping(stack, "affiliate", state="TX", ref=secrets.token_hex(4)).json()
+    assert (quoted["outcome"], quoted["price"]) == ("success", 8.5)
+
+    # and a best bid of 8.40 quotes 6.90, under its minimum of 7.00: no bid
+    stack.recipient.script("/bidder-a/ping", [bid(8.4, "A-5")])
+    low = ping(stack, "affiliate", state="TX", ref=secrets.token_hex(4)).json()
+    assert (low["outcome"], low["reason"]) == ("failure", "no bid")
+
+
+def test_the_same_ping_again_gets_the_first_answer_without_pinging_anyone(
+    stack: Stack, silent: threading.Event
+) -> None:
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(6, "A-6")])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    first = ping(stack, "web", state="TX", ref=ref).json()
+    again = ping(stack, "web", state="TX", ref=ref).json()
+    assert again == first
+    asked = [r for r in stack.recipient.requests("/bidder-a/ping") if r.json().get("ref") == ref]
+    assert len(asked) == 1
+
+
+def test_pings_over_a_limit_are_answered_429_with_retry_after(
+    stack: Stack, silent: threading.Event
+) -> None:
+    stack.recipient.script("/bidder-a/ping", [NO_BID])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    answers = [ping(stack, "limited", ref=secrets.token_hex(4)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    body = answers[2].json()
+    assert (body["status"], body["message"]) == (429, "Too Many Requests")
+    assert 0 < int(answers[2].headers["Retry-After"]) <= 3600
+    assert body["retry_after"] == int(answers[2].headers["Retry-After"]) * 1000
+
+
+def test_a_bad_ping_body_gets_the_same_errors_as_a_submission(stack: Stack) -> None:
+    bad = requests.post(
+        f"{stack.intake_url}/flows/auction/sources/web/ping",
+        data=b'{"state": ',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert bad.status_code == 400
+    unknown = requests.post(f"{stack.intake_url}/flows/auction/sources/nobody/ping", timeout=10)
+    assert unknown.status_code == 404
+
+
+def test_a_flow_without_an_auction_quotes_the_sources_cost(stack: Stack) -> None:
+    answer = requests.post(
+        f"{stack.intake_url}/flows/no_auction/sources/priced/ping",
+        data={"ref": secrets.token_hex(4)},
+        timeout=10,
+    ).json()
+    assert (answer["outcome"], answer["price"]) == ("success", 4.25)
+
+
+def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given bidder b outbids a
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(5, "A-7")])
+    stack.recipient.script("/bidder-b/ping", [bid(9.25, "B-7")])
+    stack.recipient.script("/bidder-b/post", [Reply(200, '{"outcome": "success"}')])
+
+    # when a lead is submitted straight to the auction flow
+    answer = stack.submit(
+        "auction", "web", data={"state": "TX", "phone_1": "5125550107", "ref": ref}
+    )
+
+    # then the bidders are pinged, b is posted the lead with its reference, and it pays
+    # its bid
+    assert answer.json()["outcome"] == "success", answer.text
+    (sent,) = posts_for(stack, "/bidder-b/post", ref)
+    assert sent["bid_id"] == "B-7"
+    report = stack.show(answer.json()["lead"]["id"])
+    revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
+    assert revenue == [("bidder_b", "9.25")]
+    assert Decimal(answer.json()["price"]) == Decimal("9.25")
