@@ -1,0 +1,192 @@
+"""The auction's pure parts (SPEC section 12): which bids may buy and in what order, which
+bidders may bid, and which margin a source's quote keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared import auction
+from shared.auction import Bid
+from shared.errors import ConfigError
+from shared.flowconfig import AuctionStep, Recipient, parse_config
+from shared.money.pricing import Margin
+
+NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # a Monday
+
+
+def bids(*pairs: tuple[str, str]) -> list[Bid]:
+    return [Bid(rid, auction.BID, Decimal(amount)) for rid, amount in pairs]
+
+
+def test_bids_rank_best_first_and_a_tie_goes_to_the_buyer_listed_first() -> None:
+    ranked = auction.rank(bids(("a", "5"), ("b", "9"), ("c", "9"), ("d", "7")), None)
+    assert [b.recipient_id for b in ranked] == ["b", "c", "d", "a"]
+
+
+def test_bids_under_the_floor_and_answers_that_are_not_bids_are_dropped() -> None:
+    answers = [
+        *bids(("a", "1.99"), ("b", "2.00"), ("c", "3")),
+        Bid("d", auction.TIMEOUT),
+        Bid("e", auction.NO_BID),
+        Bid("f", auction.ERROR),
+    ]
+    assert [b.recipient_id for b in auction.rank(answers, Decimal("2.00"))] == ["c", "b"]
+    assert [b.recipient_id for b in auction.rank(answers, None)] == ["c", "b", "a"]
+
+
+def test_a_bid_survives_its_round_trip_through_storage_as_text() -> None:
+    bid = Bid("a", auction.BID, Decimal("12.34"), "ref-1", 57, None)
+    assert Bid.of(bid.to_dict()) == bid
+
+
+class FakeGates:
+    def __init__(
+        self, paused: frozenset[str] = frozenset(), full: set[str] = set(), held: set[str] = set()
+    ):
+        self.now = NOW
+        self.paused = paused
+        self._full = full
+        self._held = held
+
+    def has_room(
+        self, recipient_id: str, recipient: Recipient, variables: Mapping[str, Any]
+    ) -> bool:
+        return recipient_id not in self._full
+
+    def holds_duplicate(
+        self, recipient_id: str, recipient: Recipient, fields: Mapping[str, Any]
+    ) -> bool:
+        return recipient_id in self._held
+
+
+CONFIG = parse_config(
+    {
+        "recipients": {
+            name: {"price": 3, "http": {"url": f"http://127.0.0.1:1/{name}"}}
+            for name in ("a", "b", "c", "d", "e")
+        }
+        | {
+            "closed": {
+                "price": 3,
+                "http": {"url": "http://127.0.0.1:1/closed"},
+                "schedule": {"sat": ["09:00-10:00"]},
+            }
+        },
+        "flows": {
+            "f": {
+                "sources": {"s": {}},
+                "steps": [
+                    {
+                        "auction": {
+                            "recipients": [
+                                "a",
+                                {
+                                    "recipient": "b",
+                                    "criteria": {
+                                        "rules": [
+                                            {"lhv": "lead.state", "op": "is equal to", "rhv": "TX"}
+                                        ]
+                                    },
+                                },
+                                "c",
+                                "d",
+                                "e",
+                                "closed",
+                            ]
+                        }
+                    }
+                ],
+            }
+        },
+    },
+    {},
+)
+
+
+def test_only_bidders_whose_gates_let_them_take_the_lead_are_asked() -> None:
+    # given b wants Texas, c is paused, d's cap is full, e holds the lead's duplicate key,
+    # and one bidder is closed
+    step = CONFIG.flows["f"].steps[0].auction
+    assert isinstance(step, AuctionStep)
+    gates = FakeGates(paused=frozenset({"c"}), full={"d"}, held={"e"})
+
+    # when / then
+    californian = auction.eligible(step, CONFIG, {"lead": {"state": "CA"}}, {}, gates)
+    texan = auction.eligible(step, CONFIG, {"lead": {"state": "TX"}}, {}, gates)
+    assert californian == ["a"]
+    assert texan == ["a", "b"]
+
+
+def test_a_sources_margin_overrides_its_flows() -> None:
+    config = parse_config(
+        {
+            "flows": {
+                "f": {
+                    "margin": {"percent": 20},
+                    "sources": {"own": {"margin": {"amount": 1.5}}, "plain": {}},
+                }
+            }
+        },
+        {},
+    )
+    flow = config.flows["f"]
+    assert auction.margin_of(flow, flow.sources["own"]) == Margin(amount=Decimal("1.5"))
+    assert auction.margin_of(flow, flow.sources["plain"]) == Margin(percent=Decimal(20))
+
+
+@pytest.mark.parametrize(
+    ("auction_step", "recipients", "problem"),
+    [
+        (
+            {"recipients": ["ghost"]},
+            {},
+            "flows.f.steps[0].auction.recipients[0]: unknown recipient 'ghost'",
+        ),
+        (
+            {"recipients": ["plain"]},
+            {"plain": {"http": {"url": "http://127.0.0.1:1/"}}},
+            "flows.f.steps[0].auction.recipients[0]: 'plain' has neither 'ping' nor 'price'",
+        ),
+        (
+            {"recipients": ["a", "a"]},
+            {"a": {"price": 1, "http": {"url": "http://127.0.0.1:1/"}}},
+            "flows.f.steps[0].auction.recipients[1]: 'a' appears twice in this auction",
+        ),
+        (
+            {"recipients": []},
+            {},
+            "flows.f.steps[0].auction.recipients:",
+        ),
+        (
+            {"recipients": ["a"], "timeout": "soon"},
+            {"a": {"price": 1, "http": {"url": "http://127.0.0.1:1/"}}},
+            "flows.f.steps[0].auction.timeout:",
+        ),
+    ],
+)
+def test_a_bad_auction_is_refused_with_its_path(
+    auction_step: dict[str, Any], recipients: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(
+            {
+                "recipients": recipients,
+                "flows": {"f": {"sources": {"s": {}}, "steps": [{"auction": auction_step}]}},
+            },
+            {},
+        )
+    assert any(p.startswith(problem) for p in refused.value.problems), refused.value.problems
+
+
+def test_a_ping_limit_needs_a_window_of_minutes_hours_or_days() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(
+            {"flows": {"f": {"sources": {"s": {"ping_limits": [{"max": 5, "per": "week"}]}}}}},
+            {},
+        )
+    assert any("flows.f.sources.s.ping_limits[0].per" in p for p in refused.value.problems)
