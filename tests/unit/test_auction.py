@@ -46,8 +46,11 @@ def test_a_bid_survives_its_round_trip_through_storage_as_text() -> None:
 
 class FakeGates:
     def __init__(
-        self, paused: frozenset[str] = frozenset(), full: set[str] = set(), held: set[str] = set()
-    ):
+        self,
+        paused: frozenset[str] = frozenset(),
+        full: frozenset[str] = frozenset(),
+        held: frozenset[str] = frozenset(),
+    ) -> None:
         self.now = NOW
         self.paused = paused
         self._full = full
@@ -113,7 +116,7 @@ def test_only_bidders_whose_gates_let_them_take_the_lead_are_asked() -> None:
     # and one bidder is closed
     step = CONFIG.flows["f"].steps[0].auction
     assert isinstance(step, AuctionStep)
-    gates = FakeGates(paused=frozenset({"c"}), full={"d"}, held={"e"})
+    gates = FakeGates(frozenset({"c"}), frozenset({"d"}), frozenset({"e"}))
 
     # when / then
     californian = auction.eligible(step, CONFIG, {"lead": {"state": "CA"}}, {}, gates)
