@@ -50,6 +50,8 @@ MONEY = frozenset(
 _LEADS: Table = Base.metadata.tables["leads"]
 _DELIVERIES: Table = Base.metadata.tables["deliveries"]
 _LEDGER: Table = Base.metadata.tables["ledger"]
+_PINGS: Table = Base.metadata.tables["pings"]
+_BIDS: Table = Base.metadata.tables["ping_bids"]
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Row:
 
     def figures(self) -> dict[str, Any]:
         leads = self.counts.get("leads", 0)
+        bids = self.counts.get("bids", 0)
+        bid_total = self.money.get("bids", Decimal(0))
         cost, revenue = self.money.get(COST, Decimal(0)), self.money.get(REVENUE, Decimal(0))
         returns = -self.money.get(RETURN, Decimal(0))
         chargebacks = -self.money.get(CHARGEBACK, Decimal(0))
@@ -70,9 +74,9 @@ class Row:
             "failed": self.counts.get("failed", 0),
             "sold": self.counts.get("sold", 0),
             "returned": self.counts.get("returned", 0),
-            "pings": 0,
-            "bids": 0,
-            "average_bid": cents(0),
+            "pings": self.counts.get("pings", 0),
+            "bids": bids,
+            "average_bid": cents(bid_total / bids) if bids else cents(0),
             "cost": cents(cost),
             "revenue": cents(revenue),
             "returns": cents(returns),
@@ -89,14 +93,14 @@ def _day(connection: Connection, column: Any) -> Any:
     return func.date(column)
 
 
-def _key(connection: Connection, table: Table, by: str) -> Any:
-    """What a row of ``table`` (leads, or the ledger: both carry the lead's flow, source
-    and time of receipt) is reported under."""
+def _key(connection: Connection, table: Table, by: str, at: str = "received_at") -> Any:
+    """What a row of ``table`` (leads, the ledger, pings and bids: each carries the flow,
+    the source and a time, ``at``) is reported under."""
     if by == "source":
         return (table.c.flow_id + "/" + table.c.source_id).label("key")
     if by == "flow":
         return table.c.flow_id.label("key")
-    return _day(connection, table.c.received_at).label("key")
+    return _day(connection, table.c[at]).label("key")
 
 
 def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
@@ -158,7 +162,43 @@ def report(
         )
     for value, kind, amount in connection.execute(money.group_by(money_key, _LEDGER.c.kind)):
         row(value).money[kind] = Decimal(str(amount))
+    _auctions(connection, by, since, until, row)
     return [{by: r.key, **r.figures()} for r in sorted(rows.values(), key=lambda r: r.key)]
+
+
+def _auctions(
+    connection: Connection,
+    by: str,
+    since: datetime | None,
+    until: datetime | None,
+    row: Any,
+) -> None:
+    """Pings and bids: by recipient, the pings it was sent and the bids it made; else the
+    sources' pings and the bids their pings and leads drew. One query over each table."""
+    is_bid = _BIDS.c.outcome == "bid"
+    pinged: Any
+    if by == "recipient":
+        bid_key = _BIDS.c.recipient_id.label("key")
+        pinged = func.count(case((_BIDS.c.pinged.is_(True), 1)))
+    else:
+        bid_key = _key(connection, _BIDS, by, "at")
+        pinged = literal(0)
+        ping_key = _key(connection, _PINGS, by, "created_at")
+        counted = select(ping_key, func.count()).where(*_window(_PINGS.c.created_at, since, until))
+        for value, pings in connection.execute(counted.group_by(ping_key)):
+            row(value).counts["pings"] = pings
+    bids = select(
+        bid_key,
+        pinged,
+        func.count(case((is_bid, 1))),
+        func.sum(case((is_bid, _BIDS.c.amount), else_=0)),
+    ).where(*_window(_BIDS.c.at, since, until))
+    for value, pings, count, total in connection.execute(bids.group_by(bid_key)):
+        figures = row(value)
+        if by == "recipient":
+            figures.counts["pings"] = pings
+        figures.counts["bids"] = count
+        figures.money["bids"] = Decimal(str(total or 0))
 
 
 def as_json(rows: list[dict[str, Any]]) -> str:

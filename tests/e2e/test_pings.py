@@ -252,3 +252,35 @@ def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
     revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
     assert revenue == [("bidder_b", "9.25")]
     assert Decimal(answer.json()["price"]) == Decimal("9.25")
+
+
+def test_the_report_counts_pings_and_bids_by_source_and_by_recipient(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given a ping the bidders bid 6.00 and 4.00 on, beside whatever came before
+    stack.recipient.script("/bidder-a/ping", [bid(6, "A-9")])
+    stack.recipient.script("/bidder-b/ping", [bid(4, "B-9")])
+    ping(stack, "web", state="TX", ref=secrets.token_hex(4))
+
+    # when the reports are asked for
+    def report(by: str) -> dict[str, dict[str, Any]]:
+        rows = json.loads(stack.leadflow("report", "--by", by, "--format", "json").stdout)
+        return {row[by]: row for row in rows}
+
+    by_source, by_recipient = report("source"), report("recipient")
+
+    # then the source's pings are the stored pings, and each bidder's figures its bids
+    web = by_source["auction/web"]
+    assert web["pings"] == stack.scalar(
+        "SELECT count(*) FROM pings WHERE flow_id = 'auction' AND source_id = 'web'"
+    )
+    a = by_recipient["bidder_a"]
+    made = stack.scalar(
+        "SELECT count(*) FROM ping_bids WHERE recipient_id = 'bidder_a' AND outcome = 'bid'"
+    )
+    total = stack.scalar(
+        "SELECT sum(amount) FROM ping_bids WHERE recipient_id = 'bidder_a' AND outcome = 'bid'"
+    )
+    assert a["bids"] == made and a["pings"] >= made
+    assert Decimal(str(a["average_bid"])) == (Decimal(str(total)) / made).quantize(Decimal("0.01"))
+    assert by_recipient["silent_bidder"]["bids"] == 0 and by_recipient["silent_bidder"]["pings"] > 0
