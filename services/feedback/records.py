@@ -57,16 +57,23 @@ class Receipt:
         return {"outcome": self.outcome, "reason": self.reason}
 
 
-def step_rules(configs: ConfigStore, lead: Lead, event: Event) -> StepFeedback | None:
+def step_rules(
+    configs: ConfigStore, lead: Lead, event: Event, session: Session | None = None
+) -> StepFeedback | None:
     """The feedback settings of the step ``event`` records, in the lead's configuration
-    version; None when the event is not a recipient step."""
-    if event.type != "recipient" or event.step is None:
+    version (an auction's post: its auction step's); None when the event is not a
+    recipient step."""
+    if event.type != "recipient":
         return None
+    index = event.step
+    if index is None and event.parent_event_id is not None and session is not None:
+        auction = session.get(Event, event.parent_event_id)
+        index = auction.step if auction is not None and auction.type == "auction" else None
     flow = configs.get(lead.config_version).flows.get(lead.flow_id)
-    if flow is None or not 0 <= event.step < len(flow.steps):
+    if flow is None or index is None or not 0 <= index < len(flow.steps):
         return None
-    step = flow.steps[event.step]
-    return step.feedback if step.recipient == event.recipient_id else None
+    step = flow.steps[index]
+    return step.feedback if event.recipient_id in step.recipient_ids else None
 
 
 def _answered(session: Session, earlier_id: str) -> Receipt | None:
@@ -145,7 +152,7 @@ def receive(
             if delivery is not None
             else None
         )
-        rules = step_rules(configs, lead, event)
+        rules = step_rules(configs, lead, event, session)
         limit = rules.returns.max_percent if rules is not None else None
         over = (
             feedback.kind == "return"

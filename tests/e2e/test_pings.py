@@ -284,3 +284,34 @@ def test_the_report_counts_pings_and_bids_by_source_and_by_recipient(
     assert a["bids"] == made and a["pings"] >= made
     assert Decimal(str(a["average_bid"])) == (Decimal(str(total)) / made).quantize(Decimal("0.01"))
     assert by_recipient["silent_bidder"]["bids"] == 0 and by_recipient["silent_bidder"]["pings"] > 0
+
+
+def test_a_buyer_that_won_an_auction_may_return_the_lead(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given a lead bidder a bought at auction for 7.00
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/bidder-a/ping", [bid(7, "A-10")])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+    quoted = ping(stack, "web", state="TX", ref=ref).json()
+    lead_id = post(stack, "web", quoted["ping_id"], phone_1="5125550110")["lead"]["id"]
+    post_event = next(
+        e["id"]
+        for e in stack.show(lead_id)["events"]
+        if e["type"] == "recipient" and e["recipient"] == "bidder_a"
+    )
+
+    # when it returns the lead by the post's event id
+    returned = requests.post(
+        f"{stack.feedback_url}/feedback",
+        params={"event_id": post_event},
+        json={"type": "return", "reason": "Bad phone"},
+        headers={"Accept": "application/json"},
+        timeout=30,
+    )
+
+    # then the return is accepted under the auction step's rules and reverses the bid
+    assert (returned.status_code, returned.json()["outcome"]) == (201, "success"), returned.text
+    rows = [(r["kind"], r["party"], r["amount"]) for r in stack.show(lead_id)["ledger"]]
+    assert ("return", "bidder_a", "-7.00") in rows
