@@ -26,8 +26,10 @@ from urllib.parse import quote, unquote
 import aiohttp
 import psycopg
 import requests
+import yaml
 
 from bench import pika_chain
+from bench import pings as bench_pings
 from bench import reports as bench_reports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ PY = sys.executable
 #: BENCH_DBS="postgresql".
 ONLY = set(
     os.environ.get(
-        "BENCH_ONLY", "hello,chain,intake,e2e,dups,caps,latency,slow,recovery,report"
+        "BENCH_ONLY", "hello,chain,intake,e2e,dups,caps,latency,ping,slow,recovery,report"
     ).split(",")
 )
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
@@ -355,6 +357,7 @@ class Stack:
     procs: Processes
     fast_port: int
     slow_port: int
+    bidders_port: int = 0
     intake_url: str = ""
     services: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
@@ -419,7 +422,7 @@ def database(kind: str, work: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def stack(kind: str, work: Path, procs: Processes) -> Iterator[Stack]:
-    fast, slow = free_port(), free_port()
+    fast, slow, bidders = free_port(), free_port(), free_port()
     with vhost() as broker, database(kind, work) as db:
         env = {
             **os.environ,
@@ -435,10 +438,15 @@ def stack(kind: str, work: Path, procs: Processes) -> Iterator[Stack]:
             procs=procs,
             fast_port=fast,
             slow_port=slow,
+            bidders_port=bidders,
             intake_url=f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}",
         )
         config = work / "bench.yaml"
-        config.write_text(CONFIG.format(fast=fast, slow=slow))
+        document = yaml.safe_load(CONFIG.format(fast=fast, slow=slow))
+        auction = bench_pings.config(fast, bidders)
+        document["recipients"].update(auction["recipients"])
+        document["flows"].update(auction["flows"])
+        config.write_text(yaml.safe_dump(document))
         s.leadflow("db", "upgrade")
         s.leadflow("config", "apply", str(config))
         try:
@@ -695,6 +703,53 @@ def attempted(s: Stack) -> int:
 # --- the run --------------------------------------------------------------------------------
 
 
+#: Seconds of pings a run, and the clients: few (the answer time alone) and many (the rate).
+PING_SECONDS = float(os.environ.get("BENCH_PING_SECONDS", "10"))
+PING_CLIENTS = (32, 256)
+
+
+def ping_rows(s: Stack, procs: Processes, kind: str) -> list[tuple[str, str, str, str, str]]:
+    """Pings answered by one intake: four bidders answering in 50-300 ms and one never
+    answering, a 500 ms deadline (the baseline: every answer waits it out)."""
+    procs.start(
+        f"bidders-{s.bidders_port}",
+        [PY, "-m", "bench.bidders", str(s.bidders_port)],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{s.bidders_port}/stats"), 30, "bidders")
+    url = f"{s.intake_url}/flows/auction/sources/web/ping"
+    bench_pings.run(url, 2, 16)  # warm up
+    rows = []
+    deadline = bench_pings.DEADLINE_MS
+    for clients in PING_CLIENTS:
+        rates, p50s, p99s, worst, failed = [], [], [], 0.0, 0
+        for _ in range(RUNS):
+            rate, answered, errors = bench_pings.run(url, PING_SECONDS, clients)
+            rates.append(float(rate))
+            p50s.append(percentile(answered, 0.50))
+            p99s.append(percentile(answered, 0.99))
+            worst = max(worst, max(answered, default=0.0))
+            failed += errors
+            progress(
+                f"pings ({kind}, {clients} clients) {rate:,} /s, p50 {p50s[-1]:.0f} ms, "
+                f"p99 {p99s[-1]:.0f} ms"
+            )
+        figure = Figure(f"pings, {clients} clients, 5 bidders, 1 never answers ({kind})", "/s")
+        figure.values = rates
+        p99 = statistics.median(p99s)
+        rows.append(
+            (
+                figure.name,
+                f"{figure.median:,.0f} pings/s, p50 {statistics.median(p50s):.0f} ms, "
+                f"p99 {p99:.0f} ms",
+                figure.spread + f", worst {worst:.0f} ms, {failed} not 200",
+                f"{deadline} ms auction deadline",
+                f"p99 over the deadline: {p99 - deadline:.0f} ms (target < 50 ms)",
+            )
+        )
+    return rows
+
+
 def machine() -> str:
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
     return (
@@ -790,6 +845,8 @@ def main() -> None:
                             "targets p99 < 20 ms, no answer > 250 ms",
                         )
                     )
+                if "ping" in ONLY:
+                    rows += ping_rows(s, procs, kind)
                 if ONLY & {"e2e", "latency"}:
                     memory = {
                         name: peak_mb(s.services[name][0].pid)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -96,6 +96,18 @@ class ReadGates:
         return bool(keys) and resubmits.find(self.connection, keys, self.now) is not None
 
 
+class FlowGates(auction.Gates, Protocol):
+    """What a ping's plan reads besides the bidders' gates (``ReadGates``)."""
+
+    def flow_room(
+        self, flow_id: str, flow: Flow, source_id: str, variables: Mapping[str, Any]
+    ) -> bool: ...
+
+    def flow_duplicate(
+        self, flow_id: str, flow: Flow, source_id: str, fields: Mapping[str, Any]
+    ) -> bool: ...
+
+
 @dataclass(slots=True)
 class Plan:
     """A ping's gates and steps in ping mode: a failure, or its auctions (step index,
@@ -112,7 +124,7 @@ def plan(
     source_id: str,
     fields: Mapping[str, Any],
     variables: Mapping[str, Any],
-    gates: ReadGates,
+    gates: FlowGates,
 ) -> Plan:
     """The flow's hours, acceptance criteria, duplicates and caps, checked without
     counting; then its filters and auctions in ping mode (recipient steps post, so a

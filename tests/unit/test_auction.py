@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared import auction
+from shared import auction, pings
 from shared.auction import Bid
 from shared.errors import ConfigError
 from shared.flowconfig import AuctionStep, Recipient, parse_config
@@ -193,3 +193,81 @@ def test_a_ping_limit_needs_a_window_of_minutes_hours_or_days() -> None:
             {},
         )
     assert any("flows.f.sources.s.ping_limits[0].per" in p for p in refused.value.problems)
+
+
+class FakeFlowGates(FakeGates):
+    def __init__(self, *, flow_full: bool = False, duplicate: bool = False) -> None:
+        super().__init__()
+        self._flow_full = flow_full
+        self._duplicate = duplicate
+
+    def flow_room(self, flow_id: str, flow: Any, source_id: str, variables: Any) -> bool:
+        return not self._flow_full
+
+    def flow_duplicate(self, flow_id: str, flow: Any, source_id: str, fields: Any) -> bool:
+        return self._duplicate
+
+
+PLANNED = parse_config(
+    {
+        "recipients": {
+            "a": {"price": 3, "http": {"url": "http://127.0.0.1:1/a"}},
+            "b": {"price": 4, "http": {"url": "http://127.0.0.1:1/b"}},
+        },
+        "flows": {
+            "f": {
+                "fields": {"state": {"type": "state"}},
+                "acceptance_criteria": [
+                    {
+                        "rule_set": {
+                            "rules": [{"lhv": "lead.state", "op": "is not equal to", "rhv": "AK"}]
+                        },
+                        "reason": "No Alaska",
+                    }
+                ],
+                "sources": {"s": {}},
+                "steps": [
+                    {"recipient": "a"},
+                    {
+                        "filter": {
+                            "rule_set": {
+                                "rules": [{"lhv": "lead.state", "op": "is equal to", "rhv": "NV"}]
+                            },
+                            "reason": "Not Nevada",
+                        }
+                    },
+                    {"auction": {"recipients": ["a", "b"]}},
+                    {"auction": {"recipients": ["b"]}},
+                ],
+            },
+            "closed": {
+                "schedule": {"sat": ["09:00-10:00"]},
+                "sources": {"s": {}},
+            },
+        },
+    },
+    {},
+)
+
+
+def planned(state: str, gates: FakeFlowGates | None = None, flow: str = "f") -> pings.Plan:
+    variables = {"lead": {"state": state}}
+    return pings.plan(PLANNED, flow, "s", {}, variables, gates or FakeFlowGates())
+
+
+def test_a_ping_runs_the_filters_and_every_auction_in_ping_mode_posting_nothing() -> None:
+    plan = planned("TX")
+    assert plan.failure is None and plan.has_auction
+    assert [(index, bidders) for index, _, bidders in plan.auctions] == [
+        (2, ["a", "b"]),
+        (3, ["b"]),
+    ]
+
+
+def test_a_ping_fails_where_the_lead_would_fail() -> None:
+    assert planned("NV").failure == "Not Nevada"
+    assert planned("AK").failure == "No Alaska"
+    assert planned("TX", FakeFlowGates(duplicate=True)).failure == "Duplicate"
+    assert planned("TX", FakeFlowGates(flow_full=True)).failure == "Cap reached"
+    closed = planned("TX", flow="closed").failure
+    assert closed == "Submission Timestamp must be within hours of operation"
