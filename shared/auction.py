@@ -126,11 +126,14 @@ async def collect(
     variables: Mapping[str, Any],
     flow_fields: list[str],
     ping_id: str,
+    started: float | None = None,
 ) -> list[Bid]:
     """Every bidder's bid, in the bidders' order: buyers with ``ping`` asked all at once
     (each within its own timeout and the auction's deadline), the others bidding their
-    ``price``."""
-    started = time.monotonic()
+    ``price``. The deadline runs from ``started`` (``time.monotonic()``; default: now):
+    a ping's from its arrival, so the time spent reading it comes out of the bidders'."""
+    started = time.monotonic() if started is None else started
+    deadline = max(0.0, auction.timeout - (time.monotonic() - started))
     tasks: dict[str, asyncio.Task[Bid]] = {}
     fixed: dict[str, Bid] = {}
     for recipient_id in bidders:
@@ -141,10 +144,10 @@ async def collect(
             fixed[recipient_id] = Bid(recipient_id, outcome, cents(price), pinged=False)
             continue
         tasks[recipient_id] = asyncio.create_task(
-            _ask(http, recipient_id, recipient, variables, flow_fields, ping_id, auction.timeout)
+            _ask(http, recipient_id, recipient, variables, flow_fields, ping_id, deadline)
         )
     if tasks:
-        await asyncio.wait(tasks.values(), timeout=auction.timeout)
+        await asyncio.wait(tasks.values(), timeout=deadline)
     late_ms = int((time.monotonic() - started) * 1000)
     bids = []
     for recipient_id in bidders:

@@ -222,23 +222,66 @@ class StoredPing:
 _PING_COLUMNS = [_PINGS.c[name] for name in StoredPing.__dataclass_fields__]
 
 
-def store(
-    connection: Connection,
-    ping: StoredPing,
-    dedupe: str,
-    ms: int,
-    bids: Sequence[tuple[int, Bid]],
-) -> None:
-    row = {name: getattr(ping, name) for name in StoredPing.__dataclass_fields__}
-    connection.execute(insert(_PINGS), [{**row, "dedupe_key": dedupe, "ms": ms}])
-    write_bids(
-        connection,
-        bids,
-        flow_id=ping.flow_id,
-        source_id=ping.source_id,
-        at=ping.created_at,
-        ping_id=ping.id,
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A ping answered, to store: the ping, its dedupe key, its time and its bids."""
+
+    ping: StoredPing
+    dedupe: str
+    ms: int
+    bids: Sequence[tuple[int, Bid]]
+
+
+def store(connection: Connection, answered: Sequence[Answered]) -> None:
+    """Pings and their bids: one statement for the pings, one for every bid."""
+    if not answered:
+        return
+    connection.execute(
+        insert(_PINGS),
+        [
+            {
+                **{name: getattr(a.ping, name) for name in StoredPing.__dataclass_fields__},
+                "dedupe_key": a.dedupe,
+                "ms": a.ms,
+            }
+            for a in answered
+        ],
     )
+    rows = [
+        _bid_row(bid, step, a.ping.flow_id, a.ping.source_id, a.ping.created_at, a.ping.id)
+        for a in answered
+        for step, bid in a.bids
+    ]
+    if rows:
+        connection.execute(insert(_BIDS), rows)
+
+
+def _bid_row(
+    bid: Bid,
+    step: int,
+    flow_id: str,
+    source_id: str,
+    at: datetime,
+    ping_id: str | None = None,
+    lead_id: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "ping_id": ping_id,
+        "lead_id": lead_id,
+        "event_id": event_id,
+        "flow_id": flow_id,
+        "source_id": source_id,
+        "step": step,
+        "recipient_id": bid.recipient_id,
+        "outcome": bid.outcome,
+        "amount": bid.amount,
+        "reference": bid.reference,
+        "ms": bid.ms,
+        "reason": bid.reason,
+        "pinged": bid.pinged,
+        "at": at,
+    }
 
 
 def write_bids(
@@ -258,22 +301,7 @@ def write_bids(
     connection.execute(
         insert(_BIDS),
         [
-            {
-                "ping_id": ping_id,
-                "lead_id": lead_id,
-                "event_id": event_id,
-                "flow_id": flow_id,
-                "source_id": source_id,
-                "step": step,
-                "recipient_id": bid.recipient_id,
-                "outcome": bid.outcome,
-                "amount": bid.amount,
-                "reference": bid.reference,
-                "ms": bid.ms,
-                "reason": bid.reason,
-                "pinged": bid.pinged,
-                "at": at,
-            }
+            _bid_row(bid, step, flow_id, source_id, at, ping_id, lead_id, event_id)
             for step, bid in bids
         ],
     )

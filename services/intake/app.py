@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WAITERS] = {}
     app.cleanup_ctx.append(latest_config_ctx)
     app.cleanup_ctx.append(writer_ctx)
-    app.cleanup_ctx.append(pings.ping_client_ctx)
+    app.cleanup_ctx.append(pings.ping_ctx)
     app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/ping", pings.ping)
     app.router.add_route("*", "/flows/{flow_id}/sources/{source_id}/submit", views.submit)
     app.router.add_get("/leads/{lead_id}", views.show_lead)

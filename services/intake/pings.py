@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,33 +19,33 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 from services.intake.state import LATEST_CONFIG
 from services.intake.views import ALLOWED, target_of
 from shared import auction, pings
 from shared.answers import negotiate
 from shared.auction import Bid
-from shared.db.engine import transaction, utcnow
+from shared.db.engine import utcnow
+from shared.db.grouped import GroupCommit
+from shared.db.threads import DatabaseThreads
 from shared.flowconfig import LeadflowConfig
 from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields
-from shared.metrics import PINGS
+from shared.metrics import BIDS, PINGS
 from shared.money.pricing import quote, source_cost
 from shared.outbound.send import client_session
-from shared.web import FACTORY, answer, run_db
+from shared.web import SETTINGS, answer
 
 logger = logging.getLogger(__name__)
 
 PING_HTTP = web.AppKey("ping_http", aiohttp.ClientSession)
 #: Connections the intake holds open to buyers at once, over every ping in flight.
 PING_CONNECTIONS = 500
-
-
-async def ping_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[PING_HTTP] = client_session(PING_CONNECTIONS)
-    yield
-    await app[PING_HTTP].close()
+#: Database threads of the pings' group commits (one check and one store run at a time).
+PING_DB_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,39 @@ class _Limited:
     retry_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A ping to check: its limits, an identical earlier ping, its gates and bidders."""
+
+    config: LeadflowConfig
+    flow_id: str
+    source_id: str
+    dedupe: str
+    fields: dict[str, Any]
+    variables: dict[str, Any]
+    now: datetime
+
+
+Checked = _Limited | pings.StoredPing | pings.Plan
+PING_CHECK = web.AppKey("ping_check", GroupCommit[_Asked, Checked])
+PING_STORE = web.AppKey("ping_store", GroupCommit[pings.Answered, None])
+
+
+async def ping_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The client that pings buyers, and the group commits that check and store pings
+    (pings arriving together share a transaction; alone, one waits for nobody)."""
+    db = DatabaseThreads(app[SETTINGS].database_url, PING_DB_THREADS, "pings")
+    app[PING_HTTP] = client_session(PING_CONNECTIONS)
+    check: GroupCommit[_Asked, Checked] = GroupCommit(db, _check_many, linger=0)
+    app[PING_CHECK] = check
+    app[PING_STORE] = GroupCommit(db, _store_many, linger=0)
+    yield
+    await app[PING_HTTP].close()
+    await db.close()
+
+
 async def ping(request: web.Request) -> web.Response:
+    started = time.monotonic()
     media = negotiate(request.headers.get("Accept"))
     if request.method not in ("GET", "POST"):
         response = answer(
@@ -68,7 +100,6 @@ async def ping(request: web.Request) -> web.Response:
         return target
     version, flow_id, flow, source_id = target
     _, config = await request.app[LATEST_CONFIG].get()
-    started = time.monotonic()
     body = await request.read() if request.method == "POST" else b""
     submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
     submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
@@ -79,17 +110,8 @@ async def ping(request: web.Request) -> web.Response:
         lead_id=ping_id, flow_id=flow_id, source_id=source_id, received_at=now, fields=fields
     )
     dedupe = pings.dedupe_key(flow_id, source_id, submitted)
-    checked = await run_db(
-        request.app,
-        _check,
-        request.app,
-        config,
-        flow_id,
-        source_id,
-        dedupe,
-        fields,
-        variables,
-        now,
+    checked = await request.app[PING_CHECK](
+        _Asked(config, flow_id, source_id, dedupe, fields, variables, now)
     )
     if isinstance(checked, _Limited):
         return _too_many(checked.retry_after)
@@ -104,7 +126,14 @@ async def ping(request: web.Request) -> web.Response:
         best = None
         for index, step, bidders in checked.auctions:
             collected = await auction.collect(
-                request.app[PING_HTTP], step, config, bidders, variables, list(flow.fields), ping_id
+                request.app[PING_HTTP],
+                step,
+                config,
+                bidders,
+                variables,
+                list(flow.fields),
+                ping_id,
+                started=started if not bids else None,
             )
             bids += [(index, bid) for bid in collected]
             ranked = auction.rank(collected, step.floor)
@@ -134,8 +163,10 @@ async def ping(request: web.Request) -> web.Response:
         lead_id=None,
     )
     ms = int((time.monotonic() - started) * 1000)
-    await run_db(request.app, _store, request.app, stored, dedupe, ms, bids)
+    await request.app[PING_STORE](pings.Answered(stored, dedupe, ms, bids))
     PINGS.labels(flow_id, source_id, outcome).inc()
+    for _, bid in bids:
+        BIDS.labels(bid.recipient_id, bid.outcome).inc()
     logger.info(
         "ping %s for %s/%s: %s %s (%d bids, %d ms)",
         ping_id,
@@ -149,39 +180,31 @@ async def ping(request: web.Request) -> web.Response:
     return answer(stored.answer(), media)
 
 
-def _check(
-    app: web.Application,
-    config: LeadflowConfig,
-    flow_id: str,
-    source_id: str,
-    dedupe: str,
-    fields: dict[str, Any],
-    variables: dict[str, Any],
-    now: datetime,
-) -> _Limited | pings.StoredPing | pings.Plan:
-    """Count the ping against its limits; the earlier identical ping; or its plan."""
-    flow = config.flows[flow_id]
-    with transaction(app[FACTORY]) as session:
-        connection = session.connection()
-        retry_after = pings.take_limits(connection, flow_id, flow, source_id, now)
-        if retry_after is not None:
-            return _Limited(retry_after)
-        earlier = pings.recent(connection, dedupe, now - timedelta(seconds=flow.ping.dedupe))
-        if earlier is not None:
-            return earlier
-        gates = pings.ReadGates(connection, now)
-        return pings.plan(config, flow_id, source_id, fields, variables, gates)
+def _check_many(session: Session, asked: Sequence[_Asked]) -> list[Checked]:
+    """Each ping counted against its limits; the earlier identical ping; or its plan.
+    One transaction for the pings that arrived together (the paused set read once)."""
+    connection = session.connection()
+    gates = pings.ReadGates(connection, asked[0].now)
+    return [_check(connection, gates, one) for one in asked]
 
 
-def _store(
-    app: web.Application,
-    stored: pings.StoredPing,
-    dedupe: str,
-    ms: int,
-    bids: list[tuple[int, Bid]],
-) -> None:
-    with transaction(app[FACTORY]) as session:
-        pings.store(session.connection(), stored, dedupe, ms, bids)
+def _check(connection: Connection, gates: pings.ReadGates, asked: _Asked) -> Checked:
+    flow = asked.config.flows[asked.flow_id]
+    retry_after = pings.take_limits(connection, asked.flow_id, flow, asked.source_id, asked.now)
+    if retry_after is not None:
+        return _Limited(retry_after)
+    since = asked.now - timedelta(seconds=flow.ping.dedupe)
+    earlier = pings.recent(connection, asked.dedupe, since)
+    if earlier is not None:
+        return earlier
+    return pings.plan(
+        asked.config, asked.flow_id, asked.source_id, asked.fields, asked.variables, gates
+    )
+
+
+def _store_many(session: Session, answered: Sequence[pings.Answered]) -> list[None]:
+    pings.store(session.connection(), answered)
+    return [None] * len(answered)
 
 
 def _too_many(retry_after: float) -> web.Response:
