@@ -15,7 +15,7 @@ from services.email_delivery.mailer import DEFAULT_TIMEOUT
 from shared import deliveries
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
-from shared.db.models import Lead
+from shared.db.models import Event, Lead
 from shared.errors import PermanentError
 from shared.flowconfig import EmailTarget
 from shared.leaddata import display_fields
@@ -33,6 +33,7 @@ class LeadJob:
     row: dict[str, Any]
     envelope: Envelope
     price: Decimal | None = None  # the recipient's, owed when the server takes the email
+    once: bool = False  # an auction's post: never retried, a failure moves on at once
 
     @property
     def final(self) -> bool:
@@ -60,6 +61,8 @@ def claim(
     if recipient is None or recipient.email is None:
         raise PermanentError(f"recipient {claimed.recipient_id} has no email settings")
     flow = config.flows[lead.flow_id]
+    step = session.get(Event, message.event_id)
+    auctioned = step is not None and step.parent_event_id is not None
     return LeadJob(
         lead_id=lead.id,
         event_id=message.event_id,
@@ -68,7 +71,8 @@ def claim(
         target=recipient.email,
         columns=list(flow.fields),
         row=display_fields(lead.fields),
-        price=recipient.price,
+        price=step.price if auctioned and step is not None else recipient.price,
+        once=auctioned,
         envelope=Envelope(
             recipient_id=claimed.recipient_id,
             recipient_name=recipient.name,

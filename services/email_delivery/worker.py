@@ -70,9 +70,13 @@ def _send_lead(job: records.LeadJob, deps: Deps) -> None:
     except SendFailed as failure:
         ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
         attempt = deliveries.Attempt(at, _ms(started), failure.code, failure.reason)
+        # an auction's post is never retried: the step fails and the next bid is posted
+        ended = deliveries.Completion("error", failure.reason) if job.once else None
         with transaction(deps.sessions) as session:
-            deliveries.record_many(session, [deliveries.Answered(job.claimed, attempt, None)])
+            deliveries.record_many(session, [deliveries.Answered(job.claimed, attempt, ended)])
         logger.warning("email to %s failed: %s", job.recipient_id, failure.reason, extra=ids)
+        if job.once:
+            return
         raise _retry_or_give_up(failure, job.target) from None
     ATTEMPT_SECONDS.labels(job.recipient_id).observe(time.monotonic() - started)
     attempt = deliveries.Attempt(at, _ms(started), accepted.code, accepted.refused)

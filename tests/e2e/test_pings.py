@@ -315,3 +315,16 @@ def test_a_buyer_that_won_an_auction_may_return_the_lead(
     assert (returned.status_code, returned.json()["outcome"]) == (201, "success"), returned.text
     rows = [(r["kind"], r["party"], r["amount"]) for r in stack.show(lead_id)["ledger"]]
     assert ("return", "bidder_a", "-7.00") in rows
+
+
+def test_a_ping_older_than_its_ttl_cannot_be_posted(stack: Stack, silent: threading.Event) -> None:
+    # given a ping answered with a bid, whose time to live has run out
+    stack.recipient.script("/bidder-a/ping", [bid(6, "A-11")])
+    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    quoted = ping(stack, "web", state="TX", ref=secrets.token_hex(4)).json()
+    assert quoted["outcome"] == "success"
+    stack.execute("UPDATE pings SET expires_at = created_at WHERE id = :id", id=quoted["ping_id"])
+
+    # when the source posts against it, then it is told the ping expired
+    late = post(stack, "web", quoted["ping_id"], phone_1="5125550111")
+    assert (late["outcome"], late["reason"], late["price"]) == ("failure", "ping expired", 0)
