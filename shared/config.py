@@ -18,8 +18,13 @@ class Settings:
     email_url: str = "maildir://var/mail"
     intake_port: int = 8080
     feedback_port: int = 8081
+    console_port: int = 8082
     intake_host: str = "0.0.0.0"
     feedback_host: str = "0.0.0.0"
+    console_host: str = "0.0.0.0"
+    #: Signs the console's session cookies; empty: a random key per start (every session
+    #: ends when the console restarts, and copies behind one address disagree).
+    console_secret: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int | None = 9100  # workers only; 0 turns it off
@@ -46,6 +51,9 @@ _ENV = {
     "email_url": "LEADFLOW_EMAIL_URL",
     "intake_port": "LEADFLOW_INTAKE_PORT",
     "feedback_port": "LEADFLOW_FEEDBACK_PORT",
+    "console_port": "LEADFLOW_CONSOLE_PORT",
+    "console_host": "LEADFLOW_CONSOLE_HOST",
+    "console_secret": "LEADFLOW_CONSOLE_SECRET",
     "intake_host": "LEADFLOW_INTAKE_HOST",
     "feedback_host": "LEADFLOW_FEEDBACK_HOST",
     "log_format": "LEADFLOW_LOG_FORMAT",

@@ -55,6 +55,7 @@ def _register() -> None:
         pings,
         services,
         up,
+        users,
     )
 
     for command in (
@@ -71,6 +72,7 @@ def _register() -> None:
         money.report,
         money.returns,
         pings.pings,
+        users.users,
     ):
         main.add_command(command)
 

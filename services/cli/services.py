@@ -43,4 +43,12 @@ def email_delivery() -> None:
     run()
 
 
-COMMANDS = (intake, router, http_delivery, email_delivery)
+@click.command()
+def console() -> None:
+    """Run the console (the operators' web application)."""
+    from services.console.__main__ import main as run
+
+    run(_settings())
+
+
+COMMANDS = (intake, router, http_delivery, email_delivery, console)

@@ -27,7 +27,7 @@ import click
 from services.cli import _settings
 from shared.lifecycle import PARENT_PID_VARIABLE
 
-SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback")
+SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback", "console")
 WORKERS = ("router", "http-delivery", "email-delivery")
 logger = logging.getLogger(__name__)
 #: How long the copies get to stop before they are killed (their own grace is shorter).

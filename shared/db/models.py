@@ -324,3 +324,16 @@ class PingBid(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     pinged: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class User(Base):
+    """A person who may use the console (``leadflow users add``): a viewer reads, an
+    operator also acts. The password is kept as an argon2 hash only."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -51,6 +51,10 @@ class Stack:
     def feedback_url(self) -> str:
         return f"http://127.0.0.1:{self.env['LEADFLOW_FEEDBACK_PORT']}"
 
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['LEADFLOW_CONSOLE_PORT']}"
+
     def leadflow(
         self,
         *args: str,
@@ -187,6 +191,7 @@ def stack_env(
         "LEADFLOW_EMAIL_URL": f"maildir://{work}/mail",
         "LEADFLOW_INTAKE_PORT": str(free_port()),
         "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+        "LEADFLOW_CONSOLE_PORT": str(free_port()),
         "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
         "LEADFLOW_CONFIG_REFRESH_SECONDS": "0.2",
         "LEADFLOW_HTTP_CONCURRENCY": "16",

@@ -57,6 +57,7 @@ def held_stack(
             "LEADFLOW_DATABASE_URL": database_url,
             "LEADFLOW_INTAKE_PORT": str(free_port()),
             "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+            "LEADFLOW_CONSOLE_PORT": str(free_port()),
             "LEADFLOW_METRICS_PORT": "0",
             "LEADFLOW_CLOCK_OFFSET_SECONDS": str(offset),
         }

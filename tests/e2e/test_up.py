@@ -40,7 +40,7 @@ flows:
     sources: {web: {}}
     steps: [{recipient: up_buyer}]
 """
-SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback")
+SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback", "console")
 GRACE_SECONDS = 5
 
 
@@ -66,6 +66,7 @@ def own(tmp_path: Path, recipient_url: str) -> Iterator[Own]:
             "LEADFLOW_EMAIL_URL": f"maildir://{tmp_path}/mail",
             "LEADFLOW_INTAKE_PORT": str(free_port()),
             "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+            "LEADFLOW_CONSOLE_PORT": str(free_port()),
             "LEADFLOW_METRICS_PORT": str(free_port_block(6)),
             "LEADFLOW_SHUTDOWN_GRACE": str(GRACE_SECONDS),
             "RECIPIENT": recipient_url,
@@ -111,7 +112,7 @@ def alive(pids: list[int]) -> list[int]:
 
 def all_ready(log: Path) -> bool:
     text = log.read_text()
-    return text.count("ready for action") >= 3 and text.count("listening on") >= 2
+    return text.count("ready for action") >= 3 and text.count("listening on") >= 3
 
 
 def test_ctrl_c_on_leadflow_up_stops_every_service_quietly(own: Own, tmp_path: Path) -> None:

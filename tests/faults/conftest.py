@@ -151,6 +151,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
             "LEADFLOW_DATABASE_URL": direct_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"),
             "LEADFLOW_INTAKE_PORT": str(free_port()),
             "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+            "LEADFLOW_CONSOLE_PORT": str(free_port()),
             "LEADFLOW_HTTP_CONCURRENCY": "32",
             "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
             "LEADFLOW_METRICS_PORT": "0",

@@ -1,0 +1,108 @@
+"""What the console's pages read: each a query over the tables the CLI reads too, lists
+paged by key (never OFFSET), so a page costs the same on the millionth lead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select, tuple_
+
+from shared.db.engine import as_utc
+from shared.db.models import DeadLetter, Lead
+from shared.ids import is_id
+
+PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class LeadPage:
+    rows: list[dict[str, Any]]
+    next_before: str | None  # the last lead's id: the next page's key
+
+
+def leads(
+    connection: Connection,
+    *,
+    flow_id: str | None = None,
+    outcome: str | None = None,
+    before: str | None = None,
+) -> LeadPage:
+    """The newest leads first, ``PAGE`` at a time: after the lead ``before`` (its
+    ``(received_at, id)`` is the key; the index on ``received_at`` serves it)."""
+    query = select(
+        Lead.id,
+        Lead.flow_id,
+        Lead.source_id,
+        Lead.received_at,
+        Lead.state,
+        Lead.outcome,
+        Lead.reason,
+        Lead.price,
+    )
+    if flow_id:
+        query = query.where(Lead.flow_id == flow_id)
+    if outcome == "queued":
+        query = query.where(Lead.state != "done")
+    elif outcome:
+        query = query.where(Lead.outcome == outcome, Lead.state == "done")
+    if before and is_id(before):
+        at = connection.execute(select(Lead.received_at).where(Lead.id == before)).scalar()
+        if at is not None:
+            query = query.where(tuple_(Lead.received_at, Lead.id) < tuple_(at, before))
+    rows = [
+        {
+            "id": r.id,
+            "flow_id": r.flow_id,
+            "source_id": r.source_id,
+            "received_at": _iso(r.received_at),
+            "outcome": r.outcome if r.state == "done" else "queued",
+            "reason": r.reason,
+            "price": f"{r.price or 0:.2f}",
+        }
+        for r in connection.execute(
+            query.order_by(Lead.received_at.desc(), Lead.id.desc()).limit(PAGE + 1)
+        )
+    ]
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return LeadPage(rows, rows[-1]["id"] if more and rows else None)
+
+
+def leads_by_hour(connection: Connection, now: datetime, hours: int) -> list[dict[str, Any]]:
+    """Leads received in each of the last ``hours`` hours, by outcome (queued: not done)."""
+    since = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    if connection.dialect.name == "postgresql":
+        bucket = func.date_trunc("hour", func.timezone("UTC", Lead.received_at))
+    else:
+        bucket = func.strftime("%Y-%m-%d %H:00", Lead.received_at)
+    outcome = func.coalesce(Lead.outcome, "queued")
+    counted = connection.execute(
+        select(bucket.label("hour"), outcome.label("outcome"), func.count())
+        .where(Lead.received_at >= since)
+        .group_by(bucket, outcome)
+    )
+    by_hour: dict[str, dict[str, int]] = {}
+    for hour, kind, count in counted:
+        key = hour.strftime("%Y-%m-%d %H:00") if isinstance(hour, datetime) else str(hour)
+        by_hour.setdefault(key, {})[str(kind)] = count
+    rows = []
+    for i in range(hours):
+        key = (since + timedelta(hours=i)).strftime("%Y-%m-%d %H:00")
+        counts = by_hour.get(key, {})
+        rows.append({"hour": key[-5:], "counts": counts, "total": sum(counts.values())})
+    return rows
+
+
+def parked_count(connection: Connection) -> int:
+    return int(
+        connection.execute(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.state == "parked")
+        ).scalar_one()
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None

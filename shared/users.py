@@ -1,0 +1,72 @@
+"""Console users: added by ``leadflow users add``, checked by the console's login.
+
+Passwords are kept as argon2id hashes (argon2-cffi); a check of an unknown name still
+runs a hash, so a login's answer time does not tell which names exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.engine import utcnow
+from shared.db.models import User
+from shared.errors import UsageError
+from shared.ids import new_id
+
+ROLES = ("viewer", "operator")
+_HASHER = PasswordHasher()
+_NOBODY = _HASHER.hash("no such user")
+MIN_PASSWORD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: str
+    name: str
+    role: str
+
+    @property
+    def may_act(self) -> bool:
+        return self.role == "operator"
+
+
+def add(session: Session, name: str, role: str, password: str) -> Person:
+    """A new user; a name taken, an unknown role or a short password is a UsageError."""
+    name = name.strip()
+    if not name:
+        raise UsageError("a user needs a name")
+    if role not in ROLES:
+        raise UsageError(f"--role must be one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"a password needs at least {MIN_PASSWORD} characters")
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise UsageError(f"user {name!r} exists already")
+    user = User(
+        id=new_id(), name=name, role=role, password_hash=_HASHER.hash(password), created_at=utcnow()
+    )
+    session.add(user)
+    return Person(user.id, user.name, user.role)
+
+
+def check(session: Session, name: str, password: str) -> Person | None:
+    """The user whose name and password these are, or None."""
+    user = session.scalar(select(User).where(User.name == name.strip()))
+    try:
+        _HASHER.verify(user.password_hash if user is not None else _NOBODY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return Person(user.id, user.name, user.role) if user is not None else None
+
+
+def get(session: Session, user_id: str) -> Person | None:
+    user = session.get(User, user_id)
+    return Person(user.id, user.name, user.role) if user is not None else None
+
+
+def listing(session: Session) -> list[Person]:
+    return [Person(u.id, u.name, u.role) for u in session.scalars(select(User).order_by(User.name))]

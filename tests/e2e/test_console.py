@@ -1,0 +1,209 @@
+"""The console (SPEC section 16) in a real browser: headless Chromium (Debian's) driven by
+Playwright against the real stack started by `leadflow up`: sign in, find a lead and open
+it, pause and resume a recipient, approve a return; a viewer cannot act, a form without
+its CSRF token is refused, and failed sign-ins are braked."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import Stack
+from tests.support.infra import wait_for
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": CHROMIUM}
+
+
+def console_up(stack: Stack) -> bool:
+    try:
+        return requests.get(f"{stack.console_url}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def console(stack: Stack) -> None:
+    """The stack's console answers (`leadflow up` waits only for intake)."""
+    wait_for(lambda: console_up(stack), timeout=60, message="the console to answer")
+
+
+@pytest.fixture(scope="module")
+def people(stack: Stack) -> dict[str, str]:
+    """An operator and a viewer, with their passwords."""
+    made = {}
+    for role in ("operator", "viewer"):
+        name, password = f"{role}-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+        stack.leadflow("users", "add", name, "--role", role, "--password-stdin", input=password)
+        made[role] = name
+        made[f"{role}_password"] = password
+    return made
+
+
+def sign_in(page: Page, stack: Stack, name: str, password: str) -> None:
+    page.goto(f"{stack.console_url}/login")
+    page.fill("#name", name)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    expect(page.locator("header")).to_contain_text(name)
+
+
+@pytest.fixture
+def operator_page(browser: Browser, stack: Stack, people: dict[str, str]) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, stack, people["operator"], people["operator_password"])
+    yield page
+    context.close()
+
+
+def paused(stack: Stack, recipient_id: str) -> bool:
+    listed = stack.leadflow("recipients", "list").stdout.splitlines()
+    (line,) = [line for line in listed if line.split()[0] == recipient_id]
+    return line.split()[-1] == "paused"
+
+
+def sold_lead(stack: Stack) -> tuple[str, str]:
+    """A lead the console buyer took: (lead id, its step's event id)."""
+    answer = stack.submit("console", "web", data={"first_name": "Ada", "state": "TX"}).json()
+    lead_id = answer["lead"]["id"]
+    report = stack.wait_done(lead_id)
+    (event,) = [e for e in report["events"] if e["type"] == "recipient"]
+    return lead_id, event["id"]
+
+
+def test_every_page_needs_a_sign_in(stack: Stack) -> None:
+    answer = requests.get(f"{stack.console_url}/leads", allow_redirects=False, timeout=10)
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/login")
+
+
+def test_an_operator_signs_in_finds_a_lead_and_reads_why_it_went_where_it_went(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given a lead the console buyer bought
+    lead_id, _ = sold_lead(stack)
+    page = operator_page
+
+    # when the operator looks at the dashboard, then finds the lead by its id
+    page.goto(f"{stack.console_url}/")
+    expect(page.locator("#leads-chart rect").first).to_be_visible()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "console-dashboard.png"), full_page=True)
+    page.goto(f"{stack.console_url}/leads")
+    page.fill("input[name=id]", lead_id)
+    page.click("form.card button[type=submit]")
+
+    # then the lead page shows its outcome, its fields, its steps and its deliveries
+    expect(page.locator("h1")).to_contain_text(lead_id)
+    expect(page.locator("#outcome")).to_have_text("success")
+    expect(page.locator("#fields")).to_contain_text("Ada")
+    expect(page.locator("#events")).to_contain_text("console_buyer")
+    expect(page.locator("#deliveries")).to_contain_text("delivered")
+    page.screenshot(path=str(DOCS / "console-lead.png"), full_page=True)
+
+    # and the list of leads links to it
+    page.goto(f"{stack.console_url}/leads?flow=console")
+    expect(page.locator(f"#leads a[href='/leads/{lead_id}']")).to_be_visible()
+
+
+def test_an_operator_pauses_and_resumes_a_recipient(stack: Stack, operator_page: Page) -> None:
+    page = operator_page
+    page.goto(f"{stack.console_url}/recipients")
+    row = page.locator("#recipient-console_buyer")
+
+    # when the operator pauses it
+    row.locator("button").click()
+
+    # then it is paused, for the CLI too
+    expect(row.locator(".state")).to_have_text("paused")
+    assert paused(stack, "console_buyer")
+
+    # when it is resumed, it is open again
+    row.locator("button").click()
+    expect(row.locator(".state")).to_have_text("open")
+
+
+def test_an_operator_approves_a_return_waiting_for_a_decision(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given a return waiting for approval
+    lead_id, event_id = sold_lead(stack)
+    asked = requests.post(
+        f"{stack.feedback_url}/feedback",
+        params={"event_id": event_id},
+        json={"type": "return", "reason": "Wrong number"},
+        headers={"Accept": "application/json"},
+        timeout=30,
+    )
+    assert asked.status_code == 201, asked.text
+
+    # when the operator approves it on the returns page
+    page = operator_page
+    page.goto(f"{stack.console_url}/returns")
+    row = page.locator("#returns tr", has_text=lead_id)
+    row.locator("button", has_text="Approve").click()
+
+    # then the delivery is returned, as if `leadflow returns approve` had been run
+    expect(page.locator("#returns")).not_to_contain_text(lead_id)
+    status = stack.scalar("SELECT status FROM deliveries WHERE event_id = :e", e=event_id)
+    assert status == "returned"
+
+
+def test_a_viewer_reads_but_cannot_act(
+    stack: Stack, browser: Browser, people: dict[str, str]
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, stack, people["viewer"], people["viewer_password"])
+        page.goto(f"{stack.console_url}/recipients")
+        with page.expect_response(lambda r: "/pause" in r.url) as clicked:
+            page.locator("#recipient-console_buyer button").click()
+        assert clicked.value.status == 403
+        assert not paused(stack, "console_buyer")
+    finally:
+        context.close()
+
+
+def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str, str]) -> None:
+    # given an operator's session
+    http = requests.Session()
+    signed = http.post(
+        f"{stack.console_url}/login",
+        data={"name": people["operator"], "password": people["operator_password"]},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert signed.status_code == 302 and "leadflow_console" in http.cookies
+
+    # when a form is posted without the token, or with another one, then it is refused
+    bare = http.post(f"{stack.console_url}/recipients/console_buyer/pause", timeout=10)
+    forged = http.post(
+        f"{stack.console_url}/recipients/console_buyer/pause", data={"csrf": "x"}, timeout=10
+    )
+    assert (bare.status_code, forged.status_code) == (403, 403)
+    assert not paused(stack, "console_buyer")
+
+
+def test_failed_sign_ins_are_braked(stack: Stack, people: dict[str, str]) -> None:
+    def attempt() -> int:
+        return requests.post(
+            f"{stack.console_url}/login",
+            data={"name": people["viewer"], "password": "wrong-password"},
+            allow_redirects=False,
+            timeout=10,
+        ).status_code
+
+    codes = [attempt() for _ in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 429
