@@ -49,12 +49,17 @@ postgres:
 run: install rabbitmq
 	$(BIN)/leadflow db upgrade
 	$(BIN)/leadflow config apply deploy/example.yaml
+	@echo "console: http://127.0.0.1:$${LEADFLOW_CONSOLE_PORT:-8082}/  (first user:"\
+	  "$(BIN)/leadflow users add NAME --role operator)"
 	@$(BIN)/python deploy/demo_recipient.py & demo=$$!; \
 	  trap "kill $$demo 2>/dev/null" EXIT; \
 	  $(BIN)/leadflow up
 
+# docker-compose for the deployment test; Debian's Chromium for the console's browser tests
+# (Playwright's own browser download is not reachable here).
 test-tools:
 	$(call need,docker-compose,docker-compose)
+	$(call need,chromium,chromium)
 
 bench-tools:
 	$(call need,wrk,wrk)

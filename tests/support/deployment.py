@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).parents[2]
-SERVICES = {"intake", "feedback", "router", "http_delivery", "email_delivery"}
+SERVICES = {"intake", "feedback", "console", "router", "http_delivery", "email_delivery"}
 
 
 def manifests() -> list[dict[str, Any]]:
