@@ -28,6 +28,7 @@ import psycopg
 import requests
 import yaml
 
+from bench import console as bench_console
 from bench import pika_chain
 from bench import pings as bench_pings
 from bench import reports as bench_reports
@@ -927,6 +928,7 @@ def main() -> None:
                 filled = bench_reports.fill(url)
                 progress(f"report: {bench_reports.LEADS:,} leads filled in {filled:.0f} s")
                 took = bench_reports.timings(url, RUNS)
+                shown = bench_console.timings(url, RUNS)
             progress("report: " + ", ".join(f"{by} {t * 1000:.0f} ms" for by, t in took.items()))
             rows.append(
                 (
@@ -935,6 +937,16 @@ def main() -> None:
                     f"slowest {max(took.values()) * 1000:,.0f} ms",
                     "-",
                     "target: each under 1 s",
+                )
+            )
+            progress("console: " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in shown.items()))
+            rows.append(
+                (
+                    f"console pages over {bench_reports.LEADS:,} leads (postgresql)",
+                    ", ".join(f"{n} {t * 1000:,.0f} ms" for n, t in shown.items()),
+                    f"slowest {max(shown.values()) * 1000:,.0f} ms",
+                    "-",
+                    "target: each under 200 ms",
                 )
             )
         rows.insert(

@@ -21,3 +21,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
         upgrade(url)
         yield url
+
+
+#: Modules driving a browser: Playwright's sync API keeps an event loop running in the
+#: main thread once started, so these run after every other test (an ``asyncio.run`` of a
+#: later test would find that loop).
+BROWSER_MODULES = ("test_console.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in BROWSER_MODULES)

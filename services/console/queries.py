@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, tuple_
 
 from shared.db.engine import as_utc
-from shared.db.models import DeadLetter, Lead
-from shared.ids import is_id
+from shared.db.models import ConfigVersion, DeadLetter, Delivery, Lead
 
 PAGE = 50
 
@@ -47,7 +46,7 @@ def leads(
         query = query.where(Lead.state != "done")
     elif outcome:
         query = query.where(Lead.outcome == outcome, Lead.state == "done")
-    if before and is_id(before):
+    if before and len(before) <= 32:
         at = connection.execute(select(Lead.received_at).where(Lead.id == before)).scalar()
         if at is not None:
             query = query.where(tuple_(Lead.received_at, Lead.id) < tuple_(at, before))
@@ -106,3 +105,39 @@ def parked_count(connection: Connection) -> int:
 def _iso(value: datetime | None) -> str | None:
     value = as_utc(value)
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None
+
+
+def pending_counts(connection: Connection) -> dict[str, int]:
+    """Leads waiting for each manual or batch recipient (``pending``, in no batch yet)."""
+    rows = connection.execute(
+        select(Delivery.recipient_id, func.count())
+        .where(Delivery.status == "pending", Delivery.batch_id.is_(None))
+        .group_by(Delivery.recipient_id)
+    )
+    return {recipient_id: count for recipient_id, count in rows}
+
+
+def today_by_flow(connection: Connection, now: datetime) -> dict[str, dict[str, int]]:
+    """Leads each flow received since midnight UTC, by outcome (queued: not done)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    outcome = func.coalesce(Lead.outcome, "queued")
+    rows = connection.execute(
+        select(Lead.flow_id, outcome, func.count())
+        .where(Lead.received_at >= midnight)
+        .group_by(Lead.flow_id, outcome)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for flow_id, kind, count in rows:
+        counts.setdefault(flow_id, {})[str(kind)] = count
+    return counts
+
+
+def config_versions(connection: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        select(ConfigVersion.id, ConfigVersion.created_at, ConfigVersion.checksum)
+        .order_by(ConfigVersion.id.desc())
+        .limit(limit)
+    )
+    return [
+        {"id": r.id, "created_at": _iso(r.created_at), "checksum": r.checksum[:12]} for r in rows
+    ]

@@ -79,6 +79,23 @@ def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
         connection.close()
 
 
+def queue_stats(broker_url: str, queues: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(messages waiting, consumers) of each work queue and its dead-letter queue."""
+    connection = _connect(broker_url)
+    try:
+        channel = connection.channel()
+        stats = {}
+        for queue in [*queues, *(xq_name(q) for q in queues)]:
+            try:
+                method = channel.queue_declare(queue, passive=True).method
+                stats[queue] = (method.message_count, method.consumer_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = connection.channel()  # the queue does not exist yet
+        return stats
+    finally:
+        connection.close()
+
+
 def take_parked(
     broker_url: str, queue: str, message_ids: Collection[str], queue_type: str = "classic"
 ) -> set[str]:

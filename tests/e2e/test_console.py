@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Stack
 from tests.support.infra import wait_for
+from tests.support.recipient import Reply
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CHROMIUM = "/usr/bin/chromium"
@@ -158,6 +159,77 @@ def test_an_operator_approves_a_return_waiting_for_a_decision(
     expect(page.locator("#returns")).not_to_contain_text(lead_id)
     status = stack.scalar("SELECT status FROM deliveries WHERE event_id = :e", e=event_id)
     assert status == "returned"
+
+
+def test_an_operator_replays_a_dead_letter_once_the_recipient_is_fixed(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given a delivery parked after its retries
+    stack.recipient.script("/console-flaky", [Reply(503, "down")])
+    lead_id = stack.submit("console_dead", data={"first_name": "Bo"}).json()["lead"]["id"]
+    wait_for(
+        lambda: lead_id in stack.leadflow("dead", "list", "--lead", lead_id).stdout,
+        timeout=20,
+        message="the delivery to be parked",
+    )
+
+    # when the recipient is fixed and the operator replays it from the dead letters page
+    stack.recipient.script("/console-flaky", [Reply(200, '{"outcome": "success"}')])
+    page = operator_page
+    page.goto(f"{stack.console_url}/dead?recipient=console_flaky")
+    row = page.locator("#dead tr", has_text=lead_id)
+    row.locator("input[type=checkbox]").check()
+    page.click("#replay")
+
+    # then it is delivered, and no longer parked
+    expect(page.locator("#dead")).not_to_contain_text(lead_id)
+    wait_for(
+        lambda: stack.show(lead_id)["deliveries"][0]["status"] == "delivered",
+        timeout=20,
+        message="the replayed delivery to be delivered",
+    )
+
+
+def test_an_operator_downloads_a_manual_recipients_leads_once_confirmed(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given two leads waiting for the manual desk
+    ids = [
+        stack.submit("console_manual", data={"first_name": name}).json()["lead"]["id"]
+        for name in ("Cy", "Di")
+    ]
+    page = operator_page
+    page.goto(f"{stack.console_url}/manual")
+    row = page.locator("#manual-console_desk")
+    assert int(row.locator(".pending").inner_text()) >= 2
+
+    # when the operator confirms and downloads them
+    row.locator("input[name=confirm]").check()
+    with page.expect_download() as downloading:
+        row.locator("button").click()
+    text = Path(downloading.value.path()).read_text()
+
+    # then the file holds them, and they are delivered (nothing left pending)
+    assert "Cy" in text and "Di" in text
+    for lead_id in ids:
+        assert stack.show(lead_id)["deliveries"][0]["status"] == "delivered"
+    page.goto(f"{stack.console_url}/manual")
+    expect(page.locator("#manual-console_desk .pending")).to_have_text("0")
+
+
+def test_reports_and_flows_are_read_in_the_browser(stack: Stack, operator_page: Page) -> None:
+    page = operator_page
+    sold_lead(stack)
+    page.goto(f"{stack.console_url}/reports?by=flow")
+    expect(page.locator("#report")).to_contain_text("console")
+    expect(page.locator("#profit-chart")).to_be_visible()
+    with page.expect_download() as downloading:
+        page.click("#csv")
+    assert Path(downloading.value.path()).read_text().startswith("flow,leads,accepted")
+    page.goto(f"{stack.console_url}/flows")
+    expect(page.locator("#flow-console")).to_contain_text("console_buyer")
+    page.locator("#versions a").first.click()
+    expect(page.locator("#diff")).to_be_visible()
 
 
 def test_a_viewer_reads_but_cannot_act(

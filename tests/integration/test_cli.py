@@ -126,7 +126,14 @@ def test_scale_takes_dashes_or_underscores_and_leaves_the_rest_at_one(
 ) -> None:
     scale = parse_scale(given)
     assert {k: v for k, v in scale.items() if v != 1} == expected
-    assert set(scale) == {"intake", "router", "http-delivery", "email-delivery", "feedback"}
+    assert set(scale) == {
+        "intake",
+        "router",
+        "http-delivery",
+        "email-delivery",
+        "feedback",
+        "console",
+    }
 
 
 @pytest.mark.parametrize("bad", ["http-delivery", "mailer=2", "router=two", "router=-1"])
