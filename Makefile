@@ -65,9 +65,12 @@ bench-tools:
 	$(call need,wrk,wrk)
 	$(call need,ab,apache2-utils)
 
+# The browser tests run alone (Playwright keeps an event loop in pytest's main thread).
 test: install rabbitmq postgres test-tools
 	$(BIN)/pytest tests -q --ignore=tests/faults
+	$(BIN)/pytest tests/e2e/test_console.py -q
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests -q --ignore=tests/faults
+	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/e2e/test_console.py -q
 
 test-fast: install
 	$(BIN)/pytest tests/unit -q -p no:cacheprovider

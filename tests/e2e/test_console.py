@@ -78,6 +78,7 @@ def paused(stack: Stack, recipient_id: str) -> bool:
 def sold_lead(stack: Stack) -> tuple[str, str]:
     """A lead the console buyer took: (lead id, its step's event id)."""
     answer = stack.submit("console", "web", data={"first_name": "Ada", "state": "TX"}).json()
+    assert "lead" in answer, answer
     lead_id = answer["lead"]["id"]
     report = stack.wait_done(lead_id)
     (event,) = [e for e in report["events"] if e["type"] == "recipient"]
