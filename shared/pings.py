@@ -8,6 +8,10 @@ criteria, duplicates and caps read, nothing claimed) and its auction steps in pi
 ``cap_counters`` (``take_limits``), like a cap. A ping is stored with its bids in one
 transaction (``store``); a post takes its ping by one conditional update (``claim``), so
 of two posts of one ping exactly one goes on.
+
+Longer than 300 lines on purpose: a ping's whole life (checked, stored, found again,
+taken by its post, shown) in one room, each part a few short functions over the same two
+tables.
 """
 
 from __future__ import annotations

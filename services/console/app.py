@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from services.console import auth, views
+from services.console import auth, operations, views
 from shared import users
 from shared.config import Settings
 from shared.outbox import OutboxTable
@@ -69,11 +69,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/recipients/{recipient_id}/resume", views.resume)
     app.router.add_get("/returns", views.returns_page)
     app.router.add_post("/returns/{return_id}/{decision:approve|reject}", views.decide_return)
-    app.router.add_get("/dead", views.dead_letters)
-    app.router.add_post("/dead/{action:replay|purge}", views.act_on_dead_letters)
-    app.router.add_get("/manual", views.manual)
-    app.router.add_post("/manual/{recipient_id}/download", views.manual_download)
-    app.router.add_get("/reports", views.reports_page)
-    app.router.add_get("/flows", views.flows)
-    app.router.add_get("/flows/versions/{version}", views.config_diff)
+    app.router.add_get("/dead", operations.dead_letters)
+    app.router.add_post("/dead/{action:replay|purge}", operations.act_on_dead_letters)
+    app.router.add_get("/manual", operations.manual)
+    app.router.add_post("/manual/{recipient_id}/download", operations.manual_download)
+    app.router.add_get("/reports", operations.reports_page)
+    app.router.add_get("/flows", operations.flows)
+    app.router.add_get("/flows/versions/{version}", operations.config_diff)
     return app

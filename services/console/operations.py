@@ -1,0 +1,211 @@
+"""The console's operations pages: dead letters, manual delivery, reports, flows. Each
+action calls what its CLI command calls (``shared.deadletters``, ``services.manual``,
+``shared.money.reports``); pages read through ``services.console.queries``."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from services.console import auth, queries
+from services.console.views import page
+from services.manual import files as manual_files
+from shared import clock, deadletters
+from shared.configstore import ConfigStore
+from shared.errors import LeadflowError
+from shared.money import reports as money_reports
+from shared.web import CONFIG, FACTORY, SETTINGS, run_db
+
+logger = logging.getLogger(__name__)
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    queue = request.query.get("queue") or None
+    recipient = request.query.get("recipient") or None
+
+    def load() -> list[Any]:
+        return deadletters.parked_messages(request.app[FACTORY], queue=queue, recipient=recipient)
+
+    letters = await run_db(request.app, load)
+    return page(request, "dead.html", letters=letters, queue=queue or "", recipient=recipient or "")
+
+
+async def act_on_dead_letters(request: web.Request) -> web.StreamResponse:
+    """Replay or purge the chosen parked messages (purge only once confirmed)."""
+    person = auth.operator(request)
+    action = request.match_info["action"]
+    form = await request.post()
+    chosen = {str(v) for v in form.getall("message_id", [])}
+    if action == "purge" and form.get("confirm") != "yes":
+        raise web.HTTPBadRequest(text="Tick the box to confirm the purge")
+    settings = request.app[SETTINGS]
+
+    def act() -> int:
+        factory = request.app[FACTORY]
+        letters = [m for m in deadletters.parked_messages(factory) if m.message_id in chosen]
+        if action == "replay":
+            return deadletters.replay(factory, settings.broker_url, letters, settings.queue_type)
+        return deadletters.purge(factory, settings.broker_url, letters, settings.queue_type)
+
+    done = await run_db(request.app, act)
+    logger.info("%s: %s %d parked message(s) from the console", person.name, action, done)
+    raise web.HTTPSeeOther("/dead")
+
+
+# --- manual delivery --------------------------------------------------------------------------
+
+
+async def manual(request: web.Request) -> web.Response:
+    configs: ConfigStore = request.app[CONFIG]
+
+    def load() -> list[dict[str, Any]]:
+        _, config = configs.latest()
+        with request.app[FACTORY]() as session:
+            counts = queries.pending_counts(session.connection())
+        return [
+            {"id": rid, "name": r.name or rid, "pending": counts.get(rid, 0)}
+            for rid, r in sorted(config.recipients.items())
+            if r.kind == "manual"
+        ]
+
+    return page(request, "manual.html", recipients=await run_db(request.app, load))
+
+
+async def manual_download(request: web.Request) -> web.StreamResponse:
+    """The recipient's pending leads as a file, marked delivered (``leadflow leads
+    deliver``), once the operator confirmed."""
+    person = auth.operator(request)
+    recipient_id = request.match_info["recipient_id"]
+    form = await request.post()
+    if form.get("confirm") != "yes":
+        raise web.HTTPBadRequest(text="Tick the box to confirm the download")
+    configs: ConfigStore = request.app[CONFIG]
+    _, config = configs.latest()
+    recipient = config.recipients.get(recipient_id)
+    if recipient is None or recipient.kind != "manual":
+        raise web.HTTPNotFound(text=f"no manual recipient '{recipient_id}'")
+
+    def deliver() -> tuple[int, str]:
+        out = io.StringIO()
+        count = manual_files.deliver(request.app[FACTORY], configs, recipient_id, out)
+        return count, out.getvalue()
+
+    count, text = await run_db(request.app, deliver)
+    file_format = manual_files.recipient_file(config, recipient_id).format
+    logger.info("%s downloaded %d lead(s) of %s", person.name, count, recipient_id)
+    stamp = clock.now().strftime("%Y%m%d-%H%M%S")
+    return web.Response(
+        text=text,
+        content_type="text/csv" if file_format == "csv" else "text/tab-separated-values",
+        headers={
+            "Content-Disposition": f'attachment; filename="{recipient_id}-{stamp}.{file_format}"'
+        },
+    )
+
+
+# --- reports and flows --------------------------------------------------------------------------
+
+
+async def reports_page(request: web.Request) -> web.StreamResponse:
+    by = request.query.get("by", "source")
+    if by not in money_reports.BY:
+        raise web.HTTPBadRequest(text=f"by must be one of {', '.join(money_reports.BY)}")
+    since = _day(request.query.get("since"))
+    until = _day(request.query.get("until"))
+
+    def load() -> list[dict[str, Any]]:
+        with request.app[FACTORY]() as session:
+            return money_reports.report(session.connection(), by, since, until)
+
+    rows = await run_db(request.app, load)
+    columns = [by, *money_reports.COLUMNS]
+    if request.query.get("format") == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(
+            [f"{r[c]:.2f}" if c in money_reports.MONEY else str(r[c]) for c in columns]
+            for r in rows
+        )
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="report-by-{by}.csv"'},
+        )
+    peak = max((abs(float(r["profit"])) for r in rows), default=0.0) or 1.0
+    return page(
+        request,
+        "reports.html",
+        rows=rows,
+        columns=columns,
+        money=money_reports.MONEY,
+        by=by,
+        bys=money_reports.BY,
+        since=request.query.get("since", ""),
+        until=request.query.get("until", ""),
+        peak=peak,
+    )
+
+
+def _day(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+async def flows(request: web.Request) -> web.Response:
+    configs: ConfigStore = request.app[CONFIG]
+
+    def load() -> dict[str, Any]:
+        version, config = configs.latest()
+        with request.app[FACTORY]() as session:
+            counts = queries.today_by_flow(session.connection(), clock.now())
+            versions = queries.config_versions(session.connection())
+        return {"version": version, "config": config, "counts": counts, "versions": versions}
+
+    data = await run_db(request.app, load)
+    return page(request, "flows.html", **data)
+
+
+async def config_diff(request: web.Request) -> web.Response:
+    """What a configuration version changed from the one before it."""
+    configs: ConfigStore = request.app[CONFIG]
+    try:
+        version = int(request.match_info["version"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+    def load() -> tuple[str, str]:
+        try:
+            _, now = configs.source_text(version)
+        except LeadflowError:
+            raise web.HTTPNotFound(text=f"no configuration version {version}") from None
+        before = ""
+        if version > 1:
+            try:
+                _, before = configs.source_text(version - 1)
+            except LeadflowError:
+                before = ""
+        return before, now
+
+    before, now = await run_db(request.app, load)
+    diff = difflib.unified_diff(
+        before.splitlines(),
+        now.splitlines(),
+        f"version {version - 1}",
+        f"version {version}",
+        lineterm="",
+    )
+    return page(request, "diff.html", version=version, diff=list(diff))
