@@ -22,8 +22,7 @@ from aiohttp import web
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from services.intake.state import LATEST_CONFIG
-from services.intake.views import ALLOWED, target_of
+from services.intake.views import read_submission
 from shared import auction, pings
 from shared.answers import negotiate
 from shared.auction import Bid
@@ -31,7 +30,6 @@ from shared.db.engine import utcnow
 from shared.db.grouped import GroupCommit
 from shared.db.threads import DatabaseThreads
 from shared.flowconfig import LeadflowConfig
-from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.ids import new_id
 from shared.leaddata import base_variables, build_fields
 from shared.metrics import BIDS, PINGS
@@ -87,22 +85,11 @@ async def ping_ctx(app: web.Application) -> AsyncIterator[None]:
 async def ping(request: web.Request) -> web.Response:
     started = time.monotonic()
     media = negotiate(request.headers.get("Accept"))
-    if request.method not in ("GET", "POST"):
-        response = answer(
-            {"outcome": "error", "reason": f"Method {request.method} not allowed"},
-            media,
-            status=405,
-        )
-        response.headers["Allow"] = ALLOWED
-        return response
-    target = await target_of(request, media)
-    if isinstance(target, web.Response):
-        return target
-    version, flow_id, flow, source_id = target
-    _, config = await request.app[LATEST_CONFIG].get()
-    body = await request.read() if request.method == "POST" else b""
-    submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
-    submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
+    read = await read_submission(request, media)
+    if isinstance(read, web.Response):
+        return read
+    version, config, flow_id, flow = read.version, read.config, read.flow_id, read.flow
+    source_id, submitted = read.source_id, read.submitted
     now = utcnow()
     ping_id = new_id()
     fields = build_fields(flow, submitted)

@@ -8,6 +8,7 @@ import binascii
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,7 @@ from shared import pings, resubmits
 from shared.answers import negotiate
 from shared.db.engine import utcnow
 from shared.db.models import Lead
-from shared.flowconfig import Flow, Source
+from shared.flowconfig import Flow, LeadflowConfig, Source
 from shared.formats.bodies import merge_over, nest_pairs, parse_body, without_nul
 from shared.metrics import INTAKE_SECONDS, LEADS_RECEIVED
 from shared.web import CLIENT, CONFIG, EXECUTOR, FACTORY, answer, run_db
@@ -71,8 +72,23 @@ async def submit(request: web.Request) -> web.Response:
         INTAKE_SECONDS.observe(time.monotonic() - started)
 
 
-async def _submit(request: web.Request) -> web.Response:
-    media = negotiate(request.headers.get("Accept"))
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A request to ``/submit`` or ``/ping``: the configuration it is read under, its flow
+    and source, its body and its fields (body and query)."""
+
+    version: int
+    config: LeadflowConfig
+    flow_id: str
+    flow: Flow
+    source_id: str
+    body: bytes
+    submitted: dict[str, Any]
+
+
+async def read_submission(request: web.Request, media: str) -> Submission | web.Response:
+    """The submission, or the error answer (method, unknown flow or source, credentials;
+    a body that does not parse raises ``BodyError``, answered by the error middleware)."""
     if request.method not in ("GET", "POST"):
         response = answer(
             {"outcome": "error", "reason": f"Method {request.method} not allowed"},
@@ -81,13 +97,33 @@ async def _submit(request: web.Request) -> web.Response:
         )
         response.headers["Allow"] = ALLOWED
         return response
-    target = await target_of(request, media)
-    if isinstance(target, web.Response):
-        return target
-    version, flow_id, flow, source_id = target
+    flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
+    version, config = await request.app[LATEST_CONFIG].get()
+    flow = config.flows.get(flow_id)
+    if flow is None:
+        return answer(
+            {"outcome": "error", "reason": f"Unknown flow '{flow_id}'"}, media, status=404
+        )
+    source = flow.sources.get(source_id)
+    if source is None:
+        return answer(
+            {"outcome": "error", "reason": f"Unknown source '{source_id}'"}, media, status=404
+        )
+    if not _authorized(request, source):
+        return unauthorized(media)
     body = await request.read() if request.method == "POST" else b""
     submitted = parse_body(request.headers.get("Content-Type"), body, request.charset)
     submitted = merge_over(submitted, without_nul(nest_pairs(request.query.items())))
+    return Submission(version, config, flow_id, flow, source_id, body, submitted)
+
+
+async def _submit(request: web.Request) -> web.Response:
+    media = negotiate(request.headers.get("Accept"))
+    read = await read_submission(request, media)
+    if isinstance(read, web.Response):
+        return read
+    version, flow_id, flow, source_id = read.version, read.flow_id, read.flow, read.source_id
+    body, submitted = read.body, read.submitted
     refused, posted = None, None
     if "ping_id" in submitted:  # the post of a ping: its fields, its quote
         ping_ref = submitted.pop("ping_id")
@@ -124,25 +160,6 @@ async def _submit(request: web.Request) -> web.Response:
 def _load_ping(app: web.Application, ping_id: str) -> pings.StoredPing | None:
     with app[FACTORY]() as session:
         return pings.load(session.connection(), ping_id)
-
-
-async def target_of(request: web.Request, media: str) -> tuple[int, str, Flow, str] | web.Response:
-    """The config version, flow and source a submission is for, or the error answer."""
-    flow_id, source_id = request.match_info["flow_id"], request.match_info["source_id"]
-    version, config = await request.app[LATEST_CONFIG].get()
-    flow = config.flows.get(flow_id)
-    if flow is None:
-        return answer(
-            {"outcome": "error", "reason": f"Unknown flow '{flow_id}'"}, media, status=404
-        )
-    source = flow.sources.get(source_id)
-    if source is None:
-        return answer(
-            {"outcome": "error", "reason": f"Unknown source '{source_id}'"}, media, status=404
-        )
-    if not _authorized(request, source):
-        return unauthorized(media)
-    return version, flow_id, flow, source_id
 
 
 async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str, Any]:
