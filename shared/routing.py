@@ -582,32 +582,17 @@ def _run_steps(
             )
             index += 1
             continue
-        waits = recipient.kind == "http" or (
-            recipient.email is not None and recipient.email.mode == "realtime"
-        )
-        event = _new_event(
+        waits = _waits(recipient)
+        event = _send(
             writes,
             events,
             lead.id,
-            type="recipient",
+            recipient_id,
+            recipient,
+            taken or [],
+            now,
             step=index,
-            now=now,
-            recipient_id=recipient_id,
-            outcome=None if waits else "success",
             event_id=event_id,
-        )
-        writes.deliveries.append(
-            {
-                "event_id": event.id,
-                "lead_id": lead.id,
-                "recipient_id": recipient_id,
-                "kind": recipient.kind,
-                "status": "queued" if waits else "pending",
-                "attempts": 0,
-                "cap_holds": caps.holding(taken or []) if waits else None,
-                "created_at": now,
-                "updated_at": now,
-            }
         )
         if waits:
             lead.step_index = index
@@ -623,6 +608,62 @@ def _run_steps(
         index += 1
     lead.step_index = index
     return _finish(lead, events, "success", None, writes)
+
+
+def _waits(recipient: Recipient) -> bool:
+    """Whether the step waits on a delivery worker (HTTP, real-time email); otherwise the
+    lead is left pending for a batch or a download and the flow goes on."""
+    return recipient.kind == "http" or (
+        recipient.email is not None and recipient.email.mode == "realtime"
+    )
+
+
+def _send(
+    writes: _Writes,
+    events: list[StepEvent],
+    lead_id: str,
+    recipient_id: str,
+    recipient: Recipient,
+    taken: Sequence[caps.Bound],
+    now: datetime,
+    *,
+    step: int | None,
+    event_id: str,
+    parent_event_id: str | None = None,
+    price: Decimal = Decimal(0),
+    appended: dict[str, Any] | None = None,
+) -> StepEvent:
+    """A step that sends the lead to a recipient (or an auction's post): its event, and
+    its delivery holding the cap slots ``taken`` (``queued`` for a worker, or ``pending``)."""
+    waits = _waits(recipient)
+    event = _new_event(
+        writes,
+        events,
+        lead_id,
+        type="recipient",
+        step=step,
+        now=now,
+        recipient_id=recipient_id,
+        outcome=None if waits else "success",
+        event_id=event_id,
+        parent_event_id=parent_event_id,
+        price=price,
+        appended=appended,
+    )
+    writes.deliveries.append(
+        {
+            "event_id": event.id,
+            "lead_id": lead_id,
+            "recipient_id": recipient_id,
+            "kind": recipient.kind,
+            "status": "queued" if waits else "pending",
+            "attempts": 0,
+            "cap_holds": caps.holding(taken) if waits else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    return event
 
 
 def _hold(
@@ -790,35 +831,20 @@ def _auction_step(
         if _duplicate_for(bid.recipient_id, recipient, lead, post_id, writes):
             gates.counters.give_back(taken)
             continue
-        waits = recipient.kind == "http" or (
-            recipient.email is not None and recipient.email.mode == "realtime"
-        )
-        post = _new_event(
+        waits = _waits(recipient)
+        post = _send(
             writes,
             events,
             lead.id,
-            type="recipient",
+            bid.recipient_id,
+            recipient,
+            taken,
+            now,
             step=None,
-            now=now,
-            recipient_id=bid.recipient_id,
-            outcome=None if waits else "success",
             event_id=post_id,
             parent_event_id=event.id,
             price=bid.amount,
             appended={"ping": {"reference": bid.reference}} if bid.reference else None,
-        )
-        writes.deliveries.append(
-            {
-                "event_id": post.id,
-                "lead_id": lead.id,
-                "recipient_id": bid.recipient_id,
-                "kind": recipient.kind,
-                "status": "queued" if waits else "pending",
-                "attempts": 0,
-                "cap_holds": caps.holding(taken) if waits else None,
-                "created_at": now,
-                "updated_at": now,
-            }
         )
         logger.info(
             "auction: posting to %s at its bid of %s",
