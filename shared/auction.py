@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -217,14 +217,3 @@ def rank(bids: Sequence[Bid], floor: Decimal | None) -> list[Bid]:
 def margin_of(flow: Flow, source: Source) -> Margin | None:
     """The source's margin, else the flow's."""
     return source.margin if source.margin is not None else flow.margin
-
-
-@dataclass(slots=True)
-class StepBids:
-    """The bids of one auction step of a flow (its index in ``flow.steps``)."""
-
-    step: int
-    bids: list[Bid] = field(default_factory=list)
-
-    def ranked(self, auction: AuctionStep) -> list[Bid]:
-        return rank(self.bids, auction.floor)

@@ -3,13 +3,12 @@ report, for ``leadflow leads show`` (and the console to come)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from shared import pings
-from shared.db.engine import SessionFactory, as_utc
+from shared.db.engine import SessionFactory, iso_utc
 from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import NotFound
 from shared.leaddata import display_fields
@@ -17,15 +16,10 @@ from shared.money import ledger
 from shared.money.pricing import cents
 
 
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value is not None else None
-
-
 def _event_order(event: Event) -> tuple[int, str, int]:
     return (
         1 if event.type == "source" else 0,
-        _iso(event.started_at) or "",
+        iso_utc(event.started_at) or "",
         event.step if event.step is not None else -1,
     )
 
@@ -69,8 +63,8 @@ def _bid_event(row: dict[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "price": f"{cents(row['amount'])}",
         "attempts": 1 if row["pinged"] else 0,
-        "started_at": _iso(row["at"]),
-        "completed_at": _iso(row["at"]),
+        "started_at": iso_utc(row["at"]),
+        "completed_at": iso_utc(row["at"]),
         "ms": row["ms"],
         "appended": {"reference": row["reference"], "ping_id": row["ping_id"]},
     }
@@ -94,8 +88,8 @@ def _report(
             "price": f"{cents(lead.price or 0)}",
             "cost": str(lead.cost) if lead.cost is not None else None,
             "ping_id": lead.ping_id,
-            "received_at": _iso(lead.received_at),
-            "completed_at": _iso(lead.completed_at),
+            "received_at": iso_utc(lead.received_at),
+            "completed_at": iso_utc(lead.completed_at),
             "fields": display_fields(lead.fields),
         },
         "events": [
@@ -108,8 +102,8 @@ def _report(
                 "reason": e.reason,
                 "price": f"{cents(e.price or 0)}",
                 "attempts": e.attempts,
-                "started_at": _iso(e.started_at),
-                "completed_at": _iso(e.completed_at),
+                "started_at": iso_utc(e.started_at),
+                "completed_at": iso_utc(e.completed_at),
                 "ms": e.ms,
                 "appended": e.appended or {},
                 **({"steps_processed": e.steps_processed} if e.type == "source" else {}),
@@ -124,7 +118,7 @@ def _report(
                 "status": d.status,
                 "dead_lettered": d.dead_lettered,
                 "attempts": [
-                    {"at": _iso(a.at), "ms": a.ms, "status": a.status, "error": a.error}
+                    {"at": iso_utc(a.at), "ms": a.ms, "status": a.status, "error": a.error}
                     for a in attempts
                     if a.event_id == d.event_id
                 ],
@@ -137,7 +131,7 @@ def _report(
                 "type": (e.appended or {}).get("type"),
                 "reason": e.reason,
                 "outcome": e.outcome,
-                "received_at": _iso(e.started_at),
+                "received_at": iso_utc(e.started_at),
             }
             for e in events
             if e.type == "feedback-received"
@@ -150,7 +144,7 @@ def _report(
                 "party": row["party"],
                 "amount": f"{cents(row['amount'])}",
                 "event_id": row["event_id"],
-                "at": _iso(row["at"]),
+                "at": iso_utc(row["at"]),
             }
             for row in entries
         ],

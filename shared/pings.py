@@ -27,7 +27,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from shared import auction, resubmits
 from shared.auction import Bid
-from shared.db.engine import as_utc
+from shared.db.engine import as_utc, iso_utc
 from shared.db.models import Base
 from shared.flowconfig import AuctionStep, Flow, LeadflowConfig, Recipient
 from shared.gates import caps, duplicates, hours, pausing
@@ -360,12 +360,15 @@ def claim(connection: Connection, ping_id: str, lead_id: str) -> bool:
 
 def bids_of_lead(connection: Connection, lead_id: str) -> list[dict[str, Any]]:
     """A lead's bids (of its ping, and of auctions run for it), oldest first."""
-    rows = connection.execute(select(_BIDS).where(_BIDS.c.lead_id == lead_id).order_by(_BIDS.c.id))
-    return [dict(row._mapping) for row in rows]
+    return _bids(connection, _BIDS.c.lead_id == lead_id)
 
 
 def bids_of_ping(connection: Connection, ping_id: str) -> list[dict[str, Any]]:
-    rows = connection.execute(select(_BIDS).where(_BIDS.c.ping_id == ping_id).order_by(_BIDS.c.id))
+    return _bids(connection, _BIDS.c.ping_id == ping_id)
+
+
+def _bids(connection: Connection, where: Any) -> list[dict[str, Any]]:
+    rows = connection.execute(select(_BIDS).where(where).order_by(_BIDS.c.id))
     return [dict(row._mapping) for row in rows]
 
 
@@ -402,8 +405,8 @@ def ping_report(connection: Connection, ping_id: str) -> dict[str, Any] | None:
         "reason": ping["reason"],
         "price": f"{cents(ping['price'])}",
         "ms": ping["ms"],
-        "created_at": _iso(ping["created_at"]),
-        "expires_at": _iso(ping["expires_at"]),
+        "created_at": iso_utc(ping["created_at"]),
+        "expires_at": iso_utc(ping["expires_at"]),
         "lead_id": ping["lead_id"],
         "fields": ping["fields"],
         "bids": [
@@ -419,8 +422,3 @@ def ping_report(connection: Connection, ping_id: str) -> dict[str, Any] | None:
             for bid in bids_of_ping(connection, ping_id)
         ],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value is not None else None

@@ -26,9 +26,6 @@ from services.cli import _sessions, _settings
 )
 def report(by: str, since: datetime | None, until: datetime | None, fmt: str) -> None:
     """Leads, sales and money by source, recipient, flow or day (from the ledger)."""
-    import csv
-    import io
-
     from shared.money import reports
 
     factory = _sessions(_settings())
@@ -42,15 +39,10 @@ def report(by: str, since: datetime | None, until: datetime | None, fmt: str) ->
     if fmt == "json":
         click.echo(reports.as_json(rows))
         return
-    columns = [by, *reports.COLUMNS]
-    text = [[f"{r[c]:.2f}" if c in reports.MONEY else str(r[c]) for c in columns] for r in rows]
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(text)
-        click.echo(out.getvalue(), nl=False)
+        click.echo(reports.as_csv(rows, by), nl=False)
         return
+    columns, text = reports.as_text(rows, by)
     widths = [
         max(len(c), *(len(t[i]) for t in text)) if text else len(c) for i, c in enumerate(columns)
     ]

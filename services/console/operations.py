@@ -4,7 +4,6 @@ action calls what its CLI command calls (``shared.deadletters``, ``services.manu
 
 from __future__ import annotations
 
-import csv
 import difflib
 import io
 import logging
@@ -129,15 +128,8 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     rows = await run_db(request.app, load)
     columns = [by, *money_reports.COLUMNS]
     if request.query.get("format") == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(
-            [f"{r[c]:.2f}" if c in money_reports.MONEY else str(r[c]) for c in columns]
-            for r in rows
-        )
         return web.Response(
-            text=out.getvalue(),
+            text=money_reports.as_csv(rows, by),
             content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="report-by-{by}.csv"'},
         )

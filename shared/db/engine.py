@@ -28,6 +28,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (None stays None)."""
+    value = as_utc(value)
+    return value.isoformat() if value is not None else None
+
+
 def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     """``pre_ping`` checks a pooled connection before each use (one more round trip): right
     for HTTP services, which answer 503 on a failure; workers skip it, because a transaction

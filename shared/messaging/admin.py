@@ -65,18 +65,7 @@ class BlockingPublisher:
 
 def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
     """Messages waiting in each work queue and its dead-letter queue (a passive declare)."""
-    connection = _connect(broker_url)
-    try:
-        channel = connection.channel()
-        depths = {}
-        for queue in [*queues, *(xq_name(q) for q in queues)]:
-            try:
-                depths[queue] = channel.queue_declare(queue, passive=True).method.message_count
-            except pika.exceptions.ChannelClosedByBroker:
-                channel = connection.channel()  # the queue does not exist yet
-        return depths
-    finally:
-        connection.close()
+    return {queue: waiting for queue, (waiting, _) in queue_stats(broker_url, queues).items()}
 
 
 def queue_stats(broker_url: str, queues: Sequence[str]) -> dict[str, tuple[int, int]]:

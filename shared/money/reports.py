@@ -12,6 +12,8 @@ about two seconds).
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -199,6 +201,22 @@ def _auctions(
             figures.counts["pings"] = pings
         figures.counts["bids"] = count
         figures.money["bids"] = Decimal(str(total or 0))
+
+
+def as_text(rows: list[dict[str, Any]], by: str) -> tuple[list[str], list[list[str]]]:
+    """The header and each row's figures as text (amounts with 2 places)."""
+    columns = [by, *COLUMNS]
+    return columns, [[f"{r[c]:.2f}" if c in MONEY else str(r[c]) for c in columns] for r in rows]
+
+
+def as_csv(rows: list[dict[str, Any]], by: str) -> str:
+    """CSV with a header row; amounts as plain numbers with 2 places."""
+    columns, text = as_text(rows, by)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(text)
+    return out.getvalue()
 
 
 def as_json(rows: list[dict[str, Any]]) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import deliveries, outbox
-from shared.db.engine import as_utc
+from shared.db.engine import iso_utc
 from shared.db.models import Base, Delivery, Event, Lead, ReturnRequest
 from shared.errors import NotFound, UsageError
 from shared.flowconfig import LeadflowConfig, Recipient
@@ -127,17 +127,12 @@ def listing(session: Session, status: str | None = None) -> list[dict[str, Any]]
             "recipient": r.recipient_id,
             "reason": r.reason,
             "status": r.status,
-            "requested_at": _iso(r.requested_at),
-            "decided_at": _iso(r.decided_at),
+            "requested_at": iso_utc(r.requested_at),
+            "decided_at": iso_utc(r.decided_at),
             "decision_reason": r.decision_reason,
         }
         for r in session.scalars(query.limit(1000))
     ]
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
 
 
 def _waiting(session: Session, return_id: str) -> ReturnRequest:
