@@ -46,7 +46,7 @@ DUPLICATE_REASON = "duplicate"
 def dedupe_key(flow_id: str, source_id: str, submitted: Mapping[str, Any]) -> str:
     """The same fields and values (body and query) from the same source: one key."""
     material = json.dumps(submitted, sort_keys=True, default=str, separators=(",", ":"))
-    return resubmits.hash_of(flow_id, source_id, b"ping\0" + material.encode())
+    return resubmits.hash_of(flow_id, source_id, b"ping\0" + material.encode()).hex()
 
 
 class ReadGates:

@@ -48,7 +48,7 @@ class HeldKey:
     """A hash held for a while: a submission's (a copy of it is a resubmission) or an
     accepted lead's duplicate key (``shared.gates.duplicates``)."""
 
-    key: str
+    key: bytes  # a sha256 digest
     seconds: float  # how long it is held
 
 
@@ -88,10 +88,10 @@ def find(connection: Connection, keys: Sequence[HeldKey], now: datetime) -> str 
     return next((found[k.key] for k in keys if k.key in found), None)
 
 
-def hash_of(flow_id: str, source_id: str, material: bytes) -> str:
+def hash_of(flow_id: str, source_id: str, material: bytes) -> bytes:
     digest = hashlib.sha256(f"{flow_id}\0{source_id}\0".encode())
     digest.update(material)
-    return digest.hexdigest()
+    return digest.digest()
 
 
 class Held:
@@ -104,8 +104,8 @@ class Held:
     ) -> None:
         self._connection = connection
         self._now = now or utcnow()
-        self._earlier: dict[str, str] = {}
-        self._read: set[str] = set()
+        self._earlier: dict[bytes, str] = {}
+        self._read: set[bytes] = set()
         self._rows: list[dict[str, Any]] = []
         self.read(keys)
 

@@ -23,7 +23,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-
 #: Modules driving a browser: Playwright's sync API keeps an event loop running in the
 #: main thread once started, so an ``asyncio.run`` of any later test would fail. They run
 #: in a pytest run of their own (``make test``); collected with other tests, they are left

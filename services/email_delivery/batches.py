@@ -39,6 +39,7 @@ from shared.db.models import Batch, Delivery, Lead
 from shared.db.queries import listed, where_given
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
+from shared.gates import duplicates
 from shared.ids import new_id
 from shared.messaging import DeliverEmail, Publisher
 from shared.pending import assign_pending, has_pending, leads_of, mark_sold
@@ -235,9 +236,10 @@ def release(sessions: SessionFactory, batch_id: str, reason: str) -> None:
         )
 
 
-def give_up(sessions: SessionFactory, batch_id: str, reason: str) -> bool:
+def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reason: str) -> bool:
     """The retries are used up (or the failure is permanent): the batch and its leads are
-    ``error``. False when the batch is done, or another worker holds its lease."""
+    ``error``, and the recipient lets their duplicate keys go. False when the batch is
+    done, or another worker holds its lease."""
     now = utcnow()
     with transaction(sessions) as session:
         batch = session.get(Batch, batch_id, with_for_update=True)
@@ -256,6 +258,18 @@ def give_up(sessions: SessionFactory, batch_id: str, reason: str) -> bool:
             .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
             .values(status="error", dead_lettered=True, updated_at=now)
             .execution_options(synchronize_session=False)
+        )
+        given_up = session.execute(
+            select(Delivery.event_id, Lead.config_version, Lead.fields)
+            .join(Lead, Lead.id == Delivery.lead_id)
+            .where(Delivery.batch_id == batch_id)
+        ).all()
+        duplicates.let_go(
+            session.connection(),
+            (
+                (configs.get(version, session), batch.recipient_id, event_id, fields)
+                for event_id, version, fields in given_up
+            ),
         )
         return True
 

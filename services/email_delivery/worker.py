@@ -141,7 +141,7 @@ def on_exhausted(message: Message, reason: str, deps: Deps) -> None:
     """Retries used up, or a permanent failure: record the error; a lead's flow goes on."""
     assert isinstance(message, DeliverEmail)
     if message.batch_id is not None:
-        if batches.give_up(deps.sessions, message.batch_id, reason):
+        if batches.give_up(deps.sessions, deps.configs, message.batch_id, reason):
             logger.warning(
                 "batch %s to %s gave up: %s", message.batch_id, message.recipient_id, reason
             )

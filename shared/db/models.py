@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -176,8 +177,7 @@ class Submission(Base):
     event (recipient) holding it."""
 
     __tablename__ = "submissions"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)  # sha256
     record_id: Mapped[str] = mapped_column(ID)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 

@@ -14,14 +14,17 @@ it.
 Recipient duplicates (a recipient's ``duplicates.keys``) are held the same way, under the
 recipient step's event id, when routing hands a lead to the recipient
 (``shared.routing``): a lead whose key the recipient holds skips the step with reason
-``Duplicate``. A delivery that ends other than delivered lets its keys go
-(``shared.deliveries``), so a later match may be sent.
+``Duplicate``. A delivery that ends other than delivered lets its keys go (``let_go``:
+a step result settled by ``shared.gates.steps``, an email batch given up), so a later
+match may be sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sqlalchemy import Connection
 
 from shared import resubmits
 from shared.flowconfig import FlowDuplicates, LeadflowConfig, RecipientDuplicates
@@ -58,6 +61,20 @@ def recipient_keys_in_flow(
             if recipient is not None and recipient.duplicates is not None:
                 keys.extend(recipient_keys(recipient_id, recipient.duplicates, fields))
     return keys
+
+
+def let_go(
+    connection: Connection,
+    refused: Iterable[tuple[LeadflowConfig, str, str, Mapping[str, Any]]],
+) -> None:
+    """A recipient holds the keys only of the leads it took: let go of the keys of each
+    (config of the lead, recipient id, step event id, lead's fields) it did not take."""
+    held = []
+    for config, recipient_id, event_id, fields in refused:
+        recipient = config.recipients.get(recipient_id)
+        if recipient is not None and recipient.duplicates is not None:
+            held.append((event_id, recipient_keys(recipient_id, recipient.duplicates, fields)))
+    resubmits.forget(connection, held)
 
 
 def _keys(

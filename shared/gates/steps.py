@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from shared import clock, resubmits
+from shared import clock
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.gates import caps, duplicates, pausing
 from shared.messaging import Message, StepCompleted
@@ -208,15 +208,17 @@ def _forget_refused(
     results: Mapping[str, tuple[str | None, Decimal]],
     connection: Connection,
 ) -> None:
-    """A recipient holds the duplicate keys only of the leads it took: the keys of a step
-    that ended otherwise go."""
-    refused = []
-    for event_id, (outcome, _) in results.items():
-        lead, step = ended[event_id], steps[event_id]
-        recipient = configs[lead.config_version].recipients.get(step.recipient_id or "")
-        if outcome != "success" and recipient is not None and recipient.duplicates is not None:
-            keys = duplicates.recipient_keys(
-                step.recipient_id or "", recipient.duplicates, lead.fields
+    """The duplicate keys of a step that ended other than a sale go."""
+    duplicates.let_go(
+        connection,
+        (
+            (
+                configs[ended[event_id].config_version],
+                steps[event_id].recipient_id or "",
+                event_id,
+                ended[event_id].fields,
             )
-            refused.append((event_id, keys))
-    resubmits.forget(connection, refused)
+            for event_id, (outcome, _) in results.items()
+            if outcome != "success"
+        ),
+    )

@@ -23,7 +23,7 @@ BY_EMAIL_OR_NAME = FlowDuplicates(keys=[["email"], ["first_name", "last_name"]])
 
 def keys(
     submitted: dict[str, Any], duplicates: FlowDuplicates = BY_EMAIL_OR_NAME, **kw: str
-) -> set[str]:
+) -> set[bytes]:
     fields = build_fields(FLOW, submitted)
     return {
         k.key for k in keys_of(kw.get("flow", "f"), kw.get("source", "web"), duplicates, fields)

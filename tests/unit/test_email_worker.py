@@ -50,6 +50,10 @@ recipients:
       timezone: America/Chicago
       file: {format: tsv, quote: false}
       retry: {schedule: [200ms]}
+  once_batch:
+    name: Once Batch
+    duplicates: {keys: [[phone_1]], lookback: 1d}
+    email: {to: [leads@once.example], mode: batch, every: 1h}
   twice_daily:
     name: Twice Daily
     email:
@@ -76,6 +80,13 @@ flows:
     sources: {web: {name: Web}}
     steps:
       - recipient: batch_buyer
+  later_once:
+    name: Later once
+    fields:
+      phone_1: {type: phone}
+    sources: {web: {name: Web}}
+    steps:
+      - recipient: once_batch
   daily:
     name: Daily
     fields:
@@ -400,6 +411,34 @@ def test_a_batch_failing_for_good_ends_in_error_with_its_leads(world: World) -> 
         assert (batch.state, batch.reason) == ("error", "SMTP 552 too big")
     delivery = delivery_of(world.sessions, lead_id)
     assert (delivery.status, delivery.dead_lettered) == ("error", True)
+
+
+def test_a_batch_given_up_lets_its_recipient_take_a_matching_lead_again(world: World) -> None:
+    # given a recipient holding a lead's duplicate key while its batch is pending
+    first = submit(world.sessions, world.configs, "later_once", phone_1="5125551212")
+    held = submit(world.sessions, world.configs, "later_once", phone_1="5125551212")
+    assert delivery_count(world.sessions, held) == 0  # skipped: the first one holds the key
+    claimed = batches.claim(world.sessions, "once_batch", utcnow())
+    assert claimed is not None
+    message = DeliverEmail(recipient_id="once_batch", batch_id=claimed.batch_id)
+
+    # when its batch is given up
+    worker.on_exhausted(message, "SMTP 552 too big", world.deps)
+
+    # then the recipient no longer holds the key: a matching lead is queued for it
+    assert delivery_of(world.sessions, first).status == "error"
+    again = submit(world.sessions, world.configs, "later_once", phone_1="5125551212")
+    assert delivery_of(world.sessions, again).status == "pending"
+
+
+def delivery_count(sessions: SessionFactory, lead_id: str) -> int:
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.lead_id == lead_id)
+            )
+            or 0
+        )
 
 
 def test_a_batch_the_server_took_for_some_recipients_is_sent_and_keeps_the_refusal(
