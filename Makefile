@@ -50,7 +50,7 @@ run: install rabbitmq
 	$(BIN)/leadflow db upgrade
 	$(BIN)/leadflow config apply deploy/example.yaml
 	@echo "console: http://127.0.0.1:$${LEADFLOW_CONSOLE_PORT:-8082}/  (first user:"\
-	  "$(BIN)/leadflow users add NAME --role operator)"
+	  "$(BIN)/leadflow users add NAME --role operator [--password PW])"
 	@$(BIN)/python deploy/demo_recipient.py & demo=$$!; \
 	  trap "kill $$demo 2>/dev/null" EXIT; \
 	  $(BIN)/leadflow up

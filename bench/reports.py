@@ -22,12 +22,14 @@ LEADS = int(os.environ.get("BENCH_REPORT_LEADS", "1000000"))
 FILL = [
     """
     INSERT INTO leads (id, flow_id, source_id, config_version, received_at, state, outcome,
-                       price, fields, step_index, version, accepted, cost, sold, returned)
+                       price, fields, step_index, version, accepted, cost, sold, returned,
+                       email, phone)
     SELECT 'l' || n, 'flow' || (n % 4), 'src' || (n % 20), 1,
            now() - (n % 7776000) * interval '1 second', 'done',
            CASE WHEN n % 10 = 0 THEN 'failure' ELSE 'success' END, 0, '{}', 0, 1,
            n % 10 <> 0, CASE WHEN n % 10 = 0 THEN NULL ELSE 2.50 END,
-           n % 10 <> 0, n % 100 = 7
+           n % 10 <> 0, n % 100 = 7,
+           'person' || (n % 400000) || '@example.com', (5120000000 + n % 400000)::text
     FROM generate_series(1, :n) AS n
     """,
     """

@@ -423,8 +423,17 @@ def database(kind: str, work: Path) -> Iterator[str]:
     try:
         yield PG_BASE.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(5):
+            try:
+                with psycopg.connect(libpq, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.errors.InsufficientPrivilege:
+                # a backend PostgreSQL runs there itself (autovacuum) cannot be ended by
+                # this role: a moment later it is gone
+                if attempt == 4:
+                    raise
+                time.sleep(1)
 
 
 @contextlib.contextmanager

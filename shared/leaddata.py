@@ -44,6 +44,47 @@ def build_fields(flow: Flow, submitted: Mapping[str, Any]) -> dict[str, Any]:
     return {"typed": typed, "extra": _undeclared(submitted, set(flow.fields))}
 
 
+#: What the console searches leads by: a field of each type (these names first).
+CONTACTS = (("email", "email"), ("phone", "phone_1"))
+CONTACT_LENGTH = 254
+
+
+def contacts(fields: Mapping[str, Any]) -> dict[str, str | None]:
+    """A lead's e-mail and phone as the console searches them (``leads.email`` and
+    ``leads.phone``): the field named ``email`` (``phone_1``), else the first of its type;
+    its normal form (a lowercased e-mail, a national number), or its trimmed, case-folded
+    text when its type could not read it."""
+    typed = fields.get("typed") or {}
+    found: dict[str, str | None] = {}
+    for type_name, preferred in CONTACTS:
+        value = typed.get(preferred)
+        if not isinstance(value, Mapping) or value.get("type") != type_name:
+            value = next(
+                (
+                    v
+                    for v in typed.values()
+                    if isinstance(v, Mapping) and v.get("type") == type_name
+                ),
+                None,
+            )
+        found[type_name] = _searched(value) if value is not None else None
+    return found
+
+
+def searched_contact(type_name: str, text: str) -> str | None:
+    """What a search for ``text`` as an e-mail or a phone looks for (as ``contacts``)."""
+    return _searched(parse_field(type_name, text.strip()).to_json()) if text.strip() else None
+
+
+def _searched(value: Mapping[str, Any]) -> str | None:
+    normal = value.get("normal") if value.get("valid") else None
+    if normal is None:
+        raw = value.get("raw")
+        normal = raw.strip().casefold() if isinstance(raw, str) else None
+    text = str(normal).strip()[:CONTACT_LENGTH] if normal is not None else ""
+    return text or None
+
+
 def _undeclared(submitted: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
     """Every submitted value that is not a declared field, nesting kept: with
     ``mortgage.loan.amount`` declared, ``mortgage.loan.rate`` stays."""

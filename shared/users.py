@@ -35,8 +35,10 @@ class Person:
         return self.role == "operator"
 
 
-def add(session: Session, name: str, role: str, password: str) -> Person:
-    """A new user; a name taken, an unknown role or a short password is a UsageError."""
+def add(session: Session, name: str, role: str, password: str) -> tuple[Person, bool]:
+    """Set a user's role and password: a new user, or a new password and role for the
+    user of that name (whether it was new). An unknown role or a short password is a
+    UsageError."""
     name = name.strip()
     if not name:
         raise UsageError("a user needs a name")
@@ -44,13 +46,14 @@ def add(session: Session, name: str, role: str, password: str) -> Person:
         raise UsageError(f"--role must be one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise UsageError(f"a password needs at least {MIN_PASSWORD} characters")
-    if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise UsageError(f"user {name!r} exists already")
-    user = User(
-        id=new_id(), name=name, role=role, password_hash=_HASHER.hash(password), created_at=utcnow()
-    )
-    session.add(user)
-    return Person(user.id, user.name, user.role)
+    user = session.scalar(select(User).where(User.name == name))
+    created = user is None
+    if user is None:
+        user = User(id=new_id(), name=name, created_at=utcnow())
+        session.add(user)
+    user.role, user.password_hash = role, _HASHER.hash(password)
+    session.flush()
+    return Person(user.id, user.name, user.role), created
 
 
 def check(session: Session, name: str, password: str) -> Person | None:

@@ -17,25 +17,38 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["viewer", "operator"]), required=True)
+@click.option("--password", help="the password (left out: asked twice on standard input)")
 @click.option(
-    "--password-stdin", is_flag=True, help="read the password from standard input (scripts)"
+    "--password-stdin", is_flag=True, help="read the password from one line of standard input"
 )
-def users_add(name: str, role: str, password_stdin: bool) -> None:
-    """Add a console user (a viewer reads; an operator also acts)."""
+def users_add(name: str, role: str, password: str | None, password_stdin: bool) -> None:
+    """Add a console user, or set the role and password of one (a viewer reads; an
+    operator also acts)."""
     from shared import users as people
     from shared.db.engine import transaction
     from shared.errors import UsageError
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password is None:
+        password = _read_password(once=password_stdin)
     try:
         with transaction(_sessions(_settings())) as session:
-            person = people.add(session, name, role, password)
+            person, created = people.add(session, name, role, password)
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"user {person.name} added ({person.role})")
+    click.echo(f"user {person.name} {'added' if created else 'updated'} ({person.role})")
+
+
+def _read_password(once: bool) -> str:
+    """From a terminal: asked twice, hidden. From a pipe: one line (``--password-stdin``)
+    or two that must match."""
+    if sys.stdin.isatty() and not once:
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    first = sys.stdin.readline().rstrip("\r\n")
+    if once:
+        return first
+    if sys.stdin.readline().rstrip("\r\n") != first:
+        raise click.ClickException("the two passwords differ")
+    return first
 
 
 @users.command("list")

@@ -4,7 +4,8 @@ A session is ``user id . issued . csrf token . signature`` in an HttpOnly, SameS
 cookie, signed with HMAC-SHA256 under the console's secret; the user's role is read from
 the database on each request, so removing a user or changing a role takes effect at
 once. Every form that changes something carries the session's CSRF token, compared in
-constant time. Failed logins from one address are limited (``LoginBrake``).
+constant time (the hidden field ``csrf_token``). Failed logins for one user name are
+limited (``LoginBrake``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -23,9 +24,11 @@ from shared.users import Person
 
 COOKIE = "leadflow_console"
 SESSION_SECONDS = 12 * 3600
-#: Failed logins one address may make in ``BRAKE_WINDOW`` seconds before it waits.
-BRAKE_FAILURES = 5
-BRAKE_WINDOW = 300.0
+#: Failed logins in a row one user name may have; the next ones are answered 429 until
+#: ``BRAKE_WINDOW`` seconds after the last failure (or a success).
+BRAKE_FAILURES = 10
+BRAKE_WINDOW = 900.0
+CSRF_FIELD = "csrf_token"
 #: Paths anyone may ask for (the login page itself, the style sheet, the probes).
 OPEN_PATHS = ("/login", "/static/", "/healthz", "/readyz", "/metrics")
 
@@ -61,33 +64,36 @@ class Signer:
 
 
 class LoginBrake:
-    """Failed logins by address: after ``BRAKE_FAILURES`` within ``BRAKE_WINDOW`` seconds
-    the address is refused until the oldest of them leaves the window."""
+    """Failed logins in a row by user name (whatever the address: guessing one account's
+    password from many addresses is braked too): after ``BRAKE_FAILURES`` the name is
+    refused until ``BRAKE_WINDOW`` seconds after its last failure; a success resets it."""
 
     def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # name: (in a row, last at)
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
-        while failures and now - failures[0] > BRAKE_WINDOW:
-            failures.popleft()
-        return failures
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.strip().casefold()[:200]
 
-    def wait_seconds(self, address: str) -> float:
-        now = time.monotonic()
-        failures = self._recent(address, now)
-        if len(failures) < BRAKE_FAILURES:
+    def wait_seconds(self, name: str) -> float:
+        count, last = self._failures.get(self._key(name), (0, 0.0))
+        if count < BRAKE_FAILURES:
             return 0.0
-        return BRAKE_WINDOW - (now - failures[0])
+        return max(0.0, BRAKE_WINDOW - (time.monotonic() - last))
 
-    def failed(self, address: str) -> None:
-        self._recent(address, time.monotonic()).append(time.monotonic())
-        if len(self._failures) > 10_000:  # forget the quiet addresses
-            for quiet in [a for a, f in self._failures.items() if not f][:5_000]:
+    def failed(self, name: str) -> None:
+        now = time.monotonic()
+        count, last = self._failures.get(self._key(name), (0, now))
+        if now - last > BRAKE_WINDOW:
+            count = 0  # the earlier ones were long ago: a new row
+        self._failures[self._key(name)] = (count + 1, now)
+        if len(self._failures) > 10_000:  # forget the names not tried for a while
+            old = [n for n, (_, at) in self._failures.items() if now - at > BRAKE_WINDOW]
+            for quiet in old[:5_000]:
                 del self._failures[quiet]
 
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(self._key(name), None)
 
 
 SIGNER = web.AppKey("signer", Signer)
@@ -123,10 +129,10 @@ def middleware(people: Callable[[str], Awaitable[Person | None]]) -> Callable[..
         if session is None or person is None:
             if request.method != "GET":
                 raise web.HTTPForbidden(text="Sign in first")
-            raise web.HTTPFound("/login")
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
         if request.method == "POST":
             form = await request.post()
-            token = form.get("csrf")
+            token = form.get(CSRF_FIELD)
             if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
                 raise web.HTTPForbidden(text="This form has expired or did not come from here")
         request[PERSON] = person
@@ -142,3 +148,10 @@ def operator(request: web.Request) -> Person:
     if not person.may_act:
         raise web.HTTPForbidden(text="Viewers cannot change anything")
     return person
+
+
+def local_target(target: str | None) -> str:
+    """Where to go after signing in: a path of this console only (never another host)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    return target

@@ -9,6 +9,7 @@ import io
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -28,36 +29,76 @@ logger = logging.getLogger(__name__)
 
 
 async def dead_letters(request: web.Request) -> web.Response:
-    queue = request.query.get("queue") or None
-    recipient = request.query.get("recipient") or None
+    asked = {name: request.query.get(name, "").strip() for name in ("queue", "recipient", "lead")}
 
     def load() -> list[Any]:
-        return deadletters.parked_messages(request.app[FACTORY], queue=queue, recipient=recipient)
+        return deadletters.parked_messages(
+            request.app[FACTORY],
+            queue=asked["queue"] or None,
+            recipient=asked["recipient"] or None,
+            lead_id=asked["lead"] or None,
+        )
 
     letters = await run_db(request.app, load)
-    return page(request, "dead.html", letters=letters, queue=queue or "", recipient=recipient or "")
+    return page(request, "dead.html", letters=letters, asked=asked)
 
 
-async def act_on_dead_letters(request: web.Request) -> web.StreamResponse:
-    """Replay or purge the chosen parked messages (purge only once confirmed)."""
+async def dead_letter(request: web.Request) -> web.Response:
+    """One parked message: why it was parked, and its delivery's attempts."""
+    message_id = request.match_info["message_id"]
+    detail = await run_db(request.app, deadletters.parked_detail, request.app[FACTORY], message_id)
+    if detail is None or detail.letter.message_id != message_id:
+        response = page(request, "missing.html", what=f"dead letter {message_id}")
+        response.set_status(404)
+        return response
+    return page(request, "dead_letter.html", detail=detail)
+
+
+async def act_on_dead_letter(request: web.Request) -> web.StreamResponse:
+    """Replay a parked message, or purge it once confirmed (the first press of Purge
+    answers a page asking to confirm)."""
     person = auth.operator(request)
-    action = request.match_info["action"]
+    action, message_id = request.match_info["action"], request.match_info["message_id"]
     form = await request.post()
-    chosen = {str(v) for v in form.getall("message_id", [])}
-    if action == "purge" and form.get("confirm") != "yes":
-        raise web.HTTPBadRequest(text="Tick the box to confirm the purge")
     settings = request.app[SETTINGS]
+    factory = request.app[FACTORY]
+    letters = await run_db(request.app, _parked, factory, message_id)
+    if not letters:
+        raise web.HTTPNotFound(text=f"no parked message {message_id}")
+    if action == "purge" and form.get("confirm") != "yes":
+        return page(
+            request,
+            "confirm.html",
+            title="Purge a dead letter",
+            question=(
+                f"Purge the parked message {message_id} (lead {letters[0].lead_id or '-'})? "
+                "It is deleted from its dead-letter queue and cannot be replayed."
+            ),
+            action=f"/dead/{quote(message_id, safe='')}/purge",
+            back="/dead",
+        )
 
     def act() -> int:
-        factory = request.app[FACTORY]
-        letters = [m for m in deadletters.parked_messages(factory) if m.message_id in chosen]
         if action == "replay":
             return deadletters.replay(factory, settings.broker_url, letters, settings.queue_type)
         return deadletters.purge(factory, settings.broker_url, letters, settings.queue_type)
 
     done = await run_db(request.app, act)
-    logger.info("%s: %s %d parked message(s) from the console", person.name, action, done)
+    logger.info(
+        "%s: %s %d parked message(s) from the console",
+        person.name,
+        action,
+        done,
+        extra={"lead_id": letters[0].lead_id, "event_id": letters[0].event_id},
+    )
     raise web.HTTPSeeOther("/dead")
+
+
+def _parked(factory: Any, message_id: str) -> list[Any]:
+    found = deadletters.parked_detail(factory, message_id)
+    if found is None or found.letter.message_id != message_id or found.letter.state != "parked":
+        return []
+    return [found.letter]
 
 
 # --- manual delivery --------------------------------------------------------------------------
@@ -81,17 +122,27 @@ async def manual(request: web.Request) -> web.Response:
 
 async def manual_download(request: web.Request) -> web.StreamResponse:
     """The recipient's pending leads as a file, marked delivered (``leadflow leads
-    deliver``), once the operator confirmed."""
+    deliver``), once the operator confirmed (the first press answers a page asking)."""
     person = auth.operator(request)
     recipient_id = request.match_info["recipient_id"]
     form = await request.post()
-    if form.get("confirm") != "yes":
-        raise web.HTTPBadRequest(text="Tick the box to confirm the download")
     configs: ConfigStore = request.app[CONFIG]
     _, config = configs.latest()
     recipient = config.recipients.get(recipient_id)
     if recipient is None or recipient.kind != "manual":
         raise web.HTTPNotFound(text=f"no manual recipient '{recipient_id}'")
+    if form.get("confirm") != "yes":
+        return page(
+            request,
+            "confirm.html",
+            title="Download pending leads",
+            question=(
+                f"Download the leads waiting for {recipient.name or recipient_id}? "
+                "They are marked delivered (and sold) as the file is made."
+            ),
+            action=f"/manual/{quote(recipient_id, safe='')}/download",
+            back="/manual",
+        )
 
     def deliver() -> tuple[int, str]:
         out = io.StringIO()

@@ -4,7 +4,7 @@ paged by key (never OFFSET), so a page costs the same on the millionth lead."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select, tuple_
@@ -21,15 +21,23 @@ class LeadPage:
     next_before: str | None  # the last lead's id: the next page's key
 
 
-def leads(
-    connection: Connection,
-    *,
-    flow_id: str | None = None,
-    outcome: str | None = None,
-    before: str | None = None,
-) -> LeadPage:
+@dataclass(frozen=True, slots=True)
+class LeadSearch:
+    """What the leads page looks for (each criterion optional; e-mail and phone in the
+    form of ``shared.leaddata.contacts``)."""
+
+    flow_id: str | None = None
+    source_id: str | None = None
+    outcome: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    day: date | None = None  # received that day (UTC)
+
+
+def leads(connection: Connection, search: LeadSearch, before: str | None = None) -> LeadPage:
     """The newest leads first, ``PAGE`` at a time: after the lead ``before`` (its
-    ``(received_at, id)`` is the key; the index on ``received_at`` serves it)."""
+    ``(received_at, id)`` is the key; the index on ``received_at``, or on the e-mail or
+    phone searched for, serves it)."""
     query = select(
         Lead.id,
         Lead.flow_id,
@@ -40,12 +48,21 @@ def leads(
         Lead.reason,
         Lead.price,
     )
-    if flow_id:
-        query = query.where(Lead.flow_id == flow_id)
-    if outcome == "queued":
+    for column, wanted in (
+        (Lead.flow_id, search.flow_id),
+        (Lead.source_id, search.source_id),
+        (Lead.email, search.email),
+        (Lead.phone, search.phone),
+    ):
+        if wanted:
+            query = query.where(column == wanted)
+    if search.outcome == "queued":
         query = query.where(Lead.state != "done")
-    elif outcome:
-        query = query.where(Lead.outcome == outcome, Lead.state == "done")
+    elif search.outcome:
+        query = query.where(Lead.outcome == search.outcome, Lead.state == "done")
+    if search.day is not None:
+        start = datetime.combine(search.day, time(), UTC)
+        query = query.where(Lead.received_at >= start, Lead.received_at < start + timedelta(1))
     if before and len(before) <= 32:
         at = connection.execute(select(Lead.received_at).where(Lead.id == before)).scalar()
         if at is not None:
@@ -69,28 +86,30 @@ def leads(
     return LeadPage(rows, rows[-1]["id"] if more and rows else None)
 
 
-def leads_by_hour(connection: Connection, now: datetime, hours: int) -> list[dict[str, Any]]:
-    """Leads received in each of the last ``hours`` hours, by outcome (queued: not done)."""
-    since = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+def leads_by_minute(connection: Connection, now: datetime, hours: int) -> list[dict[str, Any]]:
+    """Leads received in each minute of the last ``hours`` hours, by outcome (queued: not
+    done yet), oldest first."""
+    minutes = hours * 60
+    since = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
     if connection.dialect.name == "postgresql":
-        bucket = func.date_trunc("hour", func.timezone("UTC", Lead.received_at))
+        bucket = func.date_trunc("minute", func.timezone("UTC", Lead.received_at))
     else:
-        bucket = func.strftime("%Y-%m-%d %H:00", Lead.received_at)
+        bucket = func.strftime("%Y-%m-%d %H:%M", Lead.received_at)
     outcome = func.coalesce(Lead.outcome, "queued")
     counted = connection.execute(
-        select(bucket.label("hour"), outcome.label("outcome"), func.count())
+        select(bucket.label("minute"), outcome.label("outcome"), func.count())
         .where(Lead.received_at >= since)
         .group_by(bucket, outcome)
     )
-    by_hour: dict[str, dict[str, int]] = {}
-    for hour, kind, count in counted:
-        key = hour.strftime("%Y-%m-%d %H:00") if isinstance(hour, datetime) else str(hour)
-        by_hour.setdefault(key, {})[str(kind)] = count
+    by_minute: dict[str, dict[str, int]] = {}
+    for minute, kind, count in counted:
+        key = minute.strftime("%Y-%m-%d %H:%M") if isinstance(minute, datetime) else str(minute)
+        by_minute.setdefault(key, {})[str(kind)] = count
     rows = []
-    for i in range(hours):
-        key = (since + timedelta(hours=i)).strftime("%Y-%m-%d %H:00")
-        counts = by_hour.get(key, {})
-        rows.append({"hour": key[-5:], "counts": counts, "total": sum(counts.values())})
+    for i in range(minutes):
+        key = (since + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M")
+        counts = by_minute.get(key, {})
+        rows.append({"minute": key[-5:], "counts": counts, "total": sum(counts.values())})
     return rows
 
 

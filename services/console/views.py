@@ -5,13 +5,15 @@ logic."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from services.console import auth, queries
-from shared import clock, users
+from shared import clock, leaddata, users
 from shared.configstore import ConfigStore
 from shared.db.engine import transaction
 from shared.errors import LeadflowError, NotFound
@@ -24,6 +26,8 @@ from shared.web import CONFIG, FACTORY, SETTINGS, run_db
 
 logger = logging.getLogger(__name__)
 OUTCOMES = ("success", "failure", "error", "queued")
+CHART_HOURS = 3  # the dashboard's chart: leads a minute over these last hours
+SEARCHED = ("email", "phone", "flow", "source", "outcome", "day")
 WORK_QUEUES = (ROUTER, HTTP_DELIVERY, EMAIL_DELIVERY, FEEDBACK)
 
 
@@ -41,20 +45,22 @@ def page(request: web.Request, template: str, **context: Any) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return page(request, "login.html", failed=False)
+    target = auth.local_target(request.query.get("next"))
+    return page(request, "login.html", failed=False, braked=False, target=target)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    address = request.remote or "?"
+    form = await request.post()
+    name, password = str(form.get("name", "")), str(form.get("password", ""))
+    target = auth.local_target(str(form.get("next", "/")))
     brake = request.app[auth.BRAKE]
-    wait = brake.wait_seconds(address)
+    wait = brake.wait_seconds(name)
     if wait > 0:
-        response = page(request, "login.html", failed=True, braked=True)
+        logger.info("console login for %r braked (%s)", name[:64], request.remote)
+        response = page(request, "login.html", failed=True, braked=True, target=target)
         response.set_status(429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    form = await request.post()
-    name, password = str(form.get("name", "")), str(form.get("password", ""))
 
     def check() -> users.Person | None:
         with request.app[FACTORY]() as session:
@@ -62,14 +68,14 @@ async def login(request: web.Request) -> web.StreamResponse:
 
     person = await run_db(request.app, check)
     if person is None:
-        brake.failed(address)
-        logger.info("failed console login for %r from %s", name[:64], address)
-        response = page(request, "login.html", failed=True, braked=False)
+        brake.failed(name)
+        logger.info("failed console login for %r from %s", name[:64], request.remote)
+        response = page(request, "login.html", failed=True, braked=False, target=target)
         response.set_status(401)
         return response
-    brake.succeeded(address)
+    brake.succeeded(name)
     cookie, _ = request.app[auth.SIGNER].issue(person.id)
-    response = web.HTTPFound("/")
+    response = web.HTTPSeeOther(target)
     auth.set_cookie(request, response, cookie)
     logger.info("%s signed in to the console", person.name)
     raise response
@@ -99,7 +105,7 @@ async def dashboard(request: web.Request) -> web.Response:
                 if row["max"] and float(row["used"]) >= 0.8 * float(row["max"])
             ]
             return {
-                "hours": queries.leads_by_hour(connection, now, 12),
+                "minutes": queries.leads_by_minute(connection, now, CHART_HOURS),
                 "parked": queries.parked_count(connection),
                 "paused": sorted(paused),
                 "closed": sorted(
@@ -119,30 +125,54 @@ async def dashboard(request: web.Request) -> web.Response:
 
     data = await run_db(request.app, load)
     queues = await run_db(request.app, broker)
-    peak = max((h["total"] for h in data["hours"]), default=0) or 1
-    return page(request, "dashboard.html", peak=peak, outcomes=OUTCOMES, queues=queues, **data)
+    peak = max((m["total"] for m in data["minutes"]), default=0) or 1
+    return page(
+        request,
+        "dashboard.html",
+        peak=peak,
+        outcomes=OUTCOMES,
+        queues=queues,
+        chart_hours=CHART_HOURS,
+        **data,
+    )
 
 
 async def leads(request: web.Request) -> web.Response:
-    query = request.query
-    wanted = query.get("id", "").strip()
+    """Leads found by id, e-mail, phone, flow, source, outcome and day. A search by e-mail
+    or phone is sent by POST (the form's default), so no lead data reaches a URL; the
+    other criteria also work as a link (``/leads?flow=auto&outcome=failure``)."""
+    posted = request.method == "POST"
+    asked = await request.post() if posted else request.query
+    wanted = str(asked.get("id", "")).strip()
     if wanted:
-        raise web.HTTPFound(f"/leads/{wanted}")
-    flow_id, outcome = query.get("flow") or None, query.get("outcome") or None
+        raise web.HTTPSeeOther(f"/leads/{quote(wanted, safe='')}")
+    text = {name: str(asked.get(name, "")).strip() for name in SEARCHED}
+    try:
+        day = date.fromisoformat(text["day"]) if text["day"] else None
+    except ValueError:
+        day = None
+    search = queries.LeadSearch(
+        flow_id=text["flow"] or None,
+        source_id=text["source"] or None,
+        outcome=text["outcome"] if text["outcome"] in OUTCOMES else None,
+        email=leaddata.searched_contact("email", text["email"]) if posted else None,
+        phone=leaddata.searched_contact("phone", text["phone"]) if posted else None,
+        day=day,
+    )
+    before = str(asked.get("before", "")) or None
 
     def load() -> queries.LeadPage:
         with request.app[FACTORY]() as session:
-            return queries.leads(
-                session.connection(), flow_id=flow_id, outcome=outcome, before=query.get("before")
-            )
+            return queries.leads(session.connection(), search, before)
 
     found = await run_db(request.app, load)
     return page(
         request,
         "leads.html",
         page=found,
-        flow=flow_id or "",
-        outcome=outcome or "",
+        asked=text,
+        by_contact=bool(search.email or search.phone),
+        bad_day=bool(text["day"]) and day is None,
         outcomes=OUTCOMES,
     )
 

@@ -18,7 +18,7 @@ from shared.db.rows import event_row
 from shared.flowconfig import Criterion, Flow
 from shared.gates import duplicates, hours
 from shared.ids import new_id
-from shared.leaddata import base_variables, build_fields, is_blank
+from shared.leaddata import base_variables, build_fields, contacts, is_blank
 from shared.money.pricing import source_cost
 from shared.resubmits import HeldKey
 from shared.rules import evaluate
@@ -162,6 +162,7 @@ def new_lead(
         "sold": False,
         "returned": False,
         "ping_id": None,
+        **contacts(fields),
     }
     event = event_row(
         id=new_id(),

@@ -71,6 +71,9 @@ class Lead(Base):
     sold: Mapped[bool | None] = mapped_column(default=False)
     returned: Mapped[bool | None] = mapped_column(default=False)
     ping_id: Mapped[str | None] = mapped_column(ID)  # posted against this ping's quote
+    # What the console searches by (``shared.leaddata.contacts``)
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    phone: Mapped[str | None] = mapped_column(String(254), index=True)
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -1,7 +1,9 @@
 """The console (SPEC section 16) in a real browser: headless Chromium (Debian's) driven by
-Playwright against the real stack started by `leadflow up`: sign in, find a lead and open
-it, pause and resume a recipient, approve a return; a viewer cannot act, a form without
-its CSRF token is refused, and failed sign-ins are braked."""
+Playwright against the real stack started by `leadflow up`: sign in (and land on the page
+asked for), find a lead by id, e-mail or phone and open it (with JavaScript off too),
+pause and resume a recipient, approve a return, replay and purge dead letters, download a
+manual file once confirmed; a viewer cannot act, a form without its CSRF token is
+refused, and failed sign-ins for a name are braked."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def people(stack: Stack) -> dict[str, str]:
     made = {}
     for role in ("operator", "viewer"):
         name, password = f"{role}-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
-        stack.leadflow("users", "add", name, "--role", role, "--password-stdin", input=password)
+        stack.leadflow("users", "add", name, "--role", role, "--password", password)
         made[role] = name
         made[f"{role}_password"] = password
     return made
@@ -54,10 +56,18 @@ def people(stack: Stack) -> dict[str, str]:
 
 def sign_in(page: Page, stack: Stack, name: str, password: str) -> None:
     page.goto(f"{stack.console_url}/login")
-    page.fill("#name", name)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
+    fill_in(page, name, password)
     expect(page.locator("header")).to_contain_text(name)
+
+
+def fill_in(page: Page, name: str, password: str) -> None:
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password").press("Enter")
+
+
+def row_of(page: Page, table: str, text: str) -> Any:
+    return page.locator(f"#{table} tr", has_text=text)
 
 
 @pytest.fixture
@@ -75,9 +85,10 @@ def paused(stack: Stack, recipient_id: str) -> bool:
     return line.split()[-1] == "paused"
 
 
-def sold_lead(stack: Stack) -> tuple[str, str]:
+def sold_lead(stack: Stack, **fields: str) -> tuple[str, str]:
     """A lead the console buyer took: (lead id, its step's event id)."""
-    answer = stack.submit("console", "web", data={"first_name": "Ada", "state": "TX"}).json()
+    data = {"first_name": "Ada", "state": "TX", **fields}
+    answer = stack.submit("console", "web", data=data).json()
     assert "lead" in answer, answer
     lead_id = answer["lead"]["id"]
     report = stack.wait_done(lead_id)
@@ -85,9 +96,53 @@ def sold_lead(stack: Stack) -> tuple[str, str]:
     return lead_id, event["id"]
 
 
-def test_every_page_needs_a_sign_in(stack: Stack) -> None:
+def parked_lead(stack: Stack, name: str) -> str:
+    """A lead whose delivery to the flaky recipient is parked after its retries."""
+    stack.recipient.script("/console-flaky", [Reply(503, "down")])
+    lead_id = stack.submit("console_dead", data={"first_name": name}).json()["lead"]["id"]
+    wait_for(
+        lambda: lead_id in stack.leadflow("dead", "list", "--lead", lead_id).stdout,
+        timeout=20,
+        message="the delivery to be parked",
+    )
+    return str(lead_id)
+
+
+def test_every_page_needs_a_sign_in_and_the_sign_in_leads_to_the_page_asked_for(
+    stack: Stack, browser: Browser, people: dict[str, str]
+) -> None:
+    # when a page is asked for without a session, the sign-in form answers
     answer = requests.get(f"{stack.console_url}/leads", allow_redirects=False, timeout=10)
-    assert (answer.status_code, answer.headers["Location"]) == (302, "/login")
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/login?next=/leads")
+
+    # and in a browser, signing in leads to the page asked for
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.console_url}/recipients")
+        expect(page.get_by_label("User name")).to_be_visible()
+        fill_in(page, people["viewer"], people["viewer_password"])
+        expect(page.locator("h1")).to_have_text("Recipients")
+        assert page.url == f"{stack.console_url}/recipients"
+        for link in (
+            "Leads",
+            "Recipients",
+            "Dead letters",
+            "Returns",
+            "Manual delivery",
+            "Reports",
+        ):
+            expect(page.get_by_role("link", name=link, exact=True)).to_be_visible()
+        page.goto(f"{stack.console_url}/")
+        expect(page).to_have_title("Dashboard · leadflow console")
+    finally:
+        context.close()
+
+
+def test_the_next_page_after_a_sign_in_stays_on_the_console(stack: Stack) -> None:
+    form = stack.console_url + "/login?next=" + "https%3A%2F%2Fevil.example%2F"
+    answer = requests.get(form, timeout=10)
+    assert 'name="next" value="/"' in answer.text
 
 
 def test_an_operator_signs_in_finds_a_lead_and_reads_why_it_went_where_it_went(
@@ -103,8 +158,8 @@ def test_an_operator_signs_in_finds_a_lead_and_reads_why_it_went_where_it_went(
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "console-dashboard.png"), full_page=True)
     page.goto(f"{stack.console_url}/leads")
-    page.fill("input[name=id]", lead_id)
-    page.click("form.card button[type=submit]")
+    page.get_by_label("ID").fill(lead_id)
+    page.get_by_label("ID").press("Enter")
 
     # then the lead page shows its outcome, its fields, its steps and its deliveries
     expect(page.locator("h1")).to_contain_text(lead_id)
@@ -119,20 +174,68 @@ def test_an_operator_signs_in_finds_a_lead_and_reads_why_it_went_where_it_went(
     expect(page.locator(f"#leads a[href='/leads/{lead_id}']")).to_be_visible()
 
 
+def test_a_lead_is_found_by_its_e_mail_or_its_phone_without_either_in_a_url(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given a lead with an e-mail and a phone of its own
+    email = f"ada.{secrets.token_hex(4)}@example.com"
+    phone = f"512555{secrets.randbelow(10_000):04d}"
+    lead_id, _ = sold_lead(stack, email=email, phone_1=phone)
+    page = operator_page
+    page.goto(f"{stack.console_url}/leads")
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+
+    # when the operator searches by the e-mail (written otherwise), the lead is listed alone
+    page.get_by_label("E-mail").fill(email.upper())
+    page.get_by_label("E-mail").press("Enter")
+    expect(page.locator("#leads a")).to_have_count(1)
+    expect(page.locator(f"#leads a[href='/leads/{lead_id}']")).to_be_visible()
+
+    # and by the phone as people write it
+    page.get_by_label("E-mail").fill("")
+    page.get_by_label("Phone").fill(f"({phone[:3]}) {phone[3:6]}-{phone[6:]}")
+    page.get_by_label("Phone").press("Enter")
+    expect(page.locator("#leads a")).to_have_count(1)
+    page.locator(f"#leads a[href='/leads/{lead_id}']").click()
+    expect(page.locator("h1")).to_contain_text(lead_id)
+
+    # and neither the e-mail nor the phone went into a URL
+    assert urls and not [u for u in urls if email.split("@")[0] in u.lower() or phone in u]
+
+
+def test_sign_in_lead_search_and_the_lead_page_work_with_javascript_off(
+    stack: Stack, browser: Browser, people: dict[str, str]
+) -> None:
+    email = f"noscript.{secrets.token_hex(4)}@example.com"
+    lead_id, _ = sold_lead(stack, email=email)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, stack, people["viewer"], people["viewer_password"])
+        page.goto(f"{stack.console_url}/leads")
+        page.get_by_label("E-mail").fill(email)
+        page.get_by_role("button", name="Search").click()
+        page.locator(f"#leads a[href='/leads/{lead_id}']").click()
+        expect(page.locator("#outcome")).to_have_text("success")
+    finally:
+        context.close()
+
+
 def test_an_operator_pauses_and_resumes_a_recipient(stack: Stack, operator_page: Page) -> None:
     page = operator_page
     page.goto(f"{stack.console_url}/recipients")
     row = page.locator("#recipient-console_buyer")
 
     # when the operator pauses it
-    row.locator("button").click()
+    row.get_by_role("button", name="Pause").click()
 
     # then it is paused, for the CLI too
     expect(row.locator(".state")).to_have_text("paused")
     assert paused(stack, "console_buyer")
 
     # when it is resumed, it is open again
-    row.locator("button").click()
+    row.get_by_role("button", name="Resume").click()
     expect(row.locator(".state")).to_have_text("open")
 
 
@@ -154,7 +257,7 @@ def test_an_operator_approves_a_return_waiting_for_a_decision(
     page = operator_page
     page.goto(f"{stack.console_url}/returns")
     row = page.locator("#returns tr", has_text=lead_id)
-    row.locator("button", has_text="Approve").click()
+    row.get_by_role("button", name="Approve").click()
 
     # then the delivery is returned, as if `leadflow returns approve` had been run
     expect(page.locator("#returns")).not_to_contain_text(lead_id)
@@ -166,21 +269,13 @@ def test_an_operator_replays_a_dead_letter_once_the_recipient_is_fixed(
     stack: Stack, operator_page: Page
 ) -> None:
     # given a delivery parked after its retries
-    stack.recipient.script("/console-flaky", [Reply(503, "down")])
-    lead_id = stack.submit("console_dead", data={"first_name": "Bo"}).json()["lead"]["id"]
-    wait_for(
-        lambda: lead_id in stack.leadflow("dead", "list", "--lead", lead_id).stdout,
-        timeout=20,
-        message="the delivery to be parked",
-    )
+    lead_id = parked_lead(stack, "Bo")
 
     # when the recipient is fixed and the operator replays it from the dead letters page
     stack.recipient.script("/console-flaky", [Reply(200, '{"outcome": "success"}')])
     page = operator_page
     page.goto(f"{stack.console_url}/dead?recipient=console_flaky")
-    row = page.locator("#dead tr", has_text=lead_id)
-    row.locator("input[type=checkbox]").check()
-    page.click("#replay")
+    row_of(page, "dead", lead_id).get_by_role("button", name="Replay").click()
 
     # then it is delivered, and no longer parked
     expect(page.locator("#dead")).not_to_contain_text(lead_id)
@@ -189,6 +284,29 @@ def test_an_operator_replays_a_dead_letter_once_the_recipient_is_fixed(
         timeout=20,
         message="the replayed delivery to be delivered",
     )
+
+
+def test_an_operator_purges_a_dead_letter_only_once_confirmed(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given a parked delivery, shown with why it was parked
+    lead_id = parked_lead(stack, "Cal")
+    page = operator_page
+    page.goto(f"{stack.console_url}/dead?lead={lead_id}")
+    row_of(page, "dead", lead_id).get_by_role("link").first.click()
+    expect(page.locator("#failures")).to_contain_text("503")
+    page.go_back()
+
+    # when the operator presses Purge, a confirmation is asked and nothing is purged yet
+    row_of(page, "dead", lead_id).get_by_role("button", name="Purge").click()
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    assert lead_id in stack.leadflow("dead", "list", "--lead", lead_id).stdout
+
+    # when it is confirmed, the dead letter is gone and the delivery stays not delivered
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#dead")).not_to_contain_text(lead_id)
+    assert lead_id not in stack.leadflow("dead", "list", "--lead", lead_id).stdout
+    assert stack.show(lead_id)["deliveries"][0]["status"] != "delivered"
 
 
 def test_an_operator_downloads_a_manual_recipients_leads_once_confirmed(
@@ -204,10 +322,14 @@ def test_an_operator_downloads_a_manual_recipients_leads_once_confirmed(
     row = page.locator("#manual-console_desk")
     assert int(row.locator(".pending").inner_text()) >= 2
 
-    # when the operator confirms and downloads them
-    row.locator("input[name=confirm]").check()
+    # when the operator presses Download, a confirmation is asked first
+    row.get_by_role("button", name="Download").click()
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    assert stack.show(ids[0])["deliveries"][0]["status"] == "pending"
+
+    # when it is confirmed, the file comes
     with page.expect_download() as downloading:
-        row.locator("button").click()
+        page.get_by_role("button", name="Confirm").click()
     text = Path(downloading.value.path()).read_text()
 
     # then the file holds them, and they are delivered (nothing left pending)
@@ -242,7 +364,7 @@ def test_a_viewer_reads_but_cannot_act(
         sign_in(page, stack, people["viewer"], people["viewer_password"])
         page.goto(f"{stack.console_url}/recipients")
         with page.expect_response(lambda r: "/pause" in r.url) as clicked:
-            page.locator("#recipient-console_buyer button").click()
+            page.locator("#recipient-console_buyer").get_by_role("button", name="Pause").click()
         assert clicked.value.status == 403
         assert not paused(stack, "console_buyer")
     finally:
@@ -258,25 +380,44 @@ def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str
         allow_redirects=False,
         timeout=10,
     )
-    assert signed.status_code == 302 and "leadflow_console" in http.cookies
+    assert signed.status_code == 303 and "leadflow_console" in http.cookies
 
     # when a form is posted without the token, or with another one, then it is refused
     bare = http.post(f"{stack.console_url}/recipients/console_buyer/pause", timeout=10)
     forged = http.post(
-        f"{stack.console_url}/recipients/console_buyer/pause", data={"csrf": "x"}, timeout=10
+        f"{stack.console_url}/recipients/console_buyer/pause",
+        data={"csrf_token": "x"},
+        timeout=10,
     )
     assert (bare.status_code, forged.status_code) == (403, 403)
     assert not paused(stack, "console_buyer")
 
 
-def test_failed_sign_ins_are_braked(stack: Stack, people: dict[str, str]) -> None:
-    def attempt() -> int:
+def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_password(
+    stack: Stack,
+) -> None:
+    # given a user
+    name, password = f"guessed-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    stack.leadflow("users", "add", name, "--role", "viewer", "--password", password)
+
+    def attempt(tried: str) -> int:
         return requests.post(
             f"{stack.console_url}/login",
-            data={"name": people["viewer"], "password": "wrong-password"},
+            data={"name": name, "password": tried},
             allow_redirects=False,
             timeout=10,
         ).status_code
 
-    codes = [attempt() for _ in range(6)]
-    assert codes[:5] == [401] * 5 and codes[5] == 429
+    # when ten wrong passwords are tried, each is refused as wrong
+    assert [attempt("wrong-password") for _ in range(10)] == [401] * 10
+
+    # then the next tries are braked, the right password too; other names are not
+    assert attempt("wrong-password") == 429
+    assert attempt(password) == 429
+    other = requests.post(
+        f"{stack.console_url}/login",
+        data={"name": f"nobody-{secrets.token_hex(3)}", "password": "wrong-password"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert other.status_code == 401

@@ -3,14 +3,16 @@ set): what was held before an upgrade is still held after it."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from shared import resubmits
 from shared.db.engine import make_engine, utcnow
 from shared.db.migrate import upgrade
+from shared.db.models import Lead
 from tests.support.infra import fresh_database
 
 
@@ -45,5 +47,48 @@ def test_a_key_held_as_hex_text_before_0010_still_answers_its_resubmission_after
             # then the same submission finds the lead it made
             with engine.begin() as connection:
                 assert resubmits.find(connection, keys, utcnow()) == "L1"
+        finally:
+            engine.dispose()
+
+
+def test_leads_stored_before_0011_are_found_by_their_e_mail_and_phone_after_it(
+    tmp_path: Path,
+) -> None:
+    # given a lead stored by the schema before 0011, with a valid e-mail and phone
+    fields = {
+        "typed": {
+            "email": {"type": "email", "raw": "Ann@X.com", "valid": True, "normal": "ann@x.com"},
+            "phone_1": {
+                "type": "phone",
+                "raw": "(512) 555-1212",
+                "valid": True,
+                "normal": "5125551212",
+            },
+        },
+        "extra": {},
+    }
+    with fresh_database(str(tmp_path)) as url:
+        upgrade(url, "0010")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "INSERT INTO leads (id, flow_id, source_id, config_version, received_at,"
+                        " state, price, fields, step_index, version) VALUES ('L1', 'auto', 'web',"
+                        " 1, :at, 'done', 0, :fields, 0, 1)"
+                    ),
+                    {"at": utcnow(), "fields": json.dumps(fields)},
+                )
+
+            # when the schema is upgraded
+            upgrade(url)
+
+            # then the lead is found by the normal form of each
+            with engine.begin() as connection:
+                found = connection.execute(
+                    select(Lead.id).where(Lead.email == "ann@x.com", Lead.phone == "5125551212")
+                ).all()
+            assert [row.id for row in found] == ["L1"]
         finally:
             engine.dispose()
