@@ -194,8 +194,13 @@ def route(
             key
             for lead in leads.values()
             if lead.state != "done"
+            # a lead waiting on a recipient holds that step's keys already (an auction
+            # reads its next bidder's when it gets there)
             for key in duplicates.recipient_keys_in_flow(
-                config_for(lead.config_version), lead.flow_id, lead.fields
+                config_for(lead.config_version),
+                lead.flow_id,
+                lead.fields,
+                lead.step_index + (1 if lead.waiting_event_id else 0),
             )
         ),
     )

@@ -49,13 +49,13 @@ def recipient_keys(
 
 
 def recipient_keys_in_flow(
-    config: LeadflowConfig, flow_id: str, fields: Mapping[str, Any]
+    config: LeadflowConfig, flow_id: str, fields: Mapping[str, Any], from_step: int = 0
 ) -> list[HeldKey]:
-    """The keys of a lead for every recipient of its flow that has duplicate keys (to
-    read a batch's keys in one statement before routing it)."""
+    """The keys of a lead for every recipient with duplicate keys of its flow's steps
+    from ``from_step`` on (to read a batch's keys in one statement before routing it)."""
     flow = config.flows.get(flow_id)
     keys: list[HeldKey] = []
-    for step in flow.steps if flow is not None else []:
+    for step in flow.steps[from_step:] if flow is not None else []:
         for recipient_id in step.recipient_ids:
             recipient = config.recipients.get(recipient_id)
             if recipient is not None and recipient.duplicates is not None:
