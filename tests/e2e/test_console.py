@@ -134,7 +134,7 @@ def test_every_page_needs_a_sign_in_and_the_sign_in_leads_to_the_page_asked_for(
         ):
             expect(page.get_by_role("link", name=link, exact=True)).to_be_visible()
         page.goto(f"{stack.console_url}/")
-        expect(page).to_have_title("Dashboard · leadflow console")
+        expect(page).to_have_title("Dashboard")
     finally:
         context.close()
 
