@@ -2,6 +2,9 @@
 
 Rows are written through Core statements and read through either: Core statements in place of
 the router's ORM loads and flushes halved its CPU per message (bench/RESULTS.md).
+
+Longer than 300 lines on purpose: it is the whole schema, one class per table, read as
+one page beside ARCHITECTURE.md's table list (Alembic compares the migrations with it).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ routing moves the lead on from the step (``settle``, once) an accepted lead keep
 (and adds its price to the revenue caps), a rejection or an error gives it back. A
 worker that dies holding a delivery holds the slot no longer than the delivery's claim
 lease: the copy that takes the delivery up after it settles the same hold.
+
+Longer than 300 lines on purpose: a cap's model, its windows, the counters that take
+slots, the holds that settle them and the report all speak of the same counter keys
+(``Bound.counter``); apart, each would have to rebuild them.
 """
 
 from __future__ import annotations
