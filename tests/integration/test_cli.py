@@ -12,6 +12,8 @@ from sqlalchemy import create_engine, text
 
 from services.cli import main
 from services.cli.up import parse_scale
+from shared import users
+from shared.db.engine import make_engine, make_session_factory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example.yaml"
 
@@ -153,3 +155,33 @@ def test_feedback_list_refuses_a_since_that_is_not_a_date(run: Run) -> None:
     result = CliRunner().invoke(main, ["feedback", "list", "--since", "yesterday"])
     assert result.exit_code == 2
     assert "'yesterday' is not an ISO 8601 date or time" in result.output
+
+
+def test_users_add_asks_the_password_twice_and_sets_a_new_one_for_a_name_it_has(
+    run: Run, database_url: str
+) -> None:
+    # given a user added with the password typed twice on standard input
+    run("db", "upgrade")
+    added = CliRunner().invoke(
+        main, ["users", "add", "ops", "--role", "viewer"], input="first-pass\nfirst-pass\n"
+    )
+    assert added.exit_code == 0, added.output
+    mistyped = CliRunner().invoke(
+        main, ["users", "add", "other", "--role", "viewer"], input="one-pass1\ntwo-pass2\n"
+    )
+
+    # when the same name is added again with --password
+    again = run("users", "add", "ops", "--role", "operator", "--password", "second-pass")
+
+    # then the second one is refused, and the user now has the new password and role
+    assert mistyped.exit_code == 1 and "differ" in mistyped.output
+    assert "user ops updated (operator)" in again.output
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            assert users.check(session, "ops", "first-pass") is None
+            person = users.check(session, "ops", "second-pass")
+            assert person is not None and person.role == "operator"
+            assert users.check(session, "other", "one-pass1") is None
+    finally:
+        engine.dispose()
