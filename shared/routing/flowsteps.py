@@ -112,18 +112,7 @@ def _run_steps(
                 gates.counters.give_back(taken or [])
             skipped = duplicates.REASON
         if skipped is not None:
-            new_event(
-                writes,
-                events,
-                lead.id,
-                type="recipient",
-                step=index,
-                now=now,
-                recipient_id=recipient_id,
-                outcome="skip",
-                reason=skipped,
-                event_id=event_id,
-            )
+            _unsent(writes, events, lead, index, recipient_id, event_id, now, "skip", skipped)
             index += 1
             continue
         waiting = waits(recipient)
@@ -154,6 +143,32 @@ def _run_steps(
     return _finish(lead, events, "success", None, writes)
 
 
+def _unsent(
+    writes: Writes,
+    events: list[StepEvent],
+    lead: RoutedLead,
+    index: int,
+    recipient_id: str,
+    event_id: str,
+    now: datetime,
+    outcome: str,
+    reason: str,
+) -> StepEvent:
+    """A recipient step's event that sends nothing: skipped, or held while it is closed."""
+    return new_event(
+        writes,
+        events,
+        lead.id,
+        type="recipient",
+        step=index,
+        now=now,
+        recipient_id=recipient_id,
+        outcome=outcome,
+        reason=reason,
+        event_id=event_id,
+    )
+
+
 def _hold(
     lead: RoutedLead,
     events: list[StepEvent],
@@ -166,17 +181,8 @@ def _hold(
 ) -> Outbound:
     """A closed recipient with ``when_closed: hold``: the step's event is ``pending`` and
     the lead waits on it until ``due`` (a ``StepDue`` in the router's delay tiers)."""
-    event = new_event(
-        writes,
-        events,
-        lead.id,
-        type="recipient",
-        step=index,
-        now=now,
-        recipient_id=recipient_id,
-        outcome="pending",
-        reason=hours.CLOSED_REASON,
-        event_id=event_id,
+    event = _unsent(
+        writes, events, lead, index, recipient_id, event_id, now, "pending", hours.CLOSED_REASON
     )
     lead.step_index = index
     lead.waiting_event_id = event.id
