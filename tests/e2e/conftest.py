@@ -3,6 +3,7 @@ a real database and a real recipient server, as a user starts it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -25,6 +27,7 @@ from tests.support.processes import (
     stop_process,
     wait_healthy,
 )
+from tests.support.proxy import Proxy
 from tests.support.recipient import Recipient
 
 CONFIG_FRAGMENTS = Path(__file__).with_name("config.d")
@@ -229,3 +232,25 @@ def stack(
     for name in stack.killed:
         assert re.search(rf"^{re.escape(name)} exited with code -9$", output, re.M), name
     assert code == (1 if stack.killed else 0), output[-3000:]
+
+
+@contextlib.contextmanager
+def behind_proxy(stack: Stack, tmp_path: Path, service: str) -> Iterator[tuple[str, Proxy]]:
+    """A second copy of ``service`` (intake or feedback) whose RabbitMQ connection goes
+    through a proxy a test can cut: its URL, and the proxy."""
+    proxy = Proxy(target_port=5672).start()
+    parts = urlsplit(stack.env["LEADFLOW_BROKER_URL"])
+    broker = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
+    port = free_port()
+    env = {
+        **stack.env,
+        "LEADFLOW_BROKER_URL": broker,
+        f"LEADFLOW_{service.upper()}_PORT": str(port),
+    }
+    log = tmp_path / f"{service}.log"
+    process = start_process([sys.executable, "-m", "services.cli", service], env, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(f"{url}/healthz", process, log)
+    yield url, proxy
+    assert stop_process(process) == 0, log.read_text()[-2000:]
+    proxy.stop()

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 
-from tests.e2e.conftest import Stack, start_process, stop_process, wait_healthy
-from tests.support.infra import free_port
+from tests.e2e.conftest import Stack, behind_proxy
 from tests.support.proxy import Proxy, check_unready_while_cut
 
 
 @pytest.fixture
 def intake_behind_proxy(stack: Stack, tmp_path: Path) -> Iterator[tuple[str, Proxy]]:
-    proxy = Proxy(target_port=5672).start()
-    parts = urlsplit(stack.env["LEADFLOW_BROKER_URL"])
-    broker = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
-    port = free_port()
-    env = {**stack.env, "LEADFLOW_BROKER_URL": broker, "LEADFLOW_INTAKE_PORT": str(port)}
-    log = tmp_path / "intake.log"
-    process = start_process([sys.executable, "-m", "services.cli", "intake"], env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(f"{url}/healthz", process, log)
-    yield url, proxy
-    assert stop_process(process) == 0, log.read_text()[-2000:]
-    proxy.stop()
+    with behind_proxy(stack, tmp_path, "intake") as running:
+        yield running
 
 
 def test_with_rabbitmq_unreachable_intake_answers_201_and_the_lead_is_delivered_once_it_is_back(

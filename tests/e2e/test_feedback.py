@@ -5,14 +5,13 @@ forwarded to the lead's source by the http-delivery workers."""
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 import pika
 import pytest
@@ -24,8 +23,12 @@ from sqlalchemy import select, update
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
 from shared.db.models import Delivery, Event, Lead
 from shared.messaging import FeedbackAccepted
-from tests.e2e.conftest import Stack, merged_config, start_process, stop_process, wait_healthy
-from tests.support.infra import free_port, rabbitmqctl, wait_for
+from tests.e2e.conftest import (
+    Stack,
+    behind_proxy,
+    merged_config,
+)
+from tests.support.infra import rabbitmqctl, wait_for
 from tests.support.proxy import Proxy
 from tests.support.queues import publish_messages
 from tests.support.recipient import Received, Reply
@@ -741,18 +744,8 @@ def test_a_redelivered_feedback_message_is_neither_sent_nor_recorded_twice(
 @pytest.fixture
 def feedback_behind_proxy(stack: Stack, tmp_path: Any) -> Iterator[tuple[str, Proxy]]:
     """A second feedback service whose RabbitMQ connection a test can cut."""
-    proxy = Proxy(target_port=5672).start()
-    parts = urlsplit(stack.env["LEADFLOW_BROKER_URL"])
-    broker = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
-    port = free_port()
-    env = {**stack.env, "LEADFLOW_BROKER_URL": broker, "LEADFLOW_FEEDBACK_PORT": str(port)}
-    log = tmp_path / "feedback.log"
-    process = start_process([sys.executable, "-m", "services.cli", "feedback"], env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(f"{url}/healthz", process, log)
-    yield url, proxy
-    assert stop_process(process) == 0, log.read_text()[-2000:]
-    proxy.stop()
+    with behind_proxy(stack, tmp_path, "feedback") as running:
+        yield running
 
 
 def test_with_rabbitmq_unreachable_a_return_is_accepted_and_forwarded_once_it_is_back(
