@@ -44,16 +44,21 @@ def _record(
 async def handle(message: Message, deps: Deps) -> None:
     assert isinstance(message, FeedbackAccepted)
     ids = {"lead_id": message.lead_id, "event_id": message.event_id}
-    job = await deps.db.transaction(forward.load_job, deps.configs, message)
+    job = await deps.db.transaction(forward.claim_job, deps.configs, message)
     if isinstance(job, forward.Skipped):
         logger.info(
             "feedback %s not forwarded: %s", message.feedback_event_id, job.reason, extra=ids
         )
         return
     at = utcnow()
-    answer = await send(deps.http, job.request, forward.TIMEOUT)
+    try:
+        answer = await send(deps.http, job.request, forward.TIMEOUT)
+    except Exception:
+        await deps.db.transaction(forward.release, job)
+        raise
     transient = transient_reason(answer, job.target.retry.on_status)
     if transient is not None:
+        await deps.db.transaction(forward.release, job)
         raise TransientError(transient, job.target.retry.schedule)
     outcome, reason = forward.outcome_of(answer)
     await deps.db.transaction(_record, job, at, answer, outcome, reason)

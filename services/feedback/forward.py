@@ -9,6 +9,13 @@ One ``feedback-sent`` event per forwarded feedback records the source's answer; 
 holds an answer (success or failure), a redelivered message sends nothing and writes
 nothing. A ``feedback-sent`` in ``error`` (the retries were used up) is overwritten if an
 operator replays the message and it then gets through.
+
+Two copies of one message (an outbox row published by two sweepers, a redelivery) may
+reach two forwarders at once: the first to lock the ``feedback-received`` event claims
+the forward (``claim_job``: a ``feedback-sent`` event without an outcome, started now);
+the other waits (``Busy``) while the claim is younger than ``CLAIM``, so the source is
+sent it once. A forward that failed gives its claim back (``release``); one whose worker
+died holds it no longer than ``CLAIM``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,9 +31,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.configstore import ConfigStore
-from shared.db.engine import utcnow
+from shared.db.engine import as_utc, utcnow
 from shared.db.models import Event, Lead
-from shared.errors import PermanentError
+from shared.errors import Busy, PermanentError
 from shared.flowconfig import SourceFeedback
 from shared.formats import xmlwrite
 from shared.formats.dotpaths import flatten, nest
@@ -37,6 +44,10 @@ from shared.outbound.request import OutgoingRequest, as_text
 from shared.outbound.send import Answer
 
 TIMEOUT = 10.0
+#: How long a claimed forward is left to its worker: its request's timeout, and a margin.
+CLAIM = timedelta(seconds=2 * TIMEOUT)
+#: How a second copy of a message waits for the forwarder holding the claim.
+BUSY_RETRY_SCHEDULE = (1.0, 5.0)
 CONTENT_TYPES = {
     "json": "application/json",
     "form": "application/x-www-form-urlencoded",
@@ -119,15 +130,62 @@ def _sent_event(session: Session, feedback_event_id: str) -> Event | None:
     ).first()
 
 
-def load_job(
+def claim_job(
     session: Session, configs: ConfigStore, message: FeedbackAccepted
 ) -> ForwardJob | Skipped:
-    received = session.get(Event, message.feedback_event_id)
+    """What to send, claimed for this worker (``Busy`` while another one holds it)."""
+    job = load_job(session, configs, message, lock=True)
+    if isinstance(job, Skipped):
+        return job
+    now = utcnow()
+    sent = _sent_event(session, job.feedback_event_id)
+    if sent is None:
+        session.execute(
+            insert(Event).values(
+                id=new_id(),
+                lead_id=job.lead_id,
+                type="feedback-sent",
+                step=None,
+                recipient_id=job.recipient_id,
+                price=0.0,
+                attempts=0,
+                parent_event_id=job.feedback_event_id,
+                started_at=now,
+                appended={"type": job.kind, "source": job.source_id, "url": job.target.url},
+            )
+        )
+    else:
+        claimed = as_utc(sent.started_at)
+        if sent.outcome is None and claimed is not None and now - claimed < CLAIM:
+            raise Busy(f"feedback {job.feedback_event_id} is being forwarded", BUSY_RETRY_SCHEDULE)
+        session.execute(update(Event).where(Event.id == sent.id).values(started_at=now))
+    return job
+
+
+def release(session: Session, job: ForwardJob) -> None:
+    """A forward that failed for now gives its claim back (the retry claims it again)."""
+    session.execute(
+        update(Event)
+        .where(
+            Event.parent_event_id == job.feedback_event_id,
+            Event.type == "feedback-sent",
+            Event.outcome.is_(None),
+        )
+        .values(started_at=utcnow() - CLAIM)
+    )
+
+
+def load_job(
+    session: Session, configs: ConfigStore, message: FeedbackAccepted, lock: bool = False
+) -> ForwardJob | Skipped:
+    """What to send; with ``lock``, the ``feedback-received`` event is locked first, so
+    copies of one message are decided one after the other."""
+    received = session.get(Event, message.feedback_event_id, with_for_update=lock)
     lead = session.get(Lead, message.lead_id)
     if received is None or lead is None or received.type != "feedback-received":
         raise PermanentError(f"no feedback {message.feedback_event_id} for lead {message.lead_id}")
     sent = _sent_event(session, received.id)
-    if sent is not None and sent.outcome != "error":
+    if sent is not None and sent.outcome not in (None, "error"):
         return Skipped("already forwarded")
     flow = configs.get(lead.config_version, session).flows.get(lead.flow_id)
     source = flow.sources.get(lead.source_id) if flow is not None else None
@@ -179,7 +237,7 @@ def record_sent(
     """Write the ``feedback-sent`` event; False when an answer was recorded already."""
     session.get(Event, job.feedback_event_id, with_for_update=True)
     sent = _sent_event(session, job.feedback_event_id)
-    if sent is not None and sent.outcome != "error":
+    if sent is not None and sent.outcome not in (None, "error"):
         return False
     answer: dict[str, Any] = {
         "outcome": outcome,

@@ -198,6 +198,26 @@ def feedback_queue_idle(stack: Stack) -> bool:
     return False
 
 
+def feedback_queues_idle(stack: Stack) -> bool:
+    """The feedback queue and its retry tiers hold nothing (its dead letters aside)."""
+    vhost = pika.URLParameters(stack.env["LEADFLOW_BROKER_URL"]).virtual_host
+    out = rabbitmqctl(
+        "list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"
+    )
+    rows = [line.split() for line in out.splitlines()]
+    tiers = [
+        r for r in rows if len(r) == 3 and r[0].startswith("feedback") and r[0] != "feedback.XQ"
+    ]
+    return bool(tiers) and all(r[1:] == ["0", "0"] for r in tiers)
+
+
+def answered(db: SessionFactory, lead_id: str) -> list[Event]:
+    """The lead's ``feedback-sent`` events, once each holds the source's answer (one
+    being forwarded has none yet)."""
+    sent = events(db, lead_id, "feedback-sent")
+    return sent if sent and all(e.outcome is not None for e in sent) else []
+
+
 def forwarded(stack: Stack, path: str, lead_id: str) -> list[Received]:
     def about(request: Received) -> bool:
         if "json" in request.headers.get("Content-Type", ""):
@@ -646,7 +666,7 @@ def test_an_accepted_return_is_forwarded_to_the_source_in_its_format(
     if source == "xml_src":
         assert request.headers["X-Source-Token"] == "fb-token"
     # and a feedback-sent event records the source's answer
-    sent = wait_for(lambda: events(db, lead.lead_id, "feedback-sent"), timeout=10)
+    sent = wait_for(lambda: answered(db, lead.lead_id), timeout=10)
     (sent_event,) = sent
     assert sent_event.outcome == "success"
     assert sent_event.parent_event_id == received.id
@@ -664,7 +684,7 @@ def test_a_source_down_for_a_moment_gets_the_feedback_after_a_retry(
     assert buyer.send(lead.event_id, "conversion")[0] == 201
 
     # then the source gets it twice with one idempotency key, and one feedback-sent is written
-    sent = wait_for(lambda: events(db, lead.lead_id, "feedback-sent"), timeout=15)
+    sent = wait_for(lambda: answered(db, lead.lead_id), timeout=15)
     (sent_event,) = sent
     assert sent_event.outcome == "success"
     requests_seen = forwarded(stack, "/fb-source-flaky", lead.lead_id)
@@ -726,7 +746,7 @@ def test_a_redelivered_feedback_message_is_neither_sent_nor_recorded_twice(
     # given a conversion already forwarded to the source
     lead = buyer.route("fb_main")
     assert buyer.send(lead.event_id, "conversion")[0] == 201
-    wait_for(lambda: events(db, lead.lead_id, "feedback-sent"), timeout=15)
+    wait_for(lambda: answered(db, lead.lead_id), timeout=15)
     (received,) = events(db, lead.lead_id, "feedback-received")
 
     # when the same message is delivered again
@@ -737,6 +757,30 @@ def test_a_redelivered_feedback_message_is_neither_sent_nor_recorded_twice(
     wait_for(lambda: feedback_queue_idle(stack), timeout=15, message="the feedback queue idle")
 
     # then the source got it once and one feedback-sent event exists
+    assert len(forwarded(stack, "/fb-source-json", lead.lead_id)) == 1
+    assert len(events(db, lead.lead_id, "feedback-sent")) == 1
+
+
+def test_copies_of_a_feedback_message_handled_at_once_forward_it_to_the_source_once(
+    stack: Stack, buyer: Buyer, db: SessionFactory
+) -> None:
+    # given a source that takes a second to answer, and a conversion being forwarded
+    lead = buyer.route("fb_main")
+    stack.recipient.script("/fb-source-json", [Reply(delay=1.0)])
+    assert buyer.send(lead.event_id, "conversion")[0] == 201
+    wait_for(lambda: events(db, lead.lead_id, "feedback-received"), timeout=15)
+    (received,) = events(db, lead.lead_id, "feedback-received")
+
+    # when four copies of its message arrive while the first forward is under way (an
+    # outbox row published by two sweepers, a redelivery)
+    message = FeedbackAccepted(
+        lead_id=lead.lead_id, event_id=lead.event_id, feedback_event_id=received.id
+    )
+    publish_messages(stack.env["LEADFLOW_BROKER_URL"], *[message] * 4)
+
+    # then, once every copy is handled, the source got it once, recorded once
+    wait_for(lambda: answered(db, lead.lead_id), timeout=15)
+    wait_for(lambda: feedback_queues_idle(stack), timeout=30, message="the feedback queues idle")
     assert len(forwarded(stack, "/fb-source-json", lead.lead_id)) == 1
     assert len(events(db, lead.lead_id, "feedback-sent")) == 1
 
