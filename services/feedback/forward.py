@@ -140,20 +140,7 @@ def claim_job(
     now = utcnow()
     sent = _sent_event(session, job.feedback_event_id)
     if sent is None:
-        session.execute(
-            insert(Event).values(
-                id=new_id(),
-                lead_id=job.lead_id,
-                type="feedback-sent",
-                step=None,
-                recipient_id=job.recipient_id,
-                price=0.0,
-                attempts=0,
-                parent_event_id=job.feedback_event_id,
-                started_at=now,
-                appended={"type": job.kind, "source": job.source_id, "url": job.target.url},
-            )
-        )
+        _write_sent(session, job, None, {"started_at": now, "appended": _sending(job)})
     else:
         claimed = as_utc(sent.started_at)
         if sent.outcome is None and claimed is not None and now - claimed < CLAIM:
@@ -245,27 +232,33 @@ def record_sent(
         "started_at": at,
         "completed_at": utcnow(),
         "ms": ms,
-        "appended": {
-            "type": job.kind,
-            "source": job.source_id,
-            "url": job.target.url,
-            "status": status,
-        },
+        "appended": {**_sending(job), "status": status},
     }
-    if sent is None:
-        session.execute(
-            insert(Event).values(
-                id=new_id(),
-                lead_id=job.lead_id,
-                type="feedback-sent",
-                step=None,
-                recipient_id=job.recipient_id,
-                price=0.0,
-                attempts=0,
-                parent_event_id=job.feedback_event_id,
-                **answer,
-            )
-        )
-    else:
-        session.execute(update(Event).where(Event.id == sent.id).values(answer))
+    _write_sent(session, job, sent, answer)
     return True
+
+
+def _sending(job: ForwardJob) -> dict[str, Any]:
+    return {"type": job.kind, "source": job.source_id, "url": job.target.url}
+
+
+def _write_sent(
+    session: Session, job: ForwardJob, sent: Event | None, values: dict[str, Any]
+) -> None:
+    """The ``feedback-sent`` event: inserted with ``values``, or ``sent`` updated."""
+    if sent is not None:
+        session.execute(update(Event).where(Event.id == sent.id).values(values))
+        return
+    session.execute(
+        insert(Event).values(
+            id=new_id(),
+            lead_id=job.lead_id,
+            type="feedback-sent",
+            step=None,
+            recipient_id=job.recipient_id,
+            price=0.0,
+            attempts=0,
+            parent_event_id=job.feedback_event_id,
+            **values,
+        )
+    )
