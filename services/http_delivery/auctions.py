@@ -3,7 +3,10 @@ submitted without a ping reaches an auction step, and its bidders are pinged her
 worker's event loop, all at once and within the auction's deadline (``shared.auction``).
 
 Two short transactions around the fan-out: ``prepare`` reads the lead, its step and the
-bidders the gates let bid; ``record`` stores the bids and marks the step's event
+bidders the gates let bid, and claims the asking (``asking_since`` on the step's event,
+locked: a copy of the message handled meanwhile waits, ``Busy``, instead of pinging the
+bidders a second time; a worker that died holds it no longer than the auction's timeout
+and ``CLAIM_MARGIN``); ``record`` stores the bids and marks the step's event
 ``collected`` (a copy of the message finds it so and asks nobody again). The worker then
 reports the step to routing, which posts the best bid.
 """
@@ -11,6 +14,7 @@ reports the step to routing, which posts the best bid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,10 +24,15 @@ from shared.auction import Bid
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Event, Lead
-from shared.errors import PermanentError
+from shared.errors import Busy, PermanentError
 from shared.flowconfig import AuctionStep, LeadflowConfig
 from shared.leaddata import base_variables
 from shared.messaging import RunAuction
+
+#: How long past its auction's timeout a claimed asking is left to its worker.
+CLAIM_MARGIN = timedelta(seconds=10)
+#: How a second copy of a ``RunAuction`` waits for the worker asking the bidders.
+BUSY_RETRY_SCHEDULE = (1.0, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +54,23 @@ class Asking:
 def prepare(session: Session, configs: ConfigStore, message: RunAuction) -> Asking | None:
     """The asking; None when the step's bids are in already (a copy of the message)."""
     lead = session.get(Lead, message.lead_id)
-    event = session.get(Event, message.event_id)
+    event = session.get(Event, message.event_id, with_for_update=True)
     if lead is None or event is None or event.lead_id != lead.id or event.type != "auction":
         raise PermanentError(f"no auction step {message.event_id} of lead {message.lead_id}")
-    if event.outcome is not None or (event.appended or {}).get("collected"):
+    appended = event.appended or {}
+    if event.outcome is not None or appended.get("collected"):
         return None
     config = configs.get(lead.config_version, session)
     flow = config.flows[lead.flow_id]
     step = flow.steps[event.step or 0]
     if step.auction is None:
         raise PermanentError(f"step {event.step} of flow {lead.flow_id} is not an auction")
+    now = utcnow()
+    since = appended.get("asking_since")
+    held = timedelta(seconds=step.auction.timeout) + CLAIM_MARGIN
+    if since is not None and now - datetime.fromisoformat(since) < held:
+        raise Busy(f"the bidders of {event.id} are being asked", BUSY_RETRY_SCHEDULE)
+    event.appended = {**appended, "asking_since": now.isoformat()}
     variables = base_variables(
         lead_id=lead.id,
         flow_id=lead.flow_id,
