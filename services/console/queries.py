@@ -47,6 +47,8 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
         Lead.outcome,
         Lead.reason,
         Lead.price,
+        Lead.email,
+        Lead.phone,
     )
     for column, wanted in (
         (Lead.flow_id, search.flow_id),
@@ -76,6 +78,8 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
             "outcome": r.outcome if r.state == "done" else "queued",
             "reason": r.reason,
             "price": f"{r.price or 0:.2f}",
+            "email": r.email or "",
+            "phone": r.phone or "",
         }
         for r in connection.execute(
             query.order_by(Lead.received_at.desc(), Lead.id.desc()).limit(PAGE + 1)

@@ -191,6 +191,7 @@ def test_a_lead_is_found_by_its_e_mail_or_its_phone_without_either_in_a_url(
     page.get_by_label("E-mail").press("Enter")
     expect(page.locator("#leads a")).to_have_count(1)
     expect(page.locator(f"#leads a[href='/leads/{lead_id}']")).to_be_visible()
+    expect(page.locator("#leads")).to_contain_text(email)
 
     # and by the phone as people write it
     page.get_by_label("E-mail").fill("")
