@@ -134,11 +134,10 @@ def claim_job(
     session: Session, configs: ConfigStore, message: FeedbackAccepted
 ) -> ForwardJob | Skipped:
     """What to send, claimed for this worker (``Busy`` while another one holds it)."""
-    job = load_job(session, configs, message, lock=True)
+    job, sent = _load(session, configs, message, lock=True)
     if isinstance(job, Skipped):
         return job
     now = utcnow()
-    sent = _sent_event(session, job.feedback_event_id)
     if sent is None:
         _write_sent(session, job, None, {"started_at": now, "appended": _sending(job)})
     else:
@@ -163,25 +162,33 @@ def release(session: Session, job: ForwardJob) -> None:
 
 
 def load_job(
-    session: Session, configs: ConfigStore, message: FeedbackAccepted, lock: bool = False
+    session: Session, configs: ConfigStore, message: FeedbackAccepted
 ) -> ForwardJob | Skipped:
-    """What to send; with ``lock``, the ``feedback-received`` event is locked first, so
-    copies of one message are decided one after the other."""
+    """What to send (read only)."""
+    return _load(session, configs, message, lock=False)[0]
+
+
+def _load(
+    session: Session, configs: ConfigStore, message: FeedbackAccepted, lock: bool
+) -> tuple[ForwardJob | Skipped, Event | None]:
+    """What to send, and the ``feedback-sent`` event so far; with ``lock``, the
+    ``feedback-received`` event is locked first, so copies of one message are decided one
+    after the other."""
     received = session.get(Event, message.feedback_event_id, with_for_update=lock)
     lead = session.get(Lead, message.lead_id)
     if received is None or lead is None or received.type != "feedback-received":
         raise PermanentError(f"no feedback {message.feedback_event_id} for lead {message.lead_id}")
     sent = _sent_event(session, received.id)
     if sent is not None and sent.outcome not in (None, "error"):
-        return Skipped("already forwarded")
+        return Skipped("already forwarded"), sent
     flow = configs.get(lead.config_version, session).flows.get(lead.flow_id)
     source = flow.sources.get(lead.source_id) if flow is not None else None
     target = source.feedback if source is not None else None
     kind = str((received.appended or {}).get("type"))
     if target is None:
-        return Skipped(f"source {lead.source_id} has no feedback URL")
+        return Skipped(f"source {lead.source_id} has no feedback URL"), sent
     if not (target.returns if kind == "return" else target.conversions):
-        return Skipped(f"source {lead.source_id} does not take {kind}s")
+        return Skipped(f"source {lead.source_id} does not take {kind}s"), sent
     source_event_id = session.scalars(
         select(Event.id).where(Event.lead_id == lead.id, Event.type == "source")
     ).first()
@@ -192,7 +199,7 @@ def load_job(
         source_event_id=source_event_id or "",
         fields=display_fields(lead.fields),
     )
-    return ForwardJob(
+    job = ForwardJob(
         lead_id=lead.id,
         event_id=message.event_id,
         feedback_event_id=received.id,
@@ -202,6 +209,7 @@ def load_job(
         target=target,
         request=build_forward_request(target, body, received.id),
     )
+    return job, sent
 
 
 def outcome_of(answer: Answer) -> tuple[str, str | None]:
