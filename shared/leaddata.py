@@ -77,11 +77,20 @@ def searched_contact(type_name: str, text: str) -> str | None:
 
 
 def _searched(value: Mapping[str, Any]) -> str | None:
+    found = compared(value)
+    return found[:CONTACT_LENGTH] if found is not None else None
+
+
+def compared(value: Mapping[str, Any] | None) -> str | None:
+    """A typed field's value as compared (duplicate keys) and searched (the console): its
+    normal form, or the trimmed, case-folded text its type could not read; None if blank."""
+    if value is None:
+        return None
     normal = value.get("normal") if value.get("valid") else None
     if normal is None:
         raw = value.get("raw")
         normal = raw.strip().casefold() if isinstance(raw, str) else None
-    text = str(normal).strip()[:CONTACT_LENGTH] if normal is not None else ""
+    text = str(normal).strip() if normal is not None else ""
     return text or None
 
 

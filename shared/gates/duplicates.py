@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 
 from shared import resubmits
 from shared.flowconfig import FlowDuplicates, LeadflowConfig, RecipientDuplicates
+from shared.leaddata import compared
 from shared.resubmits import HeldKey
 
 REASON = "Duplicate"
@@ -87,21 +88,9 @@ def _keys(
     typed = fields.get("typed") or {}
     keys = []
     for names in names_of_keys:
-        values = [_normal(typed.get(name)) for name in names]
+        values = [compared(typed.get(name)) for name in names]
         if any(v is None for v in values):
             continue
         material = "\0".join(["duplicate", *names, "\0", *(v or "" for v in values)])
         keys.append(HeldKey(resubmits.hash_of(scope, within, material.encode()), lookback))
     return keys
-
-
-def _normal(value: Mapping[str, Any] | None) -> str | None:
-    """A field's value as compared: its normal form, or its trimmed text; None if blank."""
-    if value is None:
-        return None
-    normal = value.get("normal") if value.get("valid") else None
-    if normal is None:
-        raw = value.get("raw")
-        normal = raw.strip().casefold() if isinstance(raw, str) else None
-    text = str(normal).strip() if normal is not None else ""
-    return text or None
