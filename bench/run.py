@@ -32,6 +32,7 @@ from bench import console as bench_console
 from bench import pika_chain
 from bench import pings as bench_pings
 from bench import reports as bench_reports
+from tests.support.infra import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -131,14 +132,7 @@ def free_port() -> int:
 def wait_until(
     condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
+    return wait_for(condition, timeout, interval, what)
 
 
 def http_ok(url: str) -> bool:

@@ -107,6 +107,20 @@ def broker_ctx(
     return ctx
 
 
+# how ``/healthz`` and ``/readyz`` are described in each service's OpenAPI document
+OPERATIONAL_PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}
+    },
+    "/readyz": {
+        "get": {
+            "summary": "The database and the broker are reachable",
+            "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+        }
+    },
+}
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.web import OPERATIONAL_PATHS
+
 RESULT = {
     "type": "object",
     "required": ["outcome"],
@@ -73,14 +75,6 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
-        "/healthz": {
-            "get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}
-        },
-        "/readyz": {
-            "get": {
-                "summary": "The database and the broker are reachable",
-                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
-            }
-        },
+        **OPERATIONAL_PATHS,
     },
 }

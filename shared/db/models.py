@@ -33,6 +33,13 @@ ID = String(32)
 NAME = String(200)
 
 
+def serial() -> Mapped[int]:
+    """A row number the database gives (BIGINT; SQLite's INTEGER so it is the rowid)."""
+    return mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
 
@@ -137,9 +144,7 @@ class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
     __table_args__ = (UniqueConstraint("event_id", "number", name="uq_attempts_event_number"),)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = serial()
     event_id: Mapped[str] = mapped_column(ForeignKey("deliveries.event_id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
@@ -191,9 +196,7 @@ class Submission(Base):
 class OutboxMessage(Base):
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = serial()
     queue: Mapped[str] = mapped_column(NAME)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
@@ -202,9 +205,7 @@ class OutboxMessage(Base):
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = serial()
     queue: Mapped[str] = mapped_column(NAME, index=True)
     message_id: Mapped[str] = mapped_column(String(64), unique=True)
     lead_id: Mapped[str | None] = mapped_column(ID, index=True)
@@ -250,9 +251,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger"
     __table_args__ = (Index("ix_ledger_party_at", "party_type", "party", "at"),)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = serial()
     lead_id: Mapped[str] = mapped_column(ID, index=True)
     event_id: Mapped[str | None] = mapped_column(ID)
     party_type: Mapped[str] = mapped_column(String(16))  # source | recipient
@@ -313,9 +312,7 @@ class PingBid(Base):
 
     __tablename__ = "ping_bids"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = serial()
     ping_id: Mapped[str | None] = mapped_column(ID, index=True)
     lead_id: Mapped[str | None] = mapped_column(ID, index=True)
     event_id: Mapped[str | None] = mapped_column(ID)

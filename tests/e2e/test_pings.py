@@ -25,6 +25,17 @@ def bid(amount: float, ref: str) -> Reply:
 
 
 NO_BID = Reply(200, '{"status": "declined"}')
+ACCEPT = Reply(200, '{"outcome": "success"}')
+REJECT = Reply(200, '{"outcome": "failure"}')
+
+
+def bidders(
+    stack: Stack, a: Reply, b: Reply, *, a_post: Reply | None = None, b_post: Reply | None = None
+) -> None:
+    """Script the next answers of bidders a and b to a ping, and to a post where given."""
+    for path, reply in (("a/ping", a), ("b/ping", b), ("a/post", a_post), ("b/post", b_post)):
+        if reply is not None:
+            stack.recipient.script(f"/bidder-{path}", [reply])
 
 
 @pytest.fixture
@@ -68,9 +79,7 @@ def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that
     # given two bidders at 10.00 and 8.00, one that never answers, one refusing
     # connections, one answering garbage, and a fixed-price buyer at 2.50
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(10, "A-1")])
-    stack.recipient.script("/bidder-b/ping", [bid(8, "B-1")])
-    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+    bidders(stack, bid(10, "A-1"), bid(8, "B-1"), a_post=ACCEPT)
 
     # when the source pings with the lead's non-contact fields
     answer = ping(stack, "web", state="TX", ref=ref)
@@ -121,10 +130,7 @@ def test_a_winner_that_rejects_the_post_leaves_the_lead_to_the_next_bid(
 ) -> None:
     # given bidder a bids best but rejects the post; bidder b bids 8.00
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(10, "A-2")])
-    stack.recipient.script("/bidder-b/ping", [bid(8, "B-2")])
-    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "failure"}')])
-    stack.recipient.script("/bidder-b/post", [Reply(200, '{"outcome": "success"}')])
+    bidders(stack, bid(10, "A-2"), bid(8, "B-2"), a_post=REJECT, b_post=ACCEPT)
     quoted = ping(stack, "web", state="CA", ref=ref).json()
 
     # when the source posts
@@ -144,9 +150,7 @@ def test_a_post_needs_a_live_unposted_ping_that_was_bid_on(
     stack: Stack, silent: threading.Event
 ) -> None:
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(10, "A-3")])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
-    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+    bidders(stack, bid(10, "A-3"), NO_BID, a_post=ACCEPT)
 
     # a ping id that is not one, or that is unknown: ping expired
     assert post(stack, "web", "not-an-id")["reason"] == "ping expired"
@@ -171,8 +175,7 @@ def test_a_source_margin_and_minimum_price_override_the_flows(
     stack: Stack, silent: threading.Event
 ) -> None:
     # given a best bid of 10.00: the affiliate keeps 1.50 (not the flow's 20%)
-    stack.recipient.script("/bidder-a/ping", [bid(10, "A-4")])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    bidders(stack, bid(10, "A-4"), NO_BID)
     quoted = ping(stack, "affiliate", state="TX", ref=secrets.token_hex(4)).json()
     assert (quoted["outcome"], quoted["price"]) == ("success", 8.5)
 
@@ -186,8 +189,7 @@ def test_the_same_ping_again_gets_the_first_answer_without_pinging_anyone(
     stack: Stack, silent: threading.Event
 ) -> None:
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(6, "A-6")])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    bidders(stack, bid(6, "A-6"), NO_BID)
     first = ping(stack, "web", state="TX", ref=ref).json()
     again = ping(stack, "web", state="TX", ref=ref).json()
     assert again == first
@@ -198,8 +200,7 @@ def test_the_same_ping_again_gets_the_first_answer_without_pinging_anyone(
 def test_pings_over_a_limit_are_answered_429_with_retry_after(
     stack: Stack, silent: threading.Event
 ) -> None:
-    stack.recipient.script("/bidder-a/ping", [NO_BID])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    bidders(stack, NO_BID, NO_BID)
     answers = [ping(stack, "limited", ref=secrets.token_hex(4)) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     body = answers[2].json()
@@ -234,9 +235,7 @@ def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
 ) -> None:
     # given bidder b outbids a
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(5, "A-7")])
-    stack.recipient.script("/bidder-b/ping", [bid(9.25, "B-7")])
-    stack.recipient.script("/bidder-b/post", [Reply(200, '{"outcome": "success"}')])
+    bidders(stack, bid(5, "A-7"), bid(9.25, "B-7"), b_post=ACCEPT)
 
     # when a lead is submitted straight to the auction flow
     answer = stack.submit(
@@ -258,8 +257,7 @@ def test_the_report_counts_pings_and_bids_by_source_and_by_recipient(
     stack: Stack, silent: threading.Event
 ) -> None:
     # given a ping the bidders bid 6.00 and 4.00 on, beside whatever came before
-    stack.recipient.script("/bidder-a/ping", [bid(6, "A-9")])
-    stack.recipient.script("/bidder-b/ping", [bid(4, "B-9")])
+    bidders(stack, bid(6, "A-9"), bid(4, "B-9"))
     ping(stack, "web", state="TX", ref=secrets.token_hex(4))
 
     # when the reports are asked for
@@ -291,9 +289,7 @@ def test_a_buyer_that_won_an_auction_may_return_the_lead(
 ) -> None:
     # given a lead bidder a bought at auction for 7.00
     ref = secrets.token_hex(4)
-    stack.recipient.script("/bidder-a/ping", [bid(7, "A-10")])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
-    stack.recipient.script("/bidder-a/post", [Reply(200, '{"outcome": "success"}')])
+    bidders(stack, bid(7, "A-10"), NO_BID, a_post=ACCEPT)
     quoted = ping(stack, "web", state="TX", ref=ref).json()
     lead_id = post(stack, "web", quoted["ping_id"], phone_1="5125550110")["lead"]["id"]
     post_event = next(
@@ -319,8 +315,7 @@ def test_a_buyer_that_won_an_auction_may_return_the_lead(
 
 def test_a_ping_older_than_its_ttl_cannot_be_posted(stack: Stack, silent: threading.Event) -> None:
     # given a ping answered with a bid, whose time to live has run out
-    stack.recipient.script("/bidder-a/ping", [bid(6, "A-11")])
-    stack.recipient.script("/bidder-b/ping", [NO_BID])
+    bidders(stack, bid(6, "A-11"), NO_BID)
     quoted = ping(stack, "web", state="TX", ref=secrets.token_hex(4)).json()
     assert quoted["outcome"] == "success"
     stack.execute("UPDATE pings SET expires_at = created_at WHERE id = :id", id=quoted["ping_id"])

@@ -1,19 +1,10 @@
-"""resubmissions, claims by worker
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-04 20:00:00.000000
-"""
-from collections.abc import Sequence
-
+"""resubmissions, claims by worker"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0003'
 down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""the lead a duplicate was refused for; held keys by record
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-04 23:40:00.000000
-"""
-from collections.abc import Sequence
-
+"""the lead a duplicate was refused for; held keys by record"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0004'
 down_revision: str | None = '0003'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

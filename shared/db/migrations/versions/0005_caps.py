@@ -1,20 +1,12 @@
 """cap counters, cap slots held by deliveries, recipient states (pause); held keys
 are let go by key (no index of their records)
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-05 01:40:00.000000
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0005'
 down_revision: str | None = '0004'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

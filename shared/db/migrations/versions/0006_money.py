@@ -1,19 +1,10 @@
-"""the ledger; a lead's cost, and whether intake accepted it; returns and their decisions
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-05 02:50:00.000000
-"""
-from collections.abc import Sequence
-
+"""the ledger; a lead's cost, and whether intake accepted it; returns and their decisions"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0006'
 down_revision: str | None = '0005'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

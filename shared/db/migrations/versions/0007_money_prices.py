@@ -1,19 +1,10 @@
-"""prices of leads and events as NUMERIC: money never passes through float
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-05 04:40:00.000000
-"""
-from collections.abc import Sequence
-
+"""prices of leads and events as NUMERIC: money never passes through float"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0007'
 down_revision: str | None = '0006'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

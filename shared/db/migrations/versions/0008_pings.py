@@ -1,19 +1,10 @@
-"""pings and their bids; the ping a lead was posted against
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-05 05:00:00.000000
-"""
-from collections.abc import Sequence
-
+"""pings and their bids; the ping a lead was posted against"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0008'
 down_revision: str | None = '0007'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

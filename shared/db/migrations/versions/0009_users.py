@@ -1,19 +1,10 @@
-"""console users
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-05 05:20:00.000000
-"""
-from collections.abc import Sequence
-
+"""console users"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0009'
 down_revision: str | None = '0008'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""held keys as 32-byte digests (half the index of 64 hex characters)
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-05 07:40:00.000000
-"""
-from collections.abc import Sequence
-
+"""held keys as 32-byte digests (half the index of 64 hex characters)"""
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0010'
 down_revision: str | None = '0009'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 _CHUNK = 10_000
 

@@ -1,23 +1,15 @@
 """leads searched by e-mail and phone (the console)
 
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-12-05 08:00:00.000000
-
 Leads stored before take the normal value of their fields named ``email`` and
 ``phone_1`` (the names LeadConduit uses); leads stored after, the first field of each
 type (``shared.leaddata.contacts``).
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 
 revision: str = '0011'
 down_revision: str | None = '0010'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
