@@ -11,7 +11,6 @@ again by the next scheduler's sweep.
 from __future__ import annotations
 
 import asyncio
-import os
 from functools import partial
 
 from services.email_delivery import schedule, worker
@@ -42,15 +41,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 concurrency=settings.email_concurrency,
             )
         )
-        scheduler_stop = None
-        if os.environ.get("LEADFLOW_EMAIL_SCHEDULER", "1") != "0":
-            scheduler = schedule.Scheduler(basics.db.sessions, basics.configs, publisher)
-            scheduler_stop = schedule.start(scheduler)
+        scheduler = schedule.Scheduler(basics.db.sessions, basics.configs, publisher)
+        scheduler_stop = schedule.start(scheduler)
         try:
             await app.run(stop, settings.shutdown_grace)
         finally:
-            if scheduler_stop is not None:
-                scheduler_stop.set()
+            scheduler_stop.set()
 
 
 def main() -> None:

@@ -20,6 +20,25 @@ RESULT = {
         "price": {"type": "number"},
     },
 }
+QUOTE = {
+    "type": "object",
+    "required": ["outcome", "price", "ping_id"],
+    "properties": {
+        "outcome": {"type": "string", "enum": ["success", "failure", "error"]},
+        "reason": {"type": "string"},
+        "price": {"type": "number"},
+        "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+    },
+}
+TOO_MANY = {
+    "type": "object",
+    "required": ["status", "message", "retry_after"],
+    "properties": {
+        "status": {"const": 429},
+        "message": {"type": "string"},
+        "retry_after": {"type": "integer", "description": "milliseconds"},
+    },
+}
 ERROR = {
     "type": "object",
     "required": ["outcome", "reason"],
@@ -52,6 +71,23 @@ ERRORS = {
     "415": _answer("Missing or unsupported Content-Type", ERROR),
     "503": _answer("The database is unavailable; retry later", ERROR),
 }
+BODY = {
+    "required": False,
+    "content": {
+        "application/x-www-form-urlencoded": {"schema": FIELDS},
+        "application/json": {"schema": FIELDS},
+        "application/xml": {"schema": {**FIELDS, "xml": {"name": "lead"}}},
+    },
+}
+PING_ANSWERS = {
+    "200": _answer("The quote: the best bid less the margin", QUOTE),
+    "429": {
+        "description": "Over a ping limit; retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": TOO_MANY}},
+    },
+    **ERRORS,
+}
 PATH_PARAMETERS = [
     {"name": "flow_id", "in": "path", "required": True, "schema": {"type": "string"}},
     {"name": "source_id", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -81,20 +117,28 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Submit a lead",
                 "security": SECURITY,
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/x-www-form-urlencoded": {"schema": FIELDS},
-                        "application/json": {"schema": FIELDS},
-                        "application/xml": {"schema": {**FIELDS, "xml": {"name": "lead"}}},
-                    },
-                },
+                "requestBody": BODY,
                 "responses": {"201": _answer("Stored; the outcome so far", RESULT), **ERRORS},
             },
             "get": {
                 "summary": "Submit a lead with its fields in the query string",
                 "security": SECURITY,
                 "responses": {"201": _answer("Stored; the outcome so far", RESULT), **ERRORS},
+            },
+        },
+        "/flows/{flow_id}/sources/{source_id}/ping": {
+            "parameters": PATH_PARAMETERS,
+            "post": {
+                "summary": "Ping: a lead's fields without its contact fields, for a quote "
+                "(post the lead to /submit with the ping_id)",
+                "security": SECURITY,
+                "requestBody": BODY,
+                "responses": PING_ANSWERS,
+            },
+            "get": {
+                "summary": "Ping with the fields in the query string",
+                "security": SECURITY,
+                "responses": PING_ANSWERS,
             },
         },
         "/leads/{lead_id}": {
