@@ -18,8 +18,9 @@ from services.intake.leads import NewLead, new_lead
 from services.intake.store import LeadWriter, Written
 from shared import resubmits
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
-from shared.db.models import Base, Lead
+from shared.db.models import Base
 from shared.flowconfig import load_config_text
+from tests.support.routing import lead_row
 
 FLOWS = load_config_text(
     """
@@ -68,13 +69,6 @@ def write(sessions: SessionFactory, items: list[NewLead]) -> list[Written]:
     return asyncio.run(scenario())
 
 
-def stored(sessions: SessionFactory, lead_id: str) -> Lead:
-    with sessions() as session:
-        row = session.get(Lead, lead_id)
-        assert row is not None
-        return row
-
-
 def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
     sessions: SessionFactory,
 ) -> None:
@@ -86,8 +80,8 @@ def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
     write(sessions, [first, second])
 
     # then the first is accepted and the second names it
-    assert stored(sessions, first.lead_id).duplicate_of is None
-    refused = stored(sessions, second.lead_id)
+    assert lead_row(sessions, first.lead_id).duplicate_of is None
+    refused = lead_row(sessions, second.lead_id)
     assert (refused.state, refused.outcome, refused.reason) == ("done", "failure", "Duplicate")
     assert refused.duplicate_of == first.lead_id
 
@@ -120,8 +114,8 @@ def test_a_key_is_forgotten_after_its_lookback(sessions: SessionFactory) -> None
     write(sessions, [later])
 
     # then it is accepted, and the key is now the later lead's
-    assert stored(sessions, later.lead_id).outcome == "success"  # a flow without steps
-    assert stored(sessions, later.lead_id).duplicate_of is None
+    assert lead_row(sessions, later.lead_id).outcome == "success"  # a flow without steps
+    assert lead_row(sessions, later.lead_id).duplicate_of is None
     assert (held_by(sessions, first.lead_id), held_by(sessions, later.lead_id)) == (0, 1)
 
     # and once its lookback has run out too, pruning forgets it

@@ -72,19 +72,27 @@ def configs(database: Database) -> ConfigStore:
     return ConfigStore(database.factory, refresh_seconds=0)
 
 
+def by_http(submitted: dict[str, Any], keys: list[resubmits.HeldKey]) -> NewLead:
+    """A lead of the flow ``by_http`` as intake makes it, with its resubmission keys."""
+    return new_lead(
+        config_version=1,
+        flow_id="by_http",
+        flow=FLOWS.flows["by_http"],
+        source_id="web",
+        submitted=submitted,
+        received_at=utcnow(),
+        reply_to=None,
+        keys=keys,
+    )
+
+
 def submissions(count: int) -> list[NewLead]:
     """``count`` different submissions, each with its body's resubmission key."""
     nonce = secrets.token_hex(4)  # (the database is the module's: keys of other tests stay)
     return [
-        new_lead(
-            config_version=1,
-            flow_id="by_http",
-            flow=FLOWS.flows["by_http"],
-            source_id="web",
-            submitted={"state": "TX", "n": str(n)},
-            received_at=utcnow(),
-            reply_to=None,
-            keys=resubmits.keys_of(
+        by_http(
+            {"state": "TX", "n": str(n)},
+            resubmits.keys_of(
                 "by_http",
                 "web",
                 content_type="application/x-www-form-urlencoded",
@@ -100,19 +108,7 @@ def submissions(count: int) -> list[NewLead]:
 
 def again(items: list[NewLead]) -> list[NewLead]:
     """The same submissions sent again: new lead ids, the same keys."""
-    return [
-        new_lead(
-            config_version=1,
-            flow_id="by_http",
-            flow=FLOWS.flows["by_http"],
-            source_id="web",
-            submitted={"state": "TX"},
-            received_at=utcnow(),
-            reply_to=None,
-            keys=item.keys,
-        )
-        for item in items
-    ]
+    return [by_http({"state": "TX"}, item.keys) for item in items]
 
 
 def write(database: Database, items: list[NewLead]) -> list[Any]:

@@ -16,7 +16,7 @@ from shared.db.models import Delivery, Event, Lead
 from shared.errors import PermanentError
 from shared.flowconfig import LeadflowConfig, load_config_text
 from shared.messaging import DeliverEmail, DeliverHttp
-from tests.support.routing import stored
+from tests.support.routing import lead_row, stored
 
 CONFIG = """
 recipients:
@@ -130,13 +130,6 @@ def events_of(
         return [(e.type, e.step, e.recipient_id, e.outcome) for e in rows]
 
 
-def lead_of(sessions: SessionFactory, lead_id: str) -> Lead:
-    with sessions() as session:
-        lead = session.get(Lead, lead_id)
-        assert lead is not None
-        return lead
-
-
 def test_a_matching_filter_stops_the_flow_with_its_outcome_and_templated_reason(
     sessions: SessionFactory, config: LeadflowConfig
 ) -> None:
@@ -147,7 +140,7 @@ def test_a_matching_filter_stops_the_flow_with_its_outcome_and_templated_reason(
     outbound = start(sessions, {1: config}, lead_id)
 
     # then the filter stops it with the default outcome failure and its reason
-    lead = lead_of(sessions, lead_id)
+    lead = lead_row(sessions, lead_id)
     assert (lead.outcome, lead.reason) == ("failure", "Test lead from TX")
     assert events_of(sessions, lead_id) == [("filter", 0, None, "stop")]
     assert outbound.messages == []
@@ -167,7 +160,7 @@ def test_a_recipient_step_creates_its_event_first_and_hands_the_lead_over(
         ("filter", 0, None, "continue"),
         ("recipient", 1, "a", None),
     ]
-    lead = lead_of(sessions, lead_id)
+    lead = lead_row(sessions, lead_id)
     assert outbound.messages == [
         DeliverHttp(lead_id=lead_id, event_id=lead.waiting_event_id or "", recipient_id="a")
     ]
@@ -192,7 +185,7 @@ def test_a_waterfall_goes_on_to_the_next_recipient_when_the_first_rejects(
 
     # when b accepts at a price, the manual desk gets it pending and the flow succeeds
     outbound = report(sessions, config, lead_id, "success", price=Decimal("12.5"))
-    lead = lead_of(sessions, lead_id)
+    lead = lead_row(sessions, lead_id)
     assert (lead.outcome, lead.price) == ("success", 12.5)
     assert events_of(sessions, lead_id) == [
         ("filter", 0, None, "continue"),
@@ -216,7 +209,7 @@ def test_a_stop_when_sold_filter_keeps_the_next_recipient_from_receiving_the_lea
     # then the filter stops the flow with success, and b gets nothing
     assert outbound.messages == []
     assert events_of(sessions, lead_id)[-1] == ("filter", 2, None, "stop")
-    lead = lead_of(sessions, lead_id)
+    lead = lead_row(sessions, lead_id)
     assert (lead.outcome, lead.reason, lead.price) == ("success", None, 3.0)
 
 
@@ -228,7 +221,7 @@ def test_unmatched_criteria_skip_a_recipient(
     report(sessions, config, lead_id, "failure")
 
     assert ("recipient", 3, "b", "skip") in events_of(sessions, lead_id)
-    assert lead_of(sessions, lead_id).outcome == "success"
+    assert lead_row(sessions, lead_id).outcome == "success"
 
 
 def test_a_recipients_error_does_not_fail_the_lead(
@@ -237,7 +230,7 @@ def test_a_recipients_error_does_not_fail_the_lead(
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "CA"})
     start(sessions, {1: config}, lead_id)
     report(sessions, config, lead_id, "error", reason="Server error")
-    assert lead_of(sessions, lead_id).outcome == "success"
+    assert lead_row(sessions, lead_id).outcome == "success"
 
 
 def test_batch_email_and_manual_recipients_leave_the_lead_pending_and_the_flow_goes_on(
@@ -251,7 +244,7 @@ def test_batch_email_and_manual_recipients_leave_the_lead_pending_and_the_flow_g
             d.status for d in session.scalars(select(Delivery).where(Delivery.lead_id == lead_id))
         )
     assert statuses == ["pending", "pending"]
-    assert lead_of(sessions, lead_id).outcome == "success"
+    assert lead_row(sessions, lead_id).outcome == "success"
 
 
 def test_a_realtime_email_recipient_is_handed_to_email_delivery(
@@ -298,7 +291,7 @@ def test_a_step_result_seen_twice_changes_nothing_the_second_time(
     # given a lead that recipient a rejected, whose delivery to b is waiting for a retry
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
-    step_event = lead_of(sessions, lead_id).waiting_event_id or ""
+    step_event = lead_row(sessions, lead_id).waiting_event_id or ""
     report(sessions, config, lead_id, "failure")
     with transaction(sessions) as session:
         lead = session.get(Lead, lead_id)
@@ -323,7 +316,7 @@ def test_a_router_stopped_between_its_commit_and_the_publish_hands_the_lead_on_w
     # given a step result the router applied and committed, whose hand-off to b was lost
     lead_id = submit(sessions, config, "waterfall", {"first_name": "ann", "state": "TX"})
     start(sessions, {1: config}, lead_id)
-    step_event = lead_of(sessions, lead_id).waiting_event_id or ""
+    step_event = lead_row(sessions, lead_id).waiting_event_id or ""
     lost = report(sessions, config, lead_id, "failure").messages
 
     # when RabbitMQ delivers the unacknowledged step result again
@@ -332,7 +325,7 @@ def test_a_router_stopped_between_its_commit_and_the_publish_hands_the_lead_on_w
 
     # then the hand-off to b is published again and the lead is not stuck
     assert outbound.messages == lost
-    assert lead_of(sessions, lead_id).state == "routing"
+    assert lead_row(sessions, lead_id).state == "routing"
 
 
 def test_later_steps_read_a_recipients_reason_price_and_appended_data(
@@ -356,11 +349,11 @@ def test_later_steps_read_a_recipients_reason_price_and_appended_data(
     to_b = report(sessions, config, dear, "success", price=Decimal("2.5")).messages
 
     # then filters read a's appended data and reason, and b's criteria read a's price
-    assert (lead_of(sessions, expired).outcome, lead_of(sessions, expired).reason) == (
+    assert (lead_row(sessions, expired).outcome, lead_row(sessions, expired).reason) == (
         "failure",
         "Quote Q-7 expired",
     )
-    assert (lead_of(sessions, sold_twice).outcome, lead_of(sessions, sold_twice).reason) == (
+    assert (lead_row(sessions, sold_twice).outcome, lead_row(sessions, sold_twice).reason) == (
         "error",
         "Already sold (Duplicate)",
     )
@@ -380,7 +373,7 @@ def test_the_leads_price_is_the_sum_of_every_accepting_recipients_price(
     outbound = report(sessions, config, lead_id, "success", price=Decimal(3))
 
     # then the lead, its source event and the reply carry 5.5
-    lead = lead_of(sessions, lead_id)
+    lead = lead_row(sessions, lead_id)
     assert (lead.outcome, lead.price) == ("success", 5.5)
     with sessions() as session:
         source = session.scalars(

@@ -10,7 +10,7 @@ from services.intake.leads import NewLead, new_lead
 from shared import routing as flow
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, transaction, utcnow
-from shared.db.models import Base
+from shared.db.models import Base, Lead
 from shared.flowconfig import LeadflowConfig
 
 
@@ -51,3 +51,11 @@ def submit(sessions: SessionFactory, configs: ConfigStore, flow_id: str, **field
     with transaction(sessions) as session:
         flow.start(session, configs.get, lead_id)
     return lead_id
+
+
+def lead_row(sessions: SessionFactory, lead_id: str) -> Lead:
+    """The lead's row as it is now."""
+    with sessions() as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        return lead
