@@ -51,6 +51,7 @@ def _duration(value: Any) -> float:
 Duration = Annotated[
     float, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
 ]
+Timeout = Annotated[Duration, Field(gt=0)]
 Outcome = Literal["success", "failure", "error"]
 TimeZone = Annotated[str, AfterValidator(check_zone)]
 
@@ -113,7 +114,7 @@ class HttpTarget(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     basic_username: str | None = None
     basic_password: str | None = None
-    timeout: Duration = 10.0
+    timeout: Timeout = 10.0
     response: ResponseRules = Field(default_factory=ResponseRules)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
@@ -146,7 +147,7 @@ class PingTarget(HttpTarget):
     its answer read with ``response`` (``price_path``: the bid, ``reference_path``: kept
     for the post as ``{{ping.reference}}``). A late answer is no bid; never retried."""
 
-    timeout: Duration = 1.0
+    timeout: Timeout = 1.0
 
 
 class PingLimit(_Model):
@@ -275,7 +276,7 @@ class FieldDef(_Model):
 
 class ResponseMode(_Model):
     mode: Literal["after_flow", "on_receipt"] = "after_flow"
-    timeout: Duration = 10.0
+    timeout: Timeout = 10.0
 
 
 class Criterion(_Model):
@@ -347,7 +348,7 @@ class AuctionStep(_Model):
 
     name: str | None = None
     recipients: list[Annotated[Bidder, BeforeValidator(_bidder)]] = Field(min_length=1)
-    timeout: Duration = 1.0  # deadline for all bids
+    timeout: Timeout = 1.0  # deadline for all bids
     floor: Decimal | None = Field(default=None, ge=0)  # bids below are dropped
 
 
@@ -545,6 +546,22 @@ def _duplicate_key_problems(fid: str, flow: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _step_recipients(step: Any) -> list[str]:
+    """The recipients a raw step may send to: a recipient step's, an auction's bidders."""
+    if not isinstance(step, dict):
+        return []
+    if isinstance(step.get("recipient"), str):
+        return [step["recipient"]]
+    auction = step.get("auction")
+    listed = auction.get("recipients") if isinstance(auction, dict) else None
+    found = []
+    for item in listed if isinstance(listed, list) else []:
+        rid = item.get("recipient") if isinstance(item, dict) else item
+        if isinstance(rid, str):
+            found.append(rid)
+    return found
+
+
 def _recipient_key_problems(recipients: Mapping[str, Any], flows: Mapping[str, Any]) -> list[str]:
     """Each field of a recipient's duplicate key must be a field of some flow that sends
     to it."""
@@ -556,8 +573,8 @@ def _recipient_key_problems(recipients: Mapping[str, Any], flows: Mapping[str, A
         fields: dict[str, Any] = raw_fields if isinstance(raw_fields, dict) else {}
         steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
         for step in steps:
-            if isinstance(step, dict) and isinstance(step.get("recipient"), str):
-                declared.setdefault(step["recipient"], set()).update(fields)
+            for rid in _step_recipients(step):
+                declared.setdefault(rid, set()).update(fields)
     problems = []
     for rid, recipient in recipients.items():
         duplicates = recipient.get("duplicates") if isinstance(recipient, dict) else None

@@ -158,12 +158,10 @@ class LeadWriter:
             new = [item for item, first in zip(items, earlier, strict=True) if first is None]
             _claim_pings(connection, new)
             gates = steps.StepGates.read(connection)
-            capped = self._take_caps(gates, [i for i in new if i.enters_flow])
-            full = {lead_id for lead_id, taken in capped.items() if taken is None}
-            refused = dict(_duplicates(held, [i for i in new if i.lead_id not in full]))
-            for item in new:
-                if item.lead_id in refused:
-                    gates.counters.give_back(capped.get(item.lead_id) or [])
+            entering = [i for i in new if i.enters_flow]
+            stored = {i.lead_id: held.first(i.duplicate_keys) for i in entering}
+            capped = self._take_caps(gates, [i for i in entering if stored[i.lead_id] is None])
+            refused, full = _duplicates_then_caps(held, gates, entering, stored, capped)
             passes = {
                 i.lead_id: self._first_pass(i, held, gates)
                 for i in new
@@ -296,16 +294,29 @@ def _claim_pings(connection: Connection, new: list[NewLead]) -> None:
             )
 
 
-def _duplicates(held: resubmits.Held, new: list[NewLead]) -> list[tuple[str, str]]:
-    """Hold the duplicate keys of the accepted leads; each lead matching one accepted
-    earlier (or earlier in this batch), with that lead: it holds none."""
-    checked = [item for item in new if item.enters_flow and item.duplicate_keys]
-    found = held.take([(item.lead_id, item.duplicate_keys) for item in checked])
-    return [
-        (item.lead_id, earlier)
-        for item, earlier in zip(checked, found, strict=True)
-        if earlier is not None
-    ]
+def _duplicates_then_caps(
+    held: resubmits.Held,
+    gates: steps.StepGates,
+    entering: list[NewLead],
+    stored: dict[str, str | None],
+    capped: dict[str, list[caps.Bound] | None],
+) -> tuple[dict[str, str], set[str]]:
+    """Duplicates decide before caps: a lead matching one accepted before (``stored``: the
+    lead a stored key names) or earlier in this batch is a duplicate of it, and gives its
+    cap slots back; of the others, one a full cap refuses holds no key (it is not
+    accepted); the rest hold their keys. Returns (duplicate: the earlier lead, cap-full)."""
+    refused: dict[str, str] = {}
+    full: set[str] = set()
+    for item in entering:
+        earlier = stored[item.lead_id] or held.first(item.duplicate_keys)
+        if earlier is not None:
+            refused[item.lead_id] = earlier
+            gates.counters.give_back(capped.get(item.lead_id) or [])
+        elif item.lead_id in capped and capped[item.lead_id] is None:
+            full.add(item.lead_id)
+        elif item.duplicate_keys:
+            held.hold(item.lead_id, item.duplicate_keys)
+    return refused, full
 
 
 def _cost_entry(item: NewLead, now: datetime) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from services.intake.store import LeadWriter, Written
 from shared import resubmits
 from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction, utcnow
 from shared.db.models import Base
-from shared.flowconfig import load_config_text
+from shared.flowconfig import LeadflowConfig, load_config_text
 from tests.support.routing import lead_row
 
 FLOWS = load_config_text(
@@ -41,11 +41,11 @@ def sessions(database_url: str) -> Iterator[SessionFactory]:
     engine.dispose()
 
 
-def lead(email: str) -> NewLead:
+def lead(email: str, config: LeadflowConfig = FLOWS, flow_id: str = "dups") -> NewLead:
     return new_lead(
         config_version=1,
-        flow_id="dups",
-        flow=FLOWS.flows["dups"],
+        flow_id=flow_id,
+        flow=config.flows[flow_id],
         source_id="web",
         submitted={"email": email},
         received_at=utcnow(),
@@ -53,12 +53,14 @@ def lead(email: str) -> NewLead:
     )
 
 
-def write(sessions: SessionFactory, items: list[NewLead]) -> list[Written]:
+def write(
+    sessions: SessionFactory, items: list[NewLead], config: LeadflowConfig = FLOWS
+) -> list[Written]:
     """Hand every lead to a running writer at once (one batch)."""
 
     async def scenario() -> list[Any]:
         with ThreadPoolExecutor(2) as executor:
-            writer = LeadWriter(sessions, executor, lambda _version: FLOWS)
+            writer = LeadWriter(sessions, executor, lambda _version: config)
             task = asyncio.create_task(writer.run())
             try:
                 return await asyncio.gather(*(writer.write(i) for i in items))
@@ -84,6 +86,62 @@ def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
     refused = lead_row(sessions, second.lead_id)
     assert (refused.state, refused.outcome, refused.reason) == ("done", "failure", "Duplicate")
     assert refused.duplicate_of == first.lead_id
+
+
+def capped_flow() -> tuple[LeadflowConfig, str]:
+    """A flow of its own (cap counters stay in the test database) taking one lead in all."""
+    flow_id = f"capped_{secrets.token_hex(4)}"
+    text = f"""
+flows:
+  {flow_id}:
+    fields: {{email: {{type: email}}}}
+    duplicates: {{keys: [[email]], lookback: 1h}}
+    caps: [{{max: 1, per: total}}]
+    sources: {{web: {{}}}}
+"""
+    return load_config_text(text, {}), flow_id
+
+
+def outcome_of(sessions: SessionFactory, lead_id: str) -> tuple[str | None, str | None]:
+    row = lead_row(sessions, lead_id)
+    return row.reason, row.duplicate_of
+
+
+def test_a_duplicate_of_an_accepted_lead_is_refused_as_a_duplicate_though_the_cap_is_full(
+    sessions: SessionFactory,
+) -> None:
+    # given a flow whose one slot an accepted lead took
+    config, flow_id = capped_flow()
+    email = f"{secrets.token_hex(4)}@example.com"
+    first = lead(email, config, flow_id)
+    write(sessions, [first], config)
+
+    # when a lead with its e-mail comes, in a later batch, and one with another e-mail
+    again, other = lead(email, config, flow_id), lead(f"x{email}", config, flow_id)
+    write(sessions, [again, other], config)
+
+    # then duplicates decide before caps: the match is a duplicate naming the first, the
+    # other fails on the cap and holds no key (it was not accepted)
+    assert outcome_of(sessions, first.lead_id) == (None, None)
+    assert outcome_of(sessions, again.lead_id) == ("Duplicate", first.lead_id)
+    assert outcome_of(sessions, other.lead_id) == ("Cap reached", None)
+    assert held_by(sessions, other.lead_id) == 0
+
+
+def test_a_duplicate_in_the_same_batch_gives_back_the_cap_slot_it_would_have_taken(
+    sessions: SessionFactory,
+) -> None:
+    # given a flow with one slot, and two leads with one e-mail in one batch
+    config, flow_id = capped_flow()
+    email = f"{secrets.token_hex(4)}@example.com"
+    first, second = lead(email, config, flow_id), lead(email, config, flow_id)
+
+    # when they are written together
+    write(sessions, [first, second], config)
+
+    # then the first takes the slot and the second is its duplicate
+    assert outcome_of(sessions, first.lead_id) == (None, None)
+    assert outcome_of(sessions, second.lead_id) == ("Duplicate", first.lead_id)
 
 
 def held_by(sessions: SessionFactory, lead_id: str) -> int:

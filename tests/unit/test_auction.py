@@ -170,6 +170,16 @@ def test_a_sources_margin_overrides_its_flows() -> None:
             {"a": {"price": 1, "http": {"url": "http://127.0.0.1:1/"}}},
             "flows.f.steps[0].auction.timeout:",
         ),
+        (
+            {"recipients": ["a"], "timeout": "0s"},
+            {"a": {"price": 1, "http": {"url": "http://127.0.0.1:1/"}}},
+            "flows.f.steps[0].auction.timeout: Input should be greater than 0",
+        ),
+        (
+            {"recipients": ["b"]},
+            {"b": {"ping": {"url": "http://127.0.0.1:1/", "timeout": 0}, "manual": {}}},
+            "recipients.b.ping.timeout: Input should be greater than 0",
+        ),
     ],
 )
 def test_a_bad_auction_is_refused_with_its_path(
@@ -184,6 +194,29 @@ def test_a_bad_auction_is_refused_with_its_path(
             {},
         )
     assert any(p.startswith(problem) for p in refused.value.problems), refused.value.problems
+
+
+def test_a_bidder_used_only_in_auctions_may_have_duplicate_keys_of_its_flows_fields() -> None:
+    # given a bidder with duplicate keys, listed only in an auction step of a flow with
+    # the key's field
+    loaded = parse_config(
+        {
+            "recipients": {
+                "b": {"price": 3, "manual": {}, "duplicates": {"keys": [["email"]]}},
+            },
+            "flows": {
+                "f": {
+                    "fields": {"email": {"type": "email"}},
+                    "sources": {"s": {}},
+                    "steps": [{"auction": {"recipients": ["b"]}}],
+                }
+            },
+        },
+        {},
+    )
+
+    # then the file loads with the bidder's keys
+    assert loaded.recipients["b"].duplicates is not None
 
 
 def test_a_ping_limit_needs_a_window_of_minutes_hours_or_days() -> None:
