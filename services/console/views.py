@@ -252,6 +252,22 @@ async def decide_return(request: web.Request) -> web.StreamResponse:
     return_id, decision = request.match_info["return_id"], request.match_info["decision"]
     form = await request.post()
     reason = str(form.get("reason", "")).strip()
+    if form.get("confirm") != "yes":  # it cannot be undone: asked first
+        return page(
+            request,
+            "confirm.html",
+            title=f"{decision.capitalize()} a return",
+            question=(
+                f"Approve the return {return_id}? The delivery becomes returned, its revenue "
+                "is reversed and the return is forwarded to the lead's source."
+                if decision == "approve"
+                else f"Reject the return {return_id}"
+                f"{f' ({reason})' if reason else ''}? The delivery stays sold."
+            ),
+            action=f"/returns/{quote(return_id, safe='')}/{decision}",
+            back="/returns",
+            fields={"reason": reason},
+        )
     configs: ConfigStore = request.app[CONFIG]
 
     def decide() -> None:

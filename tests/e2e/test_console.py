@@ -240,30 +240,59 @@ def test_an_operator_pauses_and_resumes_a_recipient(stack: Stack, operator_page:
     expect(row.locator(".state")).to_have_text("open")
 
 
-def test_an_operator_approves_a_return_waiting_for_a_decision(
-    stack: Stack, operator_page: Page
-) -> None:
-    # given a return waiting for approval
+def returned_by_its_buyer(stack: Stack, reason: str) -> tuple[str, str]:
+    """A sold lead whose buyer asked to return it (the return waits for a decision)."""
     lead_id, event_id = sold_lead(stack)
     asked = requests.post(
         f"{stack.feedback_url}/feedback",
         params={"event_id": event_id},
-        json={"type": "return", "reason": "Wrong number"},
+        json={"type": "return", "reason": reason},
         headers={"Accept": "application/json"},
         timeout=30,
     )
     assert asked.status_code == 201, asked.text
+    return lead_id, event_id
 
-    # when the operator approves it on the returns page
+
+def delivery_status(stack: Stack, event_id: str) -> str:
+    return str(stack.scalar("SELECT status FROM deliveries WHERE event_id = :e", e=event_id))
+
+
+def test_an_operator_approves_one_return_and_rejects_another_each_once_confirmed(
+    stack: Stack, operator_page: Page
+) -> None:
+    # given two returns waiting for a decision
+    approved_lead, approved_event = returned_by_its_buyer(stack, "Wrong number")
+    rejected_lead, rejected_event = returned_by_its_buyer(stack, "Changed my mind")
     page = operator_page
     page.goto(f"{stack.console_url}/returns")
-    row = page.locator("#returns tr", has_text=lead_id)
-    row.get_by_role("button", name="Approve").click()
 
-    # then the delivery is returned, as if `leadflow returns approve` had been run
-    expect(page.locator("#returns")).not_to_contain_text(lead_id)
-    status = stack.scalar("SELECT status FROM deliveries WHERE event_id = :e", e=event_id)
-    assert status == "returned"
+    # when the operator presses Approve on the first: a page asks, nothing changed yet
+    page.locator("#returns tr", has_text=approved_lead).get_by_role(
+        "button", name="Approve"
+    ).click()
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    assert delivery_status(stack, approved_event) == "return_requested"
+
+    # then once confirmed the delivery is returned, as `leadflow returns approve` does
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#returns")).not_to_contain_text(approved_lead)
+    assert delivery_status(stack, approved_event) == "returned"
+
+    # when it rejects the second with a reason, and confirms
+    row = page.locator("#returns tr", has_text=rejected_lead)
+    row.get_by_label("Reason").fill("Valid lead")
+    row.get_by_role("button", name="Reject").click()
+    expect(page.get_by_text("Valid lead")).to_be_visible()
+    page.get_by_role("button", name="Confirm").click()
+
+    # then the delivery is sold again and the return carries the operator's reason
+    expect(page.locator("#returns")).not_to_contain_text(rejected_lead)
+    assert delivery_status(stack, rejected_event) == "delivered"
+    decided = stack.scalar(
+        "SELECT decision_reason FROM returns WHERE event_id = :e", e=rejected_event
+    )
+    assert decided == "Valid lead"
 
 
 def test_an_operator_replays_a_dead_letter_once_the_recipient_is_fixed(
