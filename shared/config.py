@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.errors import SettingsError
 from shared.redact import url_without_password
@@ -34,6 +35,7 @@ class Settings:
     outbox_sweep_seconds: float = 5.0
     config_refresh_seconds: float = 1.0
     queue_type: str = "classic"
+    timezone: str = "UTC"  # windows of time where the config names no zone; reports' days
     #: Seconds a stopping worker may take to finish what it holds (SIGTERM to exit).
     shutdown_grace: float = 30.0
 
@@ -65,6 +67,7 @@ _ENV = {
     "outbox_sweep_seconds": "LEADFLOW_OUTBOX_SWEEP_SECONDS",
     "config_refresh_seconds": "LEADFLOW_CONFIG_REFRESH_SECONDS",
     "queue_type": "LEADFLOW_QUEUE_TYPE",
+    "timezone": "LEADFLOW_TIMEZONE",
     "shutdown_grace": "LEADFLOW_SHUTDOWN_GRACE",
 }
 
@@ -96,6 +99,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _check(settings: Settings) -> None:
     if settings.log_format not in ("text", "json"):
         raise SettingsError(f"LEADFLOW_LOG_FORMAT={settings.log_format!r}: use 'text' or 'json'")
@@ -109,6 +120,11 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"LEADFLOW_EMAIL_URL={url_without_password(settings.email_url)!r}: "
             "use maildir://PATH or smtp://host:port"
+        )
+    if not known_zone(settings.timezone):
+        raise SettingsError(
+            f"LEADFLOW_TIMEZONE={settings.timezone!r}: unknown time zone "
+            "(use a name of the zone database: UTC, America/Chicago, Europe/Paris)"
         )
     if settings.queue_type not in ("classic", "quorum"):
         raise SettingsError(f"LEADFLOW_QUEUE_TYPE={settings.queue_type!r}: use classic or quorum")

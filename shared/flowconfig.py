@@ -27,11 +27,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from shared.config import known_zone
 from shared.durations import format_duration, parse_duration
 from shared.errors import ConfigError
 from shared.fields import FIELD_TYPES
@@ -57,6 +59,15 @@ TimeZone = Annotated[str, AfterValidator(check_zone)]
 
 DEFAULT_RETRY_SCHEDULE = (10.0, 60.0, 300.0, 1800.0, 7200.0)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _zone_default(data: Any, info: ValidationInfo) -> Any:
+    """A section without ``timezone`` takes the deployment's (``LEADFLOW_TIMEZONE``, given
+    to validation as its context; without it the field's default, UTC)."""
+    zone = (info.context or {}).get("timezone")
+    if isinstance(data, dict) and zone and "timezone" not in data:
+        return {**data, "timezone": zone}
+    return data
 
 
 class _Model(BaseModel):
@@ -237,6 +248,18 @@ class Recipient(_Model):
     caps: list[Cap] = Field(default_factory=list)
     schedule: Schedule | None = None
     when_closed: Literal["skip", "hold"] = "skip"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zones(cls, data: Any, info: ValidationInfo) -> Any:
+        """No zone given: the deployment's (``LEADFLOW_TIMEZONE``); an email recipient's
+        batch schedule runs in the recipient's zone unless it names its own."""
+        data = _zone_default(data, info)
+        email = data.get("email") if isinstance(data, dict) else None
+        if isinstance(email, dict) and "timezone" not in email and "timezone" in data:
+            data = {**data, "email": {**email, "timezone": data["timezone"]}}
+        return data
+
     price: Decimal | None = Field(default=None, ge=0)  # revenue when its answer has none
 
     @model_validator(mode="after")
@@ -393,7 +416,7 @@ class Flow(_Model):
     fields: dict[str, FieldDef] = Field(default_factory=dict)
     response: ResponseMode = Field(default_factory=ResponseMode)
     duplicates: FlowDuplicates = Field(default_factory=FlowDuplicates)
-    timezone: TimeZone = "UTC"
+    timezone: TimeZone = "UTC"  # absent: the deployment's (``LEADFLOW_TIMEZONE``)
     caps: list[Cap] = Field(default_factory=list)
     schedule: Schedule | None = None
     margin: Margin | None = None  # what a ping quote keeps of the best bid
@@ -402,6 +425,11 @@ class Flow(_Model):
     acceptance_criteria: list[Criterion] = Field(default_factory=list)
     sources: dict[str, Source] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zone(cls, data: Any, info: ValidationInfo) -> Any:
+        return _zone_default(data, info)
 
 
 class LeadflowConfig(_Model):
@@ -455,9 +483,13 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> LeadflowConfig:
     if not isinstance(data, dict):
         raise ConfigError(["(top): the file must be a mapping with 'recipients' and 'flows'"])
     data = substitute_env(data, environ, problems)
+    zone = environ.get("LEADFLOW_TIMEZONE") or "UTC"
+    if not known_zone(zone):
+        problems.append(f"LEADFLOW_TIMEZONE: unknown time zone '{zone}'")
+        zone = "UTC"
     config: LeadflowConfig | None = None
     try:
-        config = LeadflowConfig.model_validate(data)
+        config = LeadflowConfig.model_validate(data, context={"timezone": zone})
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if not _is_union_tag(p))

@@ -4,7 +4,8 @@ and the returns waiting for an operator's decision."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -15,7 +16,9 @@ from services.cli import _sessions, _settings
 @click.option(
     "--by", "by", type=click.Choice(["source", "recipient", "flow", "day"]), required=True
 )
-@click.option("--since", type=click.DateTime(), help="leads received from this day/time (UTC)")
+@click.option(
+    "--since", type=click.DateTime(), help="leads received from this day/time (LEADFLOW_TIMEZONE)"
+)
 @click.option("--until", type=click.DateTime(), help="... up to (not including) this one")
 @click.option(
     "--format",
@@ -28,13 +31,15 @@ def report(by: str, since: datetime | None, until: datetime | None, fmt: str) ->
     """Leads, sales and money by source, recipient, flow or day (from the ledger)."""
     from shared.money import reports
 
-    factory = _sessions(_settings())
-    with factory() as session:
+    settings = _settings()
+    zone = ZoneInfo(settings.timezone)
+    with _sessions(settings)() as session:
         rows = reports.report(
             session.connection(),
             by,
-            since.replace(tzinfo=UTC) if since else None,
-            until.replace(tzinfo=UTC) if until else None,
+            since.replace(tzinfo=zone) if since else None,
+            until.replace(tzinfo=zone) if until else None,
+            settings.timezone,
         )
     if fmt == "json":
         click.echo(reports.as_json(rows))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import difflib
 import io
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -169,12 +170,13 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     by = request.query.get("by", "source")
     if by not in money_reports.BY:
         raise web.HTTPBadRequest(text=f"by must be one of {', '.join(money_reports.BY)}")
-    since = _day(request.query.get("since"))
-    until = _day(request.query.get("until"))
+    zone = request.app[SETTINGS].timezone
+    since = _day(request.query.get("since"), zone)
+    until = _day(request.query.get("until"), zone)
 
     def load() -> list[dict[str, Any]]:
         with request.app[FACTORY]() as session:
-            return money_reports.report(session.connection(), by, since, until)
+            return money_reports.report(session.connection(), by, since, until, zone)
 
     rows = await run_db(request.app, load)
     columns = [by, *money_reports.COLUMNS]
@@ -199,11 +201,12 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _day(text: str | None) -> datetime | None:
+def _day(text: str | None, zone: str) -> datetime | None:
+    """A day (or time) the operator typed, in the deployment's zone."""
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone))
     except ValueError:
         raise web.HTTPBadRequest(text=f"not a date: {text!r} (use YYYY-MM-DD)") from None
 

@@ -2,12 +2,12 @@
 day, from the leads, their deliveries and the ledger; the money figures are sums of
 ledger rows, so a report agrees with the ledger to the cent.
 
-A lead belongs to the day it was received (UTC) and to its flow and source; by recipient,
-``leads`` counts the leads sent to it and the money is the recipient's own rows (no cost).
-Two ``GROUP BY`` queries a report, each over one table and no join: the leads carry
-whether they were sold and returned, the ledger's rows the lead's flow, source and time
-of receipt (measured: a join of a million leads to their deliveries and ledger rows took
-about two seconds).
+A lead belongs to the day it was received (in ``LEADFLOW_TIMEZONE``) and to its flow and
+source; by recipient, ``leads`` counts the leads sent to it and the money is the
+recipient's own rows (no cost). Two ``GROUP BY`` queries a report, each over one table
+and no join: the leads carry whether they were sold and returned, the ledger's rows the
+lead's flow, source and time of receipt (measured: a join of a million leads to their
+deliveries and ledger rows took about two seconds).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Date, Table, case, cast, func, literal, select
+from sqlalchemy import Connection, Date, Integer, Table, case, cast, func, literal, select
 
 from shared import deliveries
 from shared.db.models import Base
@@ -62,6 +63,14 @@ class Row:
     counts: dict[str, int] = field(default_factory=dict)
     money: dict[str, Decimal] = field(default_factory=dict)
 
+    def add(self, money: dict[str, Decimal] | None = None, **counts: int) -> None:
+        """Figures of one group of a query (several groups may make one row: the quarter
+        hours of a day in a zone other than UTC, on SQLite)."""
+        for name, n in counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        for kind, amount in (money or {}).items():
+            self.money[kind] = self.money.get(kind, Decimal(0)) + amount
+
     def figures(self) -> dict[str, Any]:
         leads = self.counts.get("leads", 0)
         bids = self.counts.get("bids", 0)
@@ -89,20 +98,34 @@ class Row:
         }
 
 
-def _day(connection: Connection, column: Any) -> Any:
+def _day(connection: Connection, column: Any, zone: str) -> Any:
+    """The day of ``column`` in ``zone``: PostgreSQL converts; SQLite, which has no zone
+    database, gives UTC dates, or (another zone) the UTC quarter hour, which ``_local``
+    turns into its local day (every zone's offset is a whole number of quarter hours)."""
     if connection.dialect.name == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
+        return cast(func.timezone(zone, column), Date)
+    if zone == "UTC":
+        return func.date(column)
+    quarter = func.cast(func.strftime("%M", column), Integer) / 15
+    return func.strftime("%Y-%m-%dT%H:", column).op("||")(func.printf("%02d", quarter * 15))
 
 
-def _key(connection: Connection, table: Table, by: str, at: str = "received_at") -> Any:
+def _local(value: Any, zone: str) -> Any:
+    """A SQLite quarter hour (UTC) as its day in ``zone``; any other key as it is."""
+    if isinstance(value, str) and len(value) == 16 and value[10] == "T":
+        start = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return start.astimezone(ZoneInfo(zone)).date().isoformat()
+    return value
+
+
+def _key(connection: Connection, table: Table, by: str, zone: str, at: str = "received_at") -> Any:
     """What a row of ``table`` (leads, the ledger, pings and bids: each carries the flow,
     the source and a time, ``at``) is reported under."""
     if by == "source":
         return (table.c.flow_id + "/" + table.c.source_id).label("key")
     if by == "flow":
         return table.c.flow_id.label("key")
-    return _day(connection, table.c[at]).label("key")
+    return _day(connection, table.c[at], zone).label("key")
 
 
 def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
@@ -118,16 +141,17 @@ def report(
     by: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    zone: str = "UTC",
 ) -> list[dict[str, Any]]:
-    """One row per source, recipient, flow or day, ordered by its key; leads received in
-    [since, until) (by recipient: sent to it then). Two queries, each over one table: the
-    leads (or the deliveries) and the ledger."""
+    """One row per source, recipient, flow or day (in ``zone``: ``LEADFLOW_TIMEZONE``),
+    ordered by its key; leads received in [since, until) (by recipient: sent to it then).
+    Two queries, each over one table: the leads (or the deliveries) and the ledger."""
     if by not in BY:
         raise ValueError(f"--by must be one of {', '.join(BY)}")
     rows: dict[str, Row] = {}
 
     def row(value: Any) -> Row:
-        text = str(value)
+        text = str(_local(value, zone))
         return rows.setdefault(text, Row(text))
 
     if by == "recipient":
@@ -145,7 +169,7 @@ def report(
             _LEDGER.c.party_type == "recipient", *_window(_LEDGER.c.received_at, since, until)
         )
     else:
-        key = _key(connection, _LEADS, by)
+        key = _key(connection, _LEADS, by, zone)
         counted = select(
             key,
             func.count(),
@@ -154,23 +178,22 @@ def report(
             func.count(case((_LEADS.c.sold.is_(True), 1))),
             func.count(case((_LEADS.c.returned.is_(True), 1))),
         ).where(*_window(_LEADS.c.received_at, since, until))
-        money_key = _key(connection, _LEDGER, by)
+        money_key = _key(connection, _LEDGER, by, zone)
         money = select(money_key, _LEDGER.c.kind, func.sum(_LEDGER.c.amount)).where(
             *_window(_LEDGER.c.received_at, since, until)
         )
     for value, leads, accepted, failed, sold, returned in connection.execute(counted.group_by(key)):
-        row(value).counts.update(
-            leads=leads, accepted=accepted, failed=failed, sold=sold, returned=returned
-        )
+        row(value).add(leads=leads, accepted=accepted, failed=failed, sold=sold, returned=returned)
     for value, kind, amount in connection.execute(money.group_by(money_key, _LEDGER.c.kind)):
-        row(value).money[kind] = Decimal(str(amount))
-    _auctions(connection, by, since, until, row)
+        row(value).add({kind: Decimal(str(amount))})
+    _auctions(connection, by, zone, since, until, row)
     return [{by: r.key, **r.figures()} for r in sorted(rows.values(), key=lambda r: r.key)]
 
 
 def _auctions(
     connection: Connection,
     by: str,
+    zone: str,
     since: datetime | None,
     until: datetime | None,
     row: Any,
@@ -183,12 +206,12 @@ def _auctions(
         bid_key = _BIDS.c.recipient_id.label("key")
         pinged = func.count(case((_BIDS.c.pinged.is_(True), 1)))
     else:
-        bid_key = _key(connection, _BIDS, by, "at")
+        bid_key = _key(connection, _BIDS, by, zone, "at")
         pinged = literal(0)
-        ping_key = _key(connection, _PINGS, by, "created_at")
+        ping_key = _key(connection, _PINGS, by, zone, "created_at")
         counted = select(ping_key, func.count()).where(*_window(_PINGS.c.created_at, since, until))
         for value, pings in connection.execute(counted.group_by(ping_key)):
-            row(value).counts["pings"] = pings
+            row(value).add(pings=pings)
     bids = select(
         bid_key,
         pinged,
@@ -197,10 +220,7 @@ def _auctions(
     ).where(*_window(_BIDS.c.at, since, until))
     for value, pings, count, total in connection.execute(bids.group_by(bid_key)):
         figures = row(value)
-        if by == "recipient":
-            figures.counts["pings"] = pings
-        figures.counts["bids"] = count
-        figures.money["bids"] = Decimal(str(total or 0))
+        figures.add({"bids": Decimal(str(total or 0))}, pings=pings, bids=count)
 
 
 def as_text(rows: list[dict[str, Any]], by: str) -> tuple[list[str], list[list[str]]]:

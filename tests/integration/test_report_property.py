@@ -218,3 +218,38 @@ def test_every_report_is_the_sum_of_the_ledger_to_the_cent(
         for key, figures in want.items():
             for name, value in figures.items():
                 assert mine[key][name] == value, (by, key, name)
+
+
+@pytest.mark.parametrize(
+    ("zone", "times", "days"),
+    [
+        # Chicago is UTC-6 in January: 05:30 UTC is the evening before
+        ("America/Chicago", ["2031-01-10T05:30", "2031-01-10T06:30"], ["2031-01-09", "2031-01-10"]),
+        # Kathmandu is UTC+5:45: a quarter hour apart, two days
+        ("Asia/Kathmandu", ["2031-02-10T18:14", "2031-02-10T18:16"], ["2031-02-10", "2031-02-11"]),
+        ("UTC", ["2031-03-10T00:00", "2031-03-10T23:59"], ["2031-03-10", "2031-03-10"]),
+    ],
+)
+def test_a_report_by_day_counts_each_lead_on_its_day_in_the_deployments_zone(
+    sessions: SessionFactory, zone: str, times: list[str], days: list[str]
+) -> None:
+    # given a sold lead at each time, costing 1.00 and sold for 3.00
+    flow = f"z{secrets.token_hex(4)}"
+    sale = Lead(source=0, accepted=True, cost=Decimal(1), chargeback=False, sales=[])
+    sale.sales.append(Sale(recipient=0, revenue=Decimal(3), returned=False))
+    for at in times:
+        store(sessions, [sale], flow, datetime.fromisoformat(at).replace(tzinfo=UTC))
+
+    # when the report by day is asked for in that zone, around those times
+    first = datetime.fromisoformat(times[0]).replace(tzinfo=UTC)
+    with sessions() as session:
+        got = reports.report(
+            session.connection(), "day", first - timedelta(days=1), first + timedelta(days=2), zone
+        )
+
+    # then each lead, its cost and its revenue count on its local day
+    want: dict[str, tuple[int, Decimal, Decimal]] = {}
+    for day in days:
+        leads, cost, revenue = want.get(day, (0, Decimal(0), Decimal(0)))
+        want[day] = (leads + 1, cost + 1, revenue + 3)
+    assert {r["day"]: (r["leads"], r["cost"], r["revenue"]) for r in got} == want

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
+from shared.config import load_settings
+from shared.errors import ConfigError, SettingsError
 from shared.flowconfig import load_config_text
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "example.yaml"
@@ -129,3 +130,45 @@ def test_a_file_that_is_not_yaml_is_refused() -> None:
 def test_a_recipient_appearing_twice_in_a_flow_is_refused() -> None:
     text = "recipients: {a: {manual: {}}}\nflows: {f: {steps: [{recipient: a}, {recipient: a}]}}"
     assert problems_of(text) == ["flows.f.steps[1].recipient: 'a' appears twice in this flow"]
+
+
+ZONED = """
+recipients:
+  plain: {manual: {}}
+  paris:
+    timezone: Europe/Paris
+    email: {to: [desk@example.com], mode: batch, schedule: "0 9 * * *"}
+flows:
+  auto: {steps: [{recipient: plain}]}
+  east: {timezone: America/New_York}
+"""
+
+
+def test_flows_and_recipients_without_a_zone_take_leadflow_timezone() -> None:
+    # when the file is loaded with LEADFLOW_TIMEZONE set
+    loaded = load_config_text(ZONED, {"LEADFLOW_TIMEZONE": "America/Chicago"})
+
+    # then what names no zone takes it, what names one keeps it, and an email
+    # recipient's batch schedule runs in the recipient's zone
+    assert loaded.flows["auto"].timezone == "America/Chicago"
+    assert loaded.recipients["plain"].timezone == "America/Chicago"
+    assert loaded.flows["east"].timezone == "America/New_York"
+    email = loaded.recipients["paris"].email
+    assert email is not None and email.timezone == "Europe/Paris"
+
+
+def test_without_leadflow_timezone_the_zone_is_utc() -> None:
+    assert load_config_text(ZONED, {}).flows["auto"].timezone == "UTC"
+
+
+def test_an_unknown_leadflow_timezone_is_a_problem_of_the_file() -> None:
+    assert problems_of(ZONED, {"LEADFLOW_TIMEZONE": "Mars/Olympus"}) == [
+        "LEADFLOW_TIMEZONE: unknown time zone 'Mars/Olympus'"
+    ]
+
+
+def test_services_refuse_to_start_with_an_unknown_leadflow_timezone() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LEADFLOW_TIMEZONE": "Mars/Olympus"})
+    assert "LEADFLOW_TIMEZONE='Mars/Olympus': unknown time zone" in str(caught.value)
+    assert load_settings({"LEADFLOW_TIMEZONE": "Europe/Paris"}).timezone == "Europe/Paris"
