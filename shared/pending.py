@@ -17,9 +17,9 @@ from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, utcnow
-from shared.db.models import Delivery, Lead
+from shared.db.models import Delivery, Event, Lead
 from shared.money import ledger
-from shared.money.pricing import cents
+from shared.money.pricing import cents, revenue
 
 
 def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
@@ -64,16 +64,15 @@ def assign_pending(
 
 
 def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: datetime) -> None:
-    """The leads of a batch just delivered are sold (what the reports count), and with a
-    ``price`` the recipient owes it for each: a ``revenue`` row per lead."""
+    """The leads of a batch just delivered are sold (what the reports count), and each
+    owes the recipient its revenue: an auction's post its bid, any other its ``price``
+    (none configured: nothing). A ``revenue`` row per lead that owes something."""
     session.execute(
         update(Lead)
         .where(Lead.id.in_(select(Delivery.lead_id).where(Delivery.batch_id == batch_id)))
         .values(sold=True)
         .execution_options(synchronize_session=False)
     )
-    if price is None or cents(price) <= 0:
-        return
     sold = session.execute(
         select(
             Delivery.event_id,
@@ -82,25 +81,29 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
             Lead.flow_id,
             Lead.source_id,
             Lead.received_at,
+            Event.parent_event_id,
+            Event.price,
         )
         .join(Lead, Lead.id == Delivery.lead_id)
+        .join(Event, Event.id == Delivery.event_id)
         .where(Delivery.batch_id == batch_id)
     )
-    ledger.write(
-        session.connection(),
-        [
-            ledger.entry(
-                ledger.REVENUE,
-                ledger.LeadOf(lead_id, flow_id, source_id, received_at),
-                "recipient",
-                recipient_id,
-                cents(price),
-                at,
-                event_id,
+    entries = []
+    for event_id, recipient_id, lead_id, flow_id, source_id, received_at, post_of, bid in sold:
+        owed = cents(Decimal(bid)) if post_of is not None and bid else revenue(None, price)
+        if owed > 0:
+            entries.append(
+                ledger.entry(
+                    ledger.REVENUE,
+                    ledger.LeadOf(lead_id, flow_id, source_id, received_at),
+                    "recipient",
+                    recipient_id,
+                    owed,
+                    at,
+                    event_id,
+                )
             )
-            for event_id, recipient_id, lead_id, flow_id, source_id, received_at in sold
-        ],
-    )
+    ledger.write(session.connection(), entries)
 
 
 def has_pending(

@@ -314,6 +314,18 @@ class Counters:
         if direct:
             self.connection.execute(_GIVE_BACK, direct)
 
+    def add_revenue(self, taken: Sequence[Bound], amount: Decimal) -> None:
+        """A sale kept as its slots are taken (a lead left pending for a batch or a
+        download: nothing will answer): its revenue counts at once."""
+        if taken and amount > 0:
+            self.connection.execute(
+                _ADD_REVENUE,
+                [
+                    {"k": b.key, "p": b.window.period, "amount": amount, "now": self.now}
+                    for b in taken
+                ],
+            )
+
     def write(self) -> None:
         """Give back what was reserved and not taken."""
         unused = [

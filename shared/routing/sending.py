@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.flowconfig import Recipient
 from shared.gates import caps, duplicates
+from shared.money.pricing import revenue
 from shared.routing.records import RoutedLead, StepEvent, Writes, new_event
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,13 @@ def send(
     price: Decimal = Decimal(0),
     appended: dict[str, Any] | None = None,
 ) -> StepEvent:
-    """A step that sends the lead to a recipient (or an auction's post): its event, and
-    its delivery holding the cap slots ``taken`` (``queued`` for a worker, or ``pending``)."""
+    """A step that sends the lead to a recipient (or an auction's post, ``price``: its
+    bid): its event, and its delivery holding the cap slots ``taken`` (``queued`` for a
+    worker, or ``pending``: it keeps them at once, and its revenue counts in them now)."""
     waiting = waits(recipient)
+    if not waiting and writes.gates is not None:
+        owed = price if parent_event_id is not None else revenue(None, recipient.price)
+        writes.gates.counters.add_revenue(taken, owed)
     event = new_event(
         writes,
         events,

@@ -323,3 +323,39 @@ def test_a_ping_older_than_its_ttl_cannot_be_posted(stack: Stack, silent: thread
     # when the source posts against it, then it is told the ping expired
     late = post(stack, "web", quoted["ping_id"], phone_1="5125550111")
     assert (late["outcome"], late["reason"], late["price"]) == ("failure", "ping expired", 0)
+
+
+def test_a_bidder_taking_its_leads_by_download_is_owed_its_bids_up_to_its_revenue_cap(
+    stack: Stack,
+) -> None:
+    # given a bidder with no price of its own, delivered by download, with a revenue cap
+    # of 20.00, that bids 12.50 for every lead
+    ref = secrets.token_hex(4)
+    stack.recipient.script("/manual-bidder/ping", [bid(12.5, f"M-{n}") for n in range(3)])
+
+    # when three leads are auctioned one after the other
+    outcomes = []
+    lead_ids = []
+    for n in range(3):
+        answer = stack.submit("manual_auction", data={"ref": f"{ref}-{n}"})
+        assert answer.status_code == 201, answer.text
+        lead_ids.append(answer.json()["lead"]["id"])
+        report = stack.wait_done(lead_ids[-1])
+        auction = next(e for e in report["events"] if e["type"] == "auction")
+        outcomes.append((auction["outcome"], auction["recipient"]))
+
+    # then the first two are sold to it and the third finds its revenue cap reached
+    assert outcomes == [
+        ("success", "manual_bidder"),
+        ("success", "manual_bidder"),
+        ("failure", None),
+    ]
+
+    # when the operator downloads its leads
+    stack.leadflow("leads", "deliver", "--recipient", "manual_bidder")
+
+    # then each lead sold is booked at its bid
+    for lead_id in lead_ids[:2]:
+        ledger = stack.show(lead_id)["ledger"]
+        revenue = [(r["party"], r["amount"]) for r in ledger if r["kind"] == "revenue"]
+        assert revenue == [("manual_bidder", "12.50")]
