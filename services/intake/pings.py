@@ -9,6 +9,7 @@ ping and its bids. The quote is the best bid less the margin, rounded down to th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -111,22 +112,29 @@ async def ping(request: web.Request) -> web.Response:
     if checked.failure is None:
         source = flow.sources[source_id]
         best = None
-        for index, step, bidders in checked.auctions:
-            collected = await auction.collect(
-                request.app[PING_HTTP],
-                step,
-                config,
-                bidders,
-                variables,
-                list(flow.fields),
-                ping_id,
-                started=started if not bids else None,
+        # every auction's bidders at once (each within its deadline from the ping's
+        # arrival): the post goes to these bids and never pings again; the quote is the
+        # best bid of the first auction that has one (the one the lead would be sold in)
+        collected = await asyncio.gather(
+            *(
+                auction.collect(
+                    request.app[PING_HTTP],
+                    step,
+                    config,
+                    bidders,
+                    variables,
+                    list(flow.fields),
+                    ping_id,
+                    started=started,
+                )
+                for _, step, bidders in checked.auctions
             )
-            bids += [(index, bid) for bid in collected]
-            ranked = auction.rank(collected, step.floor)
-            if ranked:
+        )
+        for (index, step, _), step_bids in zip(checked.auctions, collected, strict=True):
+            bids += [(index, bid) for bid in step_bids]
+            ranked = auction.rank(step_bids, step.floor)
+            if best is None and ranked:
                 best = ranked[0]
-                break
         if not checked.has_auction:
             cost = source_cost(source.cost, source.cost_rules, variables)
             outcome, reason, price = "success", None, cost or Decimal(0)

@@ -61,7 +61,9 @@ def step(
         raise PermanentError("an auction step is run with its transaction's gates")
     connection = gates.counters.connection
     bids = pings.step_bids(pings.bids_of_lead(connection, lead.id), index)
-    if not bids and not (event.appended or {}).get("collected"):
+    # a lead posted against a ping is never pinged again: its bids are the ping's, each
+    # auction's (none collected for this one: no buyer)
+    if not bids and not (event.appended or {}).get("collected") and lead.ping_id is None:
         lead.step_index, lead.waiting_event_id = index, event.id
         logger.info("auction: asking the bidders", extra={"lead_id": lead.id, "event_id": event.id})
         return Outbound(messages=[RunAuction(lead_id=lead.id, event_id=event.id)])

@@ -65,6 +65,7 @@ class RoutedLead:
     waiting_event_id: str | None
     reply_to: str | None
     sold: bool | None  # a recipient bought it (the reports count it)
+    ping_id: str | None  # the ping it was posted against: its auctions' bids are the ping's
 
 
 @dataclass(slots=True)

@@ -359,3 +359,39 @@ def test_a_bidder_taking_its_leads_by_download_is_owed_its_bids_up_to_its_revenu
         ledger = stack.show(lead_id)["ledger"]
         revenue = [(r["party"], r["amount"]) for r in ledger if r["kind"] == "revenue"]
         assert revenue == [("manual_bidder", "12.50")]
+
+
+def test_a_ping_asks_every_auction_and_the_post_goes_to_the_next_auctions_bid_without_asking(
+    stack: Stack,
+) -> None:
+    # given a flow of two auctions: a bids 10.00 in the first and rejects the post, c
+    # bids 6.00 in the second and accepts
+    ref = secrets.token_hex(4)
+    bidders(stack, bid(10, "A-12"), NO_BID, a_post=REJECT)
+    stack.recipient.script("/bidder-c/ping", [bid(6, "C-12")])
+    stack.recipient.script("/bidder-c/post", [ACCEPT])
+    quoted = requests.post(
+        f"{stack.intake_url}/flows/two_auctions/sources/web/ping",
+        data={"state": "TX", "ref": ref},
+        timeout=30,
+    ).json()
+
+    # then the ping asked both auctions' bidders, and is quoted the first auction's bid
+    assert (quoted["outcome"], quoted["price"]) == ("success", 10.0)
+    asked_c = [r for r in stack.recipient.requests("/bidder-c/ping") if ref.encode() in r.body]
+    assert len(asked_c) == 1
+
+    # when the source posts and a rejects
+    answer = requests.post(
+        f"{stack.intake_url}/flows/two_auctions/sources/web/submit",
+        data={"ping_id": quoted["ping_id"], "phone_1": "5125550112"},
+        timeout=30,
+    )
+
+    # then c is posted its lead at the bid it made at ping time, and is not asked again
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["outcome"] == "success"
+    (sent,) = posts_for(stack, "/bidder-c/post", ref)
+    assert sent["bid_id"] == "C-12"
+    again = [r for r in stack.recipient.requests("/bidder-c/ping") if ref.encode() in r.body]
+    assert len(again) == 1
