@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from shared.db.engine import SessionFactory, utcnow
 from shared.db.models import Delivery, Event, Lead
 from shared.money import ledger
-from shared.money.pricing import cents, revenue
+from shared.money.pricing import owed
 
 
 def _untaken(recipient_id: str, created_by: datetime | None) -> list[ColumnElement[bool]]:
@@ -90,15 +90,15 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
     )
     entries = []
     for event_id, recipient_id, lead_id, flow_id, source_id, received_at, post_of, bid in sold:
-        owed = cents(Decimal(bid)) if post_of is not None and bid else revenue(None, price)
-        if owed > 0:
+        amount = owed(Decimal(bid) if post_of is not None else None, price)
+        if amount > 0:
             entries.append(
                 ledger.entry(
                     ledger.REVENUE,
                     ledger.LeadOf(lead_id, flow_id, source_id, received_at),
                     "recipient",
                     recipient_id,
-                    owed,
+                    amount,
                     at,
                     event_id,
                 )

@@ -35,13 +35,14 @@ from services.email_delivery.compose import Envelope
 from shared import leadfiles
 from shared.configstore import ConfigStore
 from shared.db.engine import SessionFactory, as_utc, transaction, utcnow
-from shared.db.models import Batch, Delivery, Lead
+from shared.db.models import Batch, Delivery, Event, Lead
 from shared.db.queries import listed, where_given
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import EmailTarget
-from shared.gates import duplicates
+from shared.gates import caps, duplicates
 from shared.ids import new_id
 from shared.messaging import DeliverEmail, Publisher
+from shared.money.pricing import owed
 from shared.pending import assign_pending, has_pending, leads_of, mark_sold
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,8 @@ def release(sessions: SessionFactory, batch_id: str, reason: str) -> None:
 
 def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reason: str) -> bool:
     """The retries are used up (or the failure is permanent): the batch and its leads are
-    ``error``, and the recipient lets their duplicate keys go. False when the batch is
+    ``error``, the recipient lets their duplicate keys go, and gives back the cap slots
+    (and revenue) they kept. False when the batch is
     done, or another worker holds its lease."""
     now = utcnow()
     with transaction(sessions) as session:
@@ -260,17 +262,31 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
             .execution_options(synchronize_session=False)
         )
         given_up = session.execute(
-            select(Delivery.event_id, Lead.config_version, Lead.fields)
+            select(
+                Delivery.event_id,
+                Lead.config_version,
+                Lead.fields,
+                Event.parent_event_id,
+                Event.price,
+            )
             .join(Lead, Lead.id == Delivery.lead_id)
+            .join(Event, Event.id == Delivery.event_id)
             .where(Delivery.batch_id == batch_id)
         ).all()
+        connection = session.connection()
         duplicates.let_go(
-            session.connection(),
+            connection,
             (
                 (configs.get(version, session), batch.recipient_id, event_id, fields)
-                for event_id, version, fields in given_up
+                for event_id, version, fields, _, _ in given_up
             ),
         )
+        unsold: dict[str, Decimal] = {}
+        for event_id, version, _, post_of, bid in given_up:
+            recipient = configs.get(version, session).recipients.get(batch.recipient_id)
+            price = recipient.price if recipient is not None else None
+            unsold[event_id] = owed(Decimal(bid) if post_of is not None else None, price)
+        caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         return True
 
 

@@ -402,6 +402,26 @@ def settle(
         )
 
 
+def release(
+    connection: Connection, holds: Sequence[Hold], owed: Mapping[str, Decimal], now: datetime
+) -> None:
+    """Deliveries that kept their slots at once (left pending) end unsold after all (a
+    batch given up): each slot is given back with the revenue it counted (``owed``: by
+    event id), counters in key order."""
+    ordered = sorted(holds, key=lambda h: (h.cap_key, h.period))
+    if ordered:
+        connection.execute(
+            _GIVE_BACK, [{"k": h.cap_key, "p": h.period, "n": 1, "now": now} for h in ordered]
+        )
+    refunds = [
+        {"k": h.cap_key, "p": h.period, "amount": -owed[h.event_id], "now": now}
+        for h in ordered
+        if owed.get(h.event_id)
+    ]
+    if refunds:
+        connection.execute(_ADD_REVENUE, refunds)
+
+
 def to_lock(
     holds: Sequence[Any], results: Mapping[str, tuple[str, Decimal]]
 ) -> list[tuple[str, str]]:

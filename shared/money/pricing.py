@@ -64,6 +64,12 @@ def revenue(answered: Decimal | None, price: Decimal | None) -> Decimal:
     return cents(price) if price is not None else Decimal(0)
 
 
+def owed(bid: Decimal | None, price: Decimal | None) -> Decimal:
+    """What a buyer that gives no answer (a batch, a download) owes for a lead: an
+    auction's post its ``bid`` (None: a recipient step's), any other its ``price``."""
+    return cents(bid) if bid is not None else revenue(None, price)
+
+
 def quote(best_bid: Decimal, margin: Margin | None, min_price: Decimal | None) -> Decimal | None:
     """The price offered to a pinging source: the best bid less the margin, rounded down
     to the cent; None (no bid) when it is not above 0 or is below ``min_price`` (a quote

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.flowconfig import Recipient
 from shared.gates import caps, duplicates
-from shared.money.pricing import revenue
+from shared.money.pricing import owed
 from shared.routing.records import RoutedLead, StepEvent, Writes, new_event
 
 logger = logging.getLogger(__name__)
@@ -43,11 +43,12 @@ def send(
 ) -> StepEvent:
     """A step that sends the lead to a recipient (or an auction's post, ``price``: its
     bid): its event, and its delivery holding the cap slots ``taken`` (``queued`` for a
-    worker, or ``pending``: it keeps them at once, and its revenue counts in them now)."""
+    worker, or ``pending``: it keeps them at once, and its revenue counts in them now; a
+    batch given up gives them back)."""
     waiting = waits(recipient)
     if not waiting and writes.gates is not None:
-        owed = price if parent_event_id is not None else revenue(None, recipient.price)
-        writes.gates.counters.add_revenue(taken, owed)
+        bid = price if parent_event_id is not None else None
+        writes.gates.counters.add_revenue(taken, owed(bid, recipient.price))
     event = new_event(
         writes,
         events,
@@ -70,7 +71,7 @@ def send(
             "kind": recipient.kind,
             "status": "queued" if waiting else "pending",
             "attempts": 0,
-            "cap_holds": caps.holding(taken) if waiting else None,
+            "cap_holds": caps.holding(taken),
             "created_at": now,
             "updated_at": now,
         }

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -54,6 +55,11 @@ recipients:
     name: Once Batch
     duplicates: {keys: [[phone_1]], lookback: 1d}
     email: {to: [leads@once.example], mode: batch, every: 1h}
+  capped_batch:
+    name: Capped Batch
+    price: 4.00
+    caps: [{max: 1, per: day}, {max_revenue: 100, per: day}]
+    email: {to: [leads@capped.example], mode: batch, every: 1h}
   twice_daily:
     name: Twice Daily
     email:
@@ -87,6 +93,13 @@ flows:
     sources: {web: {name: Web}}
     steps:
       - recipient: once_batch
+  later_capped:
+    name: Later capped
+    fields:
+      phone_1: {type: phone}
+    sources: {web: {name: Web}}
+    steps:
+      - recipient: capped_batch
   daily:
     name: Daily
     fields:
@@ -428,6 +441,41 @@ def test_a_batch_given_up_lets_its_recipient_take_a_matching_lead_again(world: W
     # then the recipient no longer holds the key: a matching lead is queued for it
     assert delivery_of(world.sessions, first).status == "error"
     again = submit(world.sessions, world.configs, "later_once", phone_1="5125551212")
+    assert delivery_of(world.sessions, again).status == "pending"
+
+
+def counters_of(sessions: SessionFactory, recipient_id: str) -> list[tuple[int, Decimal]]:
+    """(used, revenue) of each of the recipient's cap counters, by key."""
+    table = Base.metadata.tables["cap_counters"]
+    with sessions() as session:
+        rows = session.execute(
+            select(table.c.used, table.c.revenue)
+            .where(table.c.cap_key.contains(recipient_id))
+            .order_by(table.c.cap_key)
+        )
+        return [(used, Decimal(revenue)) for used, revenue in rows]
+
+
+def test_a_batch_given_up_gives_back_the_cap_slots_and_revenue_its_leads_kept(
+    world: World,
+) -> None:
+    # given a recipient taking one lead a day, whose lead waits in a batch, and a second
+    # lead skipped because the cap is full
+    first = submit(world.sessions, world.configs, "later_capped", phone_1="5125551212")
+    skipped = submit(world.sessions, world.configs, "later_capped", phone_1="5125551213")
+    assert delivery_count(world.sessions, skipped) == 0
+    assert counters_of(world.sessions, "capped_batch") == [(1, Decimal(4)), (1, Decimal(4))]
+    claimed = batches.claim(world.sessions, "capped_batch", utcnow())
+    assert claimed is not None
+
+    # when its batch is given up
+    message = DeliverEmail(recipient_id="capped_batch", batch_id=claimed.batch_id)
+    worker.on_exhausted(message, "SMTP 552 too big", world.deps)
+
+    # then the slot and the revenue are given back: the next lead is taken
+    assert delivery_of(world.sessions, first).status == "error"
+    assert counters_of(world.sessions, "capped_batch") == [(0, Decimal(0)), (0, Decimal(0))]
+    again = submit(world.sessions, world.configs, "later_capped", phone_1="5125551214")
     assert delivery_of(world.sessions, again).status == "pending"
 
 
