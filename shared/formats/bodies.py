@@ -24,14 +24,32 @@ class BodyError(Exception):
 
 
 FORM = "application/x-www-form-urlencoded"
+#: How deep a lead's fields may nest (a real lead nests two or three levels).
+MAX_DEPTH = 32
+_TOO_DEEP = f"fields nested more than {MAX_DEPTH} levels deep"
 JSON_TYPES = ("application/json", "text/json")
 XML_TYPES = ("application/xml", "text/xml")
 
 
 def nest_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Form pairs to fields; dot-notation keys nest (``a.b=1`` -> ``{"a": {"b": "1"}}``) and
-    a repeated key becomes a list."""
+    a repeated key becomes a list. ``BodyError`` (400) past ``MAX_DEPTH`` levels."""
+    pairs = list(pairs)
+    if any(key.count(".") >= MAX_DEPTH for key, _ in pairs):
+        raise BodyError(400, _TOO_DEEP)
     return nest(pairs, repeated="list")
+
+
+def _check_depth(value: Any) -> None:
+    """``BodyError`` (400) when containers nest past ``MAX_DEPTH`` (read without recursion:
+    a hostile body may nest thousands of levels)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BodyError(400, _TOO_DEEP)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def merge_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +89,12 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise BodyError(400, f"XML refused: {exc}") from None
     except ParseError as exc:
         raise BodyError(400, f"invalid XML: {exc}") from None
+    elements = [(root, 0)]
+    while elements:
+        element, depth = elements.pop()
+        if depth > MAX_DEPTH:
+            raise BodyError(400, _TOO_DEEP)
+        elements.extend((child, depth + 1) for child in element)
     fields: dict[str, Any] = dict(root.attrib)
     for child in root:
         add(fields, _local(child.tag), _xml_element(child))
@@ -112,8 +136,11 @@ def _parse_body(content_type: str | None, body: bytes, charset: str | None) -> d
             data = json.loads(body.decode(encoding), strict=False)
         except (UnicodeDecodeError, LookupError, ValueError) as exc:
             raise BodyError(400, f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise BodyError(400, f"invalid JSON: {_TOO_DEEP}") from None
         if not isinstance(data, dict):
             raise BodyError(400, "invalid JSON: the body must be an object")
+        _check_depth(data)
         return data
     if media in XML_TYPES or media.endswith("+xml"):
         return parse_xml(body)

@@ -345,6 +345,18 @@ def test_an_xml_attack_is_refused_with_400_and_the_service_keeps_answering(
     )
 
 
+def test_a_body_nested_thousands_of_levels_deep_is_refused_with_400(
+    buyer: Buyer, zero_lead: Routed
+) -> None:
+    # when a buyer posts JSON nested six thousand levels deep (under the size limit)
+    deep = '{"type":' * 6_000 + '"return"' + "}" * 6_000
+    response = buyer.post(zero_lead.event_id, deep, "application/json", "application/json")
+
+    # then it is refused with the reason, not an internal error
+    assert response.status_code == 400, response.text
+    assert "nested more than 32 levels deep" in read_answer(response)["reason"]
+
+
 # --- acceptance ------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -75,3 +76,23 @@ def test_arbitrary_bodies_content_types_and_headers_never_cause_a_server_error(
             )
             == 1
         )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"[" * 100_000 + b"]" * 100_000),
+        ("application/xml", b"<a>" * 50_000 + b"</a>" * 50_000),
+    ],
+)
+def test_a_body_nested_thousands_of_levels_deep_gets_a_400_with_the_reason(
+    stack: Stack, content_type: str, body: bytes
+) -> None:
+    response = requests.post(
+        f"{stack.intake_url}/flows/intake_json/sources/open/submit",
+        data=body,
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "nested more than 32 levels deep" in response.json()["reason"]

@@ -1,0 +1,39 @@
+"""Bodies from outside (SPEC sections 3 and 8): however deep a hostile body nests, it is
+refused with a 400 and the reason, never an internal error."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.formats.bodies import MAX_DEPTH, BodyError, nest_pairs, parse_body
+
+DEEP = 50_000
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"[" * DEEP + b"]" * DEEP),
+        ("application/json", b'{"a":' * DEEP + b"1" + b"}" * DEEP),
+        ("application/json", b'{"a":' * (MAX_DEPTH + 2) + b"1" + b"}" * (MAX_DEPTH + 2)),
+        ("application/xml", b"<a>" * DEEP + b"</a>" * DEEP),
+        ("text/xml", b"<lead>" + b"<a>" * (MAX_DEPTH + 2) + b"</a>" * (MAX_DEPTH + 2) + b"</lead>"),
+        ("application/x-www-form-urlencoded", b"a" + b".a" * DEEP + b"=1"),
+    ],
+)
+def test_a_body_nested_too_deep_is_refused_with_a_400(content_type: str, body: bytes) -> None:
+    with pytest.raises(BodyError) as refused:
+        parse_body(content_type, body)
+    assert refused.value.status == 400
+    assert f"nested more than {MAX_DEPTH} levels deep" in refused.value.reason
+
+
+def test_a_query_string_nested_too_deep_is_refused_too() -> None:
+    with pytest.raises(BodyError):
+        nest_pairs([("a" + ".a" * MAX_DEPTH, "1")])
+
+
+def test_fields_nested_a_few_levels_are_read() -> None:
+    nested = b'{"a": {"b": {"c": [{"d": "x"}]}}}'
+    assert parse_body("application/json", nested) == {"a": {"b": {"c": [{"d": "x"}]}}}
+    assert parse_body("text/xml", b"<lead><a><b>x</b></a></lead>") == {"a": {"b": "x"}}
