@@ -199,6 +199,8 @@ def _outcome(doc: Document, rules: ResponseRules) -> str:
     on_match = rules.outcome_on_match or "success"
     path = (rules.outcome_search_path or "").strip()
     scope = values_at(doc, path, markup=True) if path else [doc.text]
+    if not term:  # ``.*``: anything searched matches, an empty body too
+        return on_match if scope else _INVERSE[on_match]
     return on_match if _found(to_regex(term, ignore_case=True), scope) else _INVERSE[on_match]
 
 

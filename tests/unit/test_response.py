@@ -522,11 +522,19 @@ VECTORS = [
         "failure",
     ),
     row(
-        "an on-match without a term finds nothing in an empty body",
+        "an on-match without a term matches an empty body too (the term is .*)",
         204,
         TEXT,
         "",
         {"outcome_on_match": "failure"},
+        "failure",
+    ),
+    row(
+        "an on-match without a term finds nothing where its path is absent",
+        200,
+        JSON,
+        {"other": 1},
+        {"outcome_on_match": "failure", "outcome_search_path": "status"},
         "success",
     ),
     # reasons
