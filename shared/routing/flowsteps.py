@@ -229,7 +229,7 @@ def _finish(
         "price": price,
         "completed_at": now,
         "ms": ms(as_utc(source.started_at) or now, now),
-        "steps_processed": sum(1 for e in events if e.type in ("filter", "recipient")),
+        "steps_processed": sum(1 for e in events if _is_step(e)),
     }
     logger.info(
         "flow finished: %s%s",
@@ -242,3 +242,8 @@ def _finish(
         outbound.reply_to = lead.reply_to
         outbound.reply = FlowReply(lead_id=lead.id, outcome=outcome, reason=reason, price=price)
     return outbound
+
+
+def _is_step(event: StepEvent) -> bool:
+    """An event of one of the flow's steps (an auction's posts and pings belong to it)."""
+    return event.type in ("filter", "recipient", "auction") and event.parent_event_id is None

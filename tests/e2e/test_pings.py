@@ -144,6 +144,9 @@ def test_a_winner_that_rejects_the_post_leaves_the_lead_to_the_next_bid(
     report = stack.show(posted["lead"]["id"])
     revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
     assert revenue == [("bidder_b", "8.00")]
+    # and the flow processed one step, the auction, whatever it posted
+    assert report["events"][-1]["type"] == "source"
+    assert report["events"][-1]["steps_processed"] == 1
 
 
 def test_a_post_needs_a_live_unposted_ping_that_was_bid_on(
