@@ -88,12 +88,10 @@ def dead_show(key: str) -> None:
 
 
 def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, done: str) -> None:
-    """Select the parked messages the filters name, ask (unless ``yes``), then act on them;
-    ``ask`` and ``done`` take the count as ``{}``."""
+    """Select the parked messages the filters name (none: every one), ask (unless
+    ``yes``), then act on them; ``ask`` and ``done`` take the count as ``{}``."""
     from shared.deadletters import parked_messages
 
-    if not any(filters.values()):
-        raise click.UsageError("name what to act on: --queue, --recipient or --lead")
     settings = _settings()
     sessions = _sessions(settings)
     rows = parked_messages(sessions, **filters)

@@ -72,13 +72,19 @@ def deliver(
     choice: FileChoice = FileChoice(),
     progress: Progress | None = None,
 ) -> int:
-    """Write the pending leads and mark them delivered, in one transaction."""
+    """Write the pending leads and mark them delivered, in one transaction. Only a manual
+    or batch email recipient has leads pending (``UsageError`` for any other)."""
     _, config = configs.latest()
     file = choice.resolve(recipient_file(config, recipient_id))
+    recipient = config.recipients[recipient_id]
+    if recipient.manual is None and not (recipient.email and recipient.email.mode == "batch"):
+        raise UsageError(
+            f"{recipient_id!r} gets its leads by {recipient.kind}, never left pending "
+            "(deliver takes a manual or batch email recipient)"
+        )
     flows = leadfiles.recipient_flows(config, recipient_id)
     with transaction(sessions) as session:
-        price = config.recipients[recipient_id].price if recipient_id in config.recipients else None
-        batch_id, count = take_for_download(session, recipient_id, price)
+        batch_id, count = take_for_download(session, recipient_id, recipient.price)
         present: list[tuple[str, int]] = []
         if batch_id is not None:
             present = _flow_versions(session, leads_of(batch_id))
@@ -132,10 +138,9 @@ def export(
     choice: FileChoice = FileChoice(),
     progress: Progress | None = None,
 ) -> int:
-    """Write the leads that match; nothing changes."""
+    """Write the leads that match (neither a flow nor a recipient: every lead); nothing
+    changes."""
     _, config = configs.latest()
-    if flow_id is None and recipient_id is None:
-        raise UsageError("give --flow or --recipient")
     if flow_id is not None and flow_id not in config.flows:
         raise UsageError(f"unknown flow {flow_id!r}")
     default = recipient_file(config, recipient_id) if recipient_id else FileFormat()
@@ -143,8 +148,10 @@ def export(
     statement = _export_query(flow_id, recipient_id, status, since, until)
     if flow_id is not None:
         flows = [flow_id]
+    elif recipient_id is not None:
+        flows = leadfiles.recipient_flows(config, recipient_id)
     else:
-        flows = leadfiles.recipient_flows(config, recipient_id or "")
+        flows = list(config.flows)
     with sessions() as session:
         present = _flow_versions(session, statement)
         columns = leadfiles.columns(config, flows, configs, present)
@@ -174,7 +181,9 @@ def _export_query(
             statement = statement.where(Delivery.status == status)
     elif status is not None:
         if status not in LEAD_OUTCOMES:
-            raise UsageError(f"--status with --flow is one of {', '.join(LEAD_OUTCOMES)}")
+            raise UsageError(
+                f"--status without --recipient is one of {', '.join(LEAD_OUTCOMES)}"
+            )
         statement = statement.where(
             Lead.state != "done" if status == "queued" else Lead.outcome == status
         )

@@ -95,3 +95,16 @@ def test_purge_asks_for_confirmation_then_removes_parked_messages(stack: Stack) 
         ]
         == "error"
     )
+
+
+def test_purge_without_a_filter_asks_about_every_parked_message(stack: Stack) -> None:
+    # given a parked message
+    lead_id = park_a_lead(stack)
+
+    # when purge is run without a filter and the operator answers no
+    refused = stack.leadflow("dead", "purge", check=False, input="n\n")
+
+    # then it asked about all of them, and nothing went
+    assert refused.returncode != 0
+    assert "parked message(s)? This cannot be undone" in refused.stdout
+    assert lead_id in stack.leadflow("dead", "list").stdout

@@ -213,3 +213,25 @@ def test_two_operators_delivering_at_once_never_get_the_same_lead(
     counts = [int(e.strip().split()[-2]) for e in errors]
     assert sum(counts) == sum(len(t) for t in taken)
     assert pending_count(stack, "manual_race") == 0
+
+
+def test_export_without_a_flow_or_a_recipient_writes_every_lead(stack: Stack) -> None:
+    # given a lead of a manual recipient's flow
+    tag = secrets.token_hex(4)
+    post(stack, "manual_desk", ref=f"{tag}-all", phone_1="5125551215")
+
+    # when every lead is exported, and every lead that failed
+    everything = stack.leadflow("leads", "export").stdout
+    failed = stack.leadflow("leads", "export", "--status", "failure").stdout
+
+    # then the lead is among all of them, with its flow's fields, and not among the failed
+    rows = table(everything)
+    assert "ref" in rows[0] and "phone_1" in rows[0]
+    assert any(f"{tag}-all" in row for row in rows[1:])
+    assert f"{tag}-all" not in failed
+
+
+def test_deliver_refuses_a_recipient_whose_leads_are_never_left_pending(stack: Stack) -> None:
+    refused = stack.leadflow("leads", "deliver", "--recipient", "http_get", check=False)
+    assert refused.returncode != 0
+    assert "'http_get' gets its leads by http, never left pending" in refused.stderr
