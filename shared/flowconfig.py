@@ -37,10 +37,12 @@ from shared.config import known_zone
 from shared.durations import format_duration, parse_duration
 from shared.errors import ConfigError
 from shared.fields import FIELD_TYPES
+from shared.formats import dotpaths, xmlwrite
 from shared.gates.caps import Cap
 from shared.gates.hours import Schedule, check_zone
 from shared.money.pricing import CostRule, Margin
 from shared.rules import RuleSet
+from shared.templates import unclosed
 
 
 def _duration(value: Any) -> float:
@@ -68,6 +70,23 @@ def _zone_default(data: Any, info: ValidationInfo) -> Any:
     if isinstance(data, dict) and zone and "timezone" not in data:
         return {**data, "timezone": zone}
     return data
+
+
+def _http_url(value: str | None) -> str:
+    if value is None or not value.strip():
+        raise PydanticCustomError("url", "URL is required")
+    if not re.match(r"^https?://[^/\s]+", value.strip(), re.IGNORECASE):
+        raise PydanticCustomError("url", "URL must start with http:// or https://")
+    _check_templates([value])
+    return value.strip()
+
+
+def _check_templates(values: Any) -> None:
+    """A ``{{`` that opens no placeholder would be sent as it is written."""
+    for text in values:
+        if isinstance(text, str) and unclosed(text):
+            problem = f"unclosed template in {text!r} (placeholders are {{{{ path }}}})"
+            raise PydanticCustomError("template", "{problem}", {"problem": problem})
 
 
 class _Model(BaseModel):
@@ -132,11 +151,7 @@ class HttpTarget(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            raise PydanticCustomError("url", "URL is required")
-        if not re.match(r"^https?://[^/\s]+", value.strip(), re.IGNORECASE):
-            raise PydanticCustomError("url", "URL must start with http:// or https://")
-        return value.strip()
+        return _http_url(value)
 
     @field_validator("method")
     @classmethod
@@ -144,6 +159,30 @@ class HttpTarget(_Model):
         if value.upper() not in ("POST", "PUT", "PATCH", "GET"):
             raise PydanticCustomError("method", "Unsupported HTTP method")
         return value.upper()
+
+    @field_validator("fields")
+    @classmethod
+    def _buildable(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        """Every mapping can be built into the request its format makes (a JSON or XML
+        body nests dot paths; an XML body has one root element)."""
+        if value is None or info.data.get("method") == "GET":
+            return value
+        _check_templates(value.values())
+        paths = {str(name): "" for name in value}
+        try:
+            if info.data.get("format") == "json":
+                dotpaths.nest(paths.items(), arrays=True, strict=True)
+            elif info.data.get("format") == "xml":
+                xmlwrite.from_paths(paths, str, default_root="lead")
+        except ValueError as exc:
+            raise PydanticCustomError("fields", "{error}", {"error": str(exc)}) from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_templates(value.values())
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -315,6 +354,11 @@ class SourceFeedback(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str | None:
+        return _http_url(value)
+
 
 class Source(_Model):
     name: str | None = None
@@ -339,7 +383,7 @@ class FilterStep(_Model):
 
 class ReturnsFeedback(_Model):
     enabled: bool = False
-    max_lead_age_days: float | None = None
+    max_lead_age_days: float | None = Field(default=None, ge=0)  # 0 refuses every return
     reasons: list[str] | None = None
     reason_map: dict[str, str] = Field(default_factory=dict)
     approval: Literal["auto", "manual"] = "auto"  # manual: `leadflow returns approve|reject`
@@ -519,8 +563,12 @@ def _message(error: Any) -> str:
         return "is required"
     if kind == "extra_forbidden":
         return "unknown setting"
-    msg = str(error["msg"])
-    return msg.removeprefix("Value error, ")
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    if isinstance(given, str | int | float | bool) and repr(given) not in msg:
+        shown = given if len(str(given)) <= 80 else f"{str(given)[:77]}..."
+        return f"{msg} (given: {shown!r})"  # the value, as the file has it
+    return msg
 
 
 def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:

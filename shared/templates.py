@@ -17,6 +17,12 @@ def is_template(text: str) -> bool:
     return _PLACEHOLDER.search(text) is not None
 
 
+def unclosed(text: str) -> bool:
+    """Whether ``{{`` stands in the text outside every placeholder (a typo: it would be
+    sent as written)."""
+    return "{{" in _PLACEHOLDER.sub("", text)
+
+
 def render(template: str, variables: Mapping[str, Any]) -> str:
     """The template with every placeholder replaced by its value's text ("" when missing).
 

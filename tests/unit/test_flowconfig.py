@@ -103,6 +103,40 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
             "recipients: {r: {manual: {}, duplicates: {lookback: soon}}}",
             "recipients.r.duplicates.lookback:",
         ),
+        (
+            "recipients: {r: {http: {url: 'http://x.example/', fields: {a: '1', a.b: '2'}}}}",
+            "recipients.r.http.fields: cannot nest 'a.b'",
+        ),
+        (
+            "recipients: {r: {http: {url: 'http://x.example/', format: xml, "
+            "fields: {a.x: '1', b.y: '2'}}}}",
+            "recipients.r.http.fields: XML paths must share one root element",
+        ),
+        (
+            "recipients: {r: {http: {url: 'http://x.example/', fields: {a: '{{lead.a'}}}}",
+            "recipients.r.http.fields: unclosed template in '{{lead.a'",
+        ),
+        (
+            "recipients: {r: {http: {url: 'http://x.example/', headers: {X-A: 'b {{lead.a'}}}}",
+            "recipients.r.http.headers: unclosed template",
+        ),
+        (
+            "flows: {f: {sources: {s: {feedback: {url: 'not a url'}}}}}",
+            "flows.f.sources.s.feedback.url: URL must start with http:// or https://",
+        ),
+        (
+            "recipients: {r: {manual: {}}}\nflows: {f: {steps: [{recipient: r, "
+            "feedback: {returns: {enabled: true, max_lead_age_days: -3}}}]}}",
+            "flows.f.steps[0].feedback.returns.max_lead_age_days: Input should be greater",
+        ),
+        (
+            "recipients: {r: {http: {url: 'http://x.example/', method: DELETE}}}",
+            "recipients.r.http.method: Unsupported HTTP method (given: 'DELETE')",
+        ),
+        (
+            "flows: {f: {response: {mode: later}}}",
+            "flows.f.response.mode: Input should be 'after_flow' or 'on_receipt' (given: 'later')",
+        ),
     ],
 )
 def test_each_problem_names_its_path_and_what_is_wrong(text: str, expected: str) -> None:
@@ -172,3 +206,10 @@ def test_services_refuse_to_start_with_an_unknown_leadflow_timezone() -> None:
         load_settings({"LEADFLOW_TIMEZONE": "Mars/Olympus"})
     assert "LEADFLOW_TIMEZONE='Mars/Olympus': unknown time zone" in str(caught.value)
     assert load_settings({"LEADFLOW_TIMEZONE": "Europe/Paris"}).timezone == "Europe/Paris"
+
+
+def test_a_get_mapping_may_use_any_names_it_sends_them_as_they_are() -> None:
+    text = (
+        "recipients: {r: {http: {url: 'http://x.example/', method: GET, fields: {a: 1, a.b: 2}}}}"
+    )
+    assert load_config_text(text, {}).recipients["r"].http is not None
