@@ -97,8 +97,8 @@ _MISSING = object()
 def resolve(variables: Mapping[str, Any], path: str) -> Any:
     """The value at a dot path, or None when it is missing.
 
-    Walks mappings, lists (numeric index) and FieldValues (``valid``, ``raw``, ``normal``,
-    ``type`` and components such as ``area``). Keys may themselves contain dots: at each
+    Walks mappings, lists (numeric index) and FieldValues (their components such as
+    ``area``, then ``valid``, ``raw``, ``normal`` and ``type``). Keys may themselves contain dots: at each
     level the longest dotted key that exists is tried first.
     """
     parts = path.strip().split(".")
@@ -125,9 +125,9 @@ def _child(value: Any, key: str) -> Any:
     if isinstance(value, Mapping):
         return value.get(key, _MISSING)
     if isinstance(value, FieldValue):
-        if key in _FIELD_ATTRIBUTES:
-            return getattr(value, key)
-        return value.components.get(key, _MISSING)
+        if key in value.components:  # a component first: a phone's ``type`` is home, cell...
+            return value.components[key]
+        return getattr(value, key) if key in _FIELD_ATTRIBUTES else _MISSING
     if isinstance(value, list | tuple) and key.isdigit():
         index = int(key)
         return value[index] if index < len(value) else _MISSING

@@ -80,6 +80,19 @@ def test_resolve_walks_dot_paths_through_mappings_lists_and_fields(
     assert value == expected
 
 
+def test_a_phones_type_is_its_component_and_another_fields_type_its_field_type() -> None:
+    # given a home phone and an e-mail
+    variables = {
+        "lead": {
+            "home": parse_field("phone", "512-555-1234 (h)"),
+            "email": parse_field("email", "ann@example.com"),
+        }
+    }
+    # then the phone's type is what kind of phone it is, the e-mail's its field type
+    assert resolve(variables, "lead.home.type") == "home"
+    assert resolve(variables, "lead.email.type") == "email"
+
+
 def test_resolve_returns_the_field_itself_for_a_field_path() -> None:
     # given a lead with a parsed phone
     # when the field's own path is resolved
