@@ -98,8 +98,8 @@ def resolve(variables: Mapping[str, Any], path: str) -> Any:
     """The value at a dot path, or None when it is missing.
 
     Walks mappings, lists (numeric index) and FieldValues (their components such as
-    ``area``, then ``valid``, ``raw``, ``normal`` and ``type``). Keys may themselves contain dots: at each
-    level the longest dotted key that exists is tried first.
+    ``area``, then ``valid``, ``raw``, ``normal`` and ``type``). Keys may themselves
+    contain dots: at each level the longest dotted key that exists is tried first.
     """
     parts = path.strip().split(".")
     if not parts or not all(parts):
