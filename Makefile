@@ -1,10 +1,10 @@
-# leadflow: `make run` starts everything on this machine, `make test` runs the whole suite,
-# `make test-fast` the unit tests alone (no broker, no database server, no network).
+# leadflow: `make run` starts everything on this machine, `make test` runs the whole suite
+# (fault tests included), `make test-fast` the unit tests alone (no broker, no database
+# server, no network).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PG_CLUSTER ?= 15 main
 TEST_PG_URL ?= postgresql+psycopg://leadflow:leadflow@127.0.0.1:5432/postgres
 
 export LEADFLOW_DATABASE_URL ?= sqlite:///var/leadflow.db
@@ -39,9 +39,14 @@ rabbitmq:
 	  rabbitmqctl -q await_startup --timeout 120 >/dev/null || { \
 	    tail -n 40 /var/log/rabbitmq/*.log 2>/dev/null; exit 1; }; }
 
-# PostgreSQL: the cluster started when down, a role that may create test databases.
+# PostgreSQL: installed from Debian when missing (its package makes a cluster), the first
+# cluster started when down, a role that may create test databases.
 postgres:
-	@pg_lsclusters --no-header | grep -q online || pg_ctlcluster $(PG_CLUSTER) start
+	@command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters --no-header | grep -q . || { \
+	  echo "installing postgresql"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@pg_lsclusters --no-header | grep -q online || \
+	  pg_ctlcluster $$(pg_lsclusters --no-header | awk 'NR == 1 {print $$1, $$2}') start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
 	@runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='leadflow'" | grep -q 1 || \
 	  runuser -u postgres -- psql -qc "CREATE ROLE leadflow LOGIN PASSWORD 'leadflow' CREATEDB"
@@ -65,12 +70,14 @@ bench-tools:
 	$(call need,wrk,wrk)
 	$(call need,ab,apache2-utils)
 
-# The browser tests run alone (Playwright keeps an event loop in pytest's main thread).
+# The browser tests run alone (Playwright keeps an event loop in pytest's main thread);
+# the fault tests last, alone (they stop RabbitMQ and kill processes).
 test: install rabbitmq postgres test-tools
 	$(BIN)/pytest tests -q --ignore=tests/faults
 	$(BIN)/pytest tests/e2e/test_console.py -q
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests -q --ignore=tests/faults
 	LEADFLOW_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest tests/e2e/test_console.py -q
+	$(BIN)/pytest tests/faults -q -s
 
 test-fast: install
 	$(BIN)/pytest tests/unit -q -p no:cacheprovider

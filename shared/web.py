@@ -199,17 +199,20 @@ def serve_app(app: web.Application, *, host: str, port: int, service: str) -> No
     grace = app[SETTINGS].shutdown_grace / 3
 
     async def serve() -> None:
+        # the stop is wanted from the first moment: a SIGTERM while the contexts start
+        # (waiting for the broker, say) stops the service cleanly once they have
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
         await runner.setup()
         try:
-            # Several copies on one host share the port (leadflow up --scale intake=2).
-            await web.TCPSite(runner, host, port, reuse_port=True).start()
-            logger.info("%s listening on %s:%d", service, host, port)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
-            await stop.wait()
+            if not stop.is_set():
+                # Several copies on one host share the port (leadflow up --scale intake=2).
+                await web.TCPSite(runner, host, port, reuse_port=True).start()
+                logger.info("%s listening on %s:%d", service, host, port)
+                await stop.wait()
         finally:
             await runner.cleanup()
 

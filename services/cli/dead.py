@@ -48,13 +48,15 @@ def dead_list(**filters: str | None) -> None:
     rows = parked_messages(_sessions(_settings()), **filters)
     click.echo(
         f"{'queue':<16} {'lead':<24} {'event':<24} {'recipient':<16} attempts  "
-        f"{'parked at':<25} last reason"
+        f"{'last reason':<40} parked at"
     )
     for row in rows:
+        reason = " ".join((row.last_reason or "-").split())
+        reason = reason if len(reason) <= 40 else f"{reason[:37]}..."
         click.echo(
             f"{row.queue:<16} {row.lead_id or '-':<24} {row.event_id or '-':<24} "
             f"{row.recipient_id or '-':<16} {row.attempts:>8}  "
-            f"{row.parked_at.isoformat():<25} {row.last_reason or ''}"
+            f"{reason:<40} {row.parked_at.isoformat()}"
         )
     click.echo(f"{len(rows)} parked message(s)", err=True)
 

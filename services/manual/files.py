@@ -28,6 +28,7 @@ from shared.errors import UsageError
 from shared.flowconfig import FileFormat, LeadflowConfig
 from shared.formats.files import TextSink, write_rows
 from shared.ids import new_id
+from shared.metrics import DELIVERIES
 from shared.pending import assign_pending, leads_of
 
 DELIVERY_STATUSES = ("pending", "delivered", "rejected", "error", "returned", "converted")
@@ -93,6 +94,7 @@ def deliver(
         written = write_rows(sink, columns, _counting(rows, progress), file)
         _flush(sink)
     assert written == count
+    DELIVERIES.labels(recipient_id, "success").inc(written)  # the console's /metrics
     return written
 
 

@@ -7,6 +7,7 @@ refused, and failed sign-ins for a name are braked."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,6 +369,14 @@ def test_an_operator_downloads_a_manual_recipients_leads_once_confirmed(
         assert stack.show(lead_id)["deliveries"][0]["status"] == "delivered"
     page.goto(f"{stack.console_url}/manual")
     expect(page.locator("#manual-console_desk .pending")).to_have_text("0")
+    # and the console's metrics count the deliveries
+    metrics = requests.get(f"{stack.console_url}/metrics", timeout=10).text
+    counted = re.search(
+        r'^leadflow_deliveries_total\{outcome="success",recipient="console_desk"\} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    assert counted is not None and float(counted.group(1)) >= 2
 
 
 def test_reports_and_flows_are_read_in_the_browser(stack: Stack, operator_page: Page) -> None:

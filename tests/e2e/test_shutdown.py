@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Stack, start_intake, start_process, stop_process, wait_healthy
-from tests.support.infra import wait_for
+from tests.support.infra import free_port, wait_for
 from tests.support.recipient import Reply
 
 
@@ -70,4 +70,19 @@ def test_intake_stopped_by_sigterm_exits_0(stack: Stack, tmp_path: Path) -> None
     process, url = start_intake(stack, log)
     wait_healthy(f"{url}/healthz", process, log)
     assert stack.submit("shutdown").status_code == 201
+    assert stop_process(process, timeout=30) == 0, log.read_text()[-2000:]
+
+
+def test_intake_stopped_by_sigterm_while_it_starts_exits_0(stack: Stack, tmp_path: Path) -> None:
+    # given an intake starting while RabbitMQ cannot be reached (it waits for it a while)
+    log = tmp_path / "intake.log"
+    env = {
+        **stack.env,
+        "LEADFLOW_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F",
+        "LEADFLOW_INTAKE_PORT": str(free_port()),
+    }
+    process = start_process([sys.executable, "-m", "services.cli", "intake"], env, log)
+    wait_for(lambda: "broker unreachable" in log.read_text(), timeout=30, message="starting")
+
+    # when it is stopped before it listens, then it stops cleanly
     assert stop_process(process, timeout=30) == 0, log.read_text()[-2000:]

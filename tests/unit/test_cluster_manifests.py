@@ -22,3 +22,8 @@ def test_the_cluster_manifests_deploy_every_service_and_autoscale_workers_on_que
 def test_the_cluster_uses_quorum_queues() -> None:
     config = next(d for d in manifests() if d["kind"] == "ConfigMap")
     assert config["data"]["LEADFLOW_QUEUE_TYPE"] == "quorum"
+
+
+def test_every_console_copy_signs_sessions_with_one_secret() -> None:
+    secret = next(d for d in manifests() if d["kind"] == "Secret")
+    assert secret["stringData"]["LEADFLOW_CONSOLE_SECRET"]
