@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import SessionFactory, transaction, utcnow
 from shared.db.models import DeadLetter, Delivery, DeliveryAttempt
-from shared.db.queries import listed, where_given
+from shared.db.queries import from_key, listed, where_given
 from shared.messaging import ParkedMessage
 from shared.messaging.admin import republish, take_parked
 
@@ -51,14 +51,22 @@ def parked_messages(
     queue: str | None = None,
     recipient: str | None = None,
     lead_id: str | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[DeadLetter]:
+    """Parked messages, the oldest first; a page of ``limit`` from just past the row
+    ``after`` (its id) when given."""
     query = where_given(
-        select(DeadLetter).where(DeadLetter.state == "parked").order_by(DeadLetter.parked_at),
+        select(DeadLetter).where(DeadLetter.state == "parked"),
         (DeadLetter.queue, queue),
         (DeadLetter.recipient_id, recipient),
         (DeadLetter.lead_id, lead_id),
     )
-    return listed(factory, query, utc=["parked_at"])
+    with factory() as session:
+        query = from_key(
+            query, session, DeadLetter.parked_at, DeadLetter.id, after, newest_first=False
+        )
+    return listed(factory, query if limit is None else query.limit(limit), utc=["parked_at"])
 
 
 @dataclass(frozen=True, slots=True)

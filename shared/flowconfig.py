@@ -318,6 +318,12 @@ class Recipient(_Model):
             return "email"
         return "manual"
 
+    @property
+    def leaves_pending(self) -> bool:
+        """Its leads wait as pending, for a batch or a download (manual, batch email); the
+        others are handed to a delivery worker at once."""
+        return self.manual is not None or (self.email is not None and self.email.mode == "batch")
+
 
 class FieldDef(_Model):
     type: str = "string"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -45,7 +45,7 @@ def dead_list(**filters: str | None) -> None:
     """List parked messages: queue, lead, event, recipient, attempts, last reason, parked at."""
     from shared.deadletters import parked_messages
 
-    rows = parked_messages(_sessions(_settings()), **filters)
+    rows = parked_messages(_sessions(_settings()), **_named(filters))
     click.echo(
         f"{'queue':<16} {'lead':<24} {'event':<24} {'recipient':<16} attempts  "
         f"{'last reason':<40} parked at"
@@ -96,7 +96,7 @@ def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, do
 
     settings = _settings()
     sessions = _sessions(settings)
-    rows = parked_messages(sessions, **filters)
+    rows = parked_messages(sessions, **_named(filters))
     if rows and not yes:
         click.confirm(ask.format(len(rows)), abort=True)
     count = action(sessions, settings.broker_url, rows, settings.queue_type)
@@ -120,3 +120,8 @@ def dead_purge(yes: bool, **filters: str | None) -> None:
 
     question = "purge {} parked message(s)? This cannot be undone"
     _act(filters, yes, purge, question, "purged {} message(s)")
+
+
+def _named(filters: dict[str, str | None]) -> dict[str, Any]:
+    """The filters as ``parked_messages`` takes them."""
+    return {name: filters.get(name) for name in ("queue", "recipient", "lead_id")}

@@ -32,16 +32,23 @@ logger = logging.getLogger(__name__)
 async def dead_letters(request: web.Request) -> web.Response:
     asked = {name: request.query.get(name, "").strip() for name in ("queue", "recipient", "lead")}
 
+    after = request.query.get("after", "")
+
     def load() -> list[Any]:
         return deadletters.parked_messages(
             request.app[FACTORY],
             queue=asked["queue"] or None,
             recipient=asked["recipient"] or None,
             lead_id=asked["lead"] or None,
+            after=int(after) if after.isdigit() else None,
+            limit=queries.PAGE + 1,
         )
 
     letters = await run_db(request.app, load)
-    return page(request, "dead.html", letters=letters, asked=asked)
+    more = len(letters) > queries.PAGE
+    letters = letters[: queries.PAGE]
+    next_after = letters[-1].id if more else None
+    return page(request, "dead.html", letters=letters, asked=asked, next_after=next_after)
 
 
 async def dead_letter(request: web.Request) -> web.Response:
@@ -115,7 +122,7 @@ async def manual(request: web.Request) -> web.Response:
         return [
             {"id": rid, "name": r.name or rid, "pending": counts.get(rid, 0)}
             for rid, r in sorted(config.recipients.items())
-            if r.kind == "manual"
+            if r.leaves_pending
         ]
 
     return page(request, "manual.html", recipients=await run_db(request.app, load))
@@ -130,8 +137,8 @@ async def manual_download(request: web.Request) -> web.StreamResponse:
     configs: ConfigStore = request.app[CONFIG]
     _, config = configs.latest()
     recipient = config.recipients.get(recipient_id)
-    if recipient is None or recipient.kind != "manual":
-        raise web.HTTPNotFound(text=f"no manual recipient '{recipient_id}'")
+    if recipient is None or not recipient.leaves_pending:
+        raise web.HTTPNotFound(text=f"no recipient '{recipient_id}' with leads pending")
     if form.get("confirm") != "yes":
         return page(
             request,

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, select
 
 from shared.db.engine import as_utc
 from shared.db.models import ConfigVersion, DeadLetter, Delivery, Lead
+from shared.db.queries import from_key
 
 PAGE = 50
 
@@ -65,10 +66,8 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
     if search.day is not None:
         start = datetime.combine(search.day, time(), UTC)
         query = query.where(Lead.received_at >= start, Lead.received_at < start + timedelta(1))
-    if before and len(before) <= 32:
-        at = connection.execute(select(Lead.received_at).where(Lead.id == before)).scalar()
-        if at is not None:
-            query = query.where(tuple_(Lead.received_at, Lead.id) < tuple_(at, before))
+    key = before if before and len(before) <= 32 else None
+    query = from_key(query, connection, Lead.received_at, Lead.id, key, newest_first=True)
     rows = [
         {
             "id": r.id,
@@ -81,9 +80,7 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
             "email": r.email or "",
             "phone": r.phone or "",
         }
-        for r in connection.execute(
-            query.order_by(Lead.received_at.desc(), Lead.id.desc()).limit(PAGE + 1)
-        )
+        for r in connection.execute(query.limit(PAGE + 1))
     ]
     more = len(rows) > PAGE
     rows = rows[:PAGE]

@@ -213,11 +213,17 @@ async def recipients(request: web.Request) -> web.Response:
 
 
 async def returns_page(request: web.Request) -> web.Response:
+    before = request.query.get("before") or None
+
     def load() -> list[dict[str, Any]]:
         with request.app[FACTORY]() as session:
-            return money_returns.listing(session, "requested")
+            return money_returns.listing(
+                session, "requested", before=before, limit=queries.PAGE + 1
+            )
 
-    return page(request, "returns.html", returns=await run_db(request.app, load))
+    waiting = await run_db(request.app, load)
+    older = waiting[queries.PAGE - 1]["id"] if len(waiting) > queries.PAGE else None
+    return page(request, "returns.html", returns=waiting[: queries.PAGE], older=older)
 
 
 # --- acting (operators; the same functions as the CLI) -------------------------------------

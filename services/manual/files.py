@@ -78,7 +78,7 @@ def deliver(
     _, config = configs.latest()
     file = choice.resolve(recipient_file(config, recipient_id))
     recipient = config.recipients[recipient_id]
-    if recipient.manual is None and not (recipient.email and recipient.email.mode == "batch"):
+    if not recipient.leaves_pending:
         raise UsageError(
             f"{recipient_id!r} gets its leads by {recipient.kind}, never left pending "
             "(deliver takes a manual or batch email recipient)"
@@ -183,9 +183,7 @@ def _export_query(
             statement = statement.where(Delivery.status == status)
     elif status is not None:
         if status not in LEAD_OUTCOMES:
-            raise UsageError(
-                f"--status without --recipient is one of {', '.join(LEAD_OUTCOMES)}"
-            )
+            raise UsageError(f"--status without --recipient is one of {', '.join(LEAD_OUTCOMES)}")
         statement = statement.where(
             Lead.state != "done" if status == "queued" else Lead.outcome == status
         )

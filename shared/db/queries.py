@@ -17,7 +17,9 @@ from sqlalchemy import (
     TextClause,
     any_,
     bindparam,
+    select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -35,6 +37,28 @@ def where_given(query: Query, *filters: tuple[InstrumentedAttribute[Any], Any]) 
         if value:
             query = query.where(column == value)
     return query
+
+
+def from_key(
+    query: Select[*tuple[Any, ...]],
+    reader: Any,
+    sort: InstrumentedAttribute[Any],
+    ident: InstrumentedAttribute[Any],
+    key: Any,
+    *,
+    newest_first: bool,
+) -> Select[*tuple[Any, ...]]:
+    """``query`` ordered by (``sort``, ``ident``) and, with a ``key`` (the ``ident`` of
+    the last row shown), from just past that row: paging by key, never OFFSET, so a page
+    costs the same far down a long list. ``reader`` (a session or connection) reads the
+    key row's ``sort`` value; an unknown key starts at the beginning."""
+    if key is not None:
+        at = reader.execute(select(sort).where(ident == key)).scalar()
+        if at is not None:
+            row, past = tuple_(sort, ident), tuple_(at, key)
+            query = query.where(row < past if newest_first else row > past)
+    order = (sort.desc(), ident.desc()) if newest_first else (sort, ident)
+    return query.order_by(*order)
 
 
 def listed(factory: SessionFactory, query: Select[Any], *, utc: Iterable[str] = ()) -> list[Any]:

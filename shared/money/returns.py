@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from shared import deliveries, outbox
 from shared.db.engine import iso_utc
 from shared.db.models import Base, Delivery, Event, Lead, ReturnRequest
+from shared.db.queries import from_key
 from shared.errors import NotFound, UsageError
 from shared.flowconfig import LeadflowConfig, Recipient
 from shared.gates.caps import window_of
@@ -114,11 +115,23 @@ def reject(session: Session, return_id: str, reason: str, now: datetime) -> None
     )
 
 
-def listing(session: Session, status: str | None = None) -> list[dict[str, Any]]:
-    """Returns, newest first (``leadflow returns list``, the console)."""
-    query = select(ReturnRequest).order_by(ReturnRequest.requested_at.desc())
+def listing(
+    session: Session,
+    status: str | None = None,
+    *,
+    before: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Returns, newest first (``leadflow returns list``: all of them; the console: a page
+    of ``limit`` from just past the return ``before``)."""
+    query = select(ReturnRequest)
     if status:
         query = query.where(ReturnRequest.status == status)
+    query = from_key(
+        query, session, ReturnRequest.requested_at, ReturnRequest.id, before, newest_first=True
+    )
+    if limit is not None:
+        query = query.limit(limit)
     return [
         {
             "id": r.id,
@@ -131,7 +144,7 @@ def listing(session: Session, status: str | None = None) -> list[dict[str, Any]]
             "decided_at": iso_utc(r.decided_at),
             "decision_reason": r.decision_reason,
         }
-        for r in session.scalars(query.limit(1000))
+        for r in session.scalars(query)
     ]
 
 

@@ -21,9 +21,7 @@ logger = logging.getLogger(__name__)
 def waits(recipient: Recipient) -> bool:
     """Whether the step waits on a delivery worker (HTTP, real-time email); otherwise the
     lead is left pending for a batch or a download and the flow goes on."""
-    return recipient.kind == "http" or (
-        recipient.email is not None and recipient.email.mode == "realtime"
-    )
+    return not recipient.leaves_pending
 
 
 def send(

@@ -296,6 +296,30 @@ def test_an_operator_approves_one_return_and_rejects_another_each_once_confirmed
     assert decided == "Valid lead"
 
 
+def test_dead_letters_are_paged_by_key(stack: Stack, operator_page: Page) -> None:
+    # given 51 parked messages of one recipient (mirror rows, oldest first by the minute)
+    recipient = f"paged_{secrets.token_hex(3)}"
+    for n in range(51):
+        stack.execute(
+            "INSERT INTO dead_letters (queue, message_id, recipient_id, attempts, failures,"
+            " body, parked_at, state) VALUES ('http_delivery', :m, :r, 1, '{}', '{}',"
+            " :at, 'parked')",
+            m=f"{recipient}-{n:02d}",
+            r=recipient,
+            at=f"2031-01-01 00:{n:02d}:00",
+        )
+
+    # when the operator filters the dead letters by that recipient
+    page = operator_page
+    page.goto(f"{stack.console_url}/dead?recipient={recipient}")
+
+    # then a page of 50 shows, and the next page the last one
+    expect(page.locator("#dead tr[id^=dead-]")).to_have_count(50)
+    page.locator("#next").click()
+    expect(page.locator("#dead tr[id^=dead-]")).to_have_count(1)
+    expect(page.locator(f"#dead-{recipient}-50")).to_have_count(1)
+
+
 def test_an_operator_replays_a_dead_letter_once_the_recipient_is_fixed(
     stack: Stack, operator_page: Page
 ) -> None:

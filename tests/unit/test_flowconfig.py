@@ -213,3 +213,18 @@ def test_a_get_mapping_may_use_any_names_it_sends_them_as_they_are() -> None:
         "recipients: {r: {http: {url: 'http://x.example/', method: GET, fields: {a: 1, a.b: 2}}}}"
     )
     assert load_config_text(text, {}).recipients["r"].http is not None
+
+
+def test_manual_and_batch_email_recipients_leave_their_leads_pending() -> None:
+    loaded = load_config_text(
+        """
+recipients:
+  desk: {manual: {}}
+  batch: {email: {to: [a@example.com], mode: batch, every: 1h}}
+  now: {email: {to: [a@example.com]}}
+  api: {http: {url: "http://x.example/"}}
+""",
+        {},
+    )
+    pending = {rid for rid, r in loaded.recipients.items() if r.leaves_pending}
+    assert pending == {"desk", "batch"}
