@@ -6,6 +6,10 @@ lives in ``services.cli.feedback``.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+
 import click
 
 from services.cli import _settings
@@ -19,7 +23,46 @@ def intake() -> None:
     run(_settings())
 
 
-@click.command()
+def _pool(
+    service: str, threads_variable: str | None = None
+) -> Callable[[Callable[[], None]], click.Command]:
+    """A worker's command with its pool's size: ``--processes N`` copies, each its own OS
+    process (supervised as ``leadflow up --scale`` does), and where the worker has one,
+    ``--threads N``: messages in hand at once per process (the setting it names)."""
+
+    def command(run: Callable[[], None]) -> click.Command:
+        def start(processes: int, threads: int | None = None) -> None:
+            if threads is not None and threads_variable is not None:
+                os.environ[threads_variable] = str(threads)  # the copies inherit it
+            if processes == 1:
+                run()
+                return
+            from services.cli import up
+
+            scale = {**dict.fromkeys(up.SERVICES, 0), service: processes}
+            sys.exit(up.run(scale, metrics_base_port=_settings().metrics_port or None))
+
+        start.__doc__ = run.__doc__
+        start = click.option(
+            "--processes",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="copies of this worker, each its own OS process",
+        )(start)
+        if threads_variable is not None:
+            start = click.option(
+                "--threads",
+                type=click.IntRange(1),
+                default=None,
+                help=f"messages in hand at once in each process (sets {threads_variable})",
+            )(start)
+        return click.command(service)(start)
+
+    return command
+
+
+@_pool("router")
 def router() -> None:
     """Run the flow router workers."""
     from services.router.__main__ import main as run
@@ -27,7 +70,7 @@ def router() -> None:
     run()
 
 
-@click.command("http-delivery")
+@_pool("http-delivery", "LEADFLOW_HTTP_CONCURRENCY")
 def http_delivery() -> None:
     """Run the HTTP delivery workers."""
     from services.http_delivery.__main__ import main as run
@@ -35,7 +78,7 @@ def http_delivery() -> None:
     run()
 
 
-@click.command("email-delivery")
+@_pool("email-delivery", "LEADFLOW_EMAIL_CONCURRENCY")
 def email_delivery() -> None:
     """Run the email delivery workers and the batch scheduler."""
     from services.email_delivery.__main__ import main as run

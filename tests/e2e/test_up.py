@@ -206,3 +206,31 @@ def test_a_worker_stops_on_sigterm_after_losing_its_output_and_its_vhost(
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+
+
+def test_a_worker_started_with_processes_runs_that_many_copies_and_stops_them_all(
+    own: Own, tmp_path: Path
+) -> None:
+    # given `leadflow http-delivery --processes 2 --threads 8`
+    log = tmp_path / "pool.log"
+    with log.open("ab") as handle:
+        pool = subprocess.Popen(
+            [*LEADFLOW, "http-delivery", "--processes", "2", "--threads", "8"],
+            env=own.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    # then two copies consume the queue, each with a window of 8 messages
+    wait_for(lambda: log.read_text().count("ready for action") >= 2, timeout=60, message="copies")
+    assert "http-delivery.1" in log.read_text() and "http-delivery.2" in log.read_text()
+    consumers = rabbitmqctl(
+        "list_consumers", "-p", own.vhost, "queue_name", "prefetch_count", "--no-table-headers"
+    ).split("\n")
+    windows = [line.split()[1] for line in consumers if line.startswith("http_delivery\t")]
+    assert windows == ["8", "8"], consumers
+
+    # when it is stopped, every copy stops and it exits 0
+    os.killpg(pool.pid, signal.SIGTERM)
+    assert pool.wait(timeout=60) == 0, log.read_text()[-2000:]
