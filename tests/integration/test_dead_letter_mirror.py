@@ -3,27 +3,18 @@ again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select, update
 
-from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction
-from shared.db.migrate import upgrade
+from shared.db.engine import SessionFactory, transaction
 from shared.db.models import DeadLetter
 from shared.deadletters import mirror_dead_letter
 from shared.messaging import ParkedMessage
-from tests.support.infra import fresh_database
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    with fresh_database(str(tmp_path)) as url:
-        upgrade(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        engine.dispose()
+def sessions(fresh_sessions: SessionFactory) -> SessionFactory:
+    return fresh_sessions
 
 
 def parked(attempts: int, reason: str) -> ParkedMessage:

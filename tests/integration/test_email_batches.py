@@ -4,9 +4,8 @@ LEADFLOW_TEST_DATABASE_URL is set): a slot is claimed once, a lead joins one bat
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,22 +13,15 @@ from sqlalchemy import func, select
 
 from services.email_delivery import batches
 from shared.configstore import ConfigStore, apply_config
-from shared.db.engine import SessionFactory, make_engine, make_session_factory, utcnow
-from shared.db.migrate import upgrade
+from shared.db.engine import SessionFactory, utcnow
 from shared.db.models import Batch, Delivery
-from tests.support.infra import fresh_database
 from tests.unit.test_email_worker import CONFIG, submit
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    with fresh_database(str(tmp_path)) as url:
-        upgrade(url)
-        engine = make_engine(url, pool_size=20)
-        factory = make_session_factory(engine)
-        apply_config(factory, CONFIG, {})
-        yield factory
-        engine.dispose()
+def sessions(fresh_sessions: SessionFactory) -> SessionFactory:
+    apply_config(fresh_sessions, CONFIG, {})
+    return fresh_sessions
 
 
 def race(count: int, work: Callable[[int], Any]) -> list[Any]:

@@ -28,16 +28,13 @@ from services.email_delivery.mailer import MaildirMailer, Mailer, SmtpMailer, ma
 from shared.configstore import ConfigStore, apply_config
 from shared.db.engine import (
     SessionFactory,
-    make_engine,
-    make_session_factory,
     transaction,
     utcnow,
 )
-from shared.db.migrate import upgrade
 from shared.db.models import Batch, DeadLetter, DeliveryAttempt, Event
 from shared.deadletters import mirror_dead_letter
 from shared.messaging import Consumer, DeliverEmail, ParkedMessage, ThreadPublisher, Worker
-from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
+from tests.support.infra import free_port, rabbit_vhost, wait_for
 from tests.support.workers import Running
 from tests.unit.test_email_worker import attachment_rows, delivery_of, submit
 
@@ -167,14 +164,9 @@ class Rig:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    with fresh_database(str(tmp_path)) as url:
-        upgrade(url)
-        engine = make_engine(url)
-        factory = make_session_factory(engine)
-        apply_config(factory, CONFIG, {})
-        yield factory
-        engine.dispose()
+def sessions(fresh_sessions: SessionFactory) -> SessionFactory:
+    apply_config(fresh_sessions, CONFIG, {})
+    return fresh_sessions
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,15 @@ page after page, every row comes once and in order, ties in time broken by id.""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
 
-from shared.db.engine import SessionFactory, make_engine, make_session_factory, transaction
-from shared.db.migrate import upgrade
+from shared.db.engine import SessionFactory, transaction
 from shared.db.models import DeadLetter, ReturnRequest
 from shared.deadletters import parked_messages
 from shared.money import returns
-from tests.support.infra import fresh_database
 
 START = datetime(2031, 5, 1, tzinfo=UTC)
 # seven rows, three of them at one moment
@@ -24,12 +20,8 @@ MINUTES = [0, 1, 1, 1, 2, 3, 4]
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    with fresh_database(str(tmp_path)) as url:
-        upgrade(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        engine.dispose()
+def sessions(fresh_sessions: SessionFactory) -> SessionFactory:
+    return fresh_sessions
 
 
 def test_parked_messages_page_after_page_come_oldest_first_each_once(
