@@ -543,7 +543,9 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> LeadflowConfig:
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
-            problems.append(f"{format_path(loc)}: {_message(error)}")
+            if "[key]" not in loc:  # an id that is not text: said below, by its name
+                problems.append(f"{format_path(loc)}: {_message(error)}")
+    problems.extend(_id_problems(data))
     problems.extend(_cross_reference_problems(data))
     if problems:
         raise ConfigError(problems)
@@ -575,6 +577,32 @@ def _message(error: Any) -> str:
         shown = given if len(str(given)) <= 80 else f"{str(given)[:77]}..."
         return f"{msg} (given: {shown!r})"  # the value, as the file has it
     return msg
+
+
+def _id_problems(data: Mapping[str, Any]) -> list[str]:
+    """Ids YAML reads as something other than text (``off:`` is false, ``1:`` a number)."""
+    sections: list[tuple[str, Any]] = [
+        ("recipients", data.get("recipients")),
+        ("flows", data.get("flows")),
+    ]
+    flows = data.get("flows")
+    for fid, flow in flows.items() if isinstance(flows, dict) else ():
+        if isinstance(flow, dict):
+            sections.append((f"flows.{fid}.sources", flow.get("sources")))
+    return [
+        f"{where}: an id must be text, and YAML read one as {_yaml_reading(key)}: quote it"
+        for where, section in sections
+        if isinstance(section, dict)
+        for key in section
+        if not isinstance(key, str)
+    ]
+
+
+def _yaml_reading(key: Any) -> str:
+    if isinstance(key, bool):
+        words = "yes, on, true" if key else "no, off, false"
+        return f"{str(key).lower()} (as YAML reads {words} unquoted)"
+    return f"the {type(key).__name__} {key!r} (write '{key}')"
 
 
 def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:

@@ -134,6 +134,14 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
             "recipients.r.http.method: Unsupported HTTP method (given: 'DELETE')",
         ),
         (
+            "flows: {off: {}}",
+            "flows: an id must be text, and YAML read one as false (as YAML reads no, off",
+        ),
+        (
+            "flows: {f: {sources: {1: {}}}}",
+            "flows.f.sources: an id must be text, and YAML read one as the int 1 (write '1')",
+        ),
+        (
             "flows: {f: {response: {mode: later}}}",
             "flows.f.response.mode: Input should be 'after_flow' or 'on_receipt' (given: 'later')",
         ),
