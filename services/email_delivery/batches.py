@@ -274,6 +274,13 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
             .where(Delivery.batch_id == batch_id)
         ).all()
         connection = session.connection()
+        unsold: dict[str, Decimal] = {}
+        for event_id, version, _, post_of, bid in given_up:
+            recipient = configs.get(version, session).recipients.get(batch.recipient_id)
+            price = recipient.price if recipient is not None else None
+            unsold[event_id] = owed(Decimal(bid) if post_of is not None else None, price)
+        # cap counters before duplicate keys: every transaction locks them in that order
+        caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         duplicates.let_go(
             connection,
             (
@@ -281,12 +288,6 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
                 for event_id, version, fields, _, _ in given_up
             ),
         )
-        unsold: dict[str, Decimal] = {}
-        for event_id, version, _, post_of, bid in given_up:
-            recipient = configs.get(version, session).recipients.get(batch.recipient_id)
-            price = recipient.price if recipient is not None else None
-            unsold[event_id] = owed(Decimal(bid) if post_of is not None else None, price)
-        caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         return True
 
 

@@ -160,8 +160,8 @@ class LeadWriter:
             gates = steps.StepGates.read(connection)
             entering = [i for i in new if i.enters_flow]
             stored = {i.lead_id: held.first(i.duplicate_keys) for i in entering}
-            capped = self._take_caps(gates, [i for i in entering if stored[i.lead_id] is None])
-            refused, full = _duplicates_then_caps(held, gates, entering, stored, capped)
+            bounds = self._lock_caps(gates, [i for i in entering if stored[i.lead_id] is None])
+            refused, full = _duplicates_then_caps(held, gates, entering, stored, bounds)
             passes = {
                 i.lead_id: self._first_pass(i, held, gates)
                 for i in new
@@ -228,12 +228,11 @@ class LeadWriter:
                 )
         return keys
 
-    def _take_caps(
+    def _lock_caps(
         self, gates: steps.StepGates, entering: list[NewLead]
-    ) -> dict[str, list[caps.Bound] | None]:
-        """A slot of each flow and source cap counting each lead (None: one is full, the
-        lead fails); every counter the batch may touch (its recipients' too) is locked
-        first, at once."""
+    ) -> dict[str, list[caps.Bound]]:
+        """The flow and source caps counting each lead; every counter the batch may touch
+        (its recipients' too) is locked at once, and slots reserved for the batch."""
         wanted: dict[str, list[caps.Bound]] = {}
         every: list[caps.Bound] = []
         for item in entering:
@@ -259,10 +258,7 @@ class LeadWriter:
                 every += wanted[item.lead_id]
             every += gates.recipient_bounds(config, flow_id)
         gates.counters.lock(every)
-        return {
-            lead_id: bounds if gates.counters.take(bounds) else None
-            for lead_id, bounds in wanted.items()
-        }
+        return wanted
 
     def _first_pass(
         self, item: NewLead, held: resubmits.Held, gates: steps.StepGates
@@ -299,20 +295,20 @@ def _duplicates_then_caps(
     gates: steps.StepGates,
     entering: list[NewLead],
     stored: dict[str, str | None],
-    capped: dict[str, list[caps.Bound] | None],
+    bounds: dict[str, list[caps.Bound]],
 ) -> tuple[dict[str, str], set[str]]:
-    """Duplicates decide before caps: a lead matching one accepted before (``stored``: the
-    lead a stored key names) or earlier in this batch is a duplicate of it, and gives its
-    cap slots back; of the others, one a full cap refuses holds no key (it is not
-    accepted); the rest hold their keys. Returns (duplicate: the earlier lead, cap-full)."""
+    """Duplicates decide before caps, lead by lead in the batch's order: a lead matching
+    one accepted before (``stored``: the lead a stored key names) or earlier in this batch
+    is a duplicate of it and takes no slot; another takes a slot of each cap counting it
+    (``bounds``), or fails on a full one and holds no key (it is not accepted); the rest
+    hold their keys. Returns (duplicate: the earlier lead, cap-full)."""
     refused: dict[str, str] = {}
     full: set[str] = set()
     for item in entering:
         earlier = stored[item.lead_id] or held.first(item.duplicate_keys)
         if earlier is not None:
             refused[item.lead_id] = earlier
-            gates.counters.give_back(capped.get(item.lead_id) or [])
-        elif item.lead_id in capped and capped[item.lead_id] is None:
+        elif not gates.counters.take(bounds.get(item.lead_id, [])):
             full.add(item.lead_id)
         elif item.duplicate_keys:
             held.hold(item.lead_id, item.duplicate_keys)

@@ -46,9 +46,9 @@ def _check_depth(value: Any) -> None:
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        children = list(item.values() if isinstance(item, dict) else item)
+        if children and depth >= MAX_DEPTH:  # its values would sit MAX_DEPTH + 1 keys down
             raise BodyError(400, _TOO_DEEP)
-        children = item.values() if isinstance(item, dict) else item
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 

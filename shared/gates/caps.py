@@ -198,6 +198,7 @@ class Counters:
     _demand: dict[tuple[str, str], int] = field(default_factory=dict)
     _reserved: dict[tuple[str, str], int] = field(default_factory=dict)  # left to hand out
     _locked: set[tuple[str, str]] = field(default_factory=set)
+    _full: set[tuple[str, str]] = field(default_factory=set)  # revenue reached meanwhile
 
     def lock(self, bounds: Iterable[Bound], settling: Iterable[tuple[str, str]] = ()) -> None:
         """Make sure each counter row exists and hold it for this transaction, all in one
@@ -283,6 +284,8 @@ class Counters:
     def _take_one(self, bound: Bound) -> bool:
         counter = bound.counter
         assert counter in self._demand, bound.key
+        if counter in self._full:
+            return False
         if counter in self._reserved:
             if self._reserved[counter] == 0:
                 return False  # (more takes than were locked for: cannot happen)
@@ -316,15 +319,19 @@ class Counters:
 
     def add_revenue(self, taken: Sequence[Bound], amount: Decimal) -> None:
         """A sale kept as its slots are taken (a lead left pending for a batch or a
-        download: nothing will answer): its revenue counts at once."""
-        if taken and amount > 0:
-            self.connection.execute(
-                _ADD_REVENUE,
-                [
-                    {"k": b.key, "p": b.window.period, "amount": amount, "now": self.now}
-                    for b in taken
-                ],
-            )
+        download: nothing will answer): its revenue counts at once, and a revenue cap it
+        fills takes no more leads in this transaction either."""
+        if amount <= 0:
+            return
+        for bound in taken:
+            parameters = {"k": bound.key, "p": bound.window.period, "amount": amount}
+            revenue = self.connection.execute(
+                _ADD_REVENUE.returning(_C.revenue), {**parameters, "now": self.now}
+            ).scalar_one()
+            limit = bound.cap.max_revenue
+            if limit is not None and Decimal(revenue) >= limit:
+                # reached: the slots reserved for the rest of the batch are not handed out
+                self._full.add(bound.counter)
 
     def write(self) -> None:
         """Give back what was reserved and not taken."""

@@ -148,6 +148,9 @@ def report(
     Two queries, each over one table: the leads (or the deliveries) and the ledger."""
     if by not in BY:
         raise ValueError(f"--by must be one of {', '.join(BY)}")
+    # limits as UTC: SQLite compares stored UTC text with the value's own wall clock
+    since = since.astimezone(UTC) if since is not None else None
+    until = until.astimezone(UTC) if until is not None else None
     rows: dict[str, Row] = {}
 
     def row(value: Any) -> Row:

@@ -160,3 +160,26 @@ def test_a_batch_reserves_its_slots_at_once_and_gives_back_what_it_did_not_take(
         counters.write()
     assert got.count(True) == 3
     assert used(sessions, bound)[0] == 5
+
+
+def test_leads_left_pending_in_one_batch_stop_at_the_revenue_cap_they_fill(
+    sessions: SessionFactory,
+) -> None:
+    # given a revenue cap of 10.00, and three leads of one batch priced 6.00 each, left
+    # pending (their revenue counts as their slot is taken)
+    bound = bound_of(Cap(max_revenue=Decimal(10), per="day"))
+
+    # when the batch takes a slot for each, its slots reserved at once
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        counters.lock([bound, bound, bound])
+        taken = []
+        for _ in range(3):
+            taken.append(counters.take([bound]))
+            if taken[-1]:
+                counters.add_revenue([bound], Decimal(6))
+        counters.write()
+
+    # then the third is refused: the second filled the cap (12.00 reached 10.00)
+    assert taken == [True, True, False]
+    assert used(sessions, bound) == (2, Decimal(12))

@@ -88,15 +88,15 @@ def test_a_match_later_in_the_same_batch_is_refused_as_the_first_ones_duplicate(
     assert refused.duplicate_of == first.lead_id
 
 
-def capped_flow() -> tuple[LeadflowConfig, str]:
-    """A flow of its own (cap counters stay in the test database) taking one lead in all."""
+def capped_flow(room: int = 1) -> tuple[LeadflowConfig, str]:
+    """A flow of its own (cap counters stay in the test database) taking ``room`` leads."""
     flow_id = f"capped_{secrets.token_hex(4)}"
     text = f"""
 flows:
   {flow_id}:
     fields: {{email: {{type: email}}}}
     duplicates: {{keys: [[email]], lookback: 1h}}
-    caps: [{{max: 1, per: total}}]
+    caps: [{{max: {room}, per: total}}]
     sources: {{web: {{}}}}
 """
     return load_config_text(text, {}), flow_id
@@ -128,20 +128,22 @@ def test_a_duplicate_of_an_accepted_lead_is_refused_as_a_duplicate_though_the_ca
     assert held_by(sessions, other.lead_id) == 0
 
 
-def test_a_duplicate_in_the_same_batch_gives_back_the_cap_slot_it_would_have_taken(
+def test_a_duplicate_in_the_same_batch_takes_no_cap_slot_from_the_leads_after_it(
     sessions: SessionFactory,
 ) -> None:
-    # given a flow with one slot, and two leads with one e-mail in one batch
-    config, flow_id = capped_flow()
+    # given a flow with room for two, and in one batch a lead, its duplicate and another
+    config, flow_id = capped_flow(room=2)
     email = f"{secrets.token_hex(4)}@example.com"
-    first, second = lead(email, config, flow_id), lead(email, config, flow_id)
+    first, again = lead(email, config, flow_id), lead(email, config, flow_id)
+    other = lead(f"x{email}", config, flow_id)
 
     # when they are written together
-    write(sessions, [first, second], config)
+    write(sessions, [first, again, other], config)
 
-    # then the first takes the slot and the second is its duplicate
+    # then the duplicate takes no slot: the other lead has the second one
     assert outcome_of(sessions, first.lead_id) == (None, None)
-    assert outcome_of(sessions, second.lead_id) == ("Duplicate", first.lead_id)
+    assert outcome_of(sessions, again.lead_id) == ("Duplicate", first.lead_id)
+    assert outcome_of(sessions, other.lead_id) == (None, None)
 
 
 def held_by(sessions: SessionFactory, lead_id: str) -> int:

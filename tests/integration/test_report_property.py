@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -253,3 +254,24 @@ def test_a_report_by_day_counts_each_lead_on_its_day_in_the_deployments_zone(
         leads, cost, revenue = want.get(day, (0, Decimal(0), Decimal(0)))
         want[day] = (leads + 1, cost + 1, revenue + 3)
     assert {r["day"]: (r["leads"], r["cost"], r["revenue"]) for r in got} == want
+
+
+def test_report_dates_are_days_in_the_deployments_zone_on_either_database(
+    sessions: SessionFactory,
+) -> None:
+    # given a lead at 23:30 in Chicago on 9 January and one at 00:30 on the 10th
+    flow = f"w{secrets.token_hex(4)}"
+    sale = Lead(source=0, accepted=True, cost=Decimal(1), chargeback=False, sales=[])
+    for at in ("2032-01-10T05:30", "2032-01-10T06:30"):
+        store(sessions, [sale], flow, datetime.fromisoformat(at).replace(tzinfo=UTC))
+
+    # when the report is asked for the 10th, from its local midnight to the next
+    chicago = ZoneInfo("America/Chicago")
+    since = datetime(2032, 1, 10, tzinfo=chicago)
+    with sessions() as session:
+        got = reports.report(
+            session.connection(), "day", since, since + timedelta(days=1), "America/Chicago"
+        )
+
+    # then only the lead of the 10th counts
+    assert [(r["day"], r["leads"]) for r in got] == [("2032-01-10", 1)]

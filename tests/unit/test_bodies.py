@@ -3,6 +3,8 @@ refused with a 400 and the reason, never an internal error."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from shared.formats.bodies import MAX_DEPTH, BodyError, nest_pairs, parse_body
@@ -37,3 +39,32 @@ def test_fields_nested_a_few_levels_are_read() -> None:
     nested = b'{"a": {"b": {"c": [{"d": "x"}]}}}'
     assert parse_body("application/json", nested) == {"a": {"b": {"c": [{"d": "x"}]}}}
     assert parse_body("text/xml", b"<lead><a><b>x</b></a></lead>") == {"a": {"b": "x"}}
+
+
+def nested_json(levels: int) -> bytes:
+    """A value ``levels`` keys down: {"a": {"a": ... 1}}."""
+    return b'{"a":' * levels + b"1" + b"}" * levels
+
+
+def nested_xml(levels: int) -> bytes:
+    return b"<lead>" + b"<a>" * levels + b"1" + b"</a>" * levels + b"</lead>"
+
+
+def nested_form(levels: int) -> bytes:
+    return ".".join(["a"] * levels).encode() + b"=1"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body_of"),
+    [
+        ("application/json", nested_json),
+        ("application/xml", nested_xml),
+        ("application/x-www-form-urlencoded", nested_form),
+    ],
+)
+def test_every_format_reads_a_value_32_keys_down_and_refuses_one_33_down(
+    content_type: str, body_of: Callable[[int], bytes]
+) -> None:
+    assert parse_body(content_type, body_of(MAX_DEPTH))
+    with pytest.raises(BodyError):
+        parse_body(content_type, body_of(MAX_DEPTH + 1))
