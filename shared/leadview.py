@@ -54,8 +54,10 @@ def lead_report(factory: SessionFactory, lead_id: str) -> dict[str, Any]:
 
 
 def _bid_event(row: dict[str, Any]) -> dict[str, Any]:
+    """A bid as an event of the lead: its own id (``bid-`` and the bid's number: no
+    feedback is taken on it), the auction's event or the ping in ``appended``."""
     return {
-        "id": row["event_id"] or row["ping_id"],
+        "id": f"bid-{row['id']}",
         "type": "ping",
         "step": row["step"],
         "recipient": row["recipient_id"],
@@ -66,7 +68,11 @@ def _bid_event(row: dict[str, Any]) -> dict[str, Any]:
         "started_at": iso_utc(row["at"]),
         "completed_at": iso_utc(row["at"]),
         "ms": row["ms"],
-        "appended": {"reference": row["reference"], "ping_id": row["ping_id"]},
+        "appended": {
+            "reference": row["reference"],
+            "ping_id": row["ping_id"],
+            "auction_event_id": row["event_id"],
+        },
     }
 
 

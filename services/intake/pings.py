@@ -136,8 +136,10 @@ async def ping(request: web.Request) -> web.Response:
             if best is None and ranked:
                 best = ranked[0]
         if not checked.has_auction:
+            # the quote is the source's cost: none (or 0) is not above 0, so no bid
             cost = source_cost(source.cost, source.cost_rules, variables)
-            outcome, reason, price = "success", None, cost or Decimal(0)
+            if cost is not None and cost > 0:
+                outcome, reason, price = "success", None, cost
         elif best is not None:
             quoted = quote(best.amount, auction.margin_of(flow, source), source.min_price)
             if quoted is not None:

@@ -119,6 +119,8 @@ def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that
         "bidder_a",
         "10.00",
     )
+    ids = [e["id"] for e in report["events"]]
+    assert len(set(ids)) == len(ids), ids  # each bid an event of its own
     assert {e["recipient"] for e in report["events"] if e["type"] == "ping"} >= {
         "bidder_a",
         "silent_bidder",
@@ -225,12 +227,16 @@ def test_a_bad_ping_body_gets_the_same_errors_as_a_submission(stack: Stack) -> N
 
 
 def test_a_flow_without_an_auction_quotes_the_sources_cost(stack: Stack) -> None:
-    answer = requests.post(
-        f"{stack.intake_url}/flows/no_auction/sources/priced/ping",
-        data={"ref": secrets.token_hex(4)},
-        timeout=10,
-    ).json()
+    def ping_no_auction(source: str) -> dict[str, Any]:
+        url = f"{stack.intake_url}/flows/no_auction/sources/{source}/ping"
+        return dict(requests.post(url, data={"ref": secrets.token_hex(4)}, timeout=10).json())
+
+    # a source with a cost is quoted it; one without is quoted 0, which is no bid
+    answer = ping_no_auction("priced")
     assert (answer["outcome"], answer["price"]) == ("success", 4.25)
+    answer = ping_no_auction("unpaid")
+    assert (answer["outcome"], answer["reason"], answer["price"]) == ("failure", "no bid", 0)
+    assert answer["ping_id"]
 
 
 def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
@@ -254,6 +260,8 @@ def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
     revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
     assert revenue == [("bidder_b", "9.25")]
     assert Decimal(answer.json()["price"]) == Decimal("9.25")
+    ids = [e["id"] for e in report["events"]]
+    assert len(set(ids)) == len(ids), ids  # the auction's event and each bid its own id
 
 
 def test_the_report_counts_pings_and_bids_by_source_and_by_recipient(
