@@ -23,6 +23,7 @@ from aiohttp import web
 from shared.users import Person
 
 COOKIE = "leadflow_console"
+LOGIN_COOKIE = "leadflow_login"  # the sign-in form's CSRF token, before any session
 SESSION_SECONDS = 12 * 3600
 #: Failed logins in a row one user name may have; the next ones are answered 429 until
 #: ``BRAKE_WINDOW`` seconds after the last failure (or a success).
@@ -100,6 +101,30 @@ SIGNER = web.AppKey("signer", Signer)
 BRAKE = web.AppKey("login_brake", LoginBrake)
 PERSON = "person"  # request key: the signed-in Person
 SESSION = "session"  # request key: the Session
+
+
+def login_token(request: web.Request) -> str:
+    """The sign-in form's CSRF token: the one its cookie already holds, or a new one (the
+    form and the cookie carry the same; no other site can post both)."""
+    held = request.cookies.get(LOGIN_COOKIE, "")
+    return held if 20 <= len(held) <= 64 else secrets.token_urlsafe(24)
+
+
+def set_login_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/login",
+    )
+
+
+def login_token_ok(request: web.Request, token: object) -> bool:
+    held = request.cookies.get(LOGIN_COOKIE)
+    return isinstance(token, str) and bool(held) and hmac.compare_digest(token, held or "")
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:

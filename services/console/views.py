@@ -46,18 +46,27 @@ def page(request: web.Request, template: str, **context: Any) -> web.Response:
 
 async def login_form(request: web.Request) -> web.Response:
     target = auth.local_target(request.query.get("next"))
-    return page(request, "login.html", failed=False, braked=False, target=target)
+    return _login_page(request, target, failed=False, braked=False)
+
+
+def _login_page(request: web.Request, target: str, *, failed: bool, braked: bool) -> web.Response:
+    token = auth.login_token(request)
+    response = page(request, "login.html", failed=failed, braked=braked, target=target, csrf=token)
+    auth.set_login_cookie(request, response, token)
+    return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
+    if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
+        raise web.HTTPForbidden(text="This form has expired or did not come from here")
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = auth.local_target(str(form.get("next", "/")))
     brake = request.app[auth.BRAKE]
     wait = brake.wait_seconds(name)
     if wait > 0:
         logger.info("console login for %r braked (%s)", name[:64], request.remote)
-        response = page(request, "login.html", failed=True, braked=True, target=target)
+        response = _login_page(request, target, failed=True, braked=True)
         response.set_status(429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
@@ -70,7 +79,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if person is None:
         brake.failed(name)
         logger.info("failed console login for %r from %s", name[:64], request.remote)
-        response = page(request, "login.html", failed=True, braked=False, target=target)
+        response = _login_page(request, target, failed=True, braked=False)
         response.set_status(401)
         return response
     brake.succeeded(name)

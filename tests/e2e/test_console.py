@@ -434,15 +434,28 @@ def test_a_viewer_reads_but_cannot_act(
         context.close()
 
 
-def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str, str]) -> None:
-    # given an operator's session
-    http = requests.Session()
-    signed = http.post(
+def post_sign_in(
+    stack: Stack, http: requests.Session, name: str, password: str, token: str | None = None
+) -> requests.Response:
+    """Post the sign-in form as a browser does: with the token its page carries (the page
+    is asked for first), or with ``token``."""
+    if token is None:
+        form = http.get(f"{stack.console_url}/login", timeout=10).text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert found is not None, form
+        token = found.group(1)
+    return http.post(
         f"{stack.console_url}/login",
-        data={"name": people["operator"], "password": people["operator_password"]},
+        data={"name": name, "password": password, "csrf_token": token},
         allow_redirects=False,
         timeout=10,
     )
+
+
+def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str, str]) -> None:
+    # given an operator's session
+    http = requests.Session()
+    signed = post_sign_in(stack, http, people["operator"], people["operator_password"])
     assert signed.status_code == 303 and "leadflow_console" in http.cookies
 
     # when a form is posted without the token, or with another one, then it is refused
@@ -456,6 +469,25 @@ def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str
     assert not paused(stack, "console_buyer")
 
 
+def test_a_sign_in_posted_without_the_forms_token_is_refused(
+    stack: Stack, people: dict[str, str]
+) -> None:
+    # when the right name and password are posted without the sign-in form's token, or
+    # with one the browser's cookie does not hold (another site's form)
+    http = requests.Session()
+    bare = http.post(
+        f"{stack.console_url}/login",
+        data={"name": people["operator"], "password": people["operator_password"]},
+        allow_redirects=False,
+        timeout=10,
+    )
+    forged = post_sign_in(stack, requests.Session(), people["operator"], "x", token="t" * 32)
+
+    # then neither signs anyone in
+    assert (bare.status_code, forged.status_code) == (403, 403)
+    assert "leadflow_console" not in http.cookies
+
+
 def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_password(
     stack: Stack,
 ) -> None:
@@ -463,13 +495,10 @@ def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_pa
     name, password = f"guessed-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
     stack.leadflow("users", "add", name, "--role", "viewer", "--password", password)
 
+    http = requests.Session()
+
     def attempt(tried: str) -> int:
-        return requests.post(
-            f"{stack.console_url}/login",
-            data={"name": name, "password": tried},
-            allow_redirects=False,
-            timeout=10,
-        ).status_code
+        return post_sign_in(stack, http, name, tried).status_code
 
     # when ten wrong passwords are tried, each is refused as wrong
     assert [attempt("wrong-password") for _ in range(10)] == [401] * 10
@@ -477,10 +506,5 @@ def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_pa
     # then the next tries are braked, the right password too; other names are not
     assert attempt("wrong-password") == 429
     assert attempt(password) == 429
-    other = requests.post(
-        f"{stack.console_url}/login",
-        data={"name": f"nobody-{secrets.token_hex(3)}", "password": "wrong-password"},
-        allow_redirects=False,
-        timeout=10,
-    )
+    other = post_sign_in(stack, http, f"nobody-{secrets.token_hex(3)}", "wrong-password")
     assert other.status_code == 401
