@@ -66,6 +66,7 @@ def dead_list(**filters: str | None) -> None:
 def dead_show(key: str) -> None:
     """Why a message was parked: its failures and the delivery's attempts (ID: message,
     event or lead id)."""
+    from shared.db.engine import as_utc
     from shared.deadletters import parked_detail
 
     detail = parked_detail(_sessions(_settings()), key)
@@ -77,7 +78,9 @@ def dead_show(key: str) -> None:
         f"  lead {letter.lead_id or '-'}  event {letter.event_id or '-'}  "
         f"recipient {letter.recipient_id or '-'}"
     )
-    click.echo(f"  parked at {letter.parked_at} after {letter.attempts} attempt(s)")
+    parked_at = as_utc(letter.parked_at)
+    shown = parked_at.isoformat() if parked_at else "-"
+    click.echo(f"  parked at {shown} after {letter.attempts} attempt(s)")
     for failure in letter.failures.get("failures", []):
         click.echo(f"  attempt {failure['attempt']} at {failure['at']}: {failure['reason']}")
     if detail.attempts:
