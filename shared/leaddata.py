@@ -83,14 +83,15 @@ def _searched(value: Mapping[str, Any]) -> str | None:
 
 def compared(value: Mapping[str, Any] | None) -> str | None:
     """A typed field's value as compared (duplicate keys) and searched (the console): its
-    normal form, or the trimmed, case-folded text its type could not read; None if blank."""
+    normal form, or the text its type could not read, trimmed and case-folded (comparisons
+    are case-insensitive: ``John`` is ``JOHN``); None if blank."""
     if value is None:
         return None
     normal = value.get("normal") if value.get("valid") else None
     if normal is None:
         raw = value.get("raw")
         normal = raw.strip().casefold() if isinstance(raw, str) else None
-    text = str(normal).strip() if normal is not None else ""
+    text = str(normal).strip().casefold() if normal is not None else ""
     return text or None
 
 

@@ -76,6 +76,8 @@ def _span(text: Any) -> Span:
 
 
 def _dates(text: Any) -> tuple[date, date]:
+    if isinstance(text, date):  # written unquoted: YAML read it as a date already
+        return text, text
     if not isinstance(text, str):
         raise PydanticCustomError("closed", "closed dates are 'YYYY-MM-DD' or 'A..B'", {})
     first, _, last = text.partition("..")
@@ -159,7 +161,28 @@ def next_opening(schedule: Schedule | None, zone_name: str, at: datetime) -> dat
         if schedule.is_closed_on(day):
             continue
         for start, _ in schedule.week[day.weekday()]:
-            opening = datetime.combine(day, time(start // 60, start % 60), tz).astimezone(UTC)
+            opening = _instant(day, start, tz)
             if opening > at:
                 return opening
     return None
+
+
+def _instant(day: date, minute: int, tz: ZoneInfo) -> datetime:
+    """The first instant at which the local time on ``day`` reaches ``minute``: that wall
+    time (its first occurrence when the clocks fall back), or, when a spring-forward gap
+    skips it, the end of the gap (when the clocks jump past it)."""
+    wall = datetime.combine(day, time(minute // 60, minute % 60))
+    first = wall.replace(tzinfo=tz).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    # skipped: the gap ends between the wall time read after it and read before it
+    low = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = first
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    # clocks change on a whole second: the first whole second after ``low``
+    return low.replace(microsecond=0) + timedelta(seconds=1)

@@ -36,6 +36,9 @@ def test_values_are_compared_in_their_normal_form() -> None:
 
     # then their keys are equal
     assert keys({"email": "Ann@Example.COM "}) == keys({"email": "ann@example.com"})
+    assert keys({"first_name": "JOHN", "last_name": "doe"}) == keys(
+        {"first_name": " John ", "last_name": "Doe"}
+    )
     assert keys({"phone_1": "(512) 555-1212"}, by_phone) == keys(
         {"phone_1": "5125551212"}, by_phone
     )

@@ -123,6 +123,28 @@ def test_an_opening_after_a_daylight_saving_change_keeps_its_local_hour() -> Non
     assert next_opening(SCHEDULE, NY, utc(2026, 3, 7, 20)) == utc(2026, 3, 9, 13)
 
 
+def test_hours_that_start_in_the_spring_forward_gap_open_when_the_gap_ends() -> None:
+    # given Sunday hours from 02:30, a time New York skips on 8 March 2026 (02:00 -> 03:00)
+    early = Schedule.model_validate({"sun": ["02:30-04:00"]})
+
+    # then the next opening is when the clocks jump (07:00 UTC), when it is open already
+    assert next_opening(early, NY, utc(2026, 3, 8, 6, 59)) == utc(2026, 3, 8, 7)
+    assert is_open(early, NY, utc(2026, 3, 8, 7))
+
+
+def test_hours_in_the_hour_the_clocks_repeat_open_at_its_first_occurrence() -> None:
+    # 1 November 2026: 01:00-02:00 comes twice in New York; 01:30 first is 05:30 UTC
+    repeated = Schedule.model_validate({"sun": ["01:30-04:00"]})
+    assert next_opening(repeated, NY, utc(2026, 11, 1, 4)) == utc(2026, 11, 1, 5, 30)
+
+
+def test_closed_dates_written_without_quotes_are_read_as_dates() -> None:
+    from datetime import date
+
+    schedule = Schedule.model_validate({"mon-sun": ["00:00-24:00"], "closed": [date(2026, 12, 25)]})
+    assert not is_open(schedule, NY, utc(2026, 12, 25, 17))
+
+
 def test_a_schedule_that_never_opens_has_no_next_opening() -> None:
     never = Schedule.model_validate({"closed": ["2026-01-01..2030-01-01"]})
     assert next_opening(never, NY, utc(2026, 12, 5)) is None
