@@ -65,8 +65,9 @@ def assign_pending(
 
 def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: datetime) -> None:
     """The leads of a batch just delivered are sold (what the reports count), and each
-    owes the recipient its revenue: an auction's post its bid, any other its ``price``
-    (none configured: nothing). A ``revenue`` row per lead that owes something."""
+    owes the recipient its revenue: the price its step was sold at as it was routed (an
+    auction's post its bid, any other the recipient's price then), else ``price`` (leads
+    routed before steps carried it). A ``revenue`` row per lead that owes something."""
     session.execute(
         update(Lead)
         .where(Lead.id.in_(select(Delivery.lead_id).where(Delivery.batch_id == batch_id)))
@@ -89,8 +90,8 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
         .where(Delivery.batch_id == batch_id)
     )
     entries = []
-    for event_id, recipient_id, lead_id, flow_id, source_id, received_at, post_of, bid in sold:
-        amount = owed(Decimal(bid) if post_of is not None else None, price)
+    for event_id, recipient_id, lead_id, flow_id, source_id, received_at, _, priced in sold:
+        amount = owed(Decimal(priced) if priced else None, price)
         if amount > 0:
             entries.append(
                 ledger.entry(

@@ -275,10 +275,10 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
         ).all()
         connection = session.connection()
         unsold: dict[str, Decimal] = {}
-        for event_id, version, _, post_of, bid in given_up:
+        for event_id, version, _, _, priced in given_up:
             recipient = configs.get(version, session).recipients.get(batch.recipient_id)
             price = recipient.price if recipient is not None else None
-            unsold[event_id] = owed(Decimal(bid) if post_of is not None else None, price)
+            unsold[event_id] = owed(Decimal(priced) if priced else None, price)
         # cap counters before duplicate keys: every transaction locks them in that order
         caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         duplicates.let_go(

@@ -80,11 +80,15 @@ class Skipped:
 def feedback_body(
     *, kind: str, reason: str | None, lead_id: str, source_event_id: str, fields: Mapping[str, Any]
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": kind}
-    if reason is not None:
-        body["reason"] = reason
-    body.update(lead_id=lead_id, event_id=source_event_id, lead=nested(fields))
-    return body
+    """``type``, ``reason`` (empty when the buyer gave none), ``lead_id``, ``event_id``
+    (the lead's source event) and the lead's fields under ``lead``."""
+    return {
+        "type": kind,
+        "reason": reason or "",
+        "lead_id": lead_id,
+        "event_id": source_event_id,
+        "lead": nested(fields),
+    }
 
 
 def nested(values: Mapping[str, Any]) -> dict[str, Any]:

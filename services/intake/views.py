@@ -221,8 +221,10 @@ async def current_answer(app: web.Application, lead_id: str) -> dict[str, Any]:
     def load() -> dict[str, Any]:
         with app[FACTORY]() as session:
             lead = session.get(Lead, lead_id)
-            if lead is None or lead.state != "done":
+            if lead is None:
                 return lead_answer(lead_id, "queued", None, Decimal(0))
+            if lead.state != "done":  # as GET /leads/{id} answers it: the cost, when set
+                return _priced(lead_answer(lead_id, "queued", None, Decimal(0)), lead.cost)
             return _priced(lead_answer(lead_id, lead.outcome, lead.reason, lead.price), lead.cost)
 
     return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], load)

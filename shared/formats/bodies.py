@@ -119,11 +119,15 @@ def parse_body(content_type: str | None, body: bytes, charset: str | None = None
 
 
 def _parse_body(content_type: str | None, body: bytes, charset: str | None) -> dict[str, Any]:
-    if not body.strip():
-        return {}
+    if not body:
+        return {}  # no body at all (the fields may come in the query string)
     if not content_type:
         raise BodyError(415, "a Content-Type header is required")
     media = content_type.split(";")[0].strip().lower()
+    if media not in (FORM, *JSON_TYPES, *XML_TYPES) and not media.endswith(("+json", "+xml")):
+        raise BodyError(415, f"unsupported Content-Type '{media}' (use form, JSON or XML)")
+    if not body.strip():
+        return {}
     encoding = charset or "utf-8"
     if media == FORM:
         try:

@@ -65,8 +65,9 @@ def revenue(answered: Decimal | None, price: Decimal | None) -> Decimal:
 
 
 def owed(bid: Decimal | None, price: Decimal | None) -> Decimal:
-    """What a buyer that gives no answer (a batch, a download) owes for a lead: an
-    auction's post its ``bid`` (None: a recipient step's), any other its ``price``."""
+    """What a buyer that gives no answer (a batch, a download) owes for a lead: the
+    price its step carries (``bid``: an auction's post's bid, or the price the step was
+    routed at; None: none), else its configured ``price``."""
     return cents(bid) if bid is not None else revenue(None, price)
 
 

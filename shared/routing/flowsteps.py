@@ -15,6 +15,7 @@ from shared.gates import caps, duplicates, hours, pausing
 from shared.ids import new_id
 from shared.leaddata import base_variables, recipient_results
 from shared.messaging import FlowReply, StepDue
+from shared.money.pricing import owed
 from shared.routing import auctions
 from shared.routing.records import Outbound, RoutedLead, StepEvent, Writes, handoff, ms, new_event
 from shared.routing.sending import duplicate_for, send, waits
@@ -113,9 +114,13 @@ def _run_steps(
             skipped = duplicates.REASON
         if skipped is not None:
             _unsent(writes, events, lead, index, recipient_id, event_id, now, "skip", skipped)
+            # later rules read the skip at once, as they do after a resume
+            variables.update(recipient_results([(recipient_id, "skip", skipped, Decimal(0), None)]))
             index += 1
             continue
         waiting = waits(recipient)
+        # a lead left pending is sold at the recipient's price (what it will owe)
+        price = Decimal(0) if waiting else owed(None, recipient.price)
         event = send(
             writes,
             events,
@@ -126,6 +131,7 @@ def _run_steps(
             now,
             step=index,
             event_id=event_id,
+            price=price,
         )
         if waiting:
             lead.step_index = index
@@ -134,7 +140,7 @@ def _run_steps(
                 "lead handed to %s", recipient_id, extra={"lead_id": lead.id, "event_id": event.id}
             )
             return Outbound(messages=[handoff(lead, event, recipient)])
-        variables[recipient_id] = {"outcome": "success", "reason": None, "price": Decimal(0)}
+        variables.update(recipient_results([(recipient_id, "success", None, price, None)]))
         logger.info(
             "lead pending for %s", recipient_id, extra={"lead_id": lead.id, "event_id": event.id}
         )

@@ -12,7 +12,6 @@ from typing import Any
 
 from shared.flowconfig import Recipient
 from shared.gates import caps, duplicates
-from shared.money.pricing import owed
 from shared.routing.records import RoutedLead, StepEvent, Writes, new_event
 
 logger = logging.getLogger(__name__)
@@ -39,14 +38,13 @@ def send(
     price: Decimal = Decimal(0),
     appended: dict[str, Any] | None = None,
 ) -> StepEvent:
-    """A step that sends the lead to a recipient (or an auction's post, ``price``: its
-    bid): its event, and its delivery holding the cap slots ``taken`` (``queued`` for a
-    worker, or ``pending``: it keeps them at once, and its revenue counts in them now; a
-    batch given up gives them back)."""
+    """A step that sends the lead to a recipient (``price``: what a lead left pending owes,
+    an auction's post its bid): its event, and its delivery holding the cap slots
+    ``taken`` (``queued`` for a worker, or ``pending``: it keeps them at once, and
+    its revenue counts in them now; a batch given up gives them back)."""
     waiting = waits(recipient)
     if not waiting and writes.gates is not None:
-        bid = price if parent_event_id is not None else None
-        writes.gates.counters.add_revenue(taken, owed(bid, recipient.price))
+        writes.gates.counters.add_revenue(taken, price)
     event = new_event(
         writes,
         events,

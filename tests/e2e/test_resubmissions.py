@@ -5,12 +5,14 @@ or routed."""
 from __future__ import annotations
 
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
 from tests.e2e.conftest import Stack, start_intake, stop_process, wait_healthy
+from tests.support.recipient import Reply
 
 
 def unique_phone() -> str:
@@ -119,3 +121,26 @@ def test_copies_sent_at_once_to_two_intake_processes_store_one_lead(
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["lead"]["id"] for a in answers}) == 1
     assert stored(stack, phone) == 1
+
+
+def test_a_lead_still_queued_sent_again_is_answered_with_its_cost(stack: Stack) -> None:
+    # given a lead of a source paid 2.50, answered at receipt, whose buyer holds it
+    released = threading.Event()
+    stack.recipient.script(
+        "/resubmit-held-buyer", [Reply(200, '{"outcome": "success"}', hold=released)]
+    )
+    try:
+        phone = unique_phone()
+        first = stack.submit("resubmit_priced", data={"phone_1": phone})
+        assert (first.json()["outcome"], first.json()["price"]) == ("queued", 2.5)
+
+        # when the source sends the same body again while the lead is still queued
+        second = stack.submit("resubmit_priced", data={"phone_1": phone})
+
+        # then it gets the first answer as GET /leads/{id} gives it: queued, paid 2.50
+        lead_id = first.json()["lead"]["id"]
+        assert second.json() == first.json()
+        shown = requests.get(f"{stack.intake_url}/leads/{lead_id}", timeout=10).json()
+        assert (shown["outcome"], shown["price"]) == ("queued", 2.5)
+    finally:
+        released.set()

@@ -25,6 +25,7 @@ recipients:
   batch_buyer: {email: {to: [x@y.example], mode: batch, every: 1h}}
   realtime_buyer: {email: {to: [x@y.example]}}
   desk: {manual: {}}
+  priced_desk: {manual: {}, price: 9.00}
 flows:
   waterfall:
     fields: {state: {type: state}, first_name: {type: first_name}}
@@ -46,6 +47,23 @@ flows:
     steps:
       - recipient: batch_buyer
       - recipient: desk
+  skip_then_rule:
+    fields: {state: {type: state}}
+    sources: {web: {}}
+    steps:
+      - recipient: b
+        criteria: {rules: [{lhv: lead.state, op: is equal to, rhv: CA}]}
+      - filter:
+          rule_set: {rules: [{lhv: b.outcome, op: is equal to, rhv: skip}]}
+          reason: "b skipped: {{b.reason}}"
+  priced_pending:
+    sources: {web: {}}
+    steps:
+      - recipient: priced_desk
+      - filter:
+          rule_set: {rules: [{lhv: priced_desk.price, op: is equal to, rhv: 9}]}
+          outcome: success
+          reason: "pending at {{priced_desk.price}}"
   realtime_email:
     sources: {web: {}}
     steps:
@@ -245,6 +263,33 @@ def test_batch_email_and_manual_recipients_leave_the_lead_pending_and_the_flow_g
         )
     assert statuses == ["pending", "pending"]
     assert lead_row(sessions, lead_id).outcome == "success"
+
+
+def test_a_skipped_step_is_read_by_the_rules_after_it_in_the_same_pass(
+    sessions: SessionFactory, config: LeadflowConfig
+) -> None:
+    # given a lead whose state does not meet b's criteria
+    lead_id = submit(sessions, config, "skip_then_rule", {"state": "TX"})
+
+    # when the router starts it (nothing waits between the skip and the filter)
+    start(sessions, {1: config}, lead_id)
+
+    # then the filter after the step reads b's skip at once
+    lead = lead_row(sessions, lead_id)
+    assert (lead.outcome, lead.reason) == ("failure", "b skipped: Recipient criteria not met")
+
+
+def test_a_lead_left_pending_is_sold_at_the_recipients_price(
+    sessions: SessionFactory, config: LeadflowConfig
+) -> None:
+    # when a lead is left pending for a manual recipient priced 9.00
+    lead_id = submit(sessions, config, "priced_pending", {})
+    start(sessions, {1: config}, lead_id)
+
+    # then its step, the rules after it and the lead carry that price
+    lead = lead_row(sessions, lead_id)
+    assert (lead.outcome, lead.reason, lead.price) == ("success", "pending at 9.00", Decimal(9))
+    assert ("recipient", 0, "priced_desk", "success") in events_of(sessions, lead_id)
 
 
 def test_a_realtime_email_recipient_is_handed_to_email_delivery(

@@ -68,3 +68,13 @@ def test_every_format_reads_a_value_32_keys_down_and_refuses_one_33_down(
     assert parse_body(content_type, body_of(MAX_DEPTH))
     with pytest.raises(BodyError):
         parse_body(content_type, body_of(MAX_DEPTH + 1))
+
+
+def test_a_body_of_blanks_needs_a_supported_content_type_and_no_body_needs_none() -> None:
+    with pytest.raises(BodyError) as refused:
+        parse_body("text/csv", b"   ")
+    assert refused.value.status == 415
+    with pytest.raises(BodyError):
+        parse_body(None, b" ")
+    assert parse_body("application/json", b"  ") == {}
+    assert parse_body(None, b"") == {}

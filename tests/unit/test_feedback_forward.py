@@ -83,8 +83,9 @@ def test_an_xml_source_gets_a_feedback_document() -> None:
     assert root.findtext("lead/mortgage/loan/amount") == "250000"
 
 
-def test_a_conversion_without_a_reason_sends_no_reason() -> None:
-    assert "reason" not in body(reason=None)
+def test_a_conversion_without_a_reason_sends_an_empty_one() -> None:
+    # SPEC 8: the forwarded body has type, reason, lead_id, event_id and lead
+    assert body(reason=None)["reason"] == ""
 
 
 def test_a_field_name_that_is_not_an_xml_name_is_left_out_of_the_xml_body() -> None:
