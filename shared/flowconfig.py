@@ -627,6 +627,7 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
             if not ID_PATTERN.match(str(sid)):
                 problems.append(f"flows.{fid}.sources.{sid}: {ids_message}")
         problems.extend(_duplicate_key_problems(fid, flow))
+        problems.extend(_default_body_problems(fid, flow, recipients))
         steps = flow.get("steps")
         seen: set[str] = set()
         for index, step in enumerate(steps if isinstance(steps, list) else []):
@@ -657,6 +658,36 @@ def _duplicate_key_problems(fid: str, flow: Mapping[str, Any]) -> list[str]:
                     f"flows.{fid}.duplicates.keys[{i}][{j}]: unknown field '{name}' "
                     "(a key uses the flow's fields)"
                 )
+    return problems
+
+
+def _default_body_problems(
+    fid: str, flow: Mapping[str, Any], recipients: Mapping[str, Any]
+) -> list[str]:
+    """A recipient without a ``fields`` mapping is sent every flow field under its own
+    name: those names must make the body its format builds (JSON nests dot paths, XML
+    needs element names)."""
+    raw_fields, raw_steps = flow.get("fields"), flow.get("steps")
+    names = [str(n) for n in raw_fields] if isinstance(raw_fields, dict) else []
+    steps = raw_steps if isinstance(raw_steps, list) else []
+    problems = []
+    for rid in dict.fromkeys(r for step in steps for r in _step_recipients(step)):
+        recipient = recipients.get(rid)
+        http = recipient.get("http") if isinstance(recipient, dict) else None
+        if not isinstance(http, dict) or http.get("fields") is not None or not names:
+            continue
+        if str(http.get("method", "POST")).upper() == "GET":
+            continue
+        try:
+            if http.get("format", "json") == "json":
+                dotpaths.nest(((n, "") for n in names), arrays=True, strict=True)
+            elif http.get("format") == "xml":
+                xmlwrite.from_paths({f"lead.{n}": "" for n in names}, str, default_root="lead")
+        except ValueError as exc:
+            problems.append(
+                f"flows.{fid}.fields: recipient '{rid}' is sent every field under its own "
+                f"name, and {exc} (give it a fields mapping, or rename the field)"
+            )
     return problems
 
 

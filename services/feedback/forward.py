@@ -220,6 +220,8 @@ def outcome_of(answer: Answer) -> tuple[str, str | None]:
     """A source's final answer: 2xx and 3xx accept the feedback, anything else refuses it."""
     if answer.status is not None and answer.status < 400:
         return "success", None
+    if answer.status is None:
+        return "failure", answer.error or "No answer"
     return "failure", f"HTTP {answer.status}"
 
 

@@ -131,6 +131,17 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
         error=transient or answer.error,
         excerpt=answer.excerpt(deliveries.EXCERPT_CHARS),
     )
+    if transient is None and answer.status is None:
+        # a request that can never be answered (a redirect loop, a bad URL): the step is
+        # an error at once, without retries
+        failed = deliveries.Completion(
+            "error", answer.error or "Request failed", Decimal(0), None, job.started_at
+        )
+        outbound = await deps.record(deliveries.Answered(job.claimed, attempt, failed))
+        assert outbound is not None
+        DELIVERIES.labels(job.recipient_id, "error").inc()
+        logger.warning("delivery to %s failed: %s", job.recipient_id, answer.error, extra=ids)
+        return outbound
     if transient is not None and job.once:
         # an auction's post is never retried: the next bid is posted at once
         failed = deliveries.Completion("error", transient, Decimal(0), None, job.started_at)

@@ -80,8 +80,8 @@ def build_request(
         body = json.dumps(nest(values), default=as_text).encode()
         headers.setdefault("Content-Type", "application/json")
     elif target.format == "xml":
-        if target.fields is None:
-            values = {f"lead.{k}": v for k, v in values.items()}
+        if target.fields is None:  # one element per flow field, an unfilled one empty
+            values = {f"lead.{name}": values.get(name, "") for name in flow_fields}
         body = xmlwrite.from_paths(values, as_text, default_root="lead")
         headers.setdefault("Content-Type", "application/xml")
     else:

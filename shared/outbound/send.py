@@ -20,12 +20,13 @@ USER_AGENT = "leadflow"
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    status: int | None  # None: no answer (connection error, timeout)
+    status: int | None  # None: no answer (connection error, timeout, a request refused)
     content_type: str | None
     body: bytes
     ms: int
     error: str | None  # secrets the request carried are masked in it
     secrets: tuple[str, ...] = ()
+    retryable: bool = True  # False: no answer will ever come (a redirect loop, a bad URL)
 
     def excerpt(self, chars: int) -> str:
         """The start of the body as text to record, the request's secrets masked."""
@@ -65,12 +66,13 @@ async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: f
             return Answer(response.status, content_type, body, _ms(started), None, secrets)
     except TimeoutError:
         return Answer(None, None, b"", _ms(started), f"Timed out after {timeout:g}s", secrets)
-    except (aiohttp.ClientConnectionError, OSError) as exc:
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
         error = scrub(f"Connection error: {_short(exc)}", secrets)
         return Answer(None, None, b"", _ms(started), error, secrets)
     except (aiohttp.ClientError, ValueError) as exc:
+        # not a connection error, a timeout or a 5xx (SPEC 5): retrying cannot help
         error = scrub(f"Request failed: {_short(exc)}", secrets)
-        return Answer(None, None, b"", _ms(started), error, secrets)
+        return Answer(None, None, b"", _ms(started), error, secrets, retryable=False)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -96,10 +98,10 @@ def _short(exc: BaseException) -> str:
 
 
 def transient_reason(answer: Answer, on_status: list[int]) -> str | None:
-    """Why an answer is worth retrying (no answer, a 5xx, a listed status), or None."""
+    """Why an answer is worth retrying (no answer yet, a 5xx, a listed status), or None."""
     if answer.status is None:
-        return answer.error or "No answer"
-    if answer.status >= 500:
+        return (answer.error or "No answer") if answer.retryable else None
+    if 500 <= answer.status <= 599:
         return f"Server error (HTTP {answer.status})"
     if answer.status in on_status:
         return f"HTTP {answer.status}"

@@ -76,6 +76,25 @@ def test_a_status_listed_in_on_status_is_retried(stack: Stack) -> None:
     assert delivery["status"] == "delivered"
 
 
+def test_a_request_that_can_never_be_answered_is_an_error_at_once_without_retries(
+    stack: Stack,
+) -> None:
+    # given a recipient that redirects every request to itself
+    stack.recipient.script(
+        "/looping", [Reply(302, "", "text/plain", headers={"Location": "/looping"})]
+    )
+
+    # when a lead is sent to it
+    answer = stack.submit("http_redirect_loop", data={"phone_1": "5125550197"})
+
+    # then the step is an error at once: one attempt, no retry (only connection errors,
+    # timeouts and 5xx are retried)
+    delivery = stack.wait_done(answer.json()["lead"]["id"])["deliveries"][0]
+    assert delivery["status"] == "error"
+    assert len(delivery["attempts"]) == 1
+    assert "redirect" in (delivery["attempts"][0]["error"] or "").lower()
+
+
 def test_an_answer_read_as_a_rejection_is_a_failure_with_the_recipients_reasons(
     stack: Stack,
 ) -> None:

@@ -37,6 +37,7 @@ class Reply:
     content_type: str = "application/json"
     delay: float = 0.0
     hold: threading.Event | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,7 +85,10 @@ class Recipient:
             with self._lock:
                 self.in_flight[request.path] -= 1
         return web.Response(
-            status=reply.status, body=reply.body.encode(), content_type=reply.content_type
+            status=reply.status,
+            body=reply.body.encode(),
+            content_type=reply.content_type,
+            headers=reply.headers,
         )
 
     def start(self) -> Recipient:

@@ -134,6 +134,19 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
             "recipients.r.http.method: Unsupported HTTP method (given: 'DELETE')",
         ),
         (
+            "recipients: {x: {http: {url: 'http://x.example/', format: xml}}}\n"
+            "flows: {f: {fields: {2nd_phone: {type: phone}}, steps: [{recipient: x}]}}",
+            "flows.f.fields: recipient 'x' is sent every field under its own name, and "
+            "Invalid tag name '2nd_phone'",
+        ),
+        (
+            "recipients: {j: {http: {url: 'http://x.example/'}}}\n"
+            "flows: {g: {fields: {loan: {type: number}, loan.amount: {type: number}}, "
+            "steps: [{recipient: j}]}}",
+            "flows.g.fields: recipient 'j' is sent every field under its own name, and "
+            "cannot nest 'loan.amount'",
+        ),
+        (
             "flows: {off: {}}",
             "flows: an id must be text, and YAML read one as false (as YAML reads no, off",
         ),

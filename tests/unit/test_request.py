@@ -107,6 +107,13 @@ def test_xml_without_a_mapping_has_a_lead_root_with_one_element_per_field() -> N
     assert [child.tag for child in root] == FLOW_FIELDS
 
 
+def test_xml_without_a_mapping_has_an_empty_element_for_a_field_left_unfilled() -> None:
+    request = build_request(target(format="xml"), variables(), [*FLOW_FIELDS, "unfilled"], EVENT)
+    root = etree.fromstring(request.body or b"")
+    assert [child.tag for child in root] == [*FLOW_FIELDS, "unfilled"]
+    assert root.findtext("unfilled") == ""
+
+
 def test_get_sends_the_fields_as_a_query_string_and_no_body() -> None:
     request = build_request(
         target(method="GET", url="https://buyer.example/leads?key=1"),
@@ -144,3 +151,17 @@ def test_a_form_body_is_url_encoded() -> None:
     request = build_request(target(format="form", fields={"a b": "x&y"}), variables(), [], EVENT)
     assert request.body == b"a+b=x%26y"
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_only_no_answer_yet_a_5xx_or_a_listed_status_is_worth_retrying() -> None:
+    from shared.outbound.send import Answer, transient_reason
+
+    def answer(status: int | None, retryable: bool = True) -> Answer:
+        return Answer(status, None, b"", 1, "Request failed: x", retryable=retryable)
+
+    assert transient_reason(answer(None), []) == "Request failed: x"
+    assert transient_reason(answer(None, retryable=False), []) is None
+    assert transient_reason(answer(503), []) == "Server error (HTTP 503)"
+    assert transient_reason(answer(600), []) is None
+    assert transient_reason(answer(429), [429]) == "HTTP 429"
+    assert transient_reason(answer(404), []) is None
