@@ -71,7 +71,7 @@ async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: f
         return Answer(None, None, b"", _ms(started), error, secrets)
     except (aiohttp.ClientError, ValueError) as exc:
         # not a connection error, a timeout or a 5xx (SPEC 5): retrying cannot help
-        error = scrub(f"Request failed: {_short(exc)}", secrets)
+        error = scrub(f"Request failed ({type(exc).__name__}): {_short(exc)}", secrets)
         return Answer(None, None, b"", _ms(started), error, secrets, retryable=False)
 
 

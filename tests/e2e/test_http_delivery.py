@@ -92,7 +92,7 @@ def test_a_request_that_can_never_be_answered_is_an_error_at_once_without_retrie
     delivery = stack.wait_done(answer.json()["lead"]["id"])["deliveries"][0]
     assert delivery["status"] == "error"
     assert len(delivery["attempts"]) == 1
-    assert "redirect" in (delivery["attempts"][0]["error"] or "").lower()
+    assert "TooManyRedirects" in (delivery["attempts"][0]["error"] or "")
 
 
 def test_an_answer_read_as_a_rejection_is_a_failure_with_the_recipients_reasons(
