@@ -543,7 +543,7 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> LeadflowConfig:
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
-            if "[key]" not in loc:  # an id that is not text: said below, by its name
+            if not _is_id_key(loc):  # an id that is not text: said below, by its name
                 problems.append(f"{format_path(loc)}: {_message(error)}")
     problems.extend(_id_problems(data))
     problems.extend(_cross_reference_problems(data))
@@ -577,6 +577,15 @@ def _message(error: Any) -> str:
         shown = given if len(str(given)) <= 80 else f"{str(given)[:77]}..."
         return f"{msg} (given: {shown!r})"  # the value, as the file has it
     return msg
+
+
+def _is_id_key(loc: tuple[Any, ...]) -> bool:
+    """The key of a recipient, a flow or a flow's source (``_id_problems`` names those)."""
+    if not loc or loc[-1] != "[key]":
+        return False
+    return (len(loc) == 3 and loc[0] in ("recipients", "flows")) or (
+        len(loc) == 5 and loc[0] == "flows" and loc[2] == "sources"
+    )
 
 
 def _id_problems(data: Mapping[str, Any]) -> list[str]:

@@ -81,17 +81,25 @@ def _searched(value: Mapping[str, Any]) -> str | None:
     return found[:CONTACT_LENGTH] if found is not None else None
 
 
+#: Types whose normal form keeps the case it was written in: compared case-folded
+#: (e-mails are lowercased already; states and postal codes have one case).
+_CASE_KEPT = frozenset({"string", "first_name", "last_name", "city"})
+
+
 def compared(value: Mapping[str, Any] | None) -> str | None:
     """A typed field's value as compared (duplicate keys) and searched (the console): its
-    normal form, or the text its type could not read, trimmed and case-folded (comparisons
-    are case-insensitive: ``John`` is ``JOHN``); None if blank."""
+    normal form (case-folded where it keeps the case it was written in: ``John`` is
+    ``JOHN``), or the text its type could not read, trimmed and case-folded; None if
+    blank."""
     if value is None:
         return None
     normal = value.get("normal") if value.get("valid") else None
     if normal is None:
         raw = value.get("raw")
         normal = raw.strip().casefold() if isinstance(raw, str) else None
-    text = str(normal).strip().casefold() if normal is not None else ""
+    text = str(normal).strip() if normal is not None else ""
+    if value.get("type") in _CASE_KEPT:
+        text = text.casefold()
     return text or None
 
 

@@ -49,19 +49,32 @@ async def login_form(request: web.Request) -> web.Response:
     return _login_page(request, target, failed=False, braked=False)
 
 
-def _login_page(request: web.Request, target: str, *, failed: bool, braked: bool) -> web.Response:
+def _login_page(
+    request: web.Request, target: str, *, failed: bool, braked: bool, expired: bool = False
+) -> web.Response:
     token = auth.login_token(request)
-    response = page(request, "login.html", failed=failed, braked=braked, target=target, csrf=token)
+    response = page(
+        request,
+        "login.html",
+        failed=failed,
+        braked=braked,
+        expired=expired,
+        target=target,
+        csrf=token,
+    )
     auth.set_login_cookie(request, response, token)
     return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
-        raise web.HTTPForbidden(text="This form has expired or did not come from here")
-    name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = auth.local_target(str(form.get("next", "/")))
+    if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
+        # an old page, or another site's form: a fresh form, and nobody signed in
+        response = _login_page(request, target, failed=False, braked=False, expired=True)
+        response.set_status(403)
+        return response
+    name, password = str(form.get("name", "")), str(form.get("password", ""))
     brake = request.app[auth.BRAKE]
     wait = brake.wait_seconds(name)
     if wait > 0:

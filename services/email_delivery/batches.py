@@ -21,7 +21,7 @@ scheduler's sweep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -266,7 +266,7 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
                 Delivery.event_id,
                 Lead.config_version,
                 Lead.fields,
-                Event.parent_event_id,
+                Delivery.lead_id,
                 Event.price,
             )
             .join(Lead, Lead.id == Delivery.lead_id)
@@ -281,6 +281,7 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
             unsold[event_id] = owed(Decimal(priced) if priced else None, price)
         # cap counters before duplicate keys: every transaction locks them in that order
         caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
+        _unsell(session, given_up, reason, now)
         duplicates.let_go(
             connection,
             (
@@ -289,6 +290,40 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
             ),
         )
         return True
+
+
+def _unsell(session: Session, given_up: Sequence[Any], reason: str, now: datetime) -> None:
+    """The steps of a batch given up did not sell after all: each step's event is an
+    ``error`` at no price, and its lead's price (and a finished lead's source event's)
+    loses what the step had added."""
+    lost: dict[str, Decimal] = {}
+    for _, _, _, lead_id, priced in given_up:
+        lost[lead_id] = lost.get(lead_id, Decimal(0)) + Decimal(priced or 0)
+    session.execute(
+        update(Event)
+        .where(Event.id.in_([row[0] for row in given_up]))
+        .values(outcome="error", reason=reason, price=Decimal(0), completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for lead_id, amount in lost.items():
+        if amount <= 0:
+            continue
+        session.execute(
+            update(Lead)
+            .where(Lead.id == lead_id)
+            .values(price=Lead.price - amount)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Event)
+            .where(
+                Event.lead_id == lead_id,
+                Event.type == "source",
+                Event.completed_at.is_not(None),
+            )
+            .values(price=Event.price - amount)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def listing(

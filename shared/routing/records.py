@@ -213,8 +213,15 @@ def new_event(
     if reopened is not None and reopened.id == event_id:
         writes.reopen = None
         reopened.outcome, reopened.reason, reopened.started_at = outcome, reason, now
+        reopened.price = price
         writes.updated.append(
-            {"key": reopened.id, "outcome": outcome, "reason": reason, "started_at": now}
+            {
+                "key": reopened.id,
+                "outcome": outcome,
+                "reason": reason,
+                "started_at": now,
+                "price": price,
+            }
         )
         return reopened
     event = StepEvent(

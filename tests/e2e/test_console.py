@@ -483,9 +483,11 @@ def test_a_sign_in_posted_without_the_forms_token_is_refused(
     )
     forged = post_sign_in(stack, requests.Session(), people["operator"], "x", token="t" * 32)
 
-    # then neither signs anyone in
+    # then neither signs anyone in; each is offered a fresh form
     assert (bare.status_code, forged.status_code) == (403, 403)
     assert "leadflow_console" not in http.cookies
+    assert "This sign-in form had expired" in bare.text
+    assert 'name="csrf_token"' in forged.text
 
 
 def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_password(

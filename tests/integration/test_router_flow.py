@@ -462,3 +462,48 @@ def test_an_unknown_lead_is_a_permanent_error(
 ) -> None:
     with pytest.raises(PermanentError), transaction(sessions) as session:
         flow.start(session, {1: config}.__getitem__, "0" * 24)
+
+
+def test_a_held_step_left_pending_when_it_opens_is_sold_at_the_recipients_price(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a manual recipient priced 9.00, closed today, holding its leads
+    from datetime import UTC, datetime, timedelta
+
+    from shared import clock
+    from shared.messaging import StepDue
+
+    today = datetime.now(UTC).date().isoformat()
+    held = load_config_text(
+        f"""
+recipients:
+  desk:
+    manual: {{}}
+    price: 9.00
+    schedule: {{mon-sun: ["00:00-24:00"], closed: ["{today}"]}}
+    when_closed: hold
+flows:
+  f:
+    sources: {{web: {{}}}}
+    steps: [{{recipient: desk}}]
+""",
+        {},
+    )
+    lead_id = stored(sessions, held, "f", {})
+    outbound = start(sessions, {1: held}, lead_id)
+    (due,) = outbound.messages
+    assert isinstance(due, StepDue)
+
+    # when the step comes due the next day
+    monkeypatch.setattr(clock, "_OFFSET", timedelta(days=1, hours=1))
+    with transaction(sessions) as session:
+        flow.route(session, {1: held}.__getitem__, [due])
+
+    # then the step, the lead and its source event carry the price
+    lead = lead_row(sessions, lead_id)
+    assert (lead.outcome, lead.price) == ("success", Decimal(9))
+    with sessions() as session:
+        prices = {
+            e.type: e.price for e in session.scalars(select(Event).where(Event.lead_id == lead_id))
+        }
+    assert prices == {"recipient": Decimal(9), "source": Decimal(9)}

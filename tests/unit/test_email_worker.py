@@ -29,7 +29,7 @@ from shared.db.engine import (
     transaction,
     utcnow,
 )
-from shared.db.models import Base, Batch, Delivery, DeliveryAttempt, Event
+from shared.db.models import Base, Batch, Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import PermanentError, TransientError
 from shared.messaging import DeliverEmail, Message, StepCompleted
 from tests.support.routing import submit
@@ -472,9 +472,17 @@ def test_a_batch_given_up_gives_back_the_cap_slots_and_revenue_its_leads_kept(
     message = DeliverEmail(recipient_id="capped_batch", batch_id=claimed.batch_id)
     worker.on_exhausted(message, "SMTP 552 too big", world.deps)
 
-    # then the slot and the revenue are given back: the next lead is taken
+    # then the slot and the revenue are given back: the next lead is taken; the step is an
+    # error at no price, and the lead no longer counts the sale
     assert delivery_of(world.sessions, first).status == "error"
     assert counters_of(world.sessions, "capped_batch") == [(0, Decimal(0)), (0, Decimal(0))]
+    with world.sessions() as session:
+        lead = session.get(Lead, first)
+        step = session.scalars(
+            select(Event).where(Event.lead_id == first, Event.type == "recipient")
+        ).one()
+    assert lead is not None and lead.price == Decimal(0)
+    assert (step.outcome, step.price) == ("error", Decimal(0))
     again = submit(world.sessions, world.configs, "later_capped", phone_1="5125551214")
     assert delivery_of(world.sessions, again).status == "pending"
 

@@ -147,6 +147,10 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
             "cannot nest 'loan.amount'",
         ),
         (
+            "flows: {f: {fields: {2: {type: string}}}}",
+            "flows.f.fields[2].[key]: Input should be a valid string (given: 2)",
+        ),
+        (
             "flows: {off: {}}",
             "flows: an id must be text, and YAML read one as false (as YAML reads no, off",
         ),
