@@ -167,7 +167,8 @@ async def _attempt(job: records.Job, deps: Deps) -> routing.Outbound:
     # The recipient has answered: a short database outage must not get the lead sent again.
     price = result.price
     if result.outcome == "success":
-        price = revenue(result.price, job.price)  # the answer's, else the recipient's
+        # the answer's (an answered 0 too), else the recipient's
+        price = revenue(result.price if result.priced else None, job.price)
     completion = deliveries.Completion(
         result.outcome, result.reason, price, result.appended, job.started_at
     )

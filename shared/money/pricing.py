@@ -57,9 +57,9 @@ def source_cost(
 
 
 def revenue(answered: Decimal | None, price: Decimal | None) -> Decimal:
-    """A recipient's revenue for a lead it accepted: the price read from its answer,
-    else its configured ``price``, else nothing."""
-    if answered:
+    """A recipient's revenue for a lead it accepted: the price read from its answer (0
+    when it answered 0; None: it gave none), else its configured ``price``, else nothing."""
+    if answered is not None:
         return cents(answered)
     return cents(price) if price is not None else Decimal(0)
 

@@ -43,6 +43,7 @@ class Interpretation:
     price: Decimal
     reference: str | None
     appended: dict[str, Any]
+    priced: bool = False  # the answer carried a price (at price_path, or fallback_price)
 
 
 class _NotParsed(Exception):
@@ -61,12 +62,14 @@ def interpret(
     if reference is not None:
         # Later steps (and a ping's post) read it as ``<recipient>.reference``.
         appended["reference"] = reference
+    price = _price(doc, rules)
     return Interpretation(
         outcome=_outcome(doc, rules),
         reason=_reason(doc, rules),
-        price=_price(doc, rules),
+        price=price if price is not None else Decimal(0),
         reference=reference,
         appended=appended,
+        priced=price is not None,
     )
 
 
@@ -217,12 +220,11 @@ def _reason(doc: Document, rules: ResponseRules) -> str | None:
     return (rules.default_reason or "").strip() or None
 
 
-def _price(doc: Document, rules: ResponseRules) -> Decimal:
+def _price(doc: Document, rules: ResponseRules) -> Decimal | None:
+    """The price at ``price_path``, else ``fallback_price``, else None (no price)."""
     values = values_at(doc, rules.price_path)
     price = _number(values[0]) if values else None
-    if price is not None:
-        return price
-    return rules.fallback_price if rules.fallback_price is not None else Decimal(0)
+    return price if price is not None else rules.fallback_price
 
 
 def _number(text: str) -> Decimal | None:

@@ -45,6 +45,19 @@ def test_a_source_is_answered_its_cost_and_each_sale_is_a_ledger_row(stack: Stac
     assert "ledger:" in text and "revenue" in text and "12.34" in text
 
 
+def test_a_buyer_answering_a_price_of_0_owes_0_not_its_configured_price(stack: Stack) -> None:
+    # given a buyer priced 9.00 whose answer says its price is 0
+    stack.recipient.script("/free-taker", [Reply(200, '{"outcome": "success", "price": 0}')])
+
+    # when it takes a lead
+    answer = stack.submit("free_answer", data={"ref": "free"}).json()
+
+    # then the answer's 0 stands (SPEC 15: the answer's price, else the configured one)
+    assert (answer["outcome"], answer["price"]) == ("success", 0)
+    rows = stack.show(answer["lead"]["id"])["ledger"]
+    assert [r for r in rows if r["kind"] == "revenue" and r["amount"] != "0.00"] == []
+
+
 def test_a_lead_failed_at_intake_costs_nothing_and_a_source_without_cost_keeps_its_price(
     stack: Stack,
 ) -> None:

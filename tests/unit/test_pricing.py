@@ -31,7 +31,8 @@ def test_the_last_matching_cost_rule_wins_over_the_fixed_cost() -> None:
 
 def test_revenue_is_the_answers_price_else_the_recipients() -> None:
     assert revenue(Decimal("12.345"), Decimal("9")) == Decimal("12.35")
-    assert revenue(Decimal(0), Decimal("9")) == Decimal("9.00")
+    assert revenue(None, Decimal("9")) == Decimal("9.00")  # the answer gave no price
+    assert revenue(Decimal(0), Decimal("9")) == Decimal("0.00")  # it answered 0
     assert revenue(None, None) == Decimal("0")
 
 

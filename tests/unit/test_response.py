@@ -745,3 +745,15 @@ def test_a_price_is_read_to_the_cent_without_passing_through_float() -> None:
     # then
     assert result.price == Decimal("0.10")
     assert isinstance(result.price, Decimal)
+
+
+def test_an_answer_says_whether_it_carried_a_price_an_answered_0_included() -> None:
+    from shared.flowconfig import ResponseRules
+    from shared.outbound.response import interpret
+
+    rules = ResponseRules(price_path="price")
+    assert interpret(200, "application/json", b'{"price": 0}', rules).priced
+    assert not interpret(200, "application/json", b'{"other": 1}', rules).priced
+    fallback = ResponseRules(price_path="price", fallback_price=Decimal("2.5"))
+    read = interpret(200, "application/json", b"{}", fallback)
+    assert (read.priced, read.price) == (True, Decimal("2.5"))
