@@ -42,11 +42,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         )
         scheduler = schedule.Scheduler(basics.db.sessions, basics.configs, publisher)
-        scheduler_stop = schedule.start(scheduler)
+        scheduling = schedule.start(scheduler)
         try:
             await app.run(stop, settings.shutdown_grace)
         finally:
-            scheduler_stop.set()
+            await asyncio.to_thread(scheduling.stop, settings.shutdown_grace / 3)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -143,10 +144,25 @@ class Scheduler:
             stop.wait(min(max(wait, 0.02), MAX_SLEEP))
 
 
-def start(scheduler: Scheduler) -> threading.Event:
-    """Run the scheduler on a daemon thread; set the returned event to stop it."""
-    stop = threading.Event()
-    threading.Thread(
-        target=scheduler.run, args=(stop,), name="batch-scheduler", daemon=True
-    ).start()
-    return stop
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A scheduler on its thread."""
+
+    stopping: threading.Event
+    thread: threading.Thread
+
+    def stop(self, timeout: float) -> None:
+        """Stop it and wait (up to ``timeout``) for its thread to end: a thread still in
+        a database call when the interpreter exits is torn down mid-call (an abort)."""
+        self.stopping.set()
+        self.thread.join(timeout)
+
+
+def start(scheduler: Scheduler) -> Running:
+    """Run the scheduler on a daemon thread; ``stop`` it before the process exits."""
+    stopping = threading.Event()
+    thread = threading.Thread(
+        target=scheduler.run, args=(stopping,), name="batch-scheduler", daemon=True
+    )
+    thread.start()
+    return Running(stopping, thread)
