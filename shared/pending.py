@@ -91,7 +91,7 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
     )
     entries = []
     for event_id, recipient_id, lead_id, flow_id, source_id, received_at, _, priced in sold:
-        amount = owed(Decimal(priced) if priced else None, price)
+        amount = owed(priced, price)
         if amount > 0:
             entries.append(
                 ledger.entry(

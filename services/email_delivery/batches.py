@@ -278,7 +278,7 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
         for event_id, version, _, _, priced in given_up:
             recipient = configs.get(version, session).recipients.get(batch.recipient_id)
             price = recipient.price if recipient is not None else None
-            unsold[event_id] = owed(Decimal(priced) if priced else None, price)
+            unsold[event_id] = owed(priced, price)
         # cap counters before duplicate keys: every transaction locks them in that order
         caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         _unsell(session, given_up, reason, now)

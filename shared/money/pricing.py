@@ -64,11 +64,11 @@ def revenue(answered: Decimal | None, price: Decimal | None) -> Decimal:
     return cents(price) if price is not None else Decimal(0)
 
 
-def owed(bid: Decimal | None, price: Decimal | None) -> Decimal:
+def owed(step_price: Any, price: Decimal | None) -> Decimal:
     """What a buyer that gives no answer (a batch, a download) owes for a lead: the
-    price its step carries (``bid``: an auction's post's bid, or the price the step was
-    routed at; None: none), else its configured ``price``."""
-    return cents(bid) if bid is not None else revenue(None, price)
+    price its step carries (an auction's post's bid, or the price the step was routed
+    at; 0 or None: none was set), else its configured ``price``."""
+    return cents(Decimal(step_price)) if step_price else revenue(None, price)
 
 
 def quote(best_bid: Decimal, margin: Margin | None, min_price: Decimal | None) -> Decimal | None:
