@@ -27,7 +27,7 @@ import aiohttp
 
 from shared.flowconfig import AuctionStep, Flow, LeadflowConfig, Recipient, Source
 from shared.gates import hours
-from shared.money.pricing import Margin, cents
+from shared.money.pricing import Margin, bid_cents
 from shared.outbound.request import build_request
 from shared.outbound.response import interpret
 from shared.outbound.send import send
@@ -56,6 +56,7 @@ class Bid:
     def to_dict(self) -> dict[str, Any]:
         return {
             "recipient": self.recipient_id,
+            "buyer": self.recipient_id,  # SPEC section 12's word for it
             "outcome": self.outcome,
             "bid": f"{self.amount}",
             "reference": self.reference,
@@ -141,7 +142,7 @@ async def collect(
         if recipient.ping is None:
             price = recipient.price or Decimal(0)
             outcome = BID if price > 0 else NO_BID
-            fixed[recipient_id] = Bid(recipient_id, outcome, cents(price), pinged=False)
+            fixed[recipient_id] = Bid(recipient_id, outcome, bid_cents(price), pinged=False)
             continue
         tasks[recipient_id] = asyncio.create_task(
             _ask(http, recipient_id, recipient, variables, flow_fields, ping_id, deadline)
@@ -197,7 +198,7 @@ async def _ask(
         return Bid(recipient_id, ERROR, ms=answer.ms, reason=read.reason)
     if read.outcome != "success":
         return Bid(recipient_id, NO_BID, ms=answer.ms, reason=read.reason, reference=read.reference)
-    amount = cents(read.price) if read.price > 0 else Decimal(0)
+    amount = bid_cents(read.price) if read.price > 0 else Decimal(0)
     if amount <= 0:
         return Bid(recipient_id, NO_BID, ms=answer.ms, reason="No price in the answer")
     return Bid(recipient_id, BID, amount, read.reference, answer.ms)

@@ -413,6 +413,7 @@ def ping_report(connection: Connection, ping_id: str) -> dict[str, Any] | None:
             {
                 "step": bid["step"],
                 "recipient": bid["recipient_id"],
+                "buyer": bid["recipient_id"],  # SPEC section 12's word for it
                 "outcome": bid["outcome"],
                 "bid": f"{cents(bid['amount'])}",
                 "reference": bid["reference"],

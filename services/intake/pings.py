@@ -136,10 +136,11 @@ async def ping(request: web.Request) -> web.Response:
             if best is None and ranked:
                 best = ranked[0]
         if not checked.has_auction:
-            # the quote is the source's cost: none (or 0) is not above 0, so no bid
+            # the quote is the source's cost, held to min_price as a bid's quote is
             cost = source_cost(source.cost, source.cost_rules, variables)
-            if cost is not None and cost > 0:
-                outcome, reason, price = "success", None, cost
+            quoted = quote(cost, None, source.min_price) if cost is not None else None
+            if quoted is not None:
+                outcome, reason, price = "success", None, quoted
         elif best is not None:
             quoted = quote(best.amount, auction.margin_of(flow, source), source.min_price)
             if quoted is not None:

@@ -20,6 +20,12 @@ def cents(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def bid_cents(value: Any) -> Decimal:
+    """A buyer's bid to the cent below: it never pays more than it bid, and a quote
+    (the best bid less the margin, rounded down) never rounds a bid up."""
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_DOWN)
+
+
 class CostRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -3,10 +3,11 @@ bidders may bid, and which margin a source's quote keeps."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,7 +15,7 @@ from shared import auction, pings
 from shared.auction import Bid
 from shared.errors import ConfigError
 from shared.flowconfig import AuctionStep, Recipient, parse_config
-from shared.money.pricing import Margin
+from shared.money.pricing import Margin, bid_cents, quote
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # a Monday
 
@@ -41,6 +42,7 @@ def test_bids_under_the_floor_and_answers_that_are_not_bids_are_dropped() -> Non
 
 def test_a_bid_survives_its_round_trip_through_storage_as_text() -> None:
     bid = Bid("a", auction.BID, Decimal("12.34"), "ref-1", 57, None)
+    assert bid.to_dict()["buyer"] == "a"
     assert Bid.of(bid.to_dict()) == bid
 
 
@@ -149,11 +151,6 @@ def test_a_sources_margin_overrides_its_flows() -> None:
             {"recipients": ["ghost"]},
             {},
             "flows.f.steps[0].auction.recipients[0]: unknown recipient 'ghost'",
-        ),
-        (
-            {"recipients": ["plain"]},
-            {"plain": {"http": {"url": "http://127.0.0.1:1/"}}},
-            "flows.f.steps[0].auction.recipients[0]: 'plain' has neither 'ping' nor 'price'",
         ),
         (
             {"recipients": ["a", "a"]},
@@ -304,3 +301,50 @@ def test_a_ping_fails_where_the_lead_would_fail() -> None:
     assert planned("TX", FakeFlowGates(flow_full=True)).failure == "Cap reached"
     closed = planned("TX", flow="closed").failure
     assert closed == "Submission Timestamp must be within hours of operation"
+
+
+def test_a_bidder_with_neither_ping_nor_price_may_join_an_auction_and_never_bids() -> None:
+    # given SPEC section 12's example: acme (an http buyer with no price) in an auction
+    config = parse_config(
+        {
+            "recipients": {
+                "acme": {"http": {"url": "http://127.0.0.1:1/"}},
+                "flat": {"price": "10.009", "http": {"url": "http://127.0.0.1:1/"}},
+            },
+            "flows": {
+                "f": {
+                    "sources": {"s": {}},
+                    "steps": [{"auction": {"recipients": ["flat", "acme"]}}],
+                }
+            },
+        },
+        {},
+    )
+    step = config.flows["f"].steps[0].auction
+    assert step is not None
+
+    # when the auction collects its bids (neither buyer is asked over HTTP)
+    bids = asyncio.run(
+        auction.collect(cast(Any, None), step, config, ["flat", "acme"], {}, [], "ping-1")
+    )
+
+    # then acme bids nothing, and the fixed price counts to the cent below
+    assert [(b.recipient_id, b.outcome, b.amount) for b in bids] == [
+        ("flat", auction.BID, Decimal("10.00")),
+        ("acme", auction.NO_BID, Decimal(0)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bid", "margin", "quoted"),
+    [
+        ("10.009", None, Decimal("10.00")),
+        ("10.00", Margin(percent=Decimal(7)), Decimal("9.30")),
+        ("9.99", Margin(percent=Decimal(7)), Decimal("9.29")),
+        ("10.00", Margin(amount=Decimal("1.50")), Decimal("8.50")),
+    ],
+)
+def test_a_quote_is_the_best_bid_less_the_margin_rounded_down_to_the_cent(
+    bid: str, margin: Margin | None, quoted: Decimal
+) -> None:
+    assert quote(bid_cents(bid), margin, None) == quoted
