@@ -228,6 +228,21 @@ class EmailTarget(_Model):
     file: FileFormat = Field(default_factory=FileFormat)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_every(cls, data: Any) -> Any:
+        """``schedule: {every: 1h}`` and ``schedule: "every 1h"`` are ``every: 1h``."""
+        if not isinstance(data, dict) or "every" in data:
+            return data
+        schedule = data.get("schedule")
+        if isinstance(schedule, dict) and set(schedule) == {"every"}:
+            every = schedule["every"]
+        elif isinstance(schedule, str) and schedule.strip().lower().startswith("every "):
+            every = schedule.strip()[len("every ") :].strip()
+        else:
+            return data
+        return {**{k: v for k, v in data.items() if k != "schedule"}, "every": every}
+
     @field_validator("to")
     @classmethod
     def _to(cls, value: list[str]) -> list[str]:
@@ -744,8 +759,8 @@ def _recipient_key_problems(recipients: Mapping[str, Any], flows: Mapping[str, A
 
 
 def _auction_problems(where: str, step: Any, recipients: Mapping[str, Any]) -> list[str]:
-    """An auction's bidders must be known recipients, each once, each with a ``ping`` to
-    ask or a ``price`` to bid."""
+    """An auction's bidders must be known recipients, each once (one with neither a
+    ``ping`` nor a ``price`` never bids, as SPEC section 12's own example has it)."""
     auction = step.get("auction") if isinstance(step, dict) else None
     listed = auction.get("recipients") if isinstance(auction, dict) else None
     problems: list[str] = []
@@ -760,9 +775,5 @@ def _auction_problems(where: str, step: Any, recipients: Mapping[str, Any]) -> l
             problems.append(f"{at}: unknown recipient '{rid}'")
         elif rid in seen:
             problems.append(f"{at}: '{rid}' appears twice in this auction")
-        elif (
-            isinstance(recipient, dict) and not recipient.get("ping") and not recipient.get("price")
-        ):
-            problems.append(f"{at}: '{rid}' has neither 'ping' nor 'price' to bid with")
         seen.add(rid)
     return problems

@@ -253,3 +253,18 @@ recipients:
     )
     pending = {rid for rid, r in loaded.recipients.items() if r.leaves_pending}
     assert pending == {"desk", "batch"}
+
+
+@pytest.mark.parametrize(
+    "timing",
+    ["every: 90m", "schedule: {every: 90m}", 'schedule: "every 90m"', "schedule: Every 1h30m"],
+)
+def test_a_batch_schedule_of_every_may_be_written_beside_schedule_or_in_it(timing: str) -> None:
+    # given a batch recipient whose timing is a duration, written each way
+    text = f"recipients:\n  b: {{email: {{to: [a@example.com], mode: batch, {timing}}}}}\n"
+
+    # when the file is loaded
+    email = load_config_text(text, {}).recipients["b"].email
+
+    # then the batch goes every 90 minutes, with no cron schedule
+    assert email is not None and (email.every, email.schedule) == (5400.0, None)
