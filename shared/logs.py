@@ -31,10 +31,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": url_without_password(record.getMessage()),
         }
-        for key in _IDS:
-            value = getattr(record, key, None)
-            if value:
-                entry[key] = value
+        for key in _IDS:  # always present (null on a line about no lead)
+            entry[key] = getattr(record, key, None) or None
         if record.exc_info:
             entry["exc"] = url_without_password(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
