@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from bench.reports import LEADS
+from bench.reports import LEADS, print_timings
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -130,16 +130,7 @@ def timings(url: str, runs: int = 3, leads: int = LEADS) -> dict[str, float]:
 
 
 def main() -> None:
-    import contextlib
-
-    from bench.reports import fill
-    from bench.run import database
-
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(database("postgresql", Path(tempfile.mkdtemp())))
-        print(f"filled {LEADS:,} leads in {fill(url):.0f} s")
-        for name, seconds in timings(url).items():
-            print(f"{name}: {seconds * 1000:.0f} ms")
+    print_timings(timings)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
@@ -101,18 +104,19 @@ def timings(url: str, runs: int = 3) -> dict[str, float]:
     return medians
 
 
-def main() -> None:
-    import contextlib
-    import tempfile
-    from pathlib import Path
-
+def print_timings(timed: Callable[[str], dict[str, float]], prefix: str = "") -> None:
+    """Fill a fresh PostgreSQL database, then print each figure ``timed`` takes over it
+    (its name after ``prefix``): `python -m bench.reports` and `python -m bench.console`."""
     from bench.run import database
 
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(database("postgresql", Path(tempfile.mkdtemp())))
+    with database("postgresql", Path(tempfile.mkdtemp())) as url:
         print(f"filled {LEADS:,} leads in {fill(url):.0f} s")
-        for by, seconds in timings(url).items():
-            print(f"report --by {by}: {seconds * 1000:.0f} ms")
+        for name, seconds in timed(url).items():
+            print(f"{prefix}{name}: {seconds * 1000:.0f} ms")
+
+
+def main() -> None:
+    print_timings(timings, prefix="report --by ")
 
 
 if __name__ == "__main__":

@@ -189,9 +189,9 @@ class Processes:
             self.stop(process)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (a dramatiq pool forks workers)."""
-    total = 0
+def process_family(pid: int) -> tuple[set[int], dict[int, int]]:
+    """``pid`` with its children, theirs and so on; and every process's resident memory
+    (KiB), as ps lists them now."""
     out = subprocess.run(["ps", "-o", "pid=,ppid=,rss=", "-e"], capture_output=True, text=True)
     rows = [tuple(int(x) for x in line.split()) for line in out.stdout.splitlines()]
     family, frontier = {pid}, [pid]
@@ -201,10 +201,13 @@ def tree_rss_mb(pid: int) -> float:
             if ppid == parent and child not in family:
                 family.add(child)
                 frontier.append(child)
-    for child, _ppid, rss in rows:
-        if child in family:
-            total += rss
-    return total / 1024
+    return family, {child: rss for child, _ppid, rss in rows}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (a dramatiq pool forks workers)."""
+    family, rss = process_family(pid)
+    return sum(rss.get(child, 0) for child in family) / 1024
 
 
 def peak_mb(pid: int) -> float:
@@ -216,36 +219,35 @@ def peak_mb(pid: int) -> float:
 
 
 def count_processes(pid: int) -> int:
-    out = subprocess.run(["ps", "-o", "pid=,ppid=", "-e"], capture_output=True, text=True)
-    rows = [tuple(int(x) for x in line.split()) for line in out.stdout.splitlines()]
-    family, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in rows:
-            if ppid == parent and child not in family:
-                family.add(child)
-                frontier.append(child)
-    return len(family)
+    return len(process_family(pid)[0])
 
 
 # --- load generators ------------------------------------------------------------------------
 
 
-def wrk(url: str, seconds: int, body: str, connections: int = 64) -> float:
-    """Requests per second answered 2xx, from wrk (one thread: the server gets the other core)."""
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.body = "{body}"\n'
-        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-    )
+def run_wrk(script: str, url: str, seconds: int, connections: int) -> str:
+    """wrk's report of ``seconds`` of requests to ``url`` made by the Lua ``script`` (one
+    thread: the server gets the other core)."""
+    path = Path(tempfile.mkstemp(suffix=".lua")[1])
+    path.write_text(script)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(path), url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    script.unlink()
+    path.unlink()
+    return out
+
+
+def wrk(url: str, seconds: int, body: str, connections: int = 64) -> float:
+    """Requests per second answered 2xx, from wrk."""
+    script = (
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+    )
+    out = run_wrk(script, url, seconds, connections)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
@@ -273,16 +275,8 @@ end
 def wrk_leads(url: str, seconds: float, connections: int = 32) -> tuple[float, int]:
     """Leads posted for ``seconds`` as fast as they are taken, each body different (a copy
     of an earlier body would be a resubmission): (201s per second, how many)."""
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
     run = secrets.token_hex(4)
-    script.write_text(UNIQUE_LEADS_LUA % (LEAD_BODY, run, run))
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script.unlink()
+    out = run_wrk(UNIQUE_LEADS_LUA % (LEAD_BODY, run, run), url, round(seconds), connections)
     accepted = int(re.search(r"ACCEPTED (\d+)", out).group(1))  # type: ignore[union-attr]
     return accepted / seconds, accepted
 
@@ -760,6 +754,21 @@ def ping_rows(s: Stack, procs: Processes, kind: str) -> list[tuple[str, str, str
     return rows
 
 
+def timings_row(
+    phase: str, title: str, took: dict[str, float], prefix: str, target: str
+) -> tuple[str, str, str, str, str]:
+    """Timings over the filled database (seconds by name, each shown after ``prefix``),
+    told as progress, and their row of the table."""
+    progress(f"{phase}: " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in took.items()))
+    return (
+        f"{title} over {bench_reports.LEADS:,} leads (postgresql)",
+        ", ".join(f"{prefix}{n} {t * 1000:,.0f} ms" for n, t in took.items()),
+        f"slowest {max(took.values()) * 1000:,.0f} ms",
+        "-",
+        target,
+    )
+
+
 def machine() -> str:
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
     return (
@@ -939,25 +948,11 @@ def main() -> None:
                 progress(f"report: {bench_reports.LEADS:,} leads filled in {filled:.0f} s")
                 took = bench_reports.timings(url, RUNS)
                 shown = bench_console.timings(url, RUNS)
-            progress("report: " + ", ".join(f"{by} {t * 1000:.0f} ms" for by, t in took.items()))
             rows.append(
-                (
-                    f"leadflow report over {bench_reports.LEADS:,} leads (postgresql)",
-                    ", ".join(f"--by {by} {t * 1000:,.0f} ms" for by, t in took.items()),
-                    f"slowest {max(took.values()) * 1000:,.0f} ms",
-                    "-",
-                    "target: each under 1 s",
-                )
+                timings_row("report", "leadflow report", took, "--by ", "target: each under 1 s")
             )
-            progress("console: " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in shown.items()))
             rows.append(
-                (
-                    f"console pages over {bench_reports.LEADS:,} leads (postgresql)",
-                    ", ".join(f"{n} {t * 1000:,.0f} ms" for n, t in shown.items()),
-                    f"slowest {max(shown.values()) * 1000:,.0f} ms",
-                    "-",
-                    "target: each under 200 ms",
-                )
+                timings_row("console", "console pages", shown, "", "target: each under 200 ms")
             )
         rows.insert(
             0, (hello.name, f"{hello.median:,.0f} {hello.unit}", hello.spread, "-", "baseline")

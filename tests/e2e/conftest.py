@@ -20,7 +20,7 @@ import requests
 import sqlalchemy
 import yaml
 
-from tests.support.infra import free_port, free_port_block, wait_for
+from tests.support.infra import free_port, free_port_block, own_stack_env, wait_for
 from tests.support.processes import (
     service_children,
     start_process,
@@ -83,6 +83,17 @@ class Stack:
             data=data,
             timeout=30,
             **kwargs,
+        )
+
+    def ask_return(self, event_id: str, reason: str) -> requests.Response:
+        """The buyer of the step ``event_id`` asks to return its lead, as an API client
+        (JSON in, JSON answer)."""
+        return requests.post(
+            f"{self.feedback_url}/feedback",
+            params={"event_id": event_id},
+            json={"type": "return", "reason": reason},
+            headers={"Accept": "application/json"},
+            timeout=30,
         )
 
     def scalar(self, sql: str, **params: Any) -> Any:
@@ -189,12 +200,8 @@ def stack_env(
     work = tmp_path_factory.mktemp("stack")
     return {
         **os.environ,
-        "LEADFLOW_BROKER_URL": broker_url,
-        "LEADFLOW_DATABASE_URL": database_url,
+        **own_stack_env(broker_url, database_url),
         "LEADFLOW_EMAIL_URL": f"maildir://{work}/mail",
-        "LEADFLOW_INTAKE_PORT": str(free_port()),
-        "LEADFLOW_FEEDBACK_PORT": str(free_port()),
-        "LEADFLOW_CONSOLE_PORT": str(free_port()),
         "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
         "LEADFLOW_CONFIG_REFRESH_SECONDS": "0.2",
         "LEADFLOW_HTTP_CONCURRENCY": "16",

@@ -244,13 +244,7 @@ def test_an_operator_pauses_and_resumes_a_recipient(stack: Stack, operator_page:
 def returned_by_its_buyer(stack: Stack, reason: str) -> tuple[str, str]:
     """A sold lead whose buyer asked to return it (the return waits for a decision)."""
     lead_id, event_id = sold_lead(stack)
-    asked = requests.post(
-        f"{stack.feedback_url}/feedback",
-        params={"event_id": event_id},
-        json={"type": "return", "reason": reason},
-        headers={"Accept": "application/json"},
-        timeout=30,
-    )
+    asked = stack.ask_return(event_id, reason)
     assert asked.status_code == 201, asked.text
     return lead_id, event_id
 

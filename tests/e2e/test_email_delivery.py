@@ -50,6 +50,24 @@ def delivery_status(stack: Stack, lead_id: str) -> str:
     return str(stack.scalar("SELECT status FROM deliveries WHERE lead_id = :id", id=lead_id))
 
 
+def wait_mailed(stack: Stack, recipient: str, refs: list[str]) -> None:
+    """Wait until the lead of every ref of ``refs`` is in a file mailed to ``recipient``."""
+    wait_for(
+        lambda: set(refs) <= set(refs_in(stack, recipient)),
+        timeout=30,
+        message=f"every lead mailed to {recipient}",
+    )
+
+
+def wait_statuses(stack: Stack, lead_ids: list[str], status: str, timeout: float) -> None:
+    """Wait until the delivery of every lead of ``lead_ids`` has ``status``."""
+    wait_for(
+        lambda: all(delivery_status(stack, i) == status for i in lead_ids),
+        timeout=timeout,
+        message=f"leads {status}",
+    )
+
+
 @pytest.fixture(scope="module")
 def scheduler_running(stack: Stack) -> None:
     """Wait until a batch went out: the email workers and their scheduler are up (and the
@@ -102,18 +120,10 @@ def test_leads_for_a_batch_recipient_go_out_in_batches_each_lead_exactly_once(
     lead_ids = [submit(stack, "email_every", ref) for ref in refs]
 
     # then each reaches the Maildir in one batch file, once, and is delivered
-    wait_for(
-        lambda: set(refs) <= set(refs_in(stack, "mail_every")),
-        timeout=30,
-        message="every lead mailed",
-    )
+    wait_mailed(stack, "mail_every", refs)
     mailed = refs_in(stack, "mail_every")
     assert all(mailed.count(ref) == 1 for ref in refs)
-    wait_for(
-        lambda: all(delivery_status(stack, i) == "delivered" for i in lead_ids),
-        timeout=10,
-        message="leads delivered",
-    )
+    wait_statuses(stack, lead_ids, "delivered", timeout=10)
     # and the batches are listed as sent
     listing = stack.leadflow("batches", "list", "--recipient", "mail_every").stdout
     assert " sent " in listing
@@ -125,11 +135,7 @@ def test_batches_send_mails_a_held_recipients_pending_leads_now(
     # given leads waiting for a recipient whose batches are due once a year
     refs = [secrets.token_hex(6) for _ in range(2)]
     lead_ids = [submit(stack, "email_held", ref) for ref in refs]
-    wait_for(
-        lambda: all(delivery_status(stack, i) == "pending" for i in lead_ids),
-        timeout=20,
-        message="leads pending",
-    )
+    wait_statuses(stack, lead_ids, "pending", timeout=20)
 
     # when an operator sends the pending leads now
     sent = stack.leadflow("batches", "send", "--recipient", "mail_held")
@@ -137,20 +143,12 @@ def test_batches_send_mails_a_held_recipients_pending_leads_now(
     # then a batch of both leads is queued and mailed as one message
     assert "2 leads queued for mail_held" in sent.stdout
     batch_id = sent.stdout.split()[1].rstrip(":")
-    wait_for(
-        lambda: set(refs) <= set(refs_in(stack, "mail_held")),
-        timeout=30,
-        message="the held leads mailed",
-    )
+    wait_mailed(stack, "mail_held", refs)
     (message,) = [
         m for m in maildir_messages(stack, "mail_held") if m["X-Leadflow-Batch-Id"] == batch_id
     ]
     assert message["Subject"].startswith("2 leads for Held Mail Buyer from Held email flow")
-    wait_for(
-        lambda: all(delivery_status(stack, i) == "delivered" for i in lead_ids),
-        timeout=10,
-        message="leads delivered",
-    )
+    wait_statuses(stack, lead_ids, "delivered", timeout=10)
     # and the batch is listed as sent with its two leads
     listing = stack.leadflow("batches", "list", "--recipient", "mail_held").stdout
     line = next(line for line in listing.splitlines() if line.startswith(batch_id))

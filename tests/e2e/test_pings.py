@@ -90,7 +90,8 @@ def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that
     assert (quoted["outcome"], quoted["price"]) == ("success", 8.0)
     assert not silent.is_set() and stack.recipient.in_flight.get("/silent/ping", 0) == 1
     shown = json.loads(stack.leadflow("pings", "show", quoted["ping_id"], "--json").stdout)
-    outcomes = {b["recipient"]: b["outcome"] for b in shown["bids"]}
+    assert all(b["buyer"] == b["recipient"] for b in shown["bids"])
+    outcomes = {b["buyer"]: b["outcome"] for b in shown["bids"]}
     assert outcomes == {
         "bidder_a": "bid",
         "bidder_b": "bid",
@@ -237,6 +238,9 @@ def test_a_flow_without_an_auction_quotes_the_sources_cost(stack: Stack) -> None
     answer = ping_no_auction("unpaid")
     assert (answer["outcome"], answer["reason"], answer["price"]) == ("failure", "no bid", 0)
     assert answer["ping_id"]
+    # and a cost under the source's min_price is no bid, as a bid's quote under it is
+    answer = ping_no_auction("floored")
+    assert (answer["outcome"], answer["reason"], answer["price"]) == ("failure", "no bid", 0)
 
 
 def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
@@ -310,13 +314,7 @@ def test_a_buyer_that_won_an_auction_may_return_the_lead(
     )
 
     # when it returns the lead by the post's event id
-    returned = requests.post(
-        f"{stack.feedback_url}/feedback",
-        params={"event_id": post_event},
-        json={"type": "return", "reason": "Bad phone"},
-        headers={"Accept": "application/json"},
-        timeout=30,
-    )
+    returned = stack.ask_return(post_event, "Bad phone")
 
     # then the return is accepted under the auction step's rules and reverses the bid
     assert (returned.status_code, returned.json()["outcome"]) == (201, "success"), returned.text

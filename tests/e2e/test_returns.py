@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import requests
-
 from tests.e2e.conftest import Stack
 from tests.support.infra import wait_for
 
@@ -24,13 +22,7 @@ def sold(stack: Stack, flow: str, source: str, path: str) -> tuple[str, str]:
 
 
 def give_back(stack: Stack, event_id: str, reason: str = "Bad phone") -> dict[str, Any]:
-    response = requests.post(
-        f"{stack.feedback_url}/feedback",
-        params={"event_id": event_id},
-        json={"type": "return", "reason": reason},
-        headers={"Accept": "application/json"},
-        timeout=30,
-    )
+    response = stack.ask_return(event_id, reason)
     return {"status": response.status_code, **response.json()}
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from shared.db.migrate import upgrade
 from tests.e2e.conftest import Stack, start_stack
-from tests.support.infra import free_port, fresh_database, rabbit_vhost, wait_for
+from tests.support.infra import fresh_database, own_stack_env, rabbit_vhost, wait_for
 from tests.support.processes import stop_process
 from tests.support.recipient import Recipient
 
@@ -53,11 +53,7 @@ def held_stack(
         upgrade(database_url)
         env = {
             **stack_env,
-            "LEADFLOW_BROKER_URL": broker_url,
-            "LEADFLOW_DATABASE_URL": database_url,
-            "LEADFLOW_INTAKE_PORT": str(free_port()),
-            "LEADFLOW_FEEDBACK_PORT": str(free_port()),
-            "LEADFLOW_CONSOLE_PORT": str(free_port()),
+            **own_stack_env(broker_url, database_url),
             "LEADFLOW_METRICS_PORT": "0",
             "LEADFLOW_CLOCK_OFFSET_SECONDS": str(offset),
         }

@@ -21,9 +21,9 @@ import requests
 
 from shared.db.migrate import upgrade
 from tests.support.infra import (
-    free_port,
     free_port_block,
     fresh_database,
+    own_stack_env,
     rabbit_vhost,
     rabbitmqctl,
     wait_for,
@@ -61,12 +61,8 @@ def own(tmp_path: Path, recipient_url: str) -> Iterator[Own]:
         upgrade(database_url)
         env = {
             **os.environ,
-            "LEADFLOW_BROKER_URL": broker_url,
-            "LEADFLOW_DATABASE_URL": database_url,
+            **own_stack_env(broker_url, database_url),
             "LEADFLOW_EMAIL_URL": f"maildir://{tmp_path}/mail",
-            "LEADFLOW_INTAKE_PORT": str(free_port()),
-            "LEADFLOW_FEEDBACK_PORT": str(free_port()),
-            "LEADFLOW_CONSOLE_PORT": str(free_port()),
             "LEADFLOW_METRICS_PORT": str(free_port_block(6)),
             "LEADFLOW_SHUTDOWN_GRACE": str(GRACE_SECONDS),
             "RECIPIENT": recipient_url,
@@ -115,13 +111,17 @@ def all_ready(log: Path) -> bool:
     return text.count("ready for action") >= 3 and text.count("listening on") >= 3
 
 
+def wait_every_service_ready(own: Own, up: subprocess.Popen[bytes], log: Path) -> None:
+    wait_healthy(f"{own.intake_url}/healthz", up, log)
+    wait_for(lambda: all_ready(log), timeout=60, message="every service ready")
+
+
 def test_ctrl_c_on_leadflow_up_stops_every_service_quietly(own: Own, tmp_path: Path) -> None:
     # given `leadflow up` that has run for a while and routed leads
     log = tmp_path / "up.log"
     up = start_up(own, log)
     try:
-        wait_healthy(f"{own.intake_url}/healthz", up, log)
-        wait_for(lambda: all_ready(log), timeout=60, message="every service ready")
+        wait_every_service_ready(own, up, log)
         for _ in range(5):
             answer = requests.post(f"{own.intake_url}/flows/up_flow/sources/web/submit", timeout=10)
             assert answer.status_code == 201
@@ -151,8 +151,7 @@ def test_no_service_outlives_a_leadflow_up_killed_with_sigkill(own: Own, tmp_pat
     log = tmp_path / "up.log"
     up = start_up(own, log)
     try:
-        wait_healthy(f"{own.intake_url}/healthz", up, log)
-        wait_for(lambda: all_ready(log), timeout=60, message="every service ready")
+        wait_every_service_ready(own, up, log)
         services = service_children(up.pid)
         assert len(services) == len(SERVICES)
 

@@ -23,7 +23,7 @@ import pytest
 import requests
 import sqlalchemy
 
-from tests.support.infra import POSTGRES_URL, free_port, fresh_database, rabbit_vhost, wait_for
+from tests.support.infra import POSTGRES_URL, fresh_database, own_stack_env, rabbit_vhost, wait_for
 from tests.support.processes import LEADFLOW, start_process, stop_process, wait_healthy
 from tests.support.proxy import Proxy
 from tests.support.recipient import Recipient
@@ -147,11 +147,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
         proxy = Proxy(target_port=5432).start()
         env = {
             **os.environ,
-            "LEADFLOW_BROKER_URL": broker,
-            "LEADFLOW_DATABASE_URL": direct_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"),
-            "LEADFLOW_INTAKE_PORT": str(free_port()),
-            "LEADFLOW_FEEDBACK_PORT": str(free_port()),
-            "LEADFLOW_CONSOLE_PORT": str(free_port()),
+            **own_stack_env(broker, direct_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")),
             "LEADFLOW_HTTP_CONCURRENCY": "32",
             "LEADFLOW_OUTBOX_SWEEP_SECONDS": "1",
             "LEADFLOW_METRICS_PORT": "0",

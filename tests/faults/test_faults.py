@@ -24,6 +24,18 @@ def lead_ids(responses: list[requests.Response]) -> list[str]:
     return ids
 
 
+def counts_once_done(
+    fault_stack: FaultStack, responses: list[requests.Response], name: str
+) -> dict[str, int]:
+    """Every lead intake took (each answered 201, with an id of its own) finished: the
+    stack's counts for them, printed under ``name``."""
+    ids = lead_ids(responses)
+    fault_stack.wait_all_done(ids, timeout=300)
+    counts = fault_stack.counts(ids)
+    report(name, counts)
+    return counts
+
+
 def test_workers_killed_with_sigkill_during_a_run_lose_no_lead_and_record_one_success_each(
     fault_stack: FaultStack,
 ) -> None:
@@ -37,12 +49,9 @@ def test_workers_killed_with_sigkill_during_a_run_lose_no_lead_and_record_one_su
         fault_stack.kill(service)
         fault_stack.start(service)
     thread.join(300)
-    ids = lead_ids(result[0])
 
     # then every lead is delivered, none lost, each delivery recorded with one success
-    fault_stack.wait_all_done(ids, timeout=300)
-    counts = fault_stack.counts(ids)
-    report("SIGKILL workers", counts)
+    counts = counts_once_done(fault_stack, result[0], "SIGKILL workers")
     assert counts["lost"] == 0
     assert counts["delivered"] == 2000
     assert counts["email_lost"] == 0
@@ -77,10 +86,7 @@ def test_with_rabbitmq_stopped_during_a_run_intake_keeps_answering_and_every_lea
     thread.join(300)
 
     # then intake answered 201 to every one, and every lead is delivered once it is back
-    ids = lead_ids(result[0])
-    fault_stack.wait_all_done(ids, timeout=300)
-    counts = fault_stack.counts(ids)
-    report("RabbitMQ stopped", counts)
+    counts = counts_once_done(fault_stack, result[0], "RabbitMQ stopped")
     assert counts["lost"] == 0
     assert counts["delivered"] == 600
     assert (counts["emailed"], counts["email_lost"]) == (600, 0)

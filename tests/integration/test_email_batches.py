@@ -24,6 +24,16 @@ def sessions(fresh_sessions: SessionFactory) -> SessionFactory:
     return fresh_sessions
 
 
+@pytest.fixture
+def configs(sessions: SessionFactory) -> ConfigStore:
+    return ConfigStore(sessions, refresh_seconds=0)
+
+
+def pending_lead(sessions: SessionFactory, configs: ConfigStore) -> str:
+    """A lead submitted to the flow that leaves it pending for the batch recipient."""
+    return submit(sessions, configs, "later", phone_1="5125551212")
+
+
 def race(count: int, work: Callable[[int], Any]) -> list[Any]:
     """Run ``work(i)`` in ``count`` threads released at the same moment."""
     start = threading.Barrier(count)
@@ -53,11 +63,10 @@ def batch_of_each_lead(sessions: SessionFactory) -> dict[str, str | None]:
 
 
 def test_schedulers_racing_for_one_slot_make_exactly_one_batch_with_every_lead(
-    sessions: SessionFactory,
+    sessions: SessionFactory, configs: ConfigStore
 ) -> None:
     # given ten leads pending for a batch recipient
-    configs = ConfigStore(sessions, refresh_seconds=0)
-    lead_ids = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(10)}
+    lead_ids = {pending_lead(sessions, configs) for _ in range(10)}
 
     # when eight schedulers claim the same due time at the same moment
     due = utcnow()
@@ -73,18 +82,17 @@ def test_schedulers_racing_for_one_slot_make_exactly_one_batch_with_every_lead(
 
 
 def test_claims_of_different_slots_while_leads_arrive_put_each_lead_in_one_batch(
-    sessions: SessionFactory,
+    sessions: SessionFactory, configs: ConfigStore
 ) -> None:
     # given leads arriving while eight claimers, each for its own slot, take batches
-    configs = ConfigStore(sessions, refresh_seconds=0)
-    lead_ids = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(5)}
+    lead_ids = {pending_lead(sessions, configs) for _ in range(5)}
     base = utcnow()
 
     def work(i: int) -> list[batches.Claimed | None]:
         found = []
         for round_ in range(3):
             if i == 0:
-                lead_ids.add(submit(sessions, configs, "later", phone_1="5125551212"))
+                lead_ids.add(pending_lead(sessions, configs))
             due = base + timedelta(seconds=i * 10 + round_)
             found.append(batches.claim(sessions, "batch_buyer", due))
         return found
@@ -105,11 +113,10 @@ def test_claims_of_different_slots_while_leads_arrive_put_each_lead_in_one_batch
 
 
 def test_a_manual_send_and_a_scheduled_slot_at_once_never_share_a_lead(
-    sessions: SessionFactory,
+    sessions: SessionFactory, configs: ConfigStore
 ) -> None:
     # given pending leads, when a scheduled claim and two `batches send` run together
-    configs = ConfigStore(sessions, refresh_seconds=0)
-    lead_ids = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(20)}
+    lead_ids = {pending_lead(sessions, configs) for _ in range(20)}
     due = utcnow()
 
     def work(i: int) -> batches.Claimed | None:
@@ -127,13 +134,12 @@ def test_a_manual_send_and_a_scheduled_slot_at_once_never_share_a_lead(
 
 
 def test_schedulers_racing_for_a_slot_leave_the_leads_that_came_after_its_due_time(
-    sessions: SessionFactory,
+    sessions: SessionFactory, configs: ConfigStore
 ) -> None:
     # given four leads pending before a slot's due time and three that came after it
-    configs = ConfigStore(sessions, refresh_seconds=0)
-    early = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(4)}
+    early = {pending_lead(sessions, configs) for _ in range(4)}
     due = utcnow()
-    late = {submit(sessions, configs, "later", phone_1="5125551212") for _ in range(3)}
+    late = {pending_lead(sessions, configs) for _ in range(3)}
 
     # when eight schedulers claim that slot at the same moment
     claims = race(8, lambda _i: batches.claim(sessions, "batch_buyer", due))

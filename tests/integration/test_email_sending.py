@@ -10,7 +10,7 @@ import mailbox
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -250,28 +250,27 @@ def starttls_rig(
 
 
 @pytest.fixture
-def tls_rig(
+def trusting_starttls_rig(
     sessions: SessionFactory,
     vhost: str,
     tmp_path: Path,
     certificate: Certificate,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Rig]:
-    # the mailer trusts the test certificate as OpenSSL lets any client: SSL_CERT_FILE
+) -> Callable[[str], Iterator[Rig]]:
+    """``starttls_rig`` for a password, its mailer trusting the test certificate as OpenSSL
+    lets any client: SSL_CERT_FILE."""
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
-    yield from starttls_rig(sessions, vhost, tmp_path, "s3cret")
+    return partial(starttls_rig, sessions, vhost, tmp_path)
 
 
 @pytest.fixture
-def wrong_password_rig(
-    sessions: SessionFactory,
-    vhost: str,
-    tmp_path: Path,
-    certificate: Certificate,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Rig]:
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
-    yield from starttls_rig(sessions, vhost, tmp_path, "not-the-password")
+def tls_rig(trusting_starttls_rig: Callable[[str], Iterator[Rig]]) -> Iterator[Rig]:
+    yield from trusting_starttls_rig("s3cret")
+
+
+@pytest.fixture
+def wrong_password_rig(trusting_starttls_rig: Callable[[str], Iterator[Rig]]) -> Iterator[Rig]:
+    yield from trusting_starttls_rig("not-the-password")
 
 
 def start_tls_server(rig: Rig, certificate: Certificate) -> None:
@@ -308,6 +307,14 @@ def wait_status(rig: Rig, lead_id: str, status: str, timeout: float = 20) -> Non
         lambda: delivery_of(rig.sessions, lead_id).status == status,
         timeout=timeout,
         message=f"lead {lead_id} to be {status}",
+    )
+
+
+def wait_delivered(rig: Rig, lead_ids: list[str], timeout: float = 20) -> None:
+    wait_for(
+        lambda: all(delivery_of(rig.sessions, i).status == "delivered" for i in lead_ids),
+        timeout=timeout,
+        message="leads delivered",
     )
 
 
@@ -361,11 +368,7 @@ def test_a_batch_is_written_to_the_maildir_as_one_message_with_every_lead(
     assert message["X-Leadflow-Batch-Id"] == batch_id
     _, rows = attachment_rows(message)
     assert rows == [["first_name", "phone_1"]] + [[f"Lead{n}", "5125551212"] for n in range(3)]
-    wait_for(
-        lambda: all(delivery_of(maildir_rig.sessions, i).status == "delivered" for i in lead_ids),
-        timeout=10,
-        message="leads delivered",
-    )
+    wait_delivered(maildir_rig, lead_ids, timeout=10)
 
 
 # --- read back from a real SMTP server -------------------------------------------------------
@@ -397,11 +400,7 @@ def test_a_batch_sent_over_smtp_reaches_the_server_and_its_leads_are_delivered(
 
     lead_ids, batch_id = send_batch(smtp_rig, 4)
 
-    wait_for(
-        lambda: all(delivery_of(smtp_rig.sessions, i).status == "delivered" for i in lead_ids),
-        timeout=20,
-        message="leads delivered",
-    )
+    wait_delivered(smtp_rig, lead_ids)
     (message,) = smtp_rig.inbox.accepted
     assert message["Subject"].startswith("4 leads for Mail Batch from Later on")
     _, rows = attachment_rows(message)
@@ -435,11 +434,7 @@ def test_a_batch_whose_server_answers_451_first_is_sent_once_after_the_retry(
 
     lead_ids, batch_id = send_batch(smtp_rig, 2)
 
-    wait_for(
-        lambda: all(delivery_of(smtp_rig.sessions, i).status == "delivered" for i in lead_ids),
-        timeout=20,
-        message="leads delivered",
-    )
+    wait_delivered(smtp_rig, lead_ids)
     assert smtp_rig.inbox.answered == ["451 4.3.0 try later", "250 OK"]
     with smtp_rig.sessions() as session:
         batch = session.get(Batch, batch_id)

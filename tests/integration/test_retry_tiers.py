@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from shared.errors import TransientError
 from shared.messaging import DeliverEmail, FeedbackAccepted, Message, ParkedMessage
 from tests.support.infra import rabbitmqctl, wait_for
-from tests.support.queues import get_parked, publish_messages, queue_counts
+from tests.support.queues import get_parked, publish_messages, publish_until_parked, queue_counts
 from tests.support.workers import running
 
 
@@ -84,14 +84,9 @@ def test_a_message_failing_always_is_parked_in_the_dead_letter_queue_with_its_hi
         parked=parked,
         queue_type=queue_type,
     ):
-        # when a message is published
+        # when a message is published, then after three attempts it lands in email_delivery.XQ
         message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
-        publish_messages(broker_url, message)
-
-        # then after three attempts it lands in email_delivery.XQ
-        bodies = wait_for(
-            lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="a parked message"
-        )
+        bodies = publish_until_parked(broker_url, message)
     assert len(calls) == 3
     assert len(bodies) == 1
     failures = bodies[0]["options"]["failures"]

@@ -21,7 +21,7 @@ from shared.messaging import (
     StepCompleted,
 )
 from tests.support.infra import rabbit_vhost, wait_for
-from tests.support.queues import get_parked, publish_messages, queue_counts
+from tests.support.queues import get_parked, publish_messages, publish_until_parked, queue_counts
 from tests.support.workers import running
 
 
@@ -78,13 +78,10 @@ def test_a_message_failing_always_is_parked_with_its_history_and_the_hook_runs(
         parked=parked,
         queue_type=queue_type,
     ):
-        # when a message is published
+        # when a message is published, then after three attempts it lands in
+        # email_delivery.XQ with every failure
         message = DeliverEmail(recipient_id="buyer", lead_id="l2", event_id="e2")
-        publish_messages(broker_url, message)
-        # then after three attempts it lands in email_delivery.XQ with every failure
-        bodies = wait_for(
-            lambda: get_parked(broker_url, "email_delivery"), timeout=15, message="parked"
-        )
+        bodies = publish_until_parked(broker_url, message)
     assert len(calls) == 3
     failures = bodies[0]["options"]["failures"]
     assert [f["attempt"] for f in failures] == [1, 2, 3]

@@ -68,6 +68,18 @@ def free_port_block(count: int) -> int:
     raise RuntimeError(f"no {count} free consecutive ports in {_PORTS}")
 
 
+def own_stack_env(broker_url: str, database_url: str) -> dict[str, str]:
+    """The variables that give a stack of its own its broker, its database and free ports
+    for its intake, feedback and console."""
+    return {
+        "LEADFLOW_BROKER_URL": broker_url,
+        "LEADFLOW_DATABASE_URL": database_url,
+        "LEADFLOW_INTAKE_PORT": str(free_port()),
+        "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+        "LEADFLOW_CONSOLE_PORT": str(free_port()),
+    }
+
+
 def wait_for(
     condition: Callable[[], T | None],
     timeout: float = 30.0,

@@ -9,7 +9,7 @@ from typing import Any
 import pika
 
 from shared.messaging import Envelope, Message
-from tests.support.infra import rabbitmqctl
+from tests.support.infra import rabbitmqctl, wait_for
 
 
 def publish_messages(broker_url: str, *messages: Message) -> None:
@@ -58,3 +58,13 @@ def get_parked(broker_url: str, queue: str) -> list[dict[str, Any]]:
             bodies.append(json.loads(body))
     finally:
         connection.close()
+
+
+def publish_until_parked(broker_url: str, message: Message) -> list[dict[str, Any]]:
+    """Publish ``message`` to its work queue, then wait (15 s at most) until what is parked
+    in that queue's dead-letter queue can be taken off it: the parked bodies."""
+    publish_messages(broker_url, message)
+    queue = Envelope.of(message).queue
+    return wait_for(
+        lambda: get_parked(broker_url, queue), timeout=15, message=f"a message parked in {queue}"
+    )
