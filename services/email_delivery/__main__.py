@@ -42,11 +42,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         )
         scheduler = schedule.Scheduler(basics.db.sessions, basics.configs, publisher)
-        scheduling = schedule.start(scheduler)
+        scheduler.start()
         try:
             await app.run(stop, settings.shutdown_grace)
         finally:
-            await asyncio.to_thread(scheduling.stop, settings.shutdown_grace / 3)
+            await asyncio.to_thread(scheduler.stop, settings.shutdown_grace / 3)
 
 
 def main() -> None:

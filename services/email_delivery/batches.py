@@ -21,6 +21,7 @@ scheduler's sweep.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -134,12 +135,17 @@ def unpublished(sessions: SessionFactory, older_than: timedelta) -> list[Claimed
 
 @dataclass(frozen=True, slots=True)
 class BatchJob:
-    batch_id: str
     recipient_id: str
     target: EmailTarget
     columns: list[str]
     envelope: Envelope
     price: Decimal | None  # the recipient's, owed for each lead when the batch is sent
+
+
+def _leased(batch: Batch, now: datetime) -> bool:
+    """Whether a worker holds the batch's sending lease."""
+    lease_end = as_utc(batch.sending_until)
+    return lease_end is not None and lease_end > now
 
 
 def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) -> BatchJob | None:
@@ -152,22 +158,18 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
         if batch.state != "pending":
             logger.info("batch %s is already %s; not sent again", batch_id, batch.state)
             return None
-        lease_end = as_utc(batch.sending_until)
-        if lease_end is not None and lease_end > now:
+        if _leased(batch, now):
             raise Busy(f"batch {batch_id} is being sent by another worker", BUSY_RETRY_SCHEDULE)
         _, config = configs.latest()
         recipient = config.recipients.get(batch.recipient_id)
         if recipient is None or recipient.email is None:
             raise PermanentError(f"recipient {batch.recipient_id} has no email settings")
-        present = [
-            (flow_id, version)
-            for flow_id, version in session.execute(
-                select(Lead.flow_id, Lead.config_version)
-                .join(Delivery, Delivery.lead_id == Lead.id)
-                .where(Delivery.batch_id == batch_id)
-                .distinct()
-            )
-        ]
+        present = session.execute(
+            select(Lead.flow_id, Lead.config_version)
+            .join(Delivery, Delivery.lead_id == Lead.id)
+            .where(Delivery.batch_id == batch_id)
+            .distinct()
+        ).all()
         session.execute(
             update(Batch)
             .where(Batch.id == batch_id)
@@ -175,7 +177,6 @@ def begin_send(sessions: SessionFactory, configs: ConfigStore, batch_id: str) ->
         )
         flow_ids = {flow_id for flow_id, _ in present}
         return BatchJob(
-            batch_id=batch_id,
             recipient_id=batch.recipient_id,
             target=recipient.email,
             price=recipient.price,
@@ -245,11 +246,9 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
     now = utcnow()
     with transaction(sessions) as session:
         batch = session.get(Batch, batch_id, with_for_update=True)
-        if batch is None or batch.state != "pending":
+        if batch is None or batch.state != "pending" or _leased(batch, now):
+            # done, or a live worker is sending it (a failing one gives its lease back)
             return False
-        lease_end = as_utc(batch.sending_until)
-        if lease_end is not None and lease_end > now:
-            return False  # a live worker is sending it (a failing one gives its lease back)
         session.execute(
             update(Batch)
             .where(Batch.id == batch_id)
@@ -262,33 +261,25 @@ def give_up(sessions: SessionFactory, configs: ConfigStore, batch_id: str, reaso
             .execution_options(synchronize_session=False)
         )
         given_up = session.execute(
-            select(
-                Delivery.event_id,
-                Lead.config_version,
-                Lead.fields,
-                Delivery.lead_id,
-                Event.price,
+            leads_of(batch_id)
+            .with_only_columns(
+                Delivery.event_id, Delivery.lead_id, Lead.config_version, Lead.fields, Event.price
             )
-            .join(Lead, Lead.id == Delivery.lead_id)
             .join(Event, Event.id == Delivery.event_id)
-            .where(Delivery.batch_id == batch_id)
         ).all()
-        connection = session.connection()
         unsold: dict[str, Decimal] = {}
-        for event_id, version, _, _, priced in given_up:
-            recipient = configs.get(version, session).recipients.get(batch.recipient_id)
+        refused = []
+        for row in given_up:
+            config = configs.get(row.config_version, session)
+            recipient = config.recipients.get(batch.recipient_id)
             price = recipient.price if recipient is not None else None
-            unsold[event_id] = owed(priced, price)
+            unsold[row.event_id] = owed(row.price, price)
+            refused.append((config, batch.recipient_id, row.event_id, row.fields))
+        connection = session.connection()
         # cap counters before duplicate keys: every transaction locks them in that order
         caps.release(connection, caps.holds_of(connection, list(unsold)), unsold, now)
         _unsell(session, given_up, reason, now)
-        duplicates.let_go(
-            connection,
-            (
-                (configs.get(version, session), batch.recipient_id, event_id, fields)
-                for event_id, version, fields, _, _ in given_up
-            ),
-        )
+        duplicates.let_go(connection, refused)
         return True
 
 
@@ -296,12 +287,12 @@ def _unsell(session: Session, given_up: Sequence[Any], reason: str, now: datetim
     """The steps of a batch given up did not sell after all: each step's event is an
     ``error`` at no price, and its lead's price (and a finished lead's source event's)
     loses what the step had added."""
-    lost: dict[str, Decimal] = {}
-    for _, _, _, lead_id, priced in given_up:
-        lost[lead_id] = lost.get(lead_id, Decimal(0)) + Decimal(priced or 0)
+    lost: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for row in given_up:
+        lost[row.lead_id] += Decimal(row.price or 0)
     session.execute(
         update(Event)
-        .where(Event.id.in_([row[0] for row in given_up]))
+        .where(Event.id.in_([row.event_id for row in given_up]))
         .values(outcome="error", reason=reason, price=Decimal(0), completed_at=now)
         .execution_options(synchronize_session=False)
     )

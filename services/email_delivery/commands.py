@@ -57,14 +57,13 @@ def batch_lines(
     found = batches.listing(
         _sessions(settings), recipient_id=recipient_id, state=state, limit=limit
     )
-    lines = [
+    header = (
         f"{'batch':<24} {'recipient':<16} {'trigger':<8} {'due':<25} {'created':<25} "
         f"{'leads':>6} {'state':<7} {'sent at':<25} reason"
+    )
+    return [header] + [
+        f"{b.id:<24} {b.recipient_id:<16} {b.trigger:<8} {_at(b.due_at):<25} "
+        f"{_at(b.created_at):<25} {b.leads:>6} {b.state:<7} {_at(b.sent_at):<25} "
+        f"{b.reason or ''}"
+        for b in found
     ]
-    for b in found:
-        lines.append(
-            f"{b.id:<24} {b.recipient_id:<16} {b.trigger:<8} {_at(b.due_at):<25} "
-            f"{_at(b.created_at):<25} {b.leads:>6} {b.state:<7} {_at(b.sent_at):<25} "
-            f"{b.reason or ''}"
-        )
-    return lines

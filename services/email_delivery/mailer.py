@@ -81,13 +81,9 @@ class SmtpMailer:
     timeout: float = DEFAULT_TIMEOUT
 
     def send(self, message: EmailMessage) -> Accepted:
+        connect = smtplib.SMTP_SSL if self.tls else smtplib.SMTP
         try:
-            client = (
-                smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout)
-                if self.tls
-                else smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            )
-            with client:
+            with connect(self.host, self.port, timeout=self.timeout) as client:
                 if self.starttls:
                     client.starttls(context=ssl.create_default_context())
                 if self.username:
@@ -112,9 +108,9 @@ def classify(exc: BaseException) -> SendFailed:
         return SendFailed(f"SMTP: {exc}", transient=False)
     if isinstance(exc, TimeoutError):
         return SendFailed("SMTP: timed out", transient=True)
-    if isinstance(exc, smtplib.SMTPException | OSError):
-        return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=True)
-    return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=False)
+    # another SMTP or network failure is worth retrying; anything else is not
+    transient = isinstance(exc, smtplib.SMTPException | OSError)
+    return SendFailed(f"SMTP: {type(exc).__name__}: {exc}", transient=transient)
 
 
 def refusal(recipients: Mapping[str, tuple[int, bytes | str]]) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,6 +84,8 @@ class Scheduler:
         self.clock = clock
         self._due: dict[str, tuple[Timing, datetime]] = {}
         self._next_sweep = datetime.min.replace(tzinfo=UTC)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="batch-scheduler", daemon=True)
 
     def tick(self) -> float:
         """Claim and publish every batch that is due; returns seconds until the next one."""
@@ -133,36 +134,22 @@ class Scheduler:
                 exc,
             )
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self) -> None:
         logger.info("batch scheduler started")
-        while not stop.is_set():
+        while not self._stopping.is_set():
             try:
                 wait = self.tick()
             except Exception:
                 logger.exception("batch scheduler pass failed; trying again")
                 wait = 5.0
-            stop.wait(min(max(wait, 0.02), MAX_SLEEP))
+            self._stopping.wait(min(max(wait, 0.02), MAX_SLEEP))
 
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    """A scheduler on its thread."""
-
-    stopping: threading.Event
-    thread: threading.Thread
+    def start(self) -> None:
+        """Run the scheduler on a daemon thread; ``stop`` it before the process exits."""
+        self._thread.start()
 
     def stop(self, timeout: float) -> None:
         """Stop it and wait (up to ``timeout``) for its thread to end: a thread still in
         a database call when the interpreter exits is torn down mid-call (an abort)."""
-        self.stopping.set()
-        self.thread.join(timeout)
-
-
-def start(scheduler: Scheduler) -> Running:
-    """Run the scheduler on a daemon thread; ``stop`` it before the process exits."""
-    stopping = threading.Event()
-    thread = threading.Thread(
-        target=scheduler.run, args=(stopping,), name="batch-scheduler", daemon=True
-    )
-    thread.start()
-    return Running(stopping, thread)
+        self._stopping.set()
+        self._thread.join(timeout)

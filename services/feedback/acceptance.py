@@ -21,7 +21,6 @@ from shared.flowconfig import ReturnsFeedback, StepFeedback
 Kind = Literal["return", "conversion"]
 KINDS: tuple[Kind, ...] = ("return", "conversion")
 STATUS_AFTER: dict[Kind, str] = {"return": "returned", "conversion": "converted"}
-DELIVERED = SOLD
 RETURN_LIMIT = "Return limit reached"
 
 
@@ -67,10 +66,6 @@ def allowed_reason(rules: ReturnsFeedback, reason: str | None) -> str | None:
     return next((r for r in rules.reasons if r.strip().casefold() == wanted), None)
 
 
-def _days(days: float) -> str:
-    return f"{days:g}"
-
-
 def decide(
     rules: StepFeedback | None,
     delivery: DeliveryState | None,
@@ -89,7 +84,7 @@ def decide(
         return refuse("Returns are not accepted", mapped)
     if kind == "conversion" and not rules.conversions.enabled:
         return refuse("Conversions are not accepted", mapped)
-    if delivery is None or delivery.status not in DELIVERED:
+    if delivery is None or delivery.status not in SOLD:
         return refuse("Lead was not delivered", mapped)
     if delivery.status == "return_requested":
         return refuse("A return of this lead waits for a decision", mapped)
@@ -110,7 +105,7 @@ def decide(
             and now - delivered_at <= timedelta(days=max_days)
         )
         if not in_time:
-            return refuse(f"Must provide return within {_days(max_days)} days", mapped)
+            return refuse(f"Must provide return within {max_days:g} days", mapped)
     allowed = allowed_reason(rules.returns, mapped)
     if allowed is None:
         listed = ", ".join(rules.returns.reasons or [])

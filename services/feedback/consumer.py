@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 
 import aiohttp
 from sqlalchemy.orm import Session
@@ -15,7 +14,7 @@ from shared.db.engine import utcnow
 from shared.db.threads import DatabaseThreads
 from shared.errors import TransientError
 from shared.messaging import FEEDBACK, FeedbackAccepted, Message
-from shared.outbound.send import Answer, send, transient_reason
+from shared.outbound.send import send, transient_reason
 
 QUEUE = FEEDBACK
 logger = logging.getLogger(__name__)
@@ -26,19 +25,6 @@ class Deps:
     configs: ConfigStore
     http: aiohttp.ClientSession
     db: DatabaseThreads
-
-
-def _record(
-    session: Session,
-    job: forward.ForwardJob,
-    at: datetime,
-    answer: Answer,
-    outcome: str,
-    reason: str | None,
-) -> None:
-    forward.record_sent(
-        session, job, at=at, outcome=outcome, reason=reason, status=answer.status, ms=answer.ms
-    )
 
 
 async def handle(message: Message, deps: Deps) -> None:
@@ -53,15 +39,23 @@ async def handle(message: Message, deps: Deps) -> None:
     at = utcnow()
     try:
         answer = await send(deps.http, job.request, forward.TIMEOUT)
+        transient = transient_reason(answer, job.target.retry.on_status)
+        if transient is not None:
+            raise TransientError(transient, job.target.retry.schedule)
     except Exception:
+        # no answer to record: the claim is given back for the retry
         await deps.db.transaction(forward.release, job)
         raise
-    transient = transient_reason(answer, job.target.retry.on_status)
-    if transient is not None:
-        await deps.db.transaction(forward.release, job)
-        raise TransientError(transient, job.target.retry.schedule)
     outcome, reason = forward.outcome_of(answer)
-    await deps.db.transaction(_record, job, at, answer, outcome, reason)
+    await deps.db.transaction(
+        forward.record_sent,
+        job,
+        at=at,
+        outcome=outcome,
+        reason=reason,
+        status=answer.status,
+        ms=answer.ms,
+    )
     logger.info(
         "%s forwarded to source %s: %s (HTTP %s, %d ms)",
         job.kind,

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from shared.configstore import ConfigStore
 from shared.db.engine import as_utc, utcnow
 from shared.db.models import Event, Lead
+from shared.db.rows import event_row
 from shared.errors import Busy, PermanentError
 from shared.flowconfig import SourceFeedback
 from shared.formats import xmlwrite
@@ -58,7 +59,6 @@ CONTENT_TYPES = {
 @dataclass(frozen=True, slots=True)
 class ForwardJob:
     lead_id: str
-    event_id: str  # the recipient step's event
     feedback_event_id: str
     recipient_id: str | None
     source_id: str
@@ -205,7 +205,6 @@ def _load(
     )
     job = ForwardJob(
         lead_id=lead.id,
-        event_id=message.event_id,
         feedback_event_id=received.id,
         recipient_id=received.recipient_id,
         source_id=lead.source_id,
@@ -234,12 +233,12 @@ def record_sent(
     reason: str | None,
     status: int | None,
     ms: int,
-) -> bool:
-    """Write the ``feedback-sent`` event; False when an answer was recorded already."""
+) -> None:
+    """Write the ``feedback-sent`` event, unless an answer was recorded already."""
     session.get(Event, job.feedback_event_id, with_for_update=True)
     sent = _sent_event(session, job.feedback_event_id)
     if sent is not None and sent.outcome not in (None, "error"):
-        return False
+        return
     answer: dict[str, Any] = {
         "outcome": outcome,
         "reason": reason,
@@ -249,7 +248,6 @@ def record_sent(
         "appended": {**_sending(job), "status": status},
     }
     _write_sent(session, job, sent, answer)
-    return True
 
 
 def _sending(job: ForwardJob) -> dict[str, Any]:
@@ -263,16 +261,12 @@ def _write_sent(
     if sent is not None:
         session.execute(update(Event).where(Event.id == sent.id).values(values))
         return
-    session.execute(
-        insert(Event).values(
-            id=new_id(),
-            lead_id=job.lead_id,
-            type="feedback-sent",
-            step=None,
-            recipient_id=job.recipient_id,
-            price=0.0,
-            attempts=0,
-            parent_event_id=job.feedback_event_id,
-            **values,
-        )
+    row = event_row(
+        id=new_id(),
+        lead_id=job.lead_id,
+        type="feedback-sent",
+        started_at=values["started_at"],
+        recipient_id=job.recipient_id,
     )
+    row.update(values, parent_event_id=job.feedback_event_id)
+    session.execute(insert(Event).values(row))

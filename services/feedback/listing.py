@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from shared.db.engine import SessionFactory, as_utc
+from shared.db.engine import SessionFactory
 from shared.db.models import Event
+from shared.db.queries import listed, where_given
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +45,19 @@ def received_feedback(
 ) -> list[FeedbackRow]:
     """Every feedback request with a known event id, oldest first; ``accepted`` True keeps
     the accepted ones, False the others (refused or in error)."""
-    query = (
-        select(Event).where(Event.type == "feedback-received").order_by(Event.started_at, Event.id)
+    query = where_given(
+        select(Event).where(Event.type == "feedback-received").order_by(Event.started_at, Event.id),
+        (Event.recipient_id, recipient),
     )
-    if recipient:
-        query = query.where(Event.recipient_id == recipient)
     if since is not None:
         query = query.where(Event.started_at >= since)
     if accepted is True:
         query = query.where(Event.outcome == "success")
     elif accepted is False:
         query = query.where(Event.outcome != "success")
-    with factory() as session:
-        events = list(session.scalars(query))
     return [
         FeedbackRow(
-            received_at=as_utc(e.started_at) or e.started_at,
+            received_at=e.started_at,
             lead_id=e.lead_id,
             event_id=e.parent_event_id,
             recipient_id=e.recipient_id,
@@ -67,5 +65,5 @@ def received_feedback(
             outcome=e.outcome,
             reason=e.reason,
         )
-        for e in events
+        for e in listed(factory, query, utc=["started_at"])
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -86,9 +86,7 @@ def deliver(
     flows = leadfiles.recipient_flows(config, recipient_id)
     with transaction(sessions) as session:
         batch_id, count = take_for_download(session, recipient_id, recipient.price)
-        present: list[tuple[str, int]] = []
-        if batch_id is not None:
-            present = _flow_versions(session, leads_of(batch_id))
+        present = _flow_versions(session, leads_of(batch_id)) if batch_id is not None else []
         columns = leadfiles.columns(config, flows, configs, present)
         rows = leadfiles.rows(session, leads_of(batch_id)) if batch_id else iter(())
         written = write_rows(sink, columns, _counting(rows, progress), file)
@@ -145,8 +143,7 @@ def export(
     _, config = configs.latest()
     if flow_id is not None and flow_id not in config.flows:
         raise UsageError(f"unknown flow {flow_id!r}")
-    default = recipient_file(config, recipient_id) if recipient_id else FileFormat()
-    file = choice.resolve(default)
+    file = choice.resolve(recipient_file(config, recipient_id) if recipient_id else FileFormat())
     statement = _export_query(flow_id, recipient_id, status, since, until)
     if flow_id is not None:
         flows = [flow_id]
@@ -196,10 +193,10 @@ def _export_query(
     return statement
 
 
-def _flow_versions(session: Any, statement: Select[Any]) -> list[tuple[str, int]]:
+def _flow_versions(session: Session, statement: Select[Any]) -> Sequence[tuple[str, int]]:
+    """The (flow, configuration version) pairs of the leads ``statement`` selects."""
     leads = statement.with_only_columns(Lead.flow_id, Lead.config_version).order_by(None)
-    leads = leads.distinct()
-    return [(flow_id, version) for flow_id, version in session.execute(leads)]
+    return session.execute(leads.distinct()).all()
 
 
 def _counting(rows: Iterable[Any], progress: Progress | None) -> Iterator[Any]:
