@@ -50,6 +50,10 @@ ONLY = set(
     ).split(",")
 )
 DBS = os.environ.get("BENCH_DBS", "postgresql,sqlite").split(",")
+#: The phases that run on the stack (one per database), and those among them that measure
+#: with every service up from the start (the slow and recovery phases start their own).
+STACK_PHASES = {"intake", "e2e", "dups", "caps", "latency", "ping", "slow", "recovery"}
+FULL_STACK_PHASES = {"e2e", "dups", "caps", "latency", "ping"}
 #: The paced latency run (half of the end-to-end rate), long enough to catch outliers.
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))
 #: Connections posting leads in an end-to-end run: as many as for the intake figure (16
@@ -58,6 +62,8 @@ E2E_CONNECTIONS = int(os.environ.get("BENCH_E2E_CONNECTIONS", "64"))
 #: Seconds of submissions per end-to-end run (the leads then drain through the stack).
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "5"))
 LEAD_BODY = "phone_1=5125551212&first_name=Ann&state=TX"
+#: A row of the table: figure, median, spread, baseline, ratio or target.
+Row = tuple[str, str, str, str, str]
 
 CONFIG = """
 recipients:
@@ -356,6 +362,15 @@ class Stack:
     intake_url: str = ""
     services: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
+    def http_url(self, service: str) -> str | None:
+        """Where an HTTP service of the stack answers (None: a worker)."""
+        variable = {
+            "intake": "LEADFLOW_INTAKE_PORT",
+            "feedback": "LEADFLOW_FEEDBACK_PORT",
+            "console": "LEADFLOW_CONSOLE_PORT",
+        }.get(service)
+        return f"http://127.0.0.1:{self.env[variable]}" if variable else None
+
     def leadflow(self, *args: str) -> str:
         return subprocess.run(
             [PY, "-m", "services.cli", *args],
@@ -370,8 +385,9 @@ class Stack:
         n = len(self.services.get(service, []))
         process = self.procs.start(f"{service}-{n}", [PY, "-m", "services.cli", service], env)
         self.services.setdefault(service, []).append(process)
-        if service == "intake":
-            wait_until(lambda: http_ok(f"{self.intake_url}/readyz"), 60, "intake ready")
+        url = self.http_url(service)
+        if url is not None:
+            wait_until(lambda: http_ok(f"{url}/readyz"), 60, f"{service} ready")
         return process
 
     def stop(self, service: str) -> None:
@@ -399,10 +415,21 @@ def vhost() -> Iterator[str]:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False)
 
 
+#: The databases a run can measure (BENCH_DBS), as each row names them.
+KINDS = ("postgresql", "sqlite")
+DB_SUFFIX = re.compile(r" \((?:" + "|".join(KINDS) + r")\)$")
+
+
 @contextlib.contextmanager
 def database(kind: str, work: Path) -> Iterator[str]:
+    """A fresh, empty database of ``kind`` (an SQLite file under ``work``), dropped after."""
     if kind == "sqlite":
-        yield f"sqlite:///{work}/bench-{secrets.token_hex(3)}.db"
+        path = work / f"bench-{secrets.token_hex(3)}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     name = f"leadflow_bench_{secrets.token_hex(3)}"
     libpq = PG_BASE.replace("postgresql+psycopg://", "postgresql://")
@@ -433,6 +460,12 @@ def stack(kind: str, work: Path, procs: Processes) -> Iterator[Stack]:
             "LEADFLOW_BROKER_URL": broker,
             "LEADFLOW_DATABASE_URL": db,
             "LEADFLOW_INTAKE_PORT": str(free_port()),
+            "LEADFLOW_FEEDBACK_PORT": str(free_port()),
+            "LEADFLOW_FEEDBACK_HOST": "127.0.0.1",
+            "LEADFLOW_CONSOLE_PORT": str(free_port()),
+            "LEADFLOW_CONSOLE_HOST": "127.0.0.1",
+            # the email worker runs as in production; nothing here sends mail
+            "LEADFLOW_EMAIL_URL": f"maildir://{work / f'mail-{kind}'}",
             "LEADFLOW_LOG_LEVEL": "WARNING",
             "LEADFLOW_METRICS_PORT": "0",
             "PYTHONPATH": str(ROOT),
@@ -517,35 +550,47 @@ def hello_rate(procs: Processes) -> float:
     return rate
 
 
+#: Every service of `leadflow up` but intake and http-delivery (started by ``full_stack``
+#: with them), and the queue each worker among them consumes.
+OTHER_SERVICES = ("router", "email-delivery", "feedback", "console")
+CONSUMED = {"router": "router", "email-delivery": "email_delivery", "feedback": "feedback"}
+
+
 def full_stack(s: Stack, http_commands: int = 1) -> None:
+    """One copy of every service (``http_commands`` of http-delivery), as `leadflow up`
+    runs them: each HTTP service ready, each worker consuming."""
     s.stop_all()
-    s.start("router")
+    for service in OTHER_SERVICES:
+        s.start(service)
     for _ in range(http_commands):
         s.start("http-delivery")
     s.start("intake")
-    wait_until(
-        lambda: (
-            queue_stat(s, "router", "consumers") >= 1
-            and queue_stat(s, "http_delivery", "consumers") >= http_commands
-        ),
-        60,
-        "workers consuming",
-    )
+    wanted = dict.fromkeys(CONSUMED.values(), 1)
+    wanted["http_delivery"] = http_commands
+
+    def consuming() -> bool:
+        consumers = queue_stats(s, "consumers")
+        return all(consumers.get(q, 0) >= n for q, n in wanted.items())
+
+    wait_until(consuming, 60, "workers consuming")
 
 
-def queue_stat(s: Stack, queue: str, column: str) -> int:
-    """One column of `rabbitmqctl list_queues` (messages, consumers) for a queue of the stack."""
+def queue_stats(s: Stack, column: str) -> dict[str, int]:
+    """One column of `rabbitmqctl list_queues` (messages, consumers) for each queue of the
+    stack."""
     vhost = unquote(s.env["LEADFLOW_BROKER_URL"].rsplit("/", 1)[1])
     out = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", column, "--no-table-headers"],
         capture_output=True,
         text=True,
     ).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1])
-    return 0
+    parts = [line.split() for line in out.splitlines()]
+    return {p[0]: int(p[1]) for p in parts if len(p) == 2 and p[1].isdigit()}
+
+
+def queue_stat(s: Stack, queue: str, column: str) -> int:
+    """One column of `rabbitmqctl list_queues` for one queue of the stack (0: none yet)."""
+    return queue_stats(s, column).get(queue, 0)
 
 
 def end_to_end_rate(s: Stack, seconds: float, flow: str = "fast") -> float:
@@ -631,7 +676,10 @@ def slow_rate(s: Stack, commands: int, count: int) -> tuple[float, int]:
     """Deliveries per second to a recipient answering in 1 s, for ``commands`` http-delivery
     commands; and the OS processes they run. The work queue is filled first (the pool
     stopped), so the figure is the pool's, not the router's hand-off rate."""
-    full_stack(s, 0)
+    # the work queue is declared by its worker: on a fresh stack one starts (and stops)
+    # first, else the hand-offs are unroutable
+    full_stack(s, 0 if "http_delivery" in queue_stats(s, "messages") else 1)
+    s.stop("http-delivery")
     reset(s.slow_port)
     post_leads(s.submit_url("slow"), count)
     wait_until(
@@ -712,7 +760,7 @@ PING_SECONDS = float(os.environ.get("BENCH_PING_SECONDS", "10"))
 PING_CLIENTS = (32, 256)
 
 
-def ping_rows(s: Stack, procs: Processes, kind: str) -> list[tuple[str, str, str, str, str]]:
+def ping_rows(s: Stack, procs: Processes, kind: str) -> list[Row]:
     """Pings answered by one intake: four bidders answering in 50-300 ms and one never
     answering, a 500 ms deadline (the baseline: every answer waits it out)."""
     procs.start(
@@ -755,13 +803,13 @@ def ping_rows(s: Stack, procs: Processes, kind: str) -> list[tuple[str, str, str
 
 
 def timings_row(
-    phase: str, title: str, took: dict[str, float], prefix: str, target: str
-) -> tuple[str, str, str, str, str]:
-    """Timings over the filled database (seconds by name, each shown after ``prefix``),
-    told as progress, and their row of the table."""
-    progress(f"{phase}: " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in took.items()))
+    phase: str, title: str, took: dict[str, float], prefix: str, target: str, kind: str
+) -> Row:
+    """Timings over the filled database of ``kind`` (seconds by name, each shown after
+    ``prefix``), told as progress, and their row of the table."""
+    progress(f"{phase} ({kind}): " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in took.items()))
     return (
-        f"{title} over {bench_reports.LEADS:,} leads (postgresql)",
+        f"{title} over {bench_reports.LEADS:,} leads ({kind})",
         ", ".join(f"{prefix}{n} {t * 1000:,.0f} ms" for n, t in took.items()),
         f"slowest {max(took.values()) * 1000:,.0f} ms",
         "-",
@@ -781,7 +829,10 @@ def main() -> None:
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
     procs = Processes(work)
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[Row] = []
+    # the slow phase's baseline, measured beside each database's runs: one row for all
+    alone = Figure("aiohttp client alone, 256 in flight, 1 s recipient", "req/s")
+    alone_at: int | None = None  # where its row goes: before the first slow figure
     try:
         hello = Figure("aiohttp hello-world POST, 1 process", "req/s")
         chain = Figure("raw pika chain, 3 hops, windowed confirms", "msg/s")
@@ -792,7 +843,7 @@ def main() -> None:
             for _ in range(RUNS if "chain" in ONLY else 0):
                 chain.values.append(pika_chain.run(url, 20_000))
                 progress(f"pika chain {chain.values[-1]:,.0f} msg/s")
-        for kind in DBS:
+        for kind in DBS if ONLY & STACK_PHASES else []:
             with stack(kind, work, procs) as s:
                 start_recipient(procs, s.fast_port, 0.0)
                 start_recipient(procs, s.slow_port, 1.0)
@@ -800,18 +851,20 @@ def main() -> None:
                 for _ in range(RUNS if "intake" in ONLY else 0):
                     intake.values.append(intake_rate(s))
                     progress(f"intake ({kind}) {intake.values[-1]:,.0f} leads/s")
-                rows.append(
-                    (
-                        intake.name,
-                        f"{intake.median:,.0f} {intake.unit}",
-                        intake.spread,
-                        f"{hello.median:,.0f} hello-world",
-                        f"{intake.median / hello.median:.0%} (target 25%)",
+                if intake.values:
+                    rows.append(
+                        (
+                            intake.name,
+                            f"{intake.median:,.0f} {intake.unit}",
+                            intake.spread,
+                            f"{hello.median:,.0f} hello-world",
+                            f"{intake.median / hello.median:.0%} (target 25%)",
+                        )
                     )
-                )
-                full_stack(s)
                 e2e = Figure(f"end to end, fast recipient ({kind})", "leads/s")
-                end_to_end_rate(s, 1.0)  # warm up
+                if ONLY & FULL_STACK_PHASES:
+                    full_stack(s)
+                    end_to_end_rate(s, 1.0)  # warm up
                 dups = Figure(f"end to end, duplicate checks on ({kind})", "leads/s")
                 # the same flow (an e-mail field more than ``fast``) without its checks
                 unchecked = Figure(f"end to end, the same flow without ({kind})", "leads/s")
@@ -828,15 +881,16 @@ def main() -> None:
                         figure = figures[flow]
                         figure.values.append(end_to_end_rate(s, E2E_SECONDS, flow))
                         progress(f"end to end, {flow} ({kind}) {figure.values[-1]:,.0f} leads/s")
-                rows.append(
-                    (
-                        e2e.name,
-                        f"{e2e.median:,.0f} {e2e.unit}",
-                        e2e.spread,
-                        f"{chain.median:,.0f} raw pika chain",
-                        f"{e2e.median / chain.median:.0%} (targets 1,000/s, 25%)",
+                if e2e.values:
+                    rows.append(
+                        (
+                            e2e.name,
+                            f"{e2e.median:,.0f} {e2e.unit}",
+                            e2e.spread,
+                            f"{chain.median:,.0f} raw pika chain",
+                            f"{e2e.median / chain.median:.0%} (targets 1,000/s, 25%)",
+                        )
                     )
-                )
                 for figure, without in ((dups, unchecked), (capped, e2e)):
                     if not figure.values:
                         continue
@@ -857,9 +911,10 @@ def main() -> None:
                     progress(f"latency ({kind}) {run}")
                     rows.append(
                         (
-                            f"latency, {LATENCY_SECONDS:.0f} s paced at {e2e.median / 2:,.0f} "
-                            f"leads/s ({kind})",
-                            f"p50 {run.p50:.0f} ms, p99 {run.p99:.1f} ms",
+                            f"latency, {LATENCY_SECONDS:.0f} s paced at half the end-to-end "
+                            f"rate ({kind})",
+                            f"p50 {run.p50:.0f} ms, p99 {run.p99:.1f} ms at "
+                            f"{e2e.median / 2:,.0f} leads/s",
                             f"worst {run.worst:.0f} ms",
                             f"answers p99 {run.answer_p99:.0f} ms, worst {run.answer_worst:.0f} ms",
                             "targets p99 < 20 ms, no answer > 250 ms",
@@ -881,88 +936,106 @@ def main() -> None:
                             "target: no worker over 80 MiB",
                         )
                     )
-                if kind == "postgresql" and "slow" in ONLY:
+                if "slow" in ONLY:
                     one, two = (
                         Figure("1 s recipient, 1 http-delivery", "deliveries/s"),
                         Figure("1 s recipient, 2 http-delivery", "deliveries/s"),
                     )
-                    alone = Figure("aiohttp client alone, 256 in flight, 1 s recipient", "req/s")
+                    here = Figure(alone.name, alone.unit)  # beside this database's runs
                     procs_one = procs_two = 0
                     for _ in range(RUNS):
-                        alone.values.append(client_rate(s.slow_port, 1500, 256))
-                        progress(f"slow, client alone: {alone.values[-1]:,.0f}/s")
+                        here.values.append(client_rate(s.slow_port, 1500, 256))
+                        progress(f"slow ({kind}), client alone: {here.values[-1]:,.0f}/s")
                         rate, procs_one = slow_rate(s, 1, 1500)
                         one.values.append(rate)
-                        progress(f"slow, 1 command: {rate:,.0f}/s")
+                        progress(f"slow ({kind}), 1 command: {rate:,.0f}/s")
                         rate, procs_two = slow_rate(s, 2, 2500)
                         two.values.append(rate)
-                        progress(f"slow, 2 commands: {rate:,.0f}/s")
+                        progress(f"slow ({kind}), 2 commands: {rate:,.0f}/s")
+                    alone.values += here.values
+                    alone_at = len(rows) if alone_at is None else alone_at
                     rows.append(
                         (
-                            alone.name,
-                            f"{alone.median:,.0f} {alone.unit}",
-                            alone.spread,
-                            "-",
-                            "baseline",
-                        )
-                    )
-                    rows.append(
-                        (
-                            one.name + f" ({procs_one} OS processes)",
+                            f"{one.name}, {procs_one} OS processes ({kind})",
                             f"{one.median:,.0f} {one.unit}",
                             one.spread,
-                            f"{alone.median:,.0f} client alone",
-                            f"{one.median / alone.median:.0%} (target 90%)",
+                            f"{here.median:,.0f} client alone",
+                            f"{one.median / here.median:.0%} (target 90%)",
                         )
                     )
                     rows.append(
                         (
-                            two.name + f" ({procs_two} OS processes)",
+                            f"{two.name}, {procs_two} OS processes ({kind})",
                             f"{two.median:,.0f} {two.unit}",
                             two.spread,
                             f"{one.median:,.0f} with one",
                             f"x{two.median / one.median:.2f} (target x1.8)",
                         )
                     )
-                if kind == "postgresql" and "recovery" in ONLY:
+                if "recovery" in ONLY:
                     drains, peaks = [], []
                     for _ in range(RECOVERY_RUNS):
                         seconds, base, peak = recovery(s, procs, 10_000)
-                        progress(f"recovery {seconds:.1f} s, {base:.0f} -> {peak:.0f} MB")
+                        progress(f"recovery ({kind}) {seconds:.1f} s, {base:.0f} -> {peak:.0f} MB")
                         drains.append(seconds)
                         peaks.append((base, peak))
                     drain = statistics.median(drains)
                     base, peak = peaks[len(peaks) // 2]
                     rows.append(
                         (
-                            "recovery: 10,000 retried leads, recipient back",
+                            f"recovery: 10,000 retried leads, recipient back ({kind})",
                             f"drained in {drain:.1f} s ({10_000 / drain:,.0f} leads/s)",
                             f"{min(drains):.1f}-{max(drains):.1f} s",
-                            f"{e2e.median:,.0f} leads/s end to end",
+                            f"{e2e.median:,.0f} leads/s end to end" if e2e.values else "-",
                             f"workers {base:.0f} MB -> peak {peak:.0f} MB",
                         )
                     )
-        if "report" in ONLY:
-            with database("postgresql", work) as url:
+        for kind in DBS if "report" in ONLY else []:
+            with database(kind, work) as url:
                 filled = bench_reports.fill(url)
-                progress(f"report: {bench_reports.LEADS:,} leads filled in {filled:.0f} s")
+                progress(f"report ({kind}): {bench_reports.LEADS:,} leads filled in {filled:.1f} s")
                 took = bench_reports.timings(url, RUNS)
                 shown = bench_console.timings(url, RUNS)
             rows.append(
-                timings_row("report", "leadflow report", took, "--by ", "target: each under 1 s")
+                timings_row(
+                    "report", "leadflow report", took, "--by ", "target: each under 1 s", kind
+                )
             )
             rows.append(
-                timings_row("console", "console pages", shown, "", "target: each under 200 ms")
+                timings_row(
+                    "console", "console pages", shown, "", "target: each under 200 ms", kind
+                )
             )
-        rows.insert(
-            0, (hello.name, f"{hello.median:,.0f} {hello.unit}", hello.spread, "-", "baseline")
-        )
-        rows.insert(
-            1, (chain.name, f"{chain.median:,.0f} {chain.unit}", chain.spread, "-", "baseline")
-        )
+        if alone_at is not None:
+            rows.insert(
+                alone_at,
+                (alone.name, f"{alone.median:,.0f} {alone.unit}", alone.spread, "-", "baseline"),
+            )
+        baselines = [
+            (figure.name, f"{figure.median:,.0f} {figure.unit}", figure.spread, "-", "baseline")
+            for figure in (hello, chain)
+            if figure.values
+        ]
+        rows = baselines + rows
     finally:
         procs.stop_all()
-    report(rows, (time.monotonic() - began) / 60)
+    report(side_by_side(rows), (time.monotonic() - began) / 60)
+
+
+def side_by_side(rows: list[Row]) -> list[Row]:
+    """The rows of each figure together, in the order the figures first appear: its
+    PostgreSQL row, then its SQLite row (a figure's rows differ only in the database their
+    name ends with)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(DB_SUFFIX.sub("", row[0]), []).append(row)
+    order = {f"({kind})": n for n, kind in enumerate(KINDS)}
+
+    def rank(row: Row) -> int:
+        found = DB_SUFFIX.search(row[0])
+        return order[found.group(0).strip()] if found else -1
+
+    return [row for group in groups.values() for row in sorted(group, key=rank)]
 
 
 def progress(text: str) -> None:
@@ -970,7 +1043,7 @@ def progress(text: str) -> None:
     sys.stderr.flush()
 
 
-def report(rows: list[tuple[str, str, str, str, str]], minutes: float) -> None:
+def report(rows: list[Row], minutes: float) -> None:
     header = ("figure", f"median of {RUNS}", "spread", "baseline (same run)", "ratio / target")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     lines = [
