@@ -120,6 +120,7 @@ class Plan:
     failure: str | None = None
     auctions: list[tuple[int, AuctionStep, list[str]]] = field(default_factory=list)
     has_auction: bool = False
+    outcome: str = "failure"  # of a failed plan: ``error`` where a lead would be one
 
 
 def plan(
@@ -136,7 +137,7 @@ def plan(
     flow = config.flows[flow_id]
     source = flow.sources[source_id]
     if not flow.enabled:
-        return Plan("The flow is disabled")
+        return Plan("The flow is disabled", outcome="error")  # as /submit answers
     if not hours.is_open(flow.schedule, flow.timezone, gates.now):
         return Plan(hours.FLOW_CLOSED_REASON)
     for criterion in (*flow.acceptance_criteria, *source.acceptance_criteria):

@@ -108,7 +108,7 @@ async def ping(request: web.Request) -> web.Response:
         logger.info("ping %s answered again (same fields within dedupe)", checked.id)
         return answer(checked.answer(), media)
     bids: list[tuple[int, Bid]] = []
-    outcome, reason, price = "failure", checked.failure, Decimal(0)
+    outcome, reason, price = checked.outcome, checked.failure, Decimal(0)
     if checked.failure is None:
         source = flow.sources[source_id]
         best = None

@@ -274,6 +274,7 @@ PLANNED = parse_config(
                 "schedule": {"sat": ["09:00-10:00"]},
                 "sources": {"s": {}},
             },
+            "off": {"enabled": False, "sources": {"s": {}}},
         },
     },
     {},
@@ -299,8 +300,14 @@ def test_a_ping_fails_where_the_lead_would_fail() -> None:
     assert planned("AK").failure == "No Alaska"
     assert planned("TX", FakeFlowGates(duplicate=True)).failure == "Duplicate"
     assert planned("TX", FakeFlowGates(flow_full=True)).failure == "Cap reached"
-    closed = planned("TX", flow="closed").failure
-    assert closed == "Submission Timestamp must be within hours of operation"
+    closed = planned("TX", flow="closed")
+    assert (closed.outcome, closed.failure) == (
+        "failure",
+        "Submission Timestamp must be within hours of operation",
+    )
+    # a disabled flow is an error, as /submit answers it
+    off = planned("TX", flow="off")
+    assert (off.outcome, off.failure) == ("error", "The flow is disabled")
 
 
 def test_a_bidder_with_neither_ping_nor_price_may_join_an_auction_and_never_bids() -> None:
