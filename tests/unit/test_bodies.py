@@ -78,3 +78,22 @@ def test_a_body_of_blanks_needs_a_supported_content_type_and_no_body_needs_none(
         parse_body(None, b" ")
     assert parse_body("application/json", b"  ") == {}
     assert parse_body(None, b"") == {}
+
+
+def test_xml_with_a_harmless_doctype_is_read() -> None:
+    body = b'<?xml version="1.0"?><!DOCTYPE lead><lead><first_name>Dee</first_name></lead>'
+    assert parse_body("application/xml", body) == {"first_name": "Dee"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY x "A"><!ENTITY y "&x;&x;">]><l>&y;</l>',
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY e SYSTEM "file:///etc/passwd">]><l>&e;</l>',
+        b'<?xml version="1.0"?><!DOCTYPE l SYSTEM "http://127.0.0.1:1/l.dtd"><l><a>&e;</a></l>',
+    ],
+)
+def test_xml_declaring_entities_or_external_references_is_refused(body: bytes) -> None:
+    with pytest.raises(BodyError) as refused:
+        parse_body("application/xml", body)
+    assert refused.value.status == 400
