@@ -46,10 +46,11 @@ def as_text(value: Any) -> str:
 def field_values(
     target: HttpTarget, variables: Mapping[str, Any], flow_fields: list[str]
 ) -> dict[str, Any]:
-    """The name -> value pairs to send: the mapping, or every flow field under its own name."""
+    """The name -> value pairs to send: the mapping, or every flow field under its own name
+    (one the lead has no value for as None: null in JSON, empty in a form or XML)."""
     if target.fields is None:
         lead = variables.get("lead", {})
-        return {f: plain(lead[f]) for f in flow_fields if f in lead}
+        return {f: plain(lead.get(f)) for f in flow_fields}
     values: dict[str, Any] = {}
     for name, spec in target.fields.items():
         if isinstance(spec, str) and is_template(spec):
@@ -80,8 +81,8 @@ def build_request(
         body = json.dumps(nest(values), default=as_text).encode()
         headers.setdefault("Content-Type", "application/json")
     elif target.format == "xml":
-        if target.fields is None:  # one element per flow field, an unfilled one empty
-            values = {f"lead.{name}": values.get(name, "") for name in flow_fields}
+        if target.fields is None:  # under a <lead> root, an unfilled field empty
+            values = {f"lead.{name}": value for name, value in values.items()}
         body = xmlwrite.from_paths(values, as_text, default_root="lead")
         headers.setdefault("Content-Type", "application/xml")
     else:

@@ -50,6 +50,23 @@ def test_without_a_mapping_every_flow_field_is_sent_under_its_own_name() -> None
     }
 
 
+def test_without_a_mapping_a_flow_field_the_lead_lacks_is_sent_empty_in_every_format() -> None:
+    # given a flow with a field the lead was not given
+    fields = [*FLOW_FIELDS, "last_name"]
+
+    # when each format's request is built
+    def built(**settings: Any) -> bytes:
+        return build_request(target(**settings), variables(), fields, EVENT).body or b""
+
+    get = build_request(target(method="GET"), variables(), fields, EVENT)
+
+    # then every flow field is there: null in JSON, empty in a form and a query string
+    assert json.loads(built(format="json"))["last_name"] is None
+    assert parse_qs(built(format="form").decode(), keep_blank_values=True)["last_name"] == [""]
+    query = parse_qs(urlsplit(get.url).query, keep_blank_values=True)
+    assert query["last_name"] == [""]
+
+
 def test_invalid_values_are_sent_raw_and_valid_ones_normalized() -> None:
     request = build_request(target(format="form"), variables(), FLOW_FIELDS, EVENT)
     sent = parse_qs((request.body or b"").decode())
