@@ -20,6 +20,13 @@ def cents(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def as_number(value: Any) -> int | float:
+    """An amount to the cent as a JSON number, as the intake's answers write it: a whole
+    amount as an int (``0``, ``12``), any other as the float of its two places (``4.25``)."""
+    amount = cents(value or 0)
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
 def bid_cents(value: Any) -> Decimal:
     """A buyer's bid to the cent below: it never pays more than it bid, and a quote
     (the best bid less the margin, rounded down) never rounds a bid up."""

@@ -58,7 +58,7 @@ def test_a_replayed_delivery_runs_again_and_the_step_and_price_are_updated(stack
     report = wait_for(delivered, timeout=20, message="the replayed delivery")
     assert report["events"][0]["outcome"] == "success"
     wait_for(
-        lambda: stack.show(lead_id)["lead"]["price"] == "3.50",
+        lambda: stack.show(lead_id)["lead"]["price"] == 3.5,
         timeout=10,
         message="the lead's price",
     )

@@ -34,12 +34,12 @@ def test_a_source_is_answered_its_cost_and_each_sale_is_a_ledger_row(stack: Stac
     # then its answer's price is its cost, and the ledger has the cost and both sales
     assert (answer["outcome"], answer["price"]) == ("success", 4.0)
     report = stack.show(answer["lead"]["id"])
-    assert report["lead"]["cost"] == "4.00"
+    assert report["lead"]["cost"] == 4
     rows = {(r["kind"], r["party"]): r["amount"] for r in report["ledger"]}
     assert rows == {
-        ("cost", "priced/paid"): "4.00",
-        ("revenue", "paying_buyer"): "12.34",
-        ("revenue", "fixed_buyer"): "9.00",
+        ("cost", "priced/paid"): 4,
+        ("revenue", "paying_buyer"): 12.34,
+        ("revenue", "fixed_buyer"): 9,
     }
     text = stack.leadflow("leads", "show", answer["lead"]["id"]).stdout
     assert "ledger:" in text and "revenue" in text and "12.34" in text
@@ -55,7 +55,7 @@ def test_a_buyer_answering_a_price_of_0_owes_0_not_its_configured_price(stack: S
     # then the answer's 0 stands (SPEC 15: the answer's price, else the configured one)
     assert (answer["outcome"], answer["price"]) == ("success", 0)
     rows = stack.show(answer["lead"]["id"])["ledger"]
-    assert [r for r in rows if r["kind"] == "revenue" and r["amount"] != "0.00"] == []
+    assert [r for r in rows if r["kind"] == "revenue" and r["amount"] != 0] == []
 
 
 def test_a_lead_failed_at_intake_costs_nothing_and_a_source_without_cost_keeps_its_price(
@@ -125,6 +125,6 @@ def test_a_manual_recipient_owes_its_price_when_its_leads_are_downloaded(
     # then the lead is sold and the recipient owes its price, once
     rows = stack.show(lead_id)["ledger"]
     assert [(r["kind"], r["party"], r["amount"]) for r in rows] == [
-        ("revenue", "priced_desk", "6.00")
+        ("revenue", "priced_desk", 6)
     ]
     assert stack.scalar("SELECT sold FROM leads WHERE id = :id", id=lead_id)

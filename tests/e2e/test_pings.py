@@ -112,13 +112,13 @@ def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that
     assert posts_for(stack, "/bidder-b/post", ref) == []
     report = stack.show(posted["lead"]["id"])
     ledger = {(r["kind"], r["party"]): r["amount"] for r in report["ledger"]}
-    assert ledger == {("cost", "auction/web"): "8.00", ("revenue", "bidder_a"): "10.00"}
+    assert ledger == {("cost", "auction/web"): 8, ("revenue", "bidder_a"): 10}
     assert report["lead"]["fields"]["state"] == "TX"
     auction = next(e for e in report["events"] if e["type"] == "auction")
     assert (auction["outcome"], auction["recipient"], auction["price"]) == (
         "success",
         "bidder_a",
-        "10.00",
+        10,
     )
     ids = [e["id"] for e in report["events"]]
     assert len(set(ids)) == len(ids), ids  # each bid an event of its own
@@ -146,7 +146,7 @@ def test_a_winner_that_rejects_the_post_leaves_the_lead_to_the_next_bid(
     assert sent["bid_id"] == "B-2"
     report = stack.show(posted["lead"]["id"])
     revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
-    assert revenue == [("bidder_b", "8.00")]
+    assert revenue == [("bidder_b", 8)]
     # and the flow processed one step, the auction, whatever it posted
     assert report["events"][-1]["type"] == "source"
     assert report["events"][-1]["steps_processed"] == 1
@@ -262,7 +262,7 @@ def test_a_lead_submitted_without_a_ping_is_auctioned_and_sold_to_the_best_bid(
     assert sent["bid_id"] == "B-7"
     report = stack.show(answer.json()["lead"]["id"])
     revenue = [(r["party"], r["amount"]) for r in report["ledger"] if r["kind"] == "revenue"]
-    assert revenue == [("bidder_b", "9.25")]
+    assert revenue == [("bidder_b", 9.25)]
     assert Decimal(answer.json()["price"]) == Decimal("9.25")
     ids = [e["id"] for e in report["events"]]
     assert len(set(ids)) == len(ids), ids  # the auction's event and each bid its own id
@@ -319,7 +319,7 @@ def test_a_buyer_that_won_an_auction_may_return_the_lead(
     # then the return is accepted under the auction step's rules and reverses the bid
     assert (returned.status_code, returned.json()["outcome"]) == (201, "success"), returned.text
     rows = [(r["kind"], r["party"], r["amount"]) for r in stack.show(lead_id)["ledger"]]
-    assert ("return", "bidder_a", "-7.00") in rows
+    assert ("return", "bidder_a", -7) in rows
 
 
 def test_a_ping_older_than_its_ttl_cannot_be_posted(stack: Stack, silent: threading.Event) -> None:
@@ -367,7 +367,7 @@ def test_a_bidder_taking_its_leads_by_download_is_owed_its_bids_up_to_its_revenu
     for lead_id in lead_ids[:2]:
         ledger = stack.show(lead_id)["ledger"]
         revenue = [(r["party"], r["amount"]) for r in ledger if r["kind"] == "revenue"]
-        assert revenue == [("manual_bidder", "12.50")]
+        assert revenue == [("manual_bidder", 12.5)]
 
 
 def test_a_ping_asks_every_auction_and_the_post_goes_to_the_next_auctions_bid_without_asking(

@@ -37,7 +37,7 @@ def test_a_posted_lead_reaches_the_recipient_and_is_reported_delivered(stack: St
     step = next(e for e in report["events"] if e["type"] == "recipient")
     assert step["id"] == body["lc_event_id"]
     assert step["outcome"] == "success"
-    assert step["price"] == "4.25"
+    assert step["price"] == 4.25
     assert report["events"][-1]["type"] == "source"
     assert report["events"][-1]["steps_processed"] == 1
     assert report["deliveries"][0]["status"] == "delivered"
