@@ -124,7 +124,5 @@ def test_a_manual_recipient_owes_its_price_when_its_leads_are_downloaded(
 
     # then the lead is sold and the recipient owes its price, once
     rows = stack.show(lead_id)["ledger"]
-    assert [(r["kind"], r["party"], r["amount"]) for r in rows] == [
-        ("revenue", "priced_desk", 6)
-    ]
+    assert [(r["kind"], r["party"], r["amount"]) for r in rows] == [("revenue", "priced_desk", 6)]
     assert stack.scalar("SELECT sold FROM leads WHERE id = :id", id=lead_id)
