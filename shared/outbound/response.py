@@ -204,13 +204,21 @@ def _outcome(doc: Document, rules: ResponseRules) -> str:
     scope = values_at(doc, path, markup=True) if path else [doc.text]
     if not term:  # ``.*``: anything searched matches, an empty body too
         return on_match if scope else _INVERSE[on_match]
-    return on_match if _found(to_regex(term, ignore_case=True), scope) else _INVERSE[on_match]
+    return on_match if _found(term, scope) else _INVERSE[on_match]
 
 
-def _found(pattern: re.Pattern[str] | None, scope: list[str]) -> bool:
+def _found(term: str, scope: list[str]) -> bool:
+    """A term matches as a substring or as a regex (``ok (1)`` finds ``ok (1)``, ``a.c``
+    finds ``abc``), case-insensitively; an invalid regex never matches."""
+    pattern = to_regex(term, ignore_case=True)
     if pattern is None:
         return False
-    return any(pattern.search(value.strip()) for value in scope if value.strip())
+    literal = term.casefold()
+    return any(
+        pattern.search(value.strip()) or literal in value.casefold()
+        for value in scope
+        if value.strip()
+    )
 
 
 def _reason(doc: Document, rules: ResponseRules) -> str | None:

@@ -434,6 +434,14 @@ VECTORS = [
         "failure",
     ),
     row(
+        "a term is found as a substring even where its regex would not match it",
+        200,
+        TEXT,
+        "Status: OK (1) - lead $5.00 accepted",
+        {"outcome_search_term": "ok (1) - lead $5.00"},
+        "success",
+    ),
+    row(
         "a regex term is searched in the value at the path",
         200,
         JSON,
