@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from services.cli import _settings
+from services.cli import _reported, _settings, main
 from shared.errors import NotFound, UsageError
 
 
-@click.group()
+@main.group()
 def batches() -> None:
     """Email batches: send a recipient's pending leads now, list batches."""
 
@@ -19,10 +19,8 @@ def batches_send(recipient_id: str) -> None:
     """Send a batch recipient's pending leads now ("Deliver Pending Leads")."""
     from services.email_delivery import commands
 
-    try:
+    with _reported(UsageError, NotFound):
         click.echo(commands.send_now(_settings(), recipient_id))
-    except (UsageError, NotFound) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @batches.command("list")
@@ -33,9 +31,7 @@ def batches_list(recipient_id: str | None, state: str | None, limit: int) -> Non
     """List batches, newest first: id, recipient, due, created, leads, state, sent at."""
     from services.email_delivery import commands
 
-    try:
+    with _reported(UsageError):
         lines = commands.batch_lines(_settings(), recipient_id, state, limit)
-    except UsageError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo("\n".join(lines))
     click.echo(f"{len(lines) - 1} batch(es)", err=True)

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _reported, _sessions, main
 from shared.errors import ConfigError, NotFound
 
 
-@click.group()
+@main.group()
 def config() -> None:
     """Recipients and flows (the YAML file)."""
 
 
-def _fail_config(exc: ConfigError) -> None:
-    click.echo(f"configuration is invalid ({len(exc.problems)} problem(s)):", err=True)
-    for problem in exc.problems:
-        click.echo(f"  {problem}", err=True)
-    sys.exit(1)
+@contextlib.contextmanager
+def _valid() -> Iterator[None]:
+    """An invalid file ends the command (exit code 1) listing every problem."""
+    try:
+        yield
+    except ConfigError as exc:
+        click.echo(f"configuration is invalid ({len(exc.problems)} problem(s)):", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
 
 
 @config.command("check")
@@ -30,11 +37,8 @@ def config_check(file: TextIO) -> None:
     """Validate FILE without storing it."""
     from shared.flowconfig import load_config_text
 
-    try:
+    with _valid():
         parsed = load_config_text(file.read(), os.environ)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     click.echo(
         f"configuration is valid: {len(parsed.recipients)} recipient(s), "
         f"{len(parsed.flows)} flow(s)"
@@ -47,11 +51,8 @@ def config_apply(file: TextIO) -> None:
     """Validate FILE and store it as the new version every service uses."""
     from shared.configstore import apply_config
 
-    try:
-        applied = apply_config(_sessions(_settings()), file.read(), os.environ)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
+    with _valid():
+        applied = apply_config(_sessions(), file.read(), os.environ)
     if applied.created:
         click.echo(f"applied configuration version {applied.version}")
     else:
@@ -64,9 +65,7 @@ def config_show(version: int | None) -> None:
     """Print the stored configuration (newest version by default)."""
     from shared.configstore import ConfigStore
 
-    try:
-        number, text = ConfigStore(_sessions(_settings())).source_text(version)
-    except NotFound as exc:
-        raise click.ClickException(str(exc)) from None
+    with _reported(NotFound):
+        number, text = ConfigStore(_sessions()).source_text(version)
     click.echo(f"# version {number}", err=True)
     click.echo(text, nl=not text.endswith("\n"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from services.cli import _settings
+from services.cli import _settings, main
 
 
-@click.group()
+@main.group()
 def db() -> None:
     """Database schema."""
 

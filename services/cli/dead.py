@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _options, _sessions, _settings, main
 
 if TYPE_CHECKING:
     from shared.db.engine import SessionFactory
@@ -16,36 +16,30 @@ if TYPE_CHECKING:
     Action = Callable[[SessionFactory, str, list[DeadLetter], str], int]
 
 
-@click.group()
+@main.group()
 def dead() -> None:
     """Messages parked after their retries (mirrored in the database)."""
 
 
-def _filters(*, confirm: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """--queue, --recipient, --lead (and --yes for the commands that ask first)."""
-    options = [
-        click.option("--queue", default=None, help="a work queue, e.g. http_delivery"),
-        click.option("--recipient", default=None),
-        click.option("--lead", "lead_id", default=None),
-    ]
-    if confirm:
-        options.append(click.option("--yes", is_flag=True, help="do not ask for confirmation"))
-
-    def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+#: --queue, --recipient, --lead: which parked messages (a command takes them as ``**filters``)
+_filters = _options(
+    click.option("--queue", default=None, help="a work queue, e.g. http_delivery"),
+    click.option("--recipient", default=None),
+    click.option("--lead", "lead_id", default=None),
+)
+#: the filters, and --yes for the commands that ask first
+_filters_and_yes = _options(
+    _filters, click.option("--yes", is_flag=True, help="do not ask for confirmation")
+)
 
 
 @dead.command("list")
-@_filters(confirm=False)
-def dead_list(**filters: str | None) -> None:
+@_filters
+def dead_list(**filters: Any) -> None:
     """List parked messages: queue, lead, event, recipient, attempts, last reason, parked at."""
     from shared.deadletters import parked_messages
 
-    rows = parked_messages(_sessions(_settings()), **_named(filters))
+    rows = parked_messages(_sessions(), **filters)
     click.echo(
         f"{'queue':<16} {'lead':<24} {'event':<24} {'recipient':<16} attempts  "
         f"{'last reason':<40} parked at"
@@ -66,10 +60,10 @@ def dead_list(**filters: str | None) -> None:
 def dead_show(key: str) -> None:
     """Why a message was parked: its failures and the delivery's attempts (ID: message,
     event or lead id)."""
-    from shared.db.engine import as_utc
+    from shared.db.engine import iso_utc
     from shared.deadletters import parked_detail
 
-    detail = parked_detail(_sessions(_settings()), key)
+    detail = parked_detail(_sessions(), key)
     if detail is None:
         raise click.ClickException(f"no parked message for {key}")
     letter = detail.letter
@@ -78,9 +72,7 @@ def dead_show(key: str) -> None:
         f"  lead {letter.lead_id or '-'}  event {letter.event_id or '-'}  "
         f"recipient {letter.recipient_id or '-'}"
     )
-    parked_at = as_utc(letter.parked_at)
-    shown = parked_at.isoformat() if parked_at else "-"
-    click.echo(f"  parked at {shown} after {letter.attempts} attempt(s)")
+    click.echo(f"  parked at {iso_utc(letter.parked_at) or '-'} after {letter.attempts} attempt(s)")
     for failure in letter.failures.get("failures", []):
         click.echo(f"  attempt {failure['attempt']} at {failure['at']}: {failure['reason']}")
     if detail.attempts:
@@ -92,14 +84,14 @@ def dead_show(key: str) -> None:
             )
 
 
-def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, done: str) -> None:
+def _act(filters: dict[str, Any], yes: bool, action: Action, ask: str, done: str) -> None:
     """Select the parked messages the filters name (none: every one), ask (unless
     ``yes``), then act on them; ``ask`` and ``done`` take the count as ``{}``."""
     from shared.deadletters import parked_messages
 
     settings = _settings()
     sessions = _sessions(settings)
-    rows = parked_messages(sessions, **_named(filters))
+    rows = parked_messages(sessions, **filters)
     if rows and not yes:
         click.confirm(ask.format(len(rows)), abort=True)
     count = action(sessions, settings.broker_url, rows, settings.queue_type)
@@ -107,8 +99,8 @@ def _act(filters: dict[str, str | None], yes: bool, action: Action, ask: str, do
 
 
 @dead.command("replay")
-@_filters(confirm=True)
-def dead_replay(yes: bool, **filters: str | None) -> None:
+@_filters_and_yes
+def dead_replay(yes: bool, **filters: Any) -> None:
     """Put parked messages back on their work queue; their deliveries run again."""
     from shared.deadletters import replay
 
@@ -116,15 +108,10 @@ def dead_replay(yes: bool, **filters: str | None) -> None:
 
 
 @dead.command("purge")
-@_filters(confirm=True)
-def dead_purge(yes: bool, **filters: str | None) -> None:
+@_filters_and_yes
+def dead_purge(yes: bool, **filters: Any) -> None:
     """Remove parked messages for good (asks for confirmation unless --yes)."""
     from shared.deadletters import purge
 
     question = "purge {} parked message(s)? This cannot be undone"
     _act(filters, yes, purge, question, "purged {} message(s)")
-
-
-def _named(filters: dict[str, str | None]) -> dict[str, Any]:
-    """The filters as ``parked_messages`` takes them."""
-    return {name: filters.get(name) for name in ("queue", "recipient", "lead_id")}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _sessions, _settings, main
 
 
-@click.group(invoke_without_command=True)
+@main.group(invoke_without_command=True)
 @click.pass_context
 def feedback(ctx: click.Context) -> None:
     """Run the feedback HTTP service (no subcommand), or list received feedback."""
@@ -40,9 +40,7 @@ def feedback_list(recipient: str | None, since: str | None, accepted: bool | Non
         since_at = parse_when(since) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    rows = received_feedback(
-        _sessions(_settings()), recipient=recipient, since=since_at, accepted=accepted
-    )
+    rows = received_feedback(_sessions(), recipient=recipient, since=since_at, accepted=accepted)
     click.echo(HEADER)
     for row in rows:
         click.echo(row.line())

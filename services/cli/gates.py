@@ -7,32 +7,31 @@ from typing import TYPE_CHECKING
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _json_list, _reported, _sessions, main
 
 if TYPE_CHECKING:
     from shared.db.engine import SessionFactory
     from shared.flowconfig import LeadflowConfig
 
 
-def _latest_config(factory: SessionFactory) -> LeadflowConfig:
+def _configured() -> tuple[SessionFactory, LeadflowConfig]:
+    """Sessions for this command, and the latest configuration."""
     from shared.configstore import ConfigStore
     from shared.errors import LeadflowError
 
-    try:
-        return ConfigStore(factory).latest()[1]
-    except LeadflowError as exc:
-        raise click.ClickException(str(exc)) from None
+    factory = _sessions()
+    with _reported(LeadflowError):
+        return factory, ConfigStore(factory).latest()[1]
 
 
-@click.command("caps")
-@click.option("--json", "as_json", is_flag=True, help="a JSON list")
+@main.command("caps")
+@_json_list
 def caps(as_json: bool) -> None:
     """Every cap: owner, window, used, max, and when it resets."""
     from shared import clock
     from shared.gates.caps import report
 
-    factory = _sessions(_settings())
-    config = _latest_config(factory)
+    factory, config = _configured()
     with factory() as session:
         rows = report(session.connection(), config, clock.now())
     if as_json:
@@ -50,20 +49,19 @@ def caps(as_json: bool) -> None:
         )
 
 
-@click.group()
+@main.group()
 def recipients() -> None:
     """Recipients: list with their state, pause, resume."""
 
 
 @recipients.command("list")
-@click.option("--json", "as_json", is_flag=True, help="a JSON list")
+@_json_list
 def recipients_list(as_json: bool) -> None:
     """Each recipient: kind, paused, open now."""
     from shared import clock
     from shared.gates import hours, pausing
 
-    factory = _sessions(_settings())
-    config = _latest_config(factory)
+    factory, config = _configured()
     with factory() as session:
         paused = pausing.paused(session.connection())
     now = clock.now()
@@ -89,8 +87,7 @@ def _switch(recipient_id: str, value: bool) -> None:
     from shared.db.engine import transaction
     from shared.gates import pausing
 
-    factory = _sessions(_settings())
-    config = _latest_config(factory)
+    factory, config = _configured()
     if recipient_id not in config.recipients:
         raise click.ClickException(f"unknown recipient '{recipient_id}'")
     with transaction(factory) as session:

@@ -9,29 +9,27 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _json_object, _options, _reported, _sessions, _settings, main
 from shared.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from services.manual.commands import FileChoice
 
 
-@click.group()
+@main.group()
 def leads() -> None:
     """Leads: show, export, manual delivery."""
 
 
 @leads.command("show")
 @click.argument("lead_id")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@_json_object
 def leads_show(lead_id: str, as_json: bool) -> None:
     """Print a lead with its events, deliveries and feedback."""
     from shared.leadview import format_report, lead_report
 
-    try:
-        report = lead_report(_sessions(_settings()), lead_id)
-    except NotFound as exc:
-        raise click.ClickException(str(exc)) from None
+    with _reported(NotFound):
+        report = lead_report(_sessions(), lead_id)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
@@ -47,27 +45,20 @@ def _file_options(command: Callable[..., None]) -> Callable[..., None]:
 
         command(*args, choice=FileChoice(file_format, quote, header), **kw)
 
-    wrapped: Callable[..., None] = with_choice
-    for option in reversed(
-        [
-            click.option("--format", "file_format", type=click.Choice(["csv", "tsv"])),
-            click.option("--quote/--no-quote", default=None, help="quote every field"),
-            click.option("--header/--no-header", default=None, help="a header row"),
-            click.option("-o", "--output", "path", metavar="FILE", help="default: stdout"),
-        ]
-    ):
-        wrapped = option(wrapped)
-    return wrapped
+    return _options(
+        click.option("--format", "file_format", type=click.Choice(["csv", "tsv"])),
+        click.option("--quote/--no-quote", default=None, help="quote every field"),
+        click.option("--header/--no-header", default=None, help="a header row"),
+        click.option("-o", "--output", "path", metavar="FILE", help="default: stdout"),
+    )(with_choice)
 
 
 def _write(write: Callable[[], int]) -> None:
     """Run a command that writes leads as a file; ``N leads`` (or why not) on stderr."""
     from services.manual import commands
 
-    try:
+    with _reported(UsageError, NotFound):
         count = write()
-    except (UsageError, NotFound) as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(commands.count_line(count), err=True)
 
 

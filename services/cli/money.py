@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _json_list, _read, _reported, _sessions, _settings, main
 
 
-@click.command("report")
+@main.command("report")
 @click.option(
     "--by", "by", type=click.Choice(["source", "recipient", "flow", "day"]), required=True
 )
@@ -48,29 +48,24 @@ def report(by: str, since: datetime | None, until: datetime | None, fmt: str) ->
         click.echo(reports.as_csv(rows, by), nl=False)
         return
     columns, text = reports.as_text(rows, by)
-    widths = [
-        max(len(c), *(len(t[i]) for t in text)) if text else len(c) for i, c in enumerate(columns)
-    ]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for t in text:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+    widths = [max(map(len, column)) for column in zip(columns, *text, strict=True)]
+    for line in (columns, *text):
+        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)))
 
 
-@click.group()
+@main.group()
 def returns() -> None:
     """Returns: list, approve, reject."""
 
 
 @returns.command("list")
 @click.option("--status", type=click.Choice(["requested", "approved", "rejected"]))
-@click.option("--json", "as_json", is_flag=True, help="a JSON list")
+@_json_list
 def returns_list(status: str | None, as_json: bool) -> None:
     """Returns, newest first: id, lead, event, recipient, reason, status, time."""
     from shared.money.returns import listing
 
-    factory = _sessions(_settings())
-    with factory() as session:
-        rows = listing(session, status)
+    rows = _read(lambda session: listing(session, status))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -88,16 +83,13 @@ def _decide(decide: str, return_id: str, reason: str | None = None) -> None:
     from shared.errors import LeadflowError
     from shared.money import returns as money_returns
 
-    factory = _sessions(_settings())
+    factory = _sessions()
     configs = ConfigStore(factory)
-    try:
-        with transaction(factory) as session:
-            if decide == "approve":
-                money_returns.approve(session, configs.get, return_id, clock.now())
-            else:
-                money_returns.reject(session, return_id, reason or "", clock.now())
-    except LeadflowError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _reported(LeadflowError), transaction(factory) as session:
+        if decide == "approve":
+            money_returns.approve(session, configs.get, return_id, clock.now())
+        else:
+            money_returns.reject(session, return_id, reason or "", clock.now())
     click.echo(f"return {return_id} {'approved' if decide == 'approve' else 'rejected'}")
 
 

@@ -7,23 +7,22 @@ from typing import Any
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _json_object, _read, main
 
 
-@click.group()
+@main.group()
 def pings() -> None:
     """Pings of sources (ping/post)."""
 
 
 @pings.command("show")
 @click.argument("ping_id")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@_json_object
 def pings_show(ping_id: str, as_json: bool) -> None:
     """Print a ping: its fields, answer, bids and the lead posted against it."""
     from shared.pings import ping_report
 
-    with _sessions(_settings())() as session:
-        report = ping_report(session.connection(), ping_id)
+    report = _read(lambda session: ping_report(session.connection(), ping_id))
     if report is None:
         raise click.ClickException(f"no ping {ping_id}")
     click.echo(json.dumps(report, indent=2) if as_json else _text(report))

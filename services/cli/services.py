@@ -7,15 +7,14 @@ lives in ``services.cli.feedback``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 
 import click
 
-from services.cli import _settings
+from services.cli import _settings, main
 
 
-@click.command()
+@main.command()
 def intake() -> None:
     """Run the intake HTTP service."""
     from services.intake.__main__ import main as run
@@ -39,8 +38,7 @@ def _pool(
                 return
             from services.cli import up
 
-            scale = {**dict.fromkeys(up.SERVICES, 0), service: processes}
-            sys.exit(up.run(scale, metrics_base_port=_settings().metrics_port or None))
+            up.supervise({**dict.fromkeys(up.SERVICES, 0), service: processes})
 
         start.__doc__ = run.__doc__
         start = click.option(
@@ -57,7 +55,7 @@ def _pool(
                 default=None,
                 help=f"messages in hand at once in each process (sets {threads_variable})",
             )(start)
-        return click.command(service)(start)
+        return main.command(service)(start)
 
     return command
 
@@ -86,12 +84,9 @@ def email_delivery() -> None:
     run()
 
 
-@click.command()
+@main.command()
 def console() -> None:
     """Run the console (the operators' web application)."""
     from services.console.__main__ import main as run
 
     run(_settings())
-
-
-COMMANDS = (intake, router, http_delivery, email_delivery, console)

@@ -12,29 +12,28 @@ ends (``shared.lifecycle``), so none is left behind.
 
 from __future__ import annotations
 
-import logging
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 import click
 
-from services.cli import _settings
+from services.cli import _settings, main
 from shared.lifecycle import PARENT_PID_VARIABLE
 
 SERVICES = ("intake", "router", "http-delivery", "email-delivery", "feedback", "console")
 WORKERS = ("router", "http-delivery", "email-delivery")
-logger = logging.getLogger(__name__)
 #: How long the copies get to stop before they are killed (their own grace is shorter).
 STOP_TIMEOUT_SECONDS = 60
+Popen = subprocess.Popen[bytes]
 
 
-@click.command()
+@main.command()
 @click.option(
     "--scale",
     multiple=True,
@@ -47,9 +46,13 @@ def up(scale: tuple[str, ...]) -> None:
         counts = parse_scale(scale)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scale") from None
-    # Worker copies get consecutive metrics ports from LEADFLOW_METRICS_PORT (0: none).
-    base = _settings().metrics_port
-    sys.exit(run(counts, metrics_base_port=base or None))
+    supervise(counts)
+
+
+def supervise(scale: dict[str, int]) -> NoReturn:
+    """Run the copies ``scale`` asks for until they end, then exit with their status;
+    worker copies get consecutive metrics ports from LEADFLOW_METRICS_PORT (0: none)."""
+    sys.exit(run(scale, metrics_base_port=_settings().metrics_port or None))
 
 
 def parse_scale(items: tuple[str, ...]) -> dict[str, int]:
@@ -65,21 +68,13 @@ def parse_scale(items: tuple[str, ...]) -> dict[str, int]:
     return scale
 
 
-@dataclass
-class Copy:
-    name: str
-    service: str
-    process: subprocess.Popen[bytes]
-    metrics_port: int | None
-
-
-def _pump(copy: Copy, width: int) -> None:
+def _pump(name: str, process: Popen, width: int) -> None:
     """Copy the child's lines to our output; once that is gone (a closed terminal), keep
     reading them anyway, so the child never blocks on a full pipe."""
-    assert copy.process.stdout is not None
-    prefix = f"{copy.name:<{width}} | ".encode()
+    assert process.stdout is not None
+    prefix = f"{name:<{width}} | ".encode()
     out: BinaryIO | None = sys.stdout.buffer
-    for line in iter(copy.process.stdout.readline, b""):
+    for line in iter(process.stdout.readline, b""):
         if out is None:
             continue
         try:
@@ -91,72 +86,63 @@ def _pump(copy: Copy, width: int) -> None:
 
 def run(scale: dict[str, int], *, metrics_base_port: int | None = 9100) -> int:
     stopping = threading.Event()
-
-    def stop(_signum: int, _frame: object) -> None:
-        stopping.set()
-
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
+        signal.signal(signum, lambda _signum, _frame: stopping.set())
     copies = _start(scale, metrics_base_port)
     failed = False
-    reported: set[str] = set()
-    while not stopping.is_set():
-        for copy in copies:
-            code = copy.process.poll()
-            if code is not None and copy.name not in reported:
-                reported.add(copy.name)
+    running = dict(copies)
+    while running and not stopping.is_set():
+        for name, process in list(running.items()):
+            code = process.poll()
+            if code is not None:
+                del running[name]
                 failed = failed or code != 0
-                _say(f"{copy.name} exited with code {code}")
-        if len(reported) == len(copies):
-            break
-        stopping.wait(0.5)
+                _say(f"{name} exited with code {code}")
+        if running:
+            stopping.wait(0.5)
     return 1 if _stop(copies) or failed else 0
 
 
-def _start(scale: dict[str, int], metrics_base_port: int | None) -> list[Copy]:
-    copies: list[Copy] = []
-    names = [(s, i) for s in SERVICES for i in range(scale[s])]
-    width = max((len(f"{s}.{i + 1}") for s, i in names), default=8)
-    next_port = metrics_base_port
-    for service, index in names:
-        env = dict(os.environ)
-        port = None
-        if service in WORKERS and next_port is not None:
-            port = next_port
-            next_port += 1
+def _start(scale: dict[str, int], metrics_base_port: int | None) -> dict[str, Popen]:
+    """Start each copy (named ``service.N``); what it prints is copied to our output."""
+    copies: dict[str, Popen] = {}
+    names = [(s, f"{s}.{n}") for s in SERVICES for n in range(1, scale[s] + 1)]
+    width = max((len(name) for _, name in names), default=8)
+    ports = itertools.count(metrics_base_port) if metrics_base_port is not None else None
+    for service, name in names:
+        port = next(ports) if ports is not None and service in WORKERS else None
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_VARIABLE: str(os.getpid())}
+        if port is not None:
             env["LEADFLOW_METRICS_PORT"] = str(port)
-        env["PYTHONUNBUFFERED"] = "1"
-        env[PARENT_PID_VARIABLE] = str(os.getpid())
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", service],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        copy = Copy(f"{service}.{index + 1}", service, process, port)
-        copies.append(copy)
-        threading.Thread(target=_pump, args=(copy, width), daemon=True).start()
+        copies[name] = process
+        threading.Thread(target=_pump, args=(name, process, width), daemon=True).start()
         metrics = f", metrics on :{port}" if port else ""
-        _say(f"started {copy.name} (pid {process.pid}{metrics})")
+        _say(f"started {name} (pid {process.pid}{metrics})")
     return copies
 
 
-def _stop(copies: list[Copy]) -> bool:
+def _stop(copies: dict[str, Popen]) -> bool:
     """SIGTERM to every copy still running, then wait for all; True if one had to be
     killed or did not exit cleanly."""
-    for copy in copies:
-        if copy.process.poll() is None:
-            copy.process.send_signal(signal.SIGTERM)
+    for process in copies.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
     failed = False
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    for copy in copies:
+    for process in copies.values():
         try:
-            copy.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            copy.process.kill()
-            copy.process.wait()
+            process.kill()
+            process.wait()
             failed = True
-        if copy.process.returncode not in (0, -signal.SIGTERM):
+        if process.returncode not in (0, -signal.SIGTERM):
             failed = True
     _say("all services stopped")
     return failed
@@ -164,7 +150,6 @@ def _stop(copies: list[Copy]) -> bool:
 
 def _say(line: str) -> None:
     try:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        print(line, flush=True)
     except (OSError, ValueError):
         pass  # our output is gone (a closed terminal): the copies are stopped all the same

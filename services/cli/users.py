@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from services.cli import _sessions, _settings
+from services.cli import _read, _reported, _sessions, main
 
 
-@click.group()
+@main.group()
 def users() -> None:
     """Console users."""
 
@@ -30,11 +30,8 @@ def users_add(name: str, role: str, password: str | None, password_stdin: bool) 
 
     if password is None:
         password = _read_password(once=password_stdin)
-    try:
-        with transaction(_sessions(_settings())) as session:
-            person, created = people.add(session, name, role, password)
-    except UsageError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _reported(UsageError), transaction(_sessions()) as session:
+        person, created = people.add(session, name, role, password)
     click.echo(f"user {person.name} {'added' if created else 'updated'} ({person.role})")
 
 
@@ -56,6 +53,5 @@ def users_list() -> None:
     """List the console users."""
     from shared import users as people
 
-    with _sessions(_settings())() as session:
-        for person in people.listing(session):
-            click.echo(f"{person.name}\t{person.role}")
+    for person in _read(people.listing):
+        click.echo(f"{person.name}\t{person.role}")

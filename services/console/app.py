@@ -18,7 +18,7 @@ from services.console import auth, operations, views
 from shared import users
 from shared.config import Settings
 from shared.outbox import OutboxTable
-from shared.web import FACTORY, create_service_app, run_db
+from shared.web import create_service_app
 
 HERE = Path(__file__).parent
 logger = logging.getLogger(__name__)
@@ -45,11 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app[auth.BRAKE] = auth.LoginBrake()
 
     async def person(user_id: str) -> users.Person | None:
-        def load() -> users.Person | None:
-            with app[FACTORY]() as session:
-                return users.get(session, user_id)
-
-        return await run_db(app, load)
+        return await views.read(app, lambda session: users.get(session, user_id))
 
     app.middlewares.append(auth.middleware(person))  # type: ignore[arg-type]
     aiohttp_jinja2.setup(
@@ -66,8 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/leads", views.leads)
     app.router.add_get("/leads/{lead_id}", views.lead)
     app.router.add_get("/recipients", views.recipients)
-    app.router.add_post("/recipients/{recipient_id}/pause", views.pause)
-    app.router.add_post("/recipients/{recipient_id}/resume", views.resume)
+    app.router.add_post("/recipients/{recipient_id}/{action:pause|resume}", views.switch_recipient)
     app.router.add_get("/returns", views.returns_page)
     app.router.add_post("/returns/{return_id}/{decision:approve|reject}", views.decide_return)
     app.router.add_get("/dead", operations.dead_letters)

@@ -13,12 +13,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlalchemy.orm import Session
 
 from services.console import auth, queries
-from services.console.views import page
+from services.console.views import page, read
 from services.manual import files as manual_files
 from shared import clock, deadletters
-from shared.configstore import ConfigStore
+from shared.db.engine import SessionFactory
 from shared.errors import LeadflowError
 from shared.money import reports as money_reports
 from shared.web import CONFIG, FACTORY, SETTINGS, run_db
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 async def dead_letters(request: web.Request) -> web.Response:
     asked = {name: request.query.get(name, "").strip() for name in ("queue", "recipient", "lead")}
-
     after = request.query.get("after", "")
 
     def load() -> list[Any]:
@@ -44,21 +44,16 @@ async def dead_letters(request: web.Request) -> web.Response:
             limit=queries.PAGE + 1,
         )
 
-    letters = await run_db(request.app, load)
-    more = len(letters) > queries.PAGE
-    letters = letters[: queries.PAGE]
-    next_after = letters[-1].id if more else None
+    letters, next_after = queries.first_page(await run_db(request.app, load), lambda row: row.id)
     return page(request, "dead.html", letters=letters, asked=asked, next_after=next_after)
 
 
 async def dead_letter(request: web.Request) -> web.Response:
     """One parked message: why it was parked, and its delivery's attempts."""
     message_id = request.match_info["message_id"]
-    detail = await run_db(request.app, deadletters.parked_detail, request.app[FACTORY], message_id)
-    if detail is None or detail.letter.message_id != message_id:
-        response = page(request, "missing.html", what=f"dead letter {message_id}")
-        response.set_status(404)
-        return response
+    detail = await run_db(request.app, _detail, request.app[FACTORY], message_id)
+    if detail is None:
+        return page(request, "missing.html", status=404, what=f"dead letter {message_id}")
     return page(request, "dead_letter.html", detail=detail)
 
 
@@ -70,62 +65,56 @@ async def act_on_dead_letter(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     settings = request.app[SETTINGS]
     factory = request.app[FACTORY]
-    letters = await run_db(request.app, _parked, factory, message_id)
-    if not letters:
+    detail = await run_db(request.app, _detail, factory, message_id)
+    if detail is None or detail.letter.state != "parked":
         raise web.HTTPNotFound(text=f"no parked message {message_id}")
+    letter = detail.letter
     if action == "purge" and form.get("confirm") != "yes":
         return page(
             request,
             "confirm.html",
             title="Purge a dead letter",
             question=(
-                f"Purge the parked message {message_id} (lead {letters[0].lead_id or '-'})? "
+                f"Purge the parked message {message_id} (lead {letter.lead_id or '-'})? "
                 "It is deleted from its dead-letter queue and cannot be replayed."
             ),
             action=f"/dead/{quote(message_id, safe='')}/purge",
             back="/dead",
         )
-
-    def act() -> int:
-        if action == "replay":
-            return deadletters.replay(factory, settings.broker_url, letters, settings.queue_type)
-        return deadletters.purge(factory, settings.broker_url, letters, settings.queue_type)
-
-    done = await run_db(request.app, act)
+    act = deadletters.replay if action == "replay" else deadletters.purge
+    done = await run_db(
+        request.app, act, factory, settings.broker_url, [letter], settings.queue_type
+    )
     logger.info(
         "%s: %s %d parked message(s) from the console",
         person.name,
         action,
         done,
-        extra={"lead_id": letters[0].lead_id, "event_id": letters[0].event_id},
+        extra={"lead_id": letter.lead_id, "event_id": letter.event_id},
     )
     raise web.HTTPSeeOther("/dead")
 
 
-def _parked(factory: Any, message_id: str) -> list[Any]:
+def _detail(factory: SessionFactory, message_id: str) -> deadletters.ParkedDetail | None:
+    """The dead letter of this message id (not one found by its lead or event id)."""
     found = deadletters.parked_detail(factory, message_id)
-    if found is None or found.letter.message_id != message_id or found.letter.state != "parked":
-        return []
-    return [found.letter]
+    return found if found is not None and found.letter.message_id == message_id else None
 
 
 # --- manual delivery --------------------------------------------------------------------------
 
 
 async def manual(request: web.Request) -> web.Response:
-    configs: ConfigStore = request.app[CONFIG]
-
-    def load() -> list[dict[str, Any]]:
-        _, config = configs.latest()
-        with request.app[FACTORY]() as session:
-            counts = queries.pending_counts(session.connection())
+    def load(session: Session) -> list[dict[str, Any]]:
+        _, config = request.app[CONFIG].latest()
+        counts = queries.pending_counts(session.connection())
         return [
             {"id": rid, "name": r.name or rid, "pending": counts.get(rid, 0)}
             for rid, r in sorted(config.recipients.items())
             if r.leaves_pending
         ]
 
-    return page(request, "manual.html", recipients=await run_db(request.app, load))
+    return page(request, "manual.html", recipients=await read(request.app, load))
 
 
 async def manual_download(request: web.Request) -> web.StreamResponse:
@@ -134,7 +123,7 @@ async def manual_download(request: web.Request) -> web.StreamResponse:
     person = auth.operator(request)
     recipient_id = request.match_info["recipient_id"]
     form = await request.post()
-    configs: ConfigStore = request.app[CONFIG]
+    configs = request.app[CONFIG]
     _, config = configs.latest()
     recipient = config.recipients.get(recipient_id)
     if recipient is None or not recipient.leaves_pending:
@@ -151,18 +140,15 @@ async def manual_download(request: web.Request) -> web.StreamResponse:
             action=f"/manual/{quote(recipient_id, safe='')}/download",
             back="/manual",
         )
-
-    def deliver() -> tuple[int, str]:
-        out = io.StringIO()
-        count = manual_files.deliver(request.app[FACTORY], configs, recipient_id, out)
-        return count, out.getvalue()
-
-    count, text = await run_db(request.app, deliver)
+    out = io.StringIO()
+    count = await run_db(
+        request.app, manual_files.deliver, request.app[FACTORY], configs, recipient_id, out
+    )
     file_format = manual_files.recipient_file(config, recipient_id).format
     logger.info("%s downloaded %d lead(s) of %s", person.name, count, recipient_id)
     stamp = clock.now().strftime("%Y%m%d-%H%M%S")
     return web.Response(
-        text=text,
+        text=out.getvalue(),
         content_type="text/csv" if file_format == "csv" else "text/tab-separated-values",
         headers={
             "Content-Disposition": f'attachment; filename="{recipient_id}-{stamp}.{file_format}"'
@@ -180,13 +166,10 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     zone = request.app[SETTINGS].timezone
     since = _day(request.query.get("since"), zone)
     until = _day(request.query.get("until"), zone)
-
-    def load() -> list[dict[str, Any]]:
-        with request.app[FACTORY]() as session:
-            return money_reports.report(session.connection(), by, since, until, zone)
-
-    rows = await run_db(request.app, load)
-    columns = [by, *money_reports.COLUMNS]
+    rows = await read(
+        request.app,
+        lambda session: money_reports.report(session.connection(), by, since, until, zone),
+    )
     if request.query.get("format") == "csv":
         return web.Response(
             text=money_reports.as_csv(rows, by),
@@ -198,7 +181,7 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
         request,
         "reports.html",
         rows=rows,
-        columns=columns,
+        columns=[by, *money_reports.COLUMNS],
         money=money_reports.MONEY,
         by=by,
         bys=money_reports.BY,
@@ -219,41 +202,33 @@ def _day(text: str | None, zone: str) -> datetime | None:
 
 
 async def flows(request: web.Request) -> web.Response:
-    configs: ConfigStore = request.app[CONFIG]
-
-    def load() -> dict[str, Any]:
-        version, config = configs.latest()
-        with request.app[FACTORY]() as session:
-            counts = queries.today_by_flow(session.connection(), clock.now())
-            versions = queries.config_versions(session.connection())
+    def load(session: Session) -> dict[str, Any]:
+        version, config = request.app[CONFIG].latest()
+        counts = queries.today_by_flow(session.connection(), clock.now())
+        versions = queries.config_versions(session.connection())
         return {"version": version, "config": config, "counts": counts, "versions": versions}
 
-    data = await run_db(request.app, load)
-    return page(request, "flows.html", **data)
+    return page(request, "flows.html", **await read(request.app, load))
 
 
 async def config_diff(request: web.Request) -> web.Response:
     """What a configuration version changed from the one before it."""
-    configs: ConfigStore = request.app[CONFIG]
+    configs = request.app[CONFIG]
     try:
         version = int(request.match_info["version"])
     except ValueError:
         raise web.HTTPNotFound() from None
 
-    def load() -> tuple[str, str]:
+    def text(number: int) -> str | None:
         try:
-            _, now = configs.source_text(version)
+            return configs.source_text(number)[1]
         except LeadflowError:
-            raise web.HTTPNotFound(text=f"no configuration version {version}") from None
-        before = ""
-        if version > 1:
-            try:
-                _, before = configs.source_text(version - 1)
-            except LeadflowError:
-                before = ""
-        return before, now
+            return None
 
-    before, now = await run_db(request.app, load)
+    now = await run_db(request.app, text, version)
+    if now is None:
+        raise web.HTTPNotFound(text=f"no configuration version {version}")
+    before = await run_db(request.app, text, version - 1) or ""
     diff = difflib.unified_diff(
         before.splitlines(),
         now.splitlines(),

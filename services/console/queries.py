@@ -3,17 +3,21 @@ paged by key (never OFFSET), so a page costs the same on the millionth lead."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from shared.db.engine import as_utc
 from shared.db.models import ConfigVersion, DeadLetter, Delivery, Lead
-from shared.db.queries import from_key
+from shared.db.queries import from_key, where_given
 
 PAGE = 50
+MINUTE = "%Y-%m-%d %H:%M"
+R = TypeVar("R")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,7 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
     """The newest leads first, ``PAGE`` at a time: after the lead ``before`` (its
     ``(received_at, id)`` is the key; the index on ``received_at``, or on the e-mail or
     phone searched for, serves it)."""
-    query = select(
+    query: Select[*tuple[Any, ...]] = select(
         Lead.id,
         Lead.flow_id,
         Lead.source_id,
@@ -51,14 +55,13 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
         Lead.email,
         Lead.phone,
     )
-    for column, wanted in (
+    query = where_given(
+        query,
         (Lead.flow_id, search.flow_id),
         (Lead.source_id, search.source_id),
         (Lead.email, search.email),
         (Lead.phone, search.phone),
-    ):
-        if wanted:
-            query = query.where(column == wanted)
+    )
     if search.outcome == "queued":
         query = query.where(Lead.state != "done")
     elif search.outcome:
@@ -82,9 +85,15 @@ def leads(connection: Connection, search: LeadSearch, before: str | None = None)
         }
         for r in connection.execute(query.limit(PAGE + 1))
     ]
-    more = len(rows) > PAGE
-    rows = rows[:PAGE]
-    return LeadPage(rows, rows[-1]["id"] if more and rows else None)
+    return LeadPage(*first_page(rows, lambda row: row["id"]))
+
+
+def first_page(rows: list[R], key: Callable[[R], K]) -> tuple[list[R], K | None]:
+    """The first ``PAGE`` of ``rows`` (read with a limit of ``PAGE + 1``), and the next
+    page's key: the last row's ``key``, None when no row is left."""
+    if len(rows) <= PAGE:
+        return rows, None
+    return rows[:PAGE], key(rows[PAGE - 1])
 
 
 def leads_by_minute(connection: Connection, now: datetime, hours: int) -> list[dict[str, Any]]:
@@ -96,22 +105,28 @@ def leads_by_minute(connection: Connection, now: datetime, hours: int) -> list[d
         bucket = func.date_trunc("minute", func.timezone("UTC", Lead.received_at))
     else:
         bucket = func.strftime("%Y-%m-%d %H:%M", Lead.received_at)
-    outcome = func.coalesce(Lead.outcome, "queued")
-    counted = connection.execute(
-        select(bucket.label("minute"), outcome.label("outcome"), func.count())
-        .where(Lead.received_at >= since)
-        .group_by(bucket, outcome)
-    )
-    by_minute: dict[str, dict[str, int]] = {}
-    for minute, kind, count in counted:
-        key = minute.strftime("%Y-%m-%d %H:%M") if isinstance(minute, datetime) else str(minute)
-        by_minute.setdefault(key, {})[str(kind)] = count
+    by_minute = {
+        minute.strftime(MINUTE) if isinstance(minute, datetime) else str(minute): counts
+        for minute, counts in _by_outcome(connection, bucket, since).items()
+    }
     rows = []
     for i in range(minutes):
-        key = (since + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M")
+        key = (since + timedelta(minutes=i)).strftime(MINUTE)
         counts = by_minute.get(key, {})
         rows.append({"minute": key[-5:], "counts": counts, "total": sum(counts.values())})
     return rows
+
+
+def _by_outcome(connection: Connection, key: Any, since: datetime) -> dict[Any, dict[str, int]]:
+    """Leads received since ``since``, counted by ``key`` and by outcome (queued: not done
+    yet)."""
+    outcome = func.coalesce(Lead.outcome, "queued")
+    counts: dict[Any, dict[str, int]] = {}
+    for value, kind, count in connection.execute(
+        select(key, outcome, func.count()).where(Lead.received_at >= since).group_by(key, outcome)
+    ):
+        counts.setdefault(value, {})[str(kind)] = count
+    return counts
 
 
 def parked_count(connection: Connection) -> int:
@@ -140,16 +155,7 @@ def pending_counts(connection: Connection) -> dict[str, int]:
 def today_by_flow(connection: Connection, now: datetime) -> dict[str, dict[str, int]]:
     """Leads each flow received since midnight UTC, by outcome (queued: not done)."""
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    outcome = func.coalesce(Lead.outcome, "queued")
-    rows = connection.execute(
-        select(Lead.flow_id, outcome, func.count())
-        .where(Lead.received_at >= midnight)
-        .group_by(Lead.flow_id, outcome)
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for flow_id, kind, count in rows:
-        counts.setdefault(flow_id, {})[str(kind)] = count
-    return counts
+    return _by_outcome(connection, Lead.flow_id, midnight)
 
 
 def config_versions(connection: Connection, limit: int = 20) -> list[dict[str, Any]]:

@@ -5,16 +5,17 @@ logic."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
+from sqlalchemy.orm import Session
 
 from services.console import auth, queries
 from shared import clock, leaddata, users
-from shared.configstore import ConfigStore
 from shared.db.engine import transaction
 from shared.errors import LeadflowError, NotFound
 from shared.gates import caps, hours, pausing
@@ -29,39 +30,44 @@ OUTCOMES = ("success", "failure", "error", "queued")
 CHART_HOURS = 3  # the dashboard's chart: leads a minute over these last hours
 SEARCHED = ("email", "phone", "flow", "source", "outcome", "day")
 WORK_QUEUES = (ROUTER, HTTP_DELIVERY, EMAIL_DELIVERY, FEEDBACK)
+T = TypeVar("T")
 
 
-def page(request: web.Request, template: str, **context: Any) -> web.Response:
+def page(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
     person = request.get(auth.PERSON)
     session = request.get(auth.SESSION)
     return aiohttp_jinja2.render_template(
         template,
         request,
         {"person": person, "csrf": session.csrf if session else "", **context},
+        status=status,
     )
+
+
+async def read(app: web.Application, query: Callable[[Session], T]) -> T:
+    """What ``query`` reads in a session of its own, on the database threads."""
+
+    def load() -> T:
+        with app[FACTORY]() as session:
+            return query(session)
+
+    return await run_db(app, load)
 
 
 # --- signing in -------------------------------------------------------------------------
 
 
 async def login_form(request: web.Request) -> web.Response:
-    target = auth.local_target(request.query.get("next"))
-    return _login_page(request, target, failed=False, braked=False)
+    return _login_page(request, auth.local_target(request.query.get("next")))
 
 
 def _login_page(
-    request: web.Request, target: str, *, failed: bool, braked: bool, expired: bool = False
+    request: web.Request, target: str, *, status: int = 200, **notice: bool
 ) -> web.Response:
+    """The sign-in form, saying why it is shown again when it is (``notice``: ``failed``,
+    ``braked`` or ``expired`` true)."""
     token = auth.login_token(request)
-    response = page(
-        request,
-        "login.html",
-        failed=failed,
-        braked=braked,
-        expired=expired,
-        target=target,
-        csrf=token,
-    )
+    response = page(request, "login.html", status=status, target=target, csrf=token, **notice)
     auth.set_login_cookie(request, response, token)
     return response
 
@@ -71,30 +77,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = auth.local_target(str(form.get("next", "/")))
     if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
         # an old page, or another site's form: a fresh form, and nobody signed in
-        response = _login_page(request, target, failed=False, braked=False, expired=True)
-        response.set_status(403)
-        return response
+        return _login_page(request, target, expired=True, status=403)
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     brake = request.app[auth.BRAKE]
     wait = brake.wait_seconds(name)
     if wait > 0:
         logger.info("console login for %r braked (%s)", name[:64], request.remote)
-        response = _login_page(request, target, failed=True, braked=True)
-        response.set_status(429)
+        response = _login_page(request, target, failed=True, braked=True, status=429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
 
-    def check() -> users.Person | None:
-        with request.app[FACTORY]() as session:
-            return users.check(session, name, password)
-
-    person = await run_db(request.app, check)
+    person = await read(request.app, lambda session: users.check(session, name, password))
     if person is None:
         brake.failed(name)
         logger.info("failed console login for %r from %s", name[:64], request.remote)
-        response = _login_page(request, target, failed=True, braked=False)
-        response.set_status(401)
-        return response
+        return _login_page(request, target, failed=True, status=401)
     brake.succeeded(name)
     cookie, _ = request.app[auth.SIGNER].issue(person.id)
     response = web.HTTPSeeOther(target)
@@ -113,30 +110,26 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    configs: ConfigStore = request.app[CONFIG]
-
-    def load() -> dict[str, Any]:
+    def load(session: Session) -> dict[str, Any]:
         now = clock.now()
-        with request.app[FACTORY]() as session:
-            connection = session.connection()
-            _, config = configs.latest()
-            paused = pausing.paused(connection)
-            capped = [
-                row
-                for row in caps.report(connection, config, now)
-                if row["max"] and float(row["used"]) >= 0.8 * float(row["max"])
-            ]
-            return {
-                "minutes": queries.leads_by_minute(connection, now, CHART_HOURS),
-                "parked": queries.parked_count(connection),
-                "paused": sorted(paused),
-                "closed": sorted(
-                    rid
-                    for rid, r in config.recipients.items()
-                    if not hours.is_open(r.schedule, r.timezone, now)
-                ),
-                "capped": capped,
-            }
+        connection = session.connection()
+        _, config = request.app[CONFIG].latest()
+        capped = [
+            row
+            for row in caps.report(connection, config, now)
+            if row["max"] and float(row["used"]) >= 0.8 * float(row["max"])
+        ]
+        return {
+            "minutes": queries.leads_by_minute(connection, now, CHART_HOURS),
+            "parked": queries.parked_count(connection),
+            "paused": sorted(pausing.paused(connection)),
+            "closed": sorted(
+                rid
+                for rid, r in config.recipients.items()
+                if not hours.is_open(r.schedule, r.timezone, now)
+            ),
+            "capped": capped,
+        }
 
     def broker() -> dict[str, tuple[int, int]] | None:
         try:
@@ -145,7 +138,7 @@ async def dashboard(request: web.Request) -> web.Response:
             logger.warning("queue depths unavailable: %s", exc)
             return None
 
-    data = await run_db(request.app, load)
+    data = await read(request.app, load)
     queues = await run_db(request.app, broker)
     peak = max((m["total"] for m in data["minutes"]), default=0) or 1
     return page(
@@ -182,12 +175,9 @@ async def leads(request: web.Request) -> web.Response:
         day=day,
     )
     before = str(asked.get("before", "")) or None
-
-    def load() -> queries.LeadPage:
-        with request.app[FACTORY]() as session:
-            return queries.leads(session.connection(), search, before)
-
-    found = await run_db(request.app, load)
+    found = await read(
+        request.app, lambda session: queries.leads(session.connection(), search, before)
+    )
     return page(
         request,
         "leads.html",
@@ -204,21 +194,16 @@ async def lead(request: web.Request) -> web.Response:
     try:
         report = await run_db(request.app, lead_report, request.app[FACTORY], lead_id)
     except NotFound:
-        response = page(request, "missing.html", what=f"lead {lead_id}")
-        response.set_status(404)
-        return response
+        return page(request, "missing.html", status=404, what=f"lead {lead_id}")
     return page(request, "lead.html", report=report)
 
 
 async def recipients(request: web.Request) -> web.Response:
-    configs: ConfigStore = request.app[CONFIG]
-
-    def load() -> list[dict[str, Any]]:
+    def load(session: Session) -> list[dict[str, Any]]:
         now = clock.now()
-        with request.app[FACTORY]() as session:
-            _, config = configs.latest()
-            paused = pausing.paused(session.connection())
-            used = caps.report(session.connection(), config, now)
+        _, config = request.app[CONFIG].latest()
+        paused = pausing.paused(session.connection())
+        used = caps.report(session.connection(), config, now)
         return [
             {
                 "id": rid,
@@ -231,47 +216,38 @@ async def recipients(request: web.Request) -> web.Response:
             for rid, r in sorted(config.recipients.items())
         ]
 
-    return page(request, "recipients.html", recipients=await run_db(request.app, load))
+    return page(request, "recipients.html", recipients=await read(request.app, load))
 
 
 async def returns_page(request: web.Request) -> web.Response:
     before = request.query.get("before") or None
-
-    def load() -> list[dict[str, Any]]:
-        with request.app[FACTORY]() as session:
-            return money_returns.listing(
-                session, "requested", before=before, limit=queries.PAGE + 1
-            )
-
-    waiting = await run_db(request.app, load)
-    older = waiting[queries.PAGE - 1]["id"] if len(waiting) > queries.PAGE else None
-    return page(request, "returns.html", returns=waiting[: queries.PAGE], older=older)
+    waiting = await read(
+        request.app,
+        lambda session: money_returns.listing(
+            session, "requested", before=before, limit=queries.PAGE + 1
+        ),
+    )
+    waiting, older = queries.first_page(waiting, lambda row: row["id"])
+    return page(request, "returns.html", returns=waiting, older=older)
 
 
 # --- acting (operators; the same functions as the CLI) -------------------------------------
 
 
-async def pause(request: web.Request) -> web.StreamResponse:
-    return await _switch(request, True)
-
-
-async def resume(request: web.Request) -> web.StreamResponse:
-    return await _switch(request, False)
-
-
-async def _switch(request: web.Request, value: bool) -> web.StreamResponse:
+async def switch_recipient(request: web.Request) -> web.StreamResponse:
+    """Pause or resume a recipient."""
     person = auth.operator(request)
-    recipient_id = request.match_info["recipient_id"]
+    recipient_id, action = request.match_info["recipient_id"], request.match_info["action"]
     _, config = request.app[CONFIG].latest()
     if recipient_id not in config.recipients:
         raise web.HTTPNotFound(text=f"unknown recipient '{recipient_id}'")
 
     def switch() -> None:
         with transaction(request.app[FACTORY]) as session:
-            pausing.set_paused(session, recipient_id, value)
+            pausing.set_paused(session, recipient_id, action == "pause")
 
     await run_db(request.app, switch)
-    logger.info("%s %s %s", person.name, "paused" if value else "resumed", recipient_id)
+    logger.info("%s %sd %s", person.name, action, recipient_id)
     raise web.HTTPSeeOther("/recipients")
 
 
@@ -296,7 +272,7 @@ async def decide_return(request: web.Request) -> web.StreamResponse:
             back="/returns",
             fields={"reason": reason},
         )
-    configs: ConfigStore = request.app[CONFIG]
+    configs = request.app[CONFIG]
 
     def decide() -> None:
         with transaction(request.app[FACTORY]) as session:
