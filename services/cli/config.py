@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -60,12 +60,42 @@ def config_apply(file: TextIO) -> None:
 
 
 @config.command("show")
+@click.argument("file", type=click.File("r"), required=False)
 @click.option("--version", "version", type=int, default=None, help="a stored version")
-def config_show(version: int | None) -> None:
-    """Print the stored configuration (newest version by default)."""
+def config_show(file: TextIO | None, version: int | None) -> None:
+    """Print the stored configuration (newest version by default), or FILE as leadflow
+    reads it: validated, every default filled in, ${NAME} substituted, secrets masked."""
     from shared.configstore import ConfigStore
 
+    if file is not None:
+        _show_file(file)
+        return
     with _reported(NotFound):
         number, text = ConfigStore(_sessions()).source_text(version)
     click.echo(f"# version {number}", err=True)
     click.echo(text, nl=not text.endswith("\n"))
+
+
+def _show_file(file: TextIO) -> None:
+    import yaml
+
+    from shared.flowconfig import load_config_text
+
+    with _valid():
+        parsed = load_config_text(file.read(), os.environ)
+    click.echo(f"# {file.name} as leadflow reads it (secrets masked)", err=True)
+    click.echo(yaml.safe_dump(_masked(parsed.model_dump(mode="json")), sort_keys=False), nl=False)
+
+
+def _masked(value: Any, name: str = "") -> Any:
+    """Credentials (``api_key``, passwords, key-like headers) and passwords in URLs
+    replaced by ``***``."""
+    from shared.redact import MASK, is_sensitive, url_without_password
+
+    if isinstance(value, dict):
+        return {key: _masked(item, str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, name) for item in value]
+    if isinstance(value, str):
+        return MASK if value and is_sensitive(name) else url_without_password(value)
+    return value

@@ -12,6 +12,7 @@ from services.cli import _options, _sessions, _settings, main
 if TYPE_CHECKING:
     from shared.db.engine import SessionFactory
     from shared.db.models import DeadLetter
+    from shared.deadletters import ParkedDetail
 
     Action = Callable[[SessionFactory, str, list[DeadLetter], str], int]
 
@@ -21,21 +22,30 @@ def dead() -> None:
     """Messages parked after their retries (mirrored in the database)."""
 
 
-#: --queue, --recipient, --lead: which parked messages (a command takes them as ``**filters``)
+def _work_queue(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """The work queue as the services name it: ``http_delivery`` also written
+    ``http-delivery`` or as its dead-letter queue, ``http_delivery.XQ``."""
+    if value is None:
+        return None
+    name = value.strip().replace("-", "_")
+    return name[: -len(".XQ")] if name.upper().endswith(".XQ") else name
+
+
+#: --queue, --recipient, --lead: which parked messages (a command takes them as
+#: ``**filters``); --yes on every command alike (only purge asks first)
 _filters = _options(
-    click.option("--queue", default=None, help="a work queue, e.g. http_delivery"),
+    click.option(
+        "--queue", default=None, callback=_work_queue, help="a work queue, e.g. http_delivery"
+    ),
     click.option("--recipient", default=None),
     click.option("--lead", "lead_id", default=None),
-)
-#: the filters, and --yes for the commands that ask first
-_filters_and_yes = _options(
-    _filters, click.option("--yes", is_flag=True, help="do not ask for confirmation")
+    click.option("--yes", is_flag=True, help="do not ask for confirmation (purge asks)"),
 )
 
 
 @dead.command("list")
 @_filters
-def dead_list(**filters: Any) -> None:
+def dead_list(yes: bool, **filters: Any) -> None:
     """List parked messages: queue, lead, event, recipient, attempts, last reason, parked at."""
     from shared.deadletters import parked_messages
 
@@ -56,16 +66,30 @@ def dead_list(**filters: Any) -> None:
 
 
 @dead.command("show")
-@click.argument("key", metavar="ID")
-def dead_show(key: str) -> None:
+@click.argument("key", metavar="[ID]", required=False)
+@_filters
+def dead_show(key: str | None, yes: bool, **filters: Any) -> None:
     """Why a message was parked: its failures and the delivery's attempts (ID: message,
-    event or lead id)."""
-    from shared.db.engine import iso_utc
-    from shared.deadletters import parked_detail
+    event or lead id; or every parked message the filters name)."""
+    from shared.deadletters import parked_detail, parked_messages
 
-    detail = parked_detail(_sessions(), key)
-    if detail is None:
-        raise click.ClickException(f"no parked message for {key}")
+    sessions = _sessions()
+    if key is not None:
+        details = [parked_detail(sessions, key)]
+    else:
+        details = [
+            parked_detail(sessions, r.message_id) for r in parked_messages(sessions, **filters)
+        ]
+    shown = [detail for detail in details if detail is not None]
+    if not shown:
+        raise click.ClickException(f"no parked message for {key or 'these filters'}")
+    for detail in shown:
+        _show(detail)
+
+
+def _show(detail: ParkedDetail) -> None:
+    from shared.db.engine import iso_utc
+
     letter = detail.letter
     click.echo(f"message {letter.message_id} on {letter.queue} ({letter.state})")
     click.echo(
@@ -84,34 +108,34 @@ def dead_show(key: str) -> None:
             )
 
 
-def _act(filters: dict[str, Any], yes: bool, action: Action, ask: str, done: str) -> None:
-    """Select the parked messages the filters name (none: every one), ask (unless
-    ``yes``), then act on them; ``ask`` and ``done`` take the count as ``{}``."""
+def _act(filters: dict[str, Any], action: Action, done: str, ask: str | None = None) -> None:
+    """Select the parked messages the filters name (none: every one), ask first when
+    there is an ``ask``, then act on them; ``ask`` and ``done`` take the count as ``{}``."""
     from shared.deadletters import parked_messages
 
     settings = _settings()
     sessions = _sessions(settings)
     rows = parked_messages(sessions, **filters)
-    if rows and not yes:
+    if rows and ask is not None:
         click.confirm(ask.format(len(rows)), abort=True)
     count = action(sessions, settings.broker_url, rows, settings.queue_type)
     click.echo(done.format(count), err=True)
 
 
 @dead.command("replay")
-@_filters_and_yes
+@_filters
 def dead_replay(yes: bool, **filters: Any) -> None:
     """Put parked messages back on their work queue; their deliveries run again."""
     from shared.deadletters import replay
 
-    _act(filters, yes, replay, "replay {} parked message(s)?", "replayed {} message(s)")
+    _act(filters, replay, "replayed {} message(s)")
 
 
 @dead.command("purge")
-@_filters_and_yes
+@_filters
 def dead_purge(yes: bool, **filters: Any) -> None:
     """Remove parked messages for good (asks for confirmation unless --yes)."""
     from shared.deadletters import purge
 
     question = "purge {} parked message(s)? This cannot be undone"
-    _act(filters, yes, purge, question, "purged {} message(s)")
+    _act(filters, purge, "purged {} message(s)", None if yes else question)

@@ -33,6 +33,11 @@ def users_add(name: str, role: str, password: str | None, password_stdin: bool) 
     with _reported(UsageError), transaction(_sessions()) as session:
         person, created = people.add(session, name, role, password)
     click.echo(f"user {person.name} {'added' if created else 'updated'} ({person.role})")
+    if len(password) < people.ADVISED_PASSWORD:
+        click.echo(
+            f"warning: a password under {people.ADVISED_PASSWORD} characters is easy to guess",
+            err=True,
+        )
 
 
 def _read_password(once: bool) -> str:

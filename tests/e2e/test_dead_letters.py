@@ -38,6 +38,11 @@ def test_a_parked_delivery_is_listed_and_shown_with_why(stack: Stack) -> None:
     shown = stack.leadflow("dead", "show", lead_id).stdout
     assert "attempt 1" in shown and "attempt 2" in shown
     assert "503" in shown
+    # the filters every dead command takes, the queue also named as its dead-letter queue
+    assert stack.leadflow("dead", "show", "--lead", lead_id).stdout == shown
+    for queue in ("http_delivery.XQ", "http-delivery"):
+        listed = stack.leadflow("dead", "list", "--queue", queue, "--lead", lead_id, "--yes")
+        assert lead_id in listed.stdout
 
 
 def test_a_replayed_delivery_runs_again_and_the_step_and_price_are_updated(stack: Stack) -> None:
@@ -47,7 +52,7 @@ def test_a_replayed_delivery_runs_again_and_the_step_and_price_are_updated(stack
 
     # when the recipient is fixed and the operator replays it
     stack.recipient.script("/replayable", [Reply(200, '{"price": 3.5}')])
-    out = stack.leadflow("dead", "replay", "--lead", lead_id, "--yes")
+    out = stack.leadflow("dead", "replay", "--lead", lead_id, input="")  # it does not ask
     assert "1 message" in out.stderr
 
     # then the delivery runs again, succeeds, and the step and the lead's price say so

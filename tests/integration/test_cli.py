@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
@@ -185,3 +186,55 @@ def test_users_add_asks_the_password_twice_and_sets_a_new_one_for_a_name_it_has(
             assert users.check(session, "other", "one-pass1") is None
     finally:
         engine.dispose()
+
+
+def test_users_add_takes_a_short_password_with_a_warning(run: Run, database_url: str) -> None:
+    # given a database
+    run("db", "upgrade")
+
+    # when a user is added with a six-character password
+    added = CliRunner().invoke(
+        main, ["users", "add", "desk", "--role", "viewer", "--password", "secret"]
+    )
+
+    # then the user can sign in with it, and the operator was warned
+    assert added.exit_code == 0, added.output
+    assert "user desk added (viewer)" in added.output
+    assert "warning: a password under 8 characters is easy to guess" in added.output
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            assert users.check(session, "desk", "secret") is not None
+    finally:
+        engine.dispose()
+
+
+def test_config_show_of_a_file_prints_it_as_read_with_defaults_and_secrets_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a file with a secret from the environment, one written in, and a URL password
+    monkeypatch.setenv("ACME_KEY", "key-from-env")
+    written = tmp_path / "c.yaml"
+    written.write_text(
+        "recipients:\n"
+        "  acme:\n"
+        "    http: {url: 'https://u:pw1234@acme.example/leads',"
+        " headers: {X-Api-Key: '${ACME_KEY}'}}\n"
+        "flows:\n"
+        "  auto:\n"
+        "    sources: {web: {api_key: sekrit99}}\n"
+        "    steps: [{recipient: acme}]\n"
+    )
+
+    # when it is shown
+    shown = CliRunner().invoke(main, ["config", "show", str(written)])
+
+    # then every default is there and no secret is
+    assert shown.exit_code == 0, shown.output
+    loaded = yaml.safe_load(shown.stdout)
+    acme = loaded["recipients"]["acme"]["http"]
+    assert acme["method"] == "POST" and acme["retry"]["schedule"][0] == "10s"
+    assert acme["url"] == "https://u:***@acme.example/leads"
+    assert acme["headers"] == {"X-Api-Key": "***"}
+    assert loaded["flows"]["auto"]["sources"]["web"]["api_key"] == "***"
+    assert "key-from-env" not in shown.output and "sekrit99" not in shown.output
