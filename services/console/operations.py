@@ -204,7 +204,8 @@ def _day(text: str | None, zone: str) -> datetime | None:
 async def flows(request: web.Request) -> web.Response:
     def load(session: Session) -> dict[str, Any]:
         version, config = request.app[CONFIG].latest()
-        counts = queries.today_by_flow(session.connection(), clock.now())
+        zones = {flow_id: flow.timezone for flow_id, flow in config.flows.items()}
+        counts = queries.today_by_flow(session.connection(), clock.now(), zones)
         versions = queries.config_versions(session.connection())
         return {"version": version, "config": config, "counts": counts, "versions": versions}
 

@@ -3,10 +3,11 @@ paged by key (never OFFSET), so a page costs the same on the millionth lead."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Select, func, select
 
@@ -117,14 +118,15 @@ def leads_by_minute(connection: Connection, now: datetime, hours: int) -> list[d
     return rows
 
 
-def _by_outcome(connection: Connection, key: Any, since: datetime) -> dict[Any, dict[str, int]]:
-    """Leads received since ``since``, counted by ``key`` and by outcome (queued: not done
-    yet)."""
+def _by_outcome(
+    connection: Connection, key: Any, since: datetime, *where: Any
+) -> dict[Any, dict[str, int]]:
+    """Leads received since ``since`` (and matching ``where``), counted by ``key`` and by
+    outcome (queued: not done yet)."""
     outcome = func.coalesce(Lead.outcome, "queued")
     counts: dict[Any, dict[str, int]] = {}
-    for value, kind, count in connection.execute(
-        select(key, outcome, func.count()).where(Lead.received_at >= since).group_by(key, outcome)
-    ):
+    query = select(key, outcome, func.count()).where(Lead.received_at >= since, *where)
+    for value, kind, count in connection.execute(query.group_by(key, outcome)):
         counts.setdefault(value, {})[str(kind)] = count
     return counts
 
@@ -152,10 +154,22 @@ def pending_counts(connection: Connection) -> dict[str, int]:
     return {recipient_id: count for recipient_id, count in rows}
 
 
-def today_by_flow(connection: Connection, now: datetime) -> dict[str, dict[str, int]]:
-    """Leads each flow received since midnight UTC, by outcome (queued: not done)."""
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return _by_outcome(connection, Lead.flow_id, midnight)
+def today_by_flow(
+    connection: Connection, now: datetime, zones: Mapping[str, str]
+) -> dict[str, dict[str, int]]:
+    """Leads each flow (id -> its time zone) received since midnight in its zone (SPEC
+    sections 12-16: a calendar window in the zone that applies), by outcome (queued: not
+    done). One query a zone."""
+    flows_of: dict[str, list[str]] = {}
+    for flow_id, zone in zones.items():
+        flows_of.setdefault(zone, []).append(flow_id)
+    counts: dict[str, dict[str, int]] = {}
+    for zone, flow_ids in flows_of.items():
+        local = now.astimezone(ZoneInfo(zone))
+        midnight = datetime.combine(local.date(), time(), ZoneInfo(zone)).astimezone(UTC)
+        found = _by_outcome(connection, Lead.flow_id, midnight, Lead.flow_id.in_(flow_ids))
+        counts.update(found)
+    return counts
 
 
 def config_versions(connection: Connection, limit: int = 20) -> list[dict[str, Any]]:

@@ -78,7 +78,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
         # an old page, or another site's form: a fresh form, and nobody signed in
         return _login_page(request, target, expired=True, status=403)
-    name, password = str(form.get("name", "")), str(form.get("password", ""))
+    name = str(form.get("name", form.get("username", "")))  # a script may say username
+    password = str(form.get("password", ""))
     brake = request.app[auth.BRAKE]
     wait = brake.wait_seconds(name)
     if wait > 0:

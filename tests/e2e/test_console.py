@@ -232,8 +232,9 @@ def test_an_operator_pauses_and_resumes_a_recipient(stack: Stack, operator_page:
     # when the operator pauses it
     row.get_by_role("button", name="Pause").click()
 
-    # then it is paused, for the CLI too
+    # then it is paused, for the CLI too, and its schedule is still shown
     expect(row.locator(".state")).to_have_text("paused")
+    expect(row.locator(".schedule")).to_have_text("open now")
     assert paused(stack, "console_buyer")
 
     # when it is resumed, it is open again
@@ -261,6 +262,10 @@ def test_an_operator_approves_one_return_and_rejects_another_each_once_confirmed
     rejected_lead, rejected_event = returned_by_its_buyer(stack, "Changed my mind")
     page = operator_page
     page.goto(f"{stack.console_url}/returns")
+    # each row shows the return as `leadflow returns list` does: its event and status too
+    waiting = page.locator("#returns tr", has_text=approved_lead)
+    expect(waiting).to_contain_text(approved_event)
+    expect(waiting.locator(".status")).to_have_text("requested")
 
     # when the operator presses Approve on the first: a page asks, nothing changed yet
     page.locator("#returns tr", has_text=approved_lead).get_by_role(
@@ -463,15 +468,19 @@ def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str
     assert not paused(stack, "console_buyer")
 
 
-def test_a_sign_in_posted_without_the_forms_token_is_refused(
+def test_a_sign_in_from_another_sites_form_is_refused_and_one_from_a_script_is_not(
     stack: Stack, people: dict[str, str]
 ) -> None:
-    # when the right name and password are posted without the sign-in form's token, or
-    # with one the browser's cookie does not hold (another site's form)
+    operator = {"name": people["operator"], "password": people["operator_password"]}
+
+    # when the right name and password are posted by another site's form (the browser
+    # says where from, and holds no token of ours), or with a token the browser's cookie
+    # does not hold
     http = requests.Session()
     bare = http.post(
         f"{stack.console_url}/login",
-        data={"name": people["operator"], "password": people["operator_password"]},
+        data=operator,
+        headers={"Origin": "https://evil.example"},
         allow_redirects=False,
         timeout=10,
     )
@@ -482,6 +491,18 @@ def test_a_sign_in_posted_without_the_forms_token_is_refused(
     assert "leadflow_console" not in http.cookies
     assert "This sign-in form had expired" in bare.text
     assert 'name="csrf_token"' in forged.text
+
+    # when a script (no browser: no Origin, no form) posts them, as username and password
+    script = requests.Session()
+    signed = script.post(
+        f"{stack.console_url}/login",
+        data={"username": operator["name"], "password": operator["password"]},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+    # then it is signed in
+    assert signed.status_code == 303 and "leadflow_console" in script.cookies
 
 
 def test_ten_failed_sign_ins_in_a_row_for_a_name_brake_it_even_with_the_right_password(
