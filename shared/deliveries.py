@@ -52,7 +52,7 @@ class Status(StrEnum):
     DELIVERED = "delivered"
     REJECTED = "rejected"
     ERROR = "error"  # gave up (``dead_lettered`` when its message was parked)
-    RETURN_REQUESTED = "return_requested"  # a return waits for an operator's decision
+    RETURN_REQUESTED = "return requested"  # a return waits for an operator's decision
     RETURNED = "returned"
     CONVERTED = "converted"
 

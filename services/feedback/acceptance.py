@@ -6,7 +6,7 @@ was delivered; the delivery was not already returned (nor converted, for a conve
 a return is in time (at most ``max_lead_age_days`` x 24 hours since delivery, 0 refuses
 every return); a return's reason, mapped through ``reason_map``, is one of ``reasons``;
 a return does not pass the recipient's ``max_percent`` of the month's purchases. An
-accepted return with ``approval: manual`` waits (``return_requested``).
+accepted return with ``approval: manual`` waits (``return requested``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.deliveries import SOLD
+from shared.deliveries import SOLD, Status
 from shared.flowconfig import ReturnsFeedback, StepFeedback
 
 Kind = Literal["return", "conversion"]
@@ -86,7 +86,7 @@ def decide(
         return refuse("Conversions are not accepted", mapped)
     if delivery is None or delivery.status not in SOLD:
         return refuse("Lead was not delivered", mapped)
-    if delivery.status == "return_requested":
+    if delivery.status == Status.RETURN_REQUESTED:
         return refuse("A return of this lead waits for a decision", mapped)
     if delivery.status == "returned":
         if kind == "return":
@@ -112,5 +112,5 @@ def decide(
         return refuse(f"Return reason '{mapped or ''}' is not one of: {listed}", mapped)
     if over_limit:
         return refuse(RETURN_LIMIT, mapped)
-    status = "return_requested" if rules.returns.approval == "manual" else STATUS_AFTER[kind]
+    status = Status.RETURN_REQUESTED if rules.returns.approval == "manual" else STATUS_AFTER[kind]
     return Decision(True, None, allowed, status)

@@ -3,7 +3,7 @@ the money.
 
 An accepted return (``services.feedback``) is a row of ``returns``: ``approved`` at once
 (``approval: auto``) or ``requested`` (``manual``: the delivery waits as
-``return_requested`` for ``leadflow returns approve|reject``, or the console, which call
+``return requested`` for ``leadflow returns approve|reject``, or the console, which call
 the functions here). On approval the delivery becomes ``returned``, a ``return`` row
 reverses the revenue booked for that sale, with the source's ``chargeback_returns`` a
 ``chargeback`` row reverses the lead's cost (once per lead), and the return is forwarded

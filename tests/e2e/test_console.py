@@ -272,7 +272,7 @@ def test_an_operator_approves_one_return_and_rejects_another_each_once_confirmed
         "button", name="Approve"
     ).click()
     expect(page.get_by_role("button", name="Confirm")).to_be_visible()
-    assert delivery_status(stack, approved_event) == "return_requested"
+    assert delivery_status(stack, approved_event) == "return requested"
 
     # then once confirmed the delivery is returned, as `leadflow returns approve` does
     page.get_by_role("button", name="Confirm").click()

@@ -70,7 +70,7 @@ def test_a_manual_return_waits_for_an_operator_who_approves_it(stack: Stack) -> 
 
     # then the return is accepted but waits: nothing reversed, nothing forwarded
     assert (answer["status"], answer["outcome"]) == (201, "success")
-    assert status_of(stack, event_id) == "return_requested"
+    assert status_of(stack, event_id) == "return requested"
     listed = json.loads(stack.leadflow("returns", "list", "--json").stdout)
     (waiting,) = [r for r in listed if r["event_id"] == event_id]
     assert (waiting["status"], waiting["lead_id"], waiting["reason"]) == (

@@ -77,3 +77,34 @@ def test_leads_stored_before_0011_are_found_by_their_e_mail_and_phone_after_it(
                 select(Lead.id).where(Lead.email == "ann@x.com", Lead.phone == "5125551212")
             ).all()
         assert [row.id for row in found] == ["L1"]
+
+
+def test_a_return_waiting_before_0012_is_return_requested_after_it(tmp_path: Path) -> None:
+    # given a delivery whose return waited for a decision, stored before 0012
+    rows = [
+        "INSERT INTO leads (id, flow_id, source_id, config_version, received_at, state, price,"
+        " fields, step_index, version) VALUES ('L1', 'auto', 'web', 1, :at, 'done', 0, '{}',"
+        " 0, 1)",
+        "INSERT INTO events (id, lead_id, type, price, started_at, attempts)"
+        " VALUES ('E1', 'L1', 'recipient', 0, :at, 1)",
+        "INSERT INTO deliveries (event_id, lead_id, recipient_id, kind, status, attempts,"
+        " dead_lettered, created_at, updated_at) VALUES ('E1', 'L1', 'r', 'http',"
+        " 'return_requested', 1, false, :at, :at)",
+    ]
+    with fresh_database(str(tmp_path)) as url:
+        upgrade(url, "0011")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as connection:
+                for row in rows:
+                    connection.execute(text(row), {"at": utcnow()})
+
+            # when upgraded
+            upgrade(url)
+
+            # then it is spelled as SPEC section 15 spells it
+            with engine.begin() as connection:
+                status = connection.execute(text("SELECT status FROM deliveries")).scalar_one()
+            assert status == "return requested"
+        finally:
+            engine.dispose()

@@ -153,9 +153,9 @@ def test_a_reason_is_mapped_ignoring_case_and_surrounding_spaces(
 def test_a_return_needing_approval_waits_as_return_requested() -> None:
     manual = StepFeedback.model_validate({"returns": {"enabled": True, "approval": "manual"}})
     decision = decide(manual, delivered(), "return", "Bad phone", NOW)
-    assert (decision.accepted, decision.status) == (True, "return_requested")
+    assert (decision.accepted, decision.status) == (True, "return requested")
     # and while it waits, no other return or conversion of that delivery is taken
-    waiting = decide(manual, delivered(status="return_requested"), "return", "x", NOW)
+    waiting = decide(manual, delivered(status="return requested"), "return", "x", NOW)
     assert waiting.refusal == "A return of this lead waits for a decision"
 
 
