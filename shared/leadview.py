@@ -13,7 +13,7 @@ from shared.db.models import Delivery, DeliveryAttempt, Event, Lead
 from shared.errors import NotFound
 from shared.leaddata import display_fields
 from shared.money import ledger
-from shared.money.pricing import as_number
+from shared.money.pricing import cents
 
 
 def _event_order(event: Event) -> tuple[int, str, int]:
@@ -63,7 +63,7 @@ def _bid_event(row: dict[str, Any]) -> dict[str, Any]:
         "recipient": row["recipient_id"],
         "outcome": row["outcome"],
         "reason": row["reason"],
-        "price": as_number(row["amount"]),
+        "price": cents(row["amount"]),
         "attempts": 1 if row["pinged"] else 0,
         "started_at": iso_utc(row["at"]),
         "completed_at": iso_utc(row["at"]),
@@ -91,8 +91,8 @@ def _report(
             "outcome": lead.outcome if lead.state == "done" else "queued",
             "reason": lead.reason,
             "duplicate_of": lead.duplicate_of,
-            "price": as_number(lead.price),
-            "cost": as_number(lead.cost) if lead.cost is not None else None,
+            "price": cents(lead.price or 0),
+            "cost": cents(lead.cost) if lead.cost is not None else None,
             "ping_id": lead.ping_id,
             "received_at": iso_utc(lead.received_at),
             "completed_at": iso_utc(lead.completed_at),
@@ -106,7 +106,7 @@ def _report(
                 "recipient": e.recipient_id,
                 "outcome": e.outcome,
                 "reason": e.reason,
-                "price": as_number(e.price),
+                "price": cents(e.price or 0),
                 "attempts": e.attempts,
                 "started_at": iso_utc(e.started_at),
                 "completed_at": iso_utc(e.completed_at),
@@ -148,7 +148,7 @@ def _report(
                 "kind": row["kind"],
                 "party_type": row["party_type"],
                 "party": row["party"],
-                "amount": as_number(row["amount"]),
+                "amount": cents(row["amount"]),
                 "event_id": row["event_id"],
                 "at": iso_utc(row["at"]),
             }

@@ -404,7 +404,7 @@ def ping_report(connection: Connection, ping_id: str) -> dict[str, Any] | None:
         "source_id": ping["source_id"],
         "outcome": ping["outcome"],
         "reason": ping["reason"],
-        "price": f"{cents(ping['price'])}",
+        "price": cents(ping["price"]),
         "ms": ping["ms"],
         "created_at": iso_utc(ping["created_at"]),
         "expires_at": iso_utc(ping["expires_at"]),
@@ -416,7 +416,7 @@ def ping_report(connection: Connection, ping_id: str) -> dict[str, Any] | None:
                 "recipient": bid["recipient_id"],
                 "buyer": bid["recipient_id"],  # SPEC section 12's word for it
                 "outcome": bid["outcome"],
-                "bid": f"{cents(bid['amount'])}",
+                "bid": cents(bid["amount"]),
                 "reference": bid["reference"],
                 "ms": bid["ms"],
                 "reason": bid["reason"],

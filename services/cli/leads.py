@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +26,11 @@ def leads() -> None:
 def leads_show(lead_id: str, as_json: bool) -> None:
     """Print a lead with its events, deliveries and feedback."""
     from shared.leadview import format_report, lead_report
+    from shared.money.pricing import to_json
 
     with _reported(NotFound):
         report = lead_report(_sessions(), lead_id)
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    click.echo(to_json(report, indent=2) if as_json else format_report(report))
 
 
 def _file_options(command: Callable[..., None]) -> Callable[..., None]:

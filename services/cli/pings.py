@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -20,12 +19,13 @@ def pings() -> None:
 @_json_object
 def pings_show(ping_id: str, as_json: bool) -> None:
     """Print a ping: its fields, answer, bids and the lead posted against it."""
+    from shared.money.pricing import to_json
     from shared.pings import ping_report
 
     report = _read(lambda session: ping_report(session.connection(), ping_id))
     if report is None:
         raise click.ClickException(f"no ping {ping_id}")
-    click.echo(json.dumps(report, indent=2) if as_json else _text(report))
+    click.echo(to_json(report, indent=2) if as_json else _text(report))
 
 
 def _text(report: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Date, Integer, Table, case, cast, func, liter
 from shared import deliveries
 from shared.db.models import Base
 from shared.money.ledger import CHARGEBACK, COST, RETURN, REVENUE
-from shared.money.pricing import cents
+from shared.money.pricing import cents, to_json
 
 BY = ("source", "recipient", "flow", "day")
 COLUMNS = (
@@ -244,13 +244,4 @@ def as_csv(rows: list[dict[str, Any]], by: str) -> str:
 
 def as_json(rows: list[dict[str, Any]]) -> str:
     """JSON with amounts as plain numbers with 2 places (``12.50``, not ``"12.50"``)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, Decimal):
-            return f"{v:.2f}"
-        if isinstance(v, int):
-            return str(v)
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    items = ["{" + ", ".join(f'"{k}": {value(v)}' for k, v in r.items()) + "}" for r in rows]
-    return "[" + ",\n ".join(items) + "]"
+    return to_json(rows, indent=1)

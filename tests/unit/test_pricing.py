@@ -3,13 +3,14 @@ a ping quote's margin, rounded the way the contract says."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.money.pricing import CostRule, Margin, cents, quote, revenue, source_cost
+from shared.money.pricing import CostRule, Margin, cents, quote, revenue, source_cost, to_json
 from shared.rules import RuleSet
 
 TX = RuleSet.model_validate({"rules": [{"lhv": "lead.state", "op": "is equal to", "rhv": "TX"}]})
@@ -72,3 +73,24 @@ def test_a_quote_never_exceeds_the_bid_less_its_margin_and_is_whole_cents(
         assert result == cents(result)
         assert result <= bid * (100 - percent) / 100
         assert bid * (100 - percent) / 100 - result < Decimal("0.01")
+
+
+def test_json_writes_amounts_as_plain_numbers_with_two_places() -> None:
+    # given amounts among other values, one of them a text that only looks like a marker
+    value = {
+        "price": Decimal("12.3"),
+        "ledger": [{"amount": Decimal("-7")}, {"amount": Decimal("0.005")}],
+        "reason": "costs 1.00",
+        "count": 3,
+        "cost": None,
+    }
+
+    # when it is written as JSON
+    written = to_json(value)
+
+    # then each amount is a number with 2 places (to the cent, half up), the rest as usual
+    assert written == (
+        '{"price": 12.30, "ledger": [{"amount": -7.00}, {"amount": 0.01}],'
+        ' "reason": "costs 1.00", "count": 3, "cost": null}'
+    )
+    assert json.loads(written)["price"] == 12.3
