@@ -44,11 +44,16 @@ async def started(
 
 
 def worker_main(
-    serve: Callable[[Settings, asyncio.Event], Awaitable[None]], *, queues: Sequence[str]
+    service: str,
+    serve: Callable[[Settings, asyncio.Event], Awaitable[None]],
+    *,
+    queues: Sequence[str],
 ) -> NoReturn:
     """Run a worker process: ``serve(settings, stop)`` until SIGTERM or SIGINT, with its
-    queues' depths among its metrics; exits with the process's code."""
+    queues' depths among its metrics; exits with the process's code. Logging is set up
+    first, so even the metrics server's first words are lines of the configured format."""
     settings = load_settings()
+    setup_logging(service, settings.log_format, settings.log_level)
     sys.exit(
         run_worker(
             partial(serve, settings),

@@ -50,7 +50,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    worker_main(serve, queues=[worker.QUEUE])
+    worker_main("email_delivery", serve, queues=[worker.QUEUE])
 
 
 if __name__ == "__main__":

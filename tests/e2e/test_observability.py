@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -91,6 +92,36 @@ def test_with_json_logs_each_line_is_an_object_naming_the_lead(
     mine = [line for line in lines if line.get("lead_id") == lead_id]
     assert mine and {"ts", "level", "service", "msg", "lead_id", "event_id"} <= set(mine[0])
     assert mine[0]["service"] == "intake"
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_in_a_json_line_and_keeps_working(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # given JSON logs and a metrics port another process holds
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        log = tmp_path / "router.log"
+        env = {
+            **stack.env,
+            "LEADFLOW_LOG_FORMAT": "json",
+            "LEADFLOW_METRICS_PORT": str(port),
+        }
+
+        # when a router starts
+        process = start_process([sys.executable, "-m", "services.cli", "router"], env, log)
+        try:
+            wait_for(lambda: "unavailable" in log.read_text(), timeout=30, message="the warning")
+            alive = process.poll() is None
+        finally:
+            stopped = stop_process(process)
+
+    # then every line it wrote is a JSON object, the warning among them, and it ran on
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    warning = next(line for line in lines if "unavailable" in line["msg"])
+    assert (warning["level"], warning["service"]) == ("warning", "router")
+    assert alive and stopped == 0
 
 
 def test_http_delivery_counts_retries_dead_letters_and_deliveries_by_outcome(stack: Stack) -> None:
