@@ -110,7 +110,9 @@ class Schedule(BaseModel):
             raise PydanticCustomError("schedule", "a schedule maps days to lists of hours", {})
         if "week" in data:  # already parsed (a model's own dump)
             return data
-        week: list[list[Span]] = [[] for _ in DAYS]
+        # no day listed (only ``closed`` dates, or nothing): open all day, every day
+        listed = any(key != "closed" for key in data)
+        week: list[list[Span]] = [[] if listed else [(0, 24 * 60)] for _ in DAYS]
         closed: list[tuple[date, date]] = []
         for key, value in data.items():
             try:

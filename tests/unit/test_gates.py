@@ -145,6 +145,16 @@ def test_closed_dates_written_without_quotes_are_read_as_dates() -> None:
     assert not is_open(schedule, NY, utc(2026, 12, 25, 17))
 
 
+def test_a_schedule_of_closed_dates_alone_is_open_all_day_on_every_other_day() -> None:
+    # given a schedule that lists only the dates it is closed
+    holidays = Schedule.model_validate({"closed": ["2026-12-25"]})
+
+    # then it is closed on those, open at any hour of any other day
+    assert not is_open(holidays, NY, utc(2026, 12, 25, 17))
+    assert is_open(holidays, NY, utc(2026, 12, 26, 8))  # a Saturday, 03:00 in New York
+    assert next_opening(holidays, NY, utc(2026, 12, 25, 17)) == utc(2026, 12, 26, 5)
+
+
 def test_a_schedule_that_never_opens_has_no_next_opening() -> None:
     never = Schedule.model_validate({"closed": ["2026-01-01..2030-01-01"]})
     assert next_opening(never, NY, utc(2026, 12, 5)) is None
