@@ -82,7 +82,6 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
             Lead.flow_id,
             Lead.source_id,
             Lead.received_at,
-            Event.parent_event_id,
             Event.price,
         )
         .join(Lead, Lead.id == Delivery.lead_id)
@@ -90,7 +89,7 @@ def mark_sold(session: Session, batch_id: str, price: Decimal | None, at: dateti
         .where(Delivery.batch_id == batch_id)
     )
     entries = []
-    for event_id, recipient_id, lead_id, flow_id, source_id, received_at, _, priced in sold:
+    for event_id, recipient_id, lead_id, flow_id, source_id, received_at, priced in sold:
         amount = owed(priced, price)
         if amount > 0:
             entries.append(

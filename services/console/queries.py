@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Select, func, select
 
 from shared.db.engine import as_utc
 from shared.db.models import ConfigVersion, DeadLetter, Delivery, Lead
 from shared.db.queries import from_key, where_given
+from shared.gates.caps import window_of
 
 PAGE = 50
 MINUTE = "%Y-%m-%d %H:%M"
@@ -105,7 +105,7 @@ def leads_by_minute(connection: Connection, now: datetime, hours: int) -> list[d
     if connection.dialect.name == "postgresql":
         bucket = func.date_trunc("minute", func.timezone("UTC", Lead.received_at))
     else:
-        bucket = func.strftime("%Y-%m-%d %H:%M", Lead.received_at)
+        bucket = func.strftime(MINUTE, Lead.received_at)
     by_minute = {
         minute.strftime(MINUTE) if isinstance(minute, datetime) else str(minute): counts
         for minute, counts in _by_outcome(connection, bucket, since).items()
@@ -165,8 +165,8 @@ def today_by_flow(
         flows_of.setdefault(zone, []).append(flow_id)
     counts: dict[str, dict[str, int]] = {}
     for zone, flow_ids in flows_of.items():
-        local = now.astimezone(ZoneInfo(zone))
-        midnight = datetime.combine(local.date(), time(), ZoneInfo(zone)).astimezone(UTC)
+        midnight = window_of("day", zone, now).start
+        assert midnight is not None  # a day always starts
         found = _by_outcome(connection, Lead.flow_id, midnight, Lead.flow_id.in_(flow_ids))
         counts.update(found)
     return counts
