@@ -1,4 +1,6 @@
-"""Every Prometheus metric leadflow exports (names start with ``leadflow_``).
+"""Every Prometheus metric leadflow exports (names start with ``leadflow_``, the process's
+own ones too: ``leadflow_process_cpu_seconds_total``, ``leadflow_process_resident_memory_bytes``,
+...; the client library's ``python_*`` families are left out).
 
 HTTP services serve them on their own port (``/metrics``); a worker process serves them
 from a thread (``serve_metrics``) on ``LEADFLOW_METRICS_PORT``.
@@ -12,16 +14,32 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
+for _default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.unregister(_default)
+ProcessCollector(namespace="leadflow")
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 LEADS_RECEIVED = Counter(
-    "leadflow_leads_received", "Leads stored by intake", ["flow", "source", "outcome"]
+    "leadflow_leads_received",
+    "Leads stored by intake, by the outcome they were answered",
+    ["flow", "source", "outcome"],
 )
 PINGS = Counter("leadflow_pings", "Pings answered by intake", ["flow", "source", "outcome"])
 BIDS = Counter("leadflow_bids", "Buyers' answers to pings", ["recipient", "outcome"])

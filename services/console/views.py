@@ -284,7 +284,9 @@ async def decide_return(request: web.Request) -> web.StreamResponse:
 
     try:
         await run_db(request.app, decide)
-    except LeadflowError as exc:
+    except NotFound as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    except LeadflowError as exc:  # decided already
         raise web.HTTPConflict(text=str(exc)) from None
     logger.info("%s %sd return %s", person.name, decision, return_id)
     raise web.HTTPSeeOther("/returns")

@@ -178,7 +178,6 @@ async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str
             )
             return await current_answer(app, written.lead_id)
         flow_id, source_id = created.lead_row["flow_id"], created.lead_row["source_id"]
-        LEADS_RECEIVED.labels(flow_id, source_id, created.outcome or "accepted").inc()
         logger.info(
             "lead received for %s/%s: %s",
             flow_id,
@@ -187,8 +186,11 @@ async def _store(app: web.Application, created: NewLead, flow: Flow) -> dict[str
             extra={"lead_id": lead_id, "event_id": created.event_id},
         )
         if not created.enters_flow:
-            return lead_answer(lead_id, created.outcome, created.reason, Decimal(0))
-        return _priced(await _flow_answer(app, lead_id, waiter, written, flow), created.cost)
+            reply = lead_answer(lead_id, created.outcome, created.reason, Decimal(0))
+        else:
+            reply = _priced(await _flow_answer(app, lead_id, waiter, written, flow), created.cost)
+        LEADS_RECEIVED.labels(flow_id, source_id, reply["outcome"]).inc()  # as answered
+        return reply
     finally:
         if waiter is not None:
             app[WAITERS].pop(lead_id, None)

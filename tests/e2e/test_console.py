@@ -468,6 +468,31 @@ def test_a_form_without_its_csrf_token_is_refused(stack: Stack, people: dict[str
     assert not paused(stack, "console_buyer")
 
 
+def test_deciding_a_return_that_does_not_exist_is_not_found_and_one_decided_is_a_conflict(
+    stack: Stack, people: dict[str, str]
+) -> None:
+    # given an operator's session and a return already approved
+    http = requests.Session()
+    post_sign_in(stack, http, people["operator"], people["operator_password"])
+    found = re.search(r'name="csrf_token" value="([^"]+)"', http.get(stack.console_url).text)
+    assert found is not None
+    form = {"csrf_token": found.group(1), "confirm": "yes"}
+    lead_id, event_id = returned_by_its_buyer(stack, "Wrong number")
+    return_id = stack.scalar("SELECT id FROM returns WHERE event_id = :e", e=event_id)
+    approved = http.post(
+        f"{stack.console_url}/returns/{return_id}/approve", data=form, allow_redirects=False
+    )
+    assert approved.status_code == 303
+
+    # when an unknown return, and the approved one again, are decided
+    unknown = http.post(f"{stack.console_url}/returns/no-such-return/approve", data=form)
+    again = http.post(f"{stack.console_url}/returns/{return_id}/reject", data=form)
+
+    # then the first is not found and the second a conflict; the delivery stays returned
+    assert (unknown.status_code, again.status_code) == (404, 409)
+    assert delivery_status(stack, event_id) == "returned"
+
+
 def test_a_sign_in_from_another_sites_form_is_refused_and_one_from_a_script_is_not(
     stack: Stack, people: dict[str, str]
 ) -> None:

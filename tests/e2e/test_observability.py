@@ -61,15 +61,20 @@ def test_every_worker_serves_health_and_its_pools_metrics_on_its_own_port(stack:
     assert "leadflow_flows_completed_total" in router_metrics
 
 
-def test_intake_is_ready_and_counts_leads_by_flow_source_and_outcome(stack: Stack) -> None:
+def test_intake_is_ready_and_counts_leads_by_flow_source_and_the_outcome_answered(
+    stack: Stack,
+) -> None:
     assert requests.get(f"{stack.intake_url}/readyz", timeout=10).json()["status"] == "ok"
     stack.submit("spine", data={"first_name": "x"})  # fails: phone_1 is required
+    queued = stack.submit("retries", data={"phone_1": "5125550100"}).json()["outcome"]
     text = requests.get(f"{stack.intake_url}/metrics", timeout=10).text
-    assert re.search(
-        r'leadflow_leads_received_total\{flow="spine",outcome="failure",'
-        r'source="web"\} [1-9]',
-        text,
-    ), text[:2000]
+    for flow, outcome in (("spine", "failure"), ("retries", queued)):
+        assert re.search(
+            rf'leadflow_leads_received_total\{{flow="{flow}",outcome="{outcome}",'
+            r'source="web"\} [1-9]',
+            text,
+        ), (flow, outcome, text[:2000])
+    assert queued == "queued"
     assert "leadflow_outbox_depth" in text
 
 

@@ -65,3 +65,15 @@ def test_every_series_the_dashboard_queries_is_one_leadflow_exports() -> None:
         "leadflow_outbox_depth",
     ):
         assert core in queried, core
+
+
+def test_every_metric_a_process_exports_starts_with_leadflow() -> None:
+    # given this process's registry, as /metrics serves it
+    assert shared.metrics
+
+    # when its families are listed
+    names = {family.name for family in REGISTRY.collect()}
+
+    # then each starts with leadflow_, the process's own figures included
+    assert {n for n in names if not n.startswith("leadflow_")} == set()
+    assert "leadflow_process_cpu_seconds" in names
