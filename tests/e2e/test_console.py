@@ -477,7 +477,7 @@ def test_deciding_a_return_that_does_not_exist_is_not_found_and_one_decided_is_a
     found = re.search(r'name="csrf_token" value="([^"]+)"', http.get(stack.console_url).text)
     assert found is not None
     form = {"csrf_token": found.group(1), "confirm": "yes"}
-    lead_id, event_id = returned_by_its_buyer(stack, "Wrong number")
+    _, event_id = returned_by_its_buyer(stack, "Wrong number")
     return_id = stack.scalar("SELECT id FROM returns WHERE event_id = :e", e=event_id)
     approved = http.post(
         f"{stack.console_url}/returns/{return_id}/approve", data=form, allow_redirects=False
