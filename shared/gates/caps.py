@@ -15,6 +15,12 @@ routing moves the lead on from the step (``settle``, once) an accepted lead keep
 worker that dies holding a delivery holds the slot no longer than the delivery's claim
 lease: the copy that takes the delivery up after it settles the same hold.
 
+A revenue cap's slot counts the revenue the lead is expected to bring as it is taken (the
+recipient's fixed ``price``, or the bid an auction posts to; ``Bound.expected``), so leads
+in flight count too and concurrent deliveries cannot pass the cap together; the sale
+settles the difference to its actual price, a rejection takes it back. A price known only
+from the buyer's answer (``price_path`` without ``price``) counts once the sale is made.
+
 Longer than 300 lines on purpose: a cap's model, its windows, the counters that take
 slots, the holds that settle them and the report all speak of the same counter keys
 (``Bound.counter``); apart, each would have to rebuild them.
@@ -120,6 +126,7 @@ class Bound:
     index: int
     cap: Cap
     window: Window
+    expected: Decimal = Decimal(0)  # a revenue cap's slot: the revenue it counts when taken
 
     @property
     def key(self) -> str:
@@ -154,9 +161,14 @@ _TAKE_REVENUE = (
         _C.period == bindparam("p"),
         _C.revenue < bindparam("limit", type_=Numeric(14, 2)),
     )
-    .values(used=_C.used + bindparam("n"), updated_at=bindparam("now"))
+    .values(
+        used=_C.used + bindparam("n"),
+        revenue=_C.revenue + bindparam("amount", type_=Numeric(14, 2)),
+        updated_at=bindparam("now"),
+    )
 )
-# PostgreSQL: n slots of many caps in one statement; the caps it returns had room for them.
+# PostgreSQL: n slots of many count caps in one statement; the caps it returns had room
+# for them. (A revenue cap's slots are taken one by one: each counts its own amount.)
 _RESERVE = text(
     "UPDATE cap_counters AS c SET used = c.used + v.n, updated_at = :now "
     "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:periods AS VARCHAR[]), CAST(:ns AS INTEGER[]), "
@@ -166,13 +178,16 @@ _RESERVE = text(
     "AND c.used + v.n <= v.max_used AND c.revenue < v.max_revenue "
     "RETURNING c.cap_key, c.period"
 )
-#: The side of ``_RESERVE`` a cap does not limit (a count cap's revenue, and the reverse).
-_NO_COUNT_LIMIT = 2**62
+#: The side of ``_RESERVE`` a count cap does not limit.
 _NO_REVENUE_LIMIT = Decimal("1e15")
-_GIVE_BACK = (
+_GIVE_BACK = (  # n slots, and the revenue they counted when taken
     update(_COUNTERS)
     .where(_C.cap_key == bindparam("k"), _C.period == bindparam("p"))
-    .values(used=_C.used - bindparam("n"), updated_at=bindparam("now"))
+    .values(
+        used=_C.used - bindparam("n"),
+        revenue=_C.revenue - bindparam("amount", type_=Numeric(14, 2)),
+        updated_at=bindparam("now"),
+    )
 )
 _ADD_REVENUE = (
     update(_COUNTERS)
@@ -237,7 +252,13 @@ class Counters:
                 first[bound.counter] = bound
         for counter, n in demand.items():
             self._demand[counter] = self._demand.get(counter, 0) + n
-        self._reserve([(b, demand[c]) for c, b in sorted(first.items()) if demand[c] > 1])
+        self._reserve(
+            [
+                (b, demand[c])
+                for c, b in sorted(first.items())
+                if demand[c] > 1 and b.cap.max is not None
+            ]
+        )
 
     def _reserve(self, wanted: list[tuple[Bound, int]]) -> None:
         """Reserve n slots of each cap in one statement where each has room for them."""
@@ -254,13 +275,8 @@ class Counters:
                 "keys": [b.key for b, _ in wanted],
                 "periods": [b.window.period for b, _ in wanted],
                 "ns": [n for _, n in wanted],
-                "max_used": [
-                    b.cap.max if b.cap.max is not None else _NO_COUNT_LIMIT for b, _ in wanted
-                ],
-                "max_revenue": [
-                    b.cap.max_revenue if b.cap.max_revenue is not None else _NO_REVENUE_LIMIT
-                    for b, _ in wanted
-                ],
+                "max_used": [b.cap.max for b, _ in wanted],
+                "max_revenue": [_NO_REVENUE_LIMIT for _ in wanted],
                 "now": self.now,
             },
         )
@@ -302,6 +318,7 @@ class Counters:
             "limit": (bound.cap.max - n + 1)
             if bound.cap.max is not None
             else bound.cap.max_revenue,
+            "amount": bound.expected * n,
             "now": self.now,
         }
         statement = _TAKE_COUNT if by_count else _TAKE_REVENUE
@@ -313,18 +330,31 @@ class Counters:
             if bound.counter in self._reserved:
                 self._reserved[bound.counter] += 1
             else:
-                direct.append({"k": bound.key, "p": bound.window.period, "n": 1, "now": self.now})
+                direct.append(
+                    {
+                        "k": bound.key,
+                        "p": bound.window.period,
+                        "n": 1,
+                        "amount": bound.expected,
+                        "now": self.now,
+                    }
+                )
         if direct:
             self.connection.execute(_GIVE_BACK, direct)
 
     def add_revenue(self, taken: Sequence[Bound], amount: Decimal) -> None:
         """A sale kept as its slots are taken (a lead left pending for a batch or a
-        download: nothing will answer): its revenue counts at once, and a revenue cap it
-        fills takes no more leads in this transaction either."""
-        if amount <= 0:
-            return
+        download: nothing will answer): its revenue counts at once (what its slot did not
+        count already), and a revenue cap it fills takes no more leads in this transaction
+        either."""
         for bound in taken:
-            parameters = {"k": bound.key, "p": bound.window.period, "amount": amount}
+            if amount == bound.expected:
+                continue
+            parameters = {
+                "k": bound.key,
+                "p": bound.window.period,
+                "amount": amount - bound.expected,
+            }
             revenue = self.connection.execute(
                 _ADD_REVENUE.returning(_C.revenue), {**parameters, "now": self.now}
             ).scalar_one()
@@ -336,7 +366,7 @@ class Counters:
     def write(self) -> None:
         """Give back what was reserved and not taken."""
         unused = [
-            {"k": k, "p": p, "n": n, "now": self.now}
+            {"k": k, "p": p, "n": n, "amount": 0, "now": self.now}
             for (k, p), n in self._reserved.items()
             if n > 0
         ]
@@ -352,11 +382,22 @@ class Hold:
     event_id: str
     cap_key: str
     period: str
+    expected: Decimal = Decimal(0)  # the revenue it counted when taken
+
+    @classmethod
+    def of(cls, event_id: str, line: str) -> Hold:
+        key, period, *expected = line.split("\t")
+        return cls(event_id, key, period, Decimal(expected[0]) if expected else Decimal(0))
 
 
-def holding(taken: Sequence[Bound]) -> str | None:
-    """The ``deliveries.cap_holds`` of a delivery that took these slots."""
-    return "\n".join(f"{b.key}\t{b.window.period}" for b in taken) or None
+def holding(taken: Sequence[Bound], counted: Decimal | None = None) -> str | None:
+    """The ``deliveries.cap_holds`` of a delivery that took these slots (a revenue cap's
+    with the revenue it counts: ``counted`` when its sale was counted at once)."""
+    lines = []
+    for b in taken:
+        amount = b.expected if counted is None or b.cap.max_revenue is None else counted
+        lines.append(f"{b.key}\t{b.window.period}" + (f"\t{amount}" if amount else ""))
+    return "\n".join(lines) or None
 
 
 _HOLDS_OF = select(_DELIVERIES.c.event_id, _DELIVERIES.c.cap_holds).where(
@@ -370,7 +411,7 @@ def holds_of(connection: Connection, event_ids: Sequence[str]) -> list[Hold]:
     if not event_ids:
         return []
     return [
-        Hold(row.event_id, *line.split("\t", 1))
+        Hold.of(row.event_id, line)
         for row in connection.execute(_HOLDS_OF, {"event_ids": list(event_ids)})
         for line in row.cap_holds.splitlines()
     ]
@@ -381,18 +422,21 @@ def settle(
 ) -> None:
     """The steps' results are known (``results``: event id -> (outcome, price); each
     settled once, when the lead moves on from its step): an accepted lead keeps its
-    slots and adds its price to the revenue, any other outcome gives them back. The
-    counters that change must be locked (``to_lock``)."""
+    slots and its price replaces the revenue they counted when taken, any other outcome
+    gives them back with it. The counters that change must be locked (``to_lock``)."""
     settled = [h for h in holds if h.event_id in results]
     if not settled:
         return
     back = [h for h in settled if results[h.event_id][0] != "success"]
-    kept = [h for h in settled if results[h.event_id][0] == "success" and results[h.event_id][1]]
+    kept = [h for h in settled if _sold_for_other(h, results)]
     connection = counters.connection
     if back:
         connection.execute(
             _GIVE_BACK,
-            [{"k": h.cap_key, "p": h.period, "n": 1, "now": counters.now} for h in back],
+            [
+                {"k": h.cap_key, "p": h.period, "n": 1, "amount": h.expected, "now": counters.now}
+                for h in back
+            ],
         )
     if kept:
         connection.execute(
@@ -401,12 +445,18 @@ def settle(
                 {
                     "k": h.cap_key,
                     "p": h.period,
-                    "amount": Decimal(str(results[h.event_id][1])),
+                    "amount": Decimal(str(results[h.event_id][1])) - h.expected,
                     "now": counters.now,
                 }
                 for h in kept
             ],
         )
+
+
+def _sold_for_other(hold: Hold, results: Mapping[str, tuple[str, Decimal]]) -> bool:
+    """A sale whose price is not the revenue its slot counted when taken."""
+    outcome, price = results[hold.event_id]
+    return outcome == "success" and Decimal(str(price or 0)) != hold.expected
 
 
 def release(
@@ -418,7 +468,8 @@ def release(
     ordered = sorted(holds, key=lambda h: (h.cap_key, h.period))
     if ordered:
         connection.execute(
-            _GIVE_BACK, [{"k": h.cap_key, "p": h.period, "n": 1, "now": now} for h in ordered]
+            _GIVE_BACK,
+            [{"k": h.cap_key, "p": h.period, "n": 1, "amount": 0, "now": now} for h in ordered],
         )
     refunds = [
         {"k": h.cap_key, "p": h.period, "amount": -owed[h.event_id], "now": now}
@@ -437,7 +488,8 @@ def to_lock(
     return [
         (h.cap_key, h.period)
         for h in holds
-        if h.event_id in results and (results[h.event_id][0] != "success" or results[h.event_id][1])
+        if h.event_id in results
+        and (results[h.event_id][0] != "success" or _sold_for_other(h, results))
     ]
 
 

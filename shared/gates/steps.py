@@ -7,7 +7,7 @@ recipient that did not take its lead let go."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -80,14 +80,19 @@ class StepGates:
         return found
 
     def take(
-        self, recipient_id: str, recipient: Recipient, variables: Mapping[str, Any]
+        self,
+        recipient_id: str,
+        recipient: Recipient,
+        variables: Mapping[str, Any],
+        expected: Decimal = Decimal(0),
     ) -> list[caps.Bound] | None:
-        """A slot of each of the recipient's caps that counts this lead (the slots taken);
-        None when one is full."""
+        """A slot of each of the recipient's caps that counts this lead (the slots taken;
+        a revenue cap's counts ``expected``, the revenue the lead should bring); None
+        when one is full."""
         if not recipient.caps:
             return []
         counting = [
-            b
+            replace(b, expected=expected) if b.cap.max_revenue is not None else b
             for b in _recipient_bounds(recipient_id, recipient, self.counters.now)
             if b.cap.counts(variables)
         ]

@@ -76,7 +76,7 @@ def step(
             recipient.schedule, recipient.timezone, gates.counters.now
         ):
             continue
-        taken = gates.take(bid.recipient_id, recipient, variables)
+        taken = gates.take(bid.recipient_id, recipient, variables, bid.amount)
         if taken is None:
             continue
         post_id = new_id()

@@ -105,7 +105,11 @@ def _run_steps(
             else:
                 return _hold(lead, events, writes, index, recipient_id, event_id, now, due)
         elif (
-            gates is not None and (taken := gates.take(recipient_id, recipient, variables)) is None
+            gates is not None
+            and (
+                taken := gates.take(recipient_id, recipient, variables, owed(None, recipient.price))
+            )
+            is None
         ):
             skipped = caps.REASON
         elif duplicate_for(recipient_id, recipient, lead, event_id, writes):

@@ -90,6 +90,28 @@ def test_500_leads_at_once_against_a_cap_of_50_with_four_http_delivery_processes
     assert "recipient cap_buyer" in text and "50" in text
 
 
+def test_60_leads_at_once_to_a_buyer_at_10_a_lead_capped_at_100_of_revenue_sell_10(
+    stack: Stack,
+) -> None:
+    # given a buyer paid 10.00 a lead with a revenue cap of 100.00 a day
+    # when 60 leads are submitted at once
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: stack.submit("revenue_capped").json(), range(60)))
+    for answer in answers:
+        stack.wait_done(answer["lead"]["id"])
+
+    # then it bought 10 (the leads in flight counted their 10.00 as they were sent) and
+    # the 50 others skipped it as capped; its cap shows the 100.00 reached
+    assert len(stack.recipient.requests("/revenue-capped")) == 10
+    skipped = stack.scalar(
+        "SELECT count(*) FROM events WHERE recipient_id = 'revenue_capped' AND reason = :r",
+        r="Cap reached",
+    )
+    assert skipped == 50
+    (cap,) = [c for c in caps_listed(stack) if c["owner"] == "revenue_capped"]
+    assert cap["used"] == cap["max"] == "100.00"
+
+
 def test_a_rejected_lead_gives_its_slot_back_and_a_rule_set_cap_counts_only_its_leads(
     stack: Stack,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -34,14 +35,12 @@ def bound_of(cap: Cap) -> caps.Bound:
 
 def held(event_id: str, bound: caps.Bound) -> caps.Hold:
     """The slot a delivery holds (as ``deliveries.cap_holds`` stores it)."""
-    (hold,) = [
-        caps.Hold(event_id, *line.split("\t"))
-        for line in (caps.holding([bound]) or "").splitlines()
-    ]
+    (hold,) = [caps.Hold.of(event_id, line) for line in (caps.holding([bound]) or "").splitlines()]
     return hold
 
 
 def take_one(sessions: SessionFactory, bound: caps.Bound) -> bool:
+    """One lead's slot, in a transaction of its own."""
     with transaction(sessions) as session:
         counters = Counters(session.connection(), utcnow())
         counters.lock([bound])
@@ -183,3 +182,39 @@ def test_leads_left_pending_in_one_batch_stop_at_the_revenue_cap_they_fill(
     # then the third is refused: the second filled the cap (12.00 reached 10.00)
     assert taken == [True, True, False]
     assert used(sessions, bound) == (2, Decimal(12))
+
+
+def test_leads_in_flight_count_their_expected_revenue_so_concurrent_ones_stop_at_the_cap(
+    sessions: SessionFactory,
+) -> None:
+    # given a revenue cap of 100.00 and a buyer whose leads are expected to bring 10.00
+    bound = replace(bound_of(Cap(max_revenue=Decimal(100), per="day")), expected=Decimal(10))
+
+    # when 60 leads ask for a slot at once on 8 connections, none of them answered yet
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda _: take_one(sessions, bound), range(60)))
+
+    # then only 10 are sent: the 10 in flight already count 100.00
+    assert taken.count(True) == 10
+    assert used(sessions, bound) == (10, Decimal(100))
+
+
+def test_a_sale_settles_its_actual_price_and_a_rejection_takes_back_what_its_slot_counted(
+    sessions: SessionFactory,
+) -> None:
+    # given a revenue cap whose two slots in flight counted 10.00 each
+    bound = replace(bound_of(Cap(max_revenue=Decimal(100), per="day")), expected=Decimal(10))
+    sold, rejected = secrets.token_hex(8), secrets.token_hex(8)
+    assert take_one(sessions, bound) and take_one(sessions, bound)
+    assert used(sessions, bound) == (2, Decimal(20))
+
+    # when one is sold for 12.50 (its answer's price) and the other rejected
+    holds = [held(sold, bound), held(rejected, bound)]
+    with transaction(sessions) as session:
+        counters = Counters(session.connection(), utcnow())
+        results = {sold: ("success", Decimal("12.50")), rejected: ("failure", Decimal(0))}
+        counters.lock([], settling=caps.to_lock(holds, results))
+        caps.settle(counters, holds, results)
+
+    # then the cap counts the sale at its price, and nothing of the rejected lead
+    assert used(sessions, bound) == (1, Decimal("12.50"))
