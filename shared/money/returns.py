@@ -47,7 +47,13 @@ def over_limit(
     now: datetime,
 ) -> bool:
     """Whether one more return would pass ``max_percent`` of the leads the recipient
-    bought this calendar month."""
+    bought this calendar month. The recipient's returns are decided one at a time (on
+    PostgreSQL a transaction lock per recipient, held to the commit; SQLite's writer
+    holds the whole database already), so concurrent returns cannot all pass."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext(f"leadflow-returns:{recipient_id}")))
+        )
     start = window_of("month", recipient.timezone if recipient else "UTC", now).start
     returned = connection.execute(
         select(func.count()).where(

@@ -101,7 +101,13 @@ def _media_type(content_type: str | None) -> tuple[str, str | None]:
     return media_type.lower(), None
 
 
+_KIND_NAMES: Mapping[str, Kind] = {"json": "json", "xml": "xml", "html": "html", "text": "text"}
+
+
 def _kind(media_type: str) -> Kind:
+    """The parser for a media type (an override may name the kind alone: ``json``)."""
+    if media_type in _KIND_NAMES:
+        return _KIND_NAMES[media_type]
     if media_type == "application/json" or media_type.endswith("+json"):
         return "json"
     if media_type in ("text/xml", "application/xml") or media_type.endswith("+xml"):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import yarl
 
 from shared.outbound.request import OutgoingRequest
 from shared.redact import request_secrets, scrub
@@ -46,8 +47,30 @@ def client_session(concurrency: int) -> aiohttp.ClientSession:
     )
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` (as its templates filled it in) can never be requested, or None (the
+    URL itself is left out: it may carry a password)."""
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError) as exc:
+        return str(exc) or type(exc).__name__
+    if parsed.scheme not in ("http", "https"):
+        return "not http or https"
+    host = parsed.raw_host or ""
+    if not host or any(c.isspace() or c in _NOT_IN_HOSTS for c in host):
+        return "no valid host"
+    return None
+
+
+_NOT_IN_HOSTS = frozenset('<>"{}|\\^`%/?#@')
+
+
 async def send(http: aiohttp.ClientSession, request: OutgoingRequest, timeout: float) -> Answer:
     started = time.monotonic()
+    problem = url_problem(request.url)
+    if problem is not None:
+        # a URL a template made invalid: no request is made, and retrying cannot help
+        return Answer(None, None, b"", 0, f"Invalid URL ({problem})", (), retryable=False)
     headers = {"User-Agent": USER_AGENT, **request.headers}
     auth = aiohttp.BasicAuth(*request.auth) if request.auth else None
     secrets = request_secrets(request.url, request.headers, request.auth)

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from tests.e2e.conftest import Stack, start_process, stop_process
@@ -93,6 +94,23 @@ def test_a_request_that_can_never_be_answered_is_an_error_at_once_without_retrie
     assert delivery["status"] == "error"
     assert len(delivery["attempts"]) == 1
     assert "TooManyRedirects" in (delivery["attempts"][0]["error"] or "")
+
+
+@pytest.mark.parametrize("host", ["[", "bad host name"])
+def test_a_url_a_template_made_invalid_is_an_error_at_once_without_a_request(
+    stack: Stack, host: str
+) -> None:
+    # given a recipient whose URL's host comes from the lead
+    # when a lead whose value makes it invalid is sent to it
+    answer = stack.submit("http_bad_url", data={"host": host})
+
+    # then the step is an error at once: one attempt saying why, no retry
+    report = stack.wait_done(answer.json()["lead"]["id"])
+    (delivery,) = report["deliveries"]
+    assert delivery["status"] == "error"
+    assert len(delivery["attempts"]) == 1
+    assert (delivery["attempts"][0]["error"] or "").startswith("Invalid URL")
+    assert report["events"][0]["outcome"] == "error"
 
 
 def test_an_answer_read_as_a_rejection_is_a_failure_with_the_recipients_reasons(

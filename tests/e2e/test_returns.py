@@ -7,6 +7,7 @@ purchases."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.e2e.conftest import Stack
@@ -125,3 +126,20 @@ def test_returns_past_max_percent_of_the_months_purchases_are_refused(stack: Sta
     assert one["outcome"] == "success"
     assert (two["outcome"], two["reason"]) == ("failure", "Return limit reached")
     assert status_of(stack, second[1]) == "delivered"
+
+
+def test_returns_asked_at_once_still_stop_at_max_percent(stack: Stack) -> None:
+    # given a buyer allowed 10% returns that bought twenty leads this month
+    with ThreadPoolExecutor(8) as pool:
+        events = [
+            e for _, e in pool.map(lambda _: sold(stack, "tenth", "web", "/tenth-buyer"), range(20))
+        ]
+
+    # when it asks to return all twenty at once
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda e: give_back(stack, e), events))
+
+    # then two are accepted (2 of 20: 10%) and eighteen refused
+    outcomes = sorted((a["outcome"], a.get("reason")) for a in answers)
+    assert outcomes.count(("success", None)) == 2, outcomes
+    assert outcomes.count(("failure", "Return limit reached")) == 18, outcomes

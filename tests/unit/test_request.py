@@ -12,6 +12,7 @@ from lxml import etree
 from shared.fields import parse_field
 from shared.flowconfig import HttpTarget
 from shared.outbound.request import build_request, nest
+from shared.outbound.send import url_problem
 
 EVENT = "e" * 24
 
@@ -182,3 +183,20 @@ def test_only_no_answer_yet_a_5xx_or_a_listed_status_is_worth_retrying() -> None
     assert transient_reason(answer(600), []) is None
     assert transient_reason(answer(429), [429]) == "HTTP 429"
     assert transient_reason(answer(404), []) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://buyer.example/leads?x=1", None),
+        ("http://127.0.0.1:8080/a b", None),
+        ("http://bücher.example/", None),
+        ("http://[/x", "Invalid IPv6 URL"),
+        ("http://bad host name/x", "no valid host"),
+        ("http:///x", "no valid host"),
+        ("ftp://buyer.example/x", "not http or https"),
+        ("http://buyer.example:99999/", "Port out of range 0-65535"),
+    ],
+)
+def test_a_url_that_can_never_be_requested_says_why(url: str, problem: str | None) -> None:
+    assert url_problem(url) == problem

@@ -393,6 +393,16 @@ VECTORS = [
         appended={"ref": "R7", "reference": "R7"},
     ),
     row(
+        "the content type override may name the kind alone",
+        200,
+        TEXT,
+        {"ref": "R7"},
+        {"response_content_type_override": "json", "reference_path": "ref"},
+        "success",
+        reference="R7",
+        appended={"ref": "R7", "reference": "R7"},
+    ),
+    row(
         "the content type override makes a JSON body text",
         200,
         JSON,
