@@ -23,7 +23,7 @@ from aiohttp import web
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from services.intake.views import read_submission
+from services.intake.views import Submission, read_submission
 from shared import auction, pings
 from shared.answers import negotiate
 from shared.auction import Bid
@@ -41,6 +41,9 @@ from shared.web import SETTINGS, answer
 logger = logging.getLogger(__name__)
 
 PING_HTTP = web.AppKey("ping_http", aiohttp.ClientSession)
+#: The pings this process is answering, by dedupe key: an identical ping arriving
+#: meanwhile gets the same answer (and ping_id) without pinging the buyers again.
+PINGS_IN_FLIGHT = web.AppKey("pings_in_flight", dict[str, "asyncio.Future[dict[str, Any]]"])
 #: Connections the intake holds open to buyers at once, over every ping in flight.
 PING_CONNECTIONS = 500
 #: Database threads of the pings' group commits (one check and one store run at a time).
@@ -75,6 +78,7 @@ async def ping_ctx(app: web.Application) -> AsyncIterator[None]:
     (pings arriving together share a transaction; alone, one waits for nobody)."""
     db = DatabaseThreads(app[SETTINGS].database_url, PING_DB_THREADS, "pings")
     app[PING_HTTP] = client_session(PING_CONNECTIONS)
+    app[PINGS_IN_FLIGHT] = {}
     check: GroupCommit[_Asked, Checked] = GroupCommit(db, _check_many, linger=0)
     app[PING_CHECK] = check
     app[PING_STORE] = GroupCommit(db, _store_many, linger=0)
@@ -89,7 +93,7 @@ async def ping(request: web.Request) -> web.Response:
     read = await read_submission(request, media)
     if isinstance(read, web.Response):
         return read
-    version, config, flow_id, flow = read.version, read.config, read.flow_id, read.flow
+    config, flow_id, flow = read.config, read.flow_id, read.flow
     source_id, submitted = read.source_id, read.submitted
     now = utcnow()
     ping_id = new_id()
@@ -98,15 +102,51 @@ async def ping(request: web.Request) -> web.Response:
         lead_id=ping_id, flow_id=flow_id, source_id=source_id, received_at=now, fields=fields
     )
     dedupe = pings.dedupe_key(flow_id, source_id, submitted)
-    checked = await request.app[PING_CHECK](
-        _Asked(config, flow_id, source_id, dedupe, fields, variables, now)
-    )
+    asked = _Asked(config, flow_id, source_id, dedupe, fields, variables, now)
+    checked = await request.app[PING_CHECK](asked)
     if isinstance(checked, _Limited):
         return _too_many(checked.retry_after)
     if isinstance(checked, pings.StoredPing):
         PINGS.labels(flow_id, source_id, "repeat").inc()
         logger.info("ping %s answered again (same fields within dedupe)", checked.id)
         return answer(checked.answer(), media)
+    in_flight = request.app[PINGS_IN_FLIGHT]
+    if dedupe in in_flight:
+        first = await asyncio.shield(in_flight[dedupe])
+        PINGS.labels(flow_id, source_id, "repeat").inc()
+        logger.info("ping %s answered again (an identical one was in flight)", first["ping_id"])
+        return answer(first, media)
+    in_flight[dedupe] = asyncio.get_running_loop().create_future()
+    try:
+        answered = await _auction_and_store(request.app, read, asked, checked, ping_id, started)
+    except BaseException as exc:
+        waited = in_flight.pop(dedupe)
+        if isinstance(exc, Exception):
+            waited.set_exception(exc)  # the identical pings waiting fail as this one did
+            waited.exception()  # (and none waiting is no "never retrieved" warning)
+        else:
+            waited.cancel()
+        raise
+    in_flight.pop(dedupe).set_result(answered)
+    return answer(answered, media)
+
+
+async def _auction_and_store(
+    app: web.Application,
+    read: Submission,
+    asked: _Asked,
+    checked: pings.Plan,
+    ping_id: str,
+    started: float,
+) -> dict[str, Any]:
+    """A new ping's answer: its auctions' bidders pinged, its quote, all stored."""
+    version, config, flow_id, flow = read.version, read.config, read.flow_id, read.flow
+    source_id, submitted, variables, now = (
+        read.source_id,
+        read.submitted,
+        asked.variables,
+        asked.now,
+    )
     bids: list[tuple[int, Bid]] = []
     outcome, reason, price = checked.outcome, checked.failure, Decimal(0)
     if checked.failure is None:
@@ -118,7 +158,7 @@ async def ping(request: web.Request) -> web.Response:
         collected = await asyncio.gather(
             *(
                 auction.collect(
-                    request.app[PING_HTTP],
+                    app[PING_HTTP],
                     step,
                     config,
                     bidders,
@@ -161,7 +201,7 @@ async def ping(request: web.Request) -> web.Response:
         lead_id=None,
     )
     ms = int((time.monotonic() - started) * 1000)
-    await request.app[PING_STORE](pings.Answered(stored, dedupe, ms, bids))
+    await app[PING_STORE](pings.Answered(stored, asked.dedupe, ms, bids))
     PINGS.labels(flow_id, source_id, outcome).inc()
     for _, bid in bids:
         BIDS.labels(bid.recipient_id, bid.outcome).inc()
@@ -175,7 +215,7 @@ async def ping(request: web.Request) -> web.Response:
         sum(1 for _, b in bids if b.outcome == auction.BID),
         ms,
     )
-    return answer(stored.answer(), media)
+    return stored.answer()
 
 
 def _check_many(session: Session, asked: Sequence[_Asked]) -> list[Checked]:

@@ -10,6 +10,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -199,6 +200,24 @@ def test_the_same_ping_again_gets_the_first_answer_without_pinging_anyone(
     first = ping(stack, "web", state="TX", ref=ref).json()
     again = ping(stack, "web", state="TX", ref=ref).json()
     assert again == first
+    asked = [r for r in stack.recipient.requests("/bidder-a/ping") if r.json().get("ref") == ref]
+    assert len(asked) == 1
+
+
+def test_identical_pings_at_once_get_one_answer_and_ping_the_buyers_once(
+    stack: Stack, silent: threading.Event
+) -> None:
+    # given bidders answering pings (the silent one holds each to the auction's deadline)
+    ref = secrets.token_hex(4)
+    bidders(stack, bid(6, "A-6"), NO_BID)
+
+    # when ten identical pings arrive at once
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: ping(stack, "web", state="TX", ref=ref), range(10)))
+
+    # then each gets the same answer and ping_id, and bidder a was asked once
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["ping_id"] for a in answers}) == 1
     asked = [r for r in stack.recipient.requests("/bidder-a/ping") if r.json().get("ref") == ref]
     assert len(asked) == 1
 
