@@ -43,7 +43,9 @@ NO_BUYER_REASON = "no buyer"
 @dataclass(frozen=True, slots=True)
 class Bid:
     """One buyer's answer to a ping (or its fixed ``price``): ``outcome`` is ``bid``,
-    ``no bid``, ``timeout`` or ``error``; ``amount`` is 0 unless it bid."""
+    ``no bid``, ``timeout`` or ``error``; ``amount`` is 0 unless it bid (to the cent
+    below: what it pays), ``exact`` the bid as it wrote it, when that had more places
+    (what the quote and the ranking read)."""
 
     recipient_id: str
     outcome: str
@@ -52,6 +54,12 @@ class Bid:
     ms: int = 0
     reason: str | None = None
     pinged: bool = True  # False: a fixed-price buyer, never asked
+    exact: Decimal | None = None
+
+    @property
+    def value(self) -> Decimal:
+        """The bid as the buyer made it."""
+        return self.exact if self.exact is not None else self.amount
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,7 +209,8 @@ async def _ask(
     amount = bid_cents(read.price) if read.price > 0 else Decimal(0)
     if amount <= 0:
         return Bid(recipient_id, NO_BID, ms=answer.ms, reason="No price in the answer")
-    return Bid(recipient_id, BID, amount, read.reference, answer.ms)
+    exact = read.price if read.price != amount else None
+    return Bid(recipient_id, BID, amount, read.reference, answer.ms, exact=exact)
 
 
 def rank(bids: Sequence[Bid], floor: Decimal | None) -> list[Bid]:
@@ -210,9 +219,9 @@ def rank(bids: Sequence[Bid], floor: Decimal | None) -> list[Bid]:
     usable = [
         b
         for b in bids
-        if b.outcome == BID and b.amount > 0 and (floor is None or b.amount >= floor)
+        if b.outcome == BID and b.amount > 0 and (floor is None or b.value >= floor)
     ]
-    return sorted(usable, key=lambda b: -b.amount)
+    return sorted(usable, key=lambda b: -b.value)
 
 
 def margin_of(flow: Flow, source: Source) -> Margin | None:

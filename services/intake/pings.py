@@ -42,12 +42,14 @@ logger = logging.getLogger(__name__)
 
 PING_HTTP = web.AppKey("ping_http", aiohttp.ClientSession)
 #: The pings this process is answering, by dedupe key: an identical ping arriving
-#: meanwhile gets the same answer (and ping_id) without pinging the buyers again.
+#: meanwhile gets the same answer (and ping_id) without pinging the buyers again; an
+#: answer stays here a moment after it is stored (``STORED_PING_KEPT_SECONDS``).
 PINGS_IN_FLIGHT = web.AppKey("pings_in_flight", dict[str, "asyncio.Future[dict[str, Any]]"])
 #: Connections the intake holds open to buyers at once, over every ping in flight.
 PING_CONNECTIONS = 500
 #: Database threads of the pings' group commits (one check and one store run at a time).
 PING_DB_THREADS = 2
+STORED_PING_KEPT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +113,42 @@ async def ping(request: web.Request) -> web.Response:
         logger.info("ping %s answered again (same fields within dedupe)", checked.id)
         return answer(checked.answer(), media)
     in_flight = request.app[PINGS_IN_FLIGHT]
+    if flow.ping.dedupe <= 0:
+        return answer(
+            await _auction_and_store(request.app, read, asked, checked, ping_id, started), media
+        )
     if dedupe in in_flight:
         first = await asyncio.shield(in_flight[dedupe])
         PINGS.labels(flow_id, source_id, "repeat").inc()
         logger.info("ping %s answered again (an identical one was in flight)", first["ping_id"])
         return answer(first, media)
-    in_flight[dedupe] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    answering = in_flight[dedupe] = loop.create_future()
     try:
         answered = await _auction_and_store(request.app, read, asked, checked, ping_id, started)
     except BaseException as exc:
-        waited = in_flight.pop(dedupe)
+        del in_flight[dedupe]
         if isinstance(exc, Exception):
-            waited.set_exception(exc)  # the identical pings waiting fail as this one did
-            waited.exception()  # (and none waiting is no "never retrieved" warning)
+            answering.set_exception(exc)  # the identical pings waiting fail as this one did
+            answering.exception()  # (and none waiting is no "never retrieved" warning)
         else:
-            waited.cancel()
+            answering.cancel()
         raise
-    in_flight.pop(dedupe).set_result(answered)
+    answering.set_result(answered)
+    # kept a moment after it is stored: a check that began before the commit sees it here
+    loop.call_later(
+        min(flow.ping.dedupe, STORED_PING_KEPT_SECONDS), _forget, in_flight, dedupe, answering
+    )
     return answer(answered, media)
+
+
+def _forget(
+    in_flight: dict[str, asyncio.Future[dict[str, Any]]],
+    dedupe: str,
+    answering: asyncio.Future[dict[str, Any]],
+) -> None:
+    if in_flight.get(dedupe) is answering:
+        del in_flight[dedupe]
 
 
 async def _auction_and_store(
@@ -182,7 +202,7 @@ async def _auction_and_store(
             if quoted is not None:
                 outcome, reason, price = "success", None, quoted
         elif best is not None:
-            quoted = quote(best.amount, auction.margin_of(flow, source), source.min_price)
+            quoted = quote(best.value, auction.margin_of(flow, source), source.min_price)
             if quoted is not None:
                 outcome, reason, price = "success", None, quoted
         if outcome != "success":

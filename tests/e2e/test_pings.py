@@ -222,6 +222,25 @@ def test_identical_pings_at_once_get_one_answer_and_ping_the_buyers_once(
     assert len(asked) == 1
 
 
+def test_identical_pings_in_quick_bursts_get_one_answer_each_burst(stack: Stack) -> None:
+    # given bidders that answer at once
+    bidders(stack, bid(6, "A-6"), NO_BID)
+    for _ in range(6):
+        # when eight identical pings are released together
+        ref = secrets.token_hex(4)
+        start = threading.Barrier(8)
+
+        def one(_: int, ref: str = ref, start: threading.Barrier = start) -> str:
+            start.wait()
+            return str(ping(stack, "web", state="TX", ref=ref).json()["ping_id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = set(pool.map(one, range(8)))
+
+        # then they share one ping_id
+        assert len(ids) == 1, ids
+
+
 def test_pings_over_a_limit_are_answered_429_with_retry_after(
     stack: Stack, silent: threading.Event
 ) -> None:

@@ -29,6 +29,12 @@ def test_bids_rank_best_first_and_a_tie_goes_to_the_buyer_listed_first() -> None
     assert [b.recipient_id for b in ranked] == ["b", "c", "d", "a"]
 
 
+def test_bids_rank_by_the_amount_the_buyer_wrote_though_each_pays_to_the_cent() -> None:
+    a = Bid("a", auction.BID, Decimal("10.01"), exact=Decimal("10.011"))
+    b = Bid("b", auction.BID, Decimal("10.01"), exact=Decimal("10.019"))
+    assert [x.recipient_id for x in auction.rank([a, b], None)] == ["b", "a"]
+
+
 def test_bids_under_the_floor_and_answers_that_are_not_bids_are_dropped() -> None:
     answers = [
         *bids(("a", "1.99"), ("b", "2.00"), ("c", "3")),
@@ -346,6 +352,7 @@ def test_a_bidder_with_neither_ping_nor_price_may_join_an_auction_and_never_bids
     ("bid", "margin", "quoted"),
     [
         ("10.009", None, Decimal("10.00")),
+        ("10.019", Margin(percent=Decimal(20)), Decimal("8.01")),  # 8.0152, not 10.01 less 20%
         ("10.00", Margin(percent=Decimal(7)), Decimal("9.30")),
         ("9.99", Margin(percent=Decimal(7)), Decimal("9.29")),
         ("10.00", Margin(amount=Decimal("1.50")), Decimal("8.50")),
@@ -354,4 +361,7 @@ def test_a_bidder_with_neither_ping_nor_price_may_join_an_auction_and_never_bids
 def test_a_quote_is_the_best_bid_less_the_margin_rounded_down_to_the_cent(
     bid: str, margin: Margin | None, quoted: Decimal
 ) -> None:
-    assert quote(bid_cents(bid), margin, None) == quoted
+    # the bid as the buyer wrote it (it pays it to the cent below)
+    best = Bid("a", auction.BID, bid_cents(bid), exact=Decimal(bid))
+    assert quote(best.value, margin, None) == quoted
+    assert best.amount == Decimal(bid).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
