@@ -172,14 +172,10 @@ _TAKE_REVENUE = (
 _RESERVE = text(
     "UPDATE cap_counters AS c SET used = c.used + v.n, updated_at = :now "
     "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:periods AS VARCHAR[]), CAST(:ns AS INTEGER[]), "
-    "CAST(:max_used AS BIGINT[]), CAST(:max_revenue AS NUMERIC[])) "
-    "AS v(cap_key, period, n, max_used, max_revenue) "
-    "WHERE c.cap_key = v.cap_key AND c.period = v.period "
-    "AND c.used + v.n <= v.max_used AND c.revenue < v.max_revenue "
+    "CAST(:max_used AS BIGINT[])) AS v(cap_key, period, n, max_used) "
+    "WHERE c.cap_key = v.cap_key AND c.period = v.period AND c.used + v.n <= v.max_used "
     "RETURNING c.cap_key, c.period"
 )
-#: The side of ``_RESERVE`` a count cap does not limit.
-_NO_REVENUE_LIMIT = Decimal("1e15")
 _GIVE_BACK = (  # n slots, and the revenue they counted when taken
     update(_COUNTERS)
     .where(_C.cap_key == bindparam("k"), _C.period == bindparam("p"))
@@ -276,7 +272,6 @@ class Counters:
                 "periods": [b.window.period for b, _ in wanted],
                 "ns": [n for _, n in wanted],
                 "max_used": [b.cap.max for b, _ in wanted],
-                "max_revenue": [_NO_REVENUE_LIMIT for _ in wanted],
                 "now": self.now,
             },
         )
