@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -113,33 +113,41 @@ async def ping(request: web.Request) -> web.Response:
         logger.info("ping %s answered again (same fields within dedupe)", checked.id)
         return answer(checked.answer(), media)
     in_flight = request.app[PINGS_IN_FLIGHT]
-    if flow.ping.dedupe <= 0:
-        return answer(
-            await _auction_and_store(request.app, read, asked, checked, ping_id, started), media
-        )
-    if dedupe in in_flight:
+    if flow.ping.dedupe > 0 and dedupe in in_flight:
         first = await asyncio.shield(in_flight[dedupe])
         PINGS.labels(flow_id, source_id, "repeat").inc()
         logger.info("ping %s answered again (an identical one was in flight)", first["ping_id"])
         return answer(first, media)
+    answering = _auction_and_store(request.app, read, asked, checked, ping_id, started)
+    return answer(await _answer_once(in_flight, dedupe, flow.ping.dedupe, answering), media)
+
+
+async def _answer_once(
+    in_flight: dict[str, asyncio.Future[dict[str, Any]]],
+    dedupe: str,
+    window: float,
+    answering: Awaitable[dict[str, Any]],
+) -> dict[str, Any]:
+    """A new ping's answer, held under its dedupe key while it is made and a moment after
+    it is stored (a check that began before that commit finds it here), so identical
+    pings wait for it (``window`` 0: the flow never shares answers)."""
+    if window <= 0:
+        return await answering
     loop = asyncio.get_running_loop()
-    answering = in_flight[dedupe] = loop.create_future()
+    future = in_flight[dedupe] = loop.create_future()
     try:
-        answered = await _auction_and_store(request.app, read, asked, checked, ping_id, started)
+        answered = await answering
     except BaseException as exc:
         del in_flight[dedupe]
         if isinstance(exc, Exception):
-            answering.set_exception(exc)  # the identical pings waiting fail as this one did
-            answering.exception()  # (and none waiting is no "never retrieved" warning)
+            future.set_exception(exc)  # the identical pings waiting fail as this one did
+            future.exception()  # (and none waiting is no "never retrieved" warning)
         else:
-            answering.cancel()
+            future.cancel()
         raise
-    answering.set_result(answered)
-    # kept a moment after it is stored: a check that began before the commit sees it here
-    loop.call_later(
-        min(flow.ping.dedupe, STORED_PING_KEPT_SECONDS), _forget, in_flight, dedupe, answering
-    )
-    return answer(answered, media)
+    future.set_result(answered)
+    loop.call_later(min(window, STORED_PING_KEPT_SECONDS), _forget, in_flight, dedupe, future)
+    return answered
 
 
 def _forget(
@@ -161,12 +169,8 @@ async def _auction_and_store(
 ) -> dict[str, Any]:
     """A new ping's answer: its auctions' bidders pinged, its quote, all stored."""
     version, config, flow_id, flow = read.version, read.config, read.flow_id, read.flow
-    source_id, submitted, variables, now = (
-        read.source_id,
-        read.submitted,
-        asked.variables,
-        asked.now,
-    )
+    source_id, submitted = read.source_id, read.submitted
+    variables, now = asked.variables, asked.now
     bids: list[tuple[int, Bid]] = []
     outcome, reason, price = checked.outcome, checked.failure, Decimal(0)
     if checked.failure is None:
