@@ -217,9 +217,7 @@ def rank(bids: Sequence[Bid], floor: Decimal | None) -> list[Bid]:
     """The bids that may buy, best first; a tie goes to the buyer listed first (the
     sort is stable); bids under ``floor`` (none: not above 0) are dropped."""
     usable = [
-        b
-        for b in bids
-        if b.outcome == BID and b.amount > 0 and (floor is None or b.value >= floor)
+        b for b in bids if b.outcome == BID and b.amount > 0 and (floor is None or b.value >= floor)
     ]
     return sorted(usable, key=lambda b: -b.value)
 

@@ -209,7 +209,6 @@ class Counters:
     _demand: dict[tuple[str, str], int] = field(default_factory=dict)
     _reserved: dict[tuple[str, str], int] = field(default_factory=dict)  # left to hand out
     _locked: set[tuple[str, str]] = field(default_factory=set)
-    _full: set[tuple[str, str]] = field(default_factory=set)  # revenue reached meanwhile
 
     def lock(self, bounds: Iterable[Bound], settling: Iterable[tuple[str, str]] = ()) -> None:
         """Make sure each counter row exists and hold it for this transaction, all in one
@@ -295,8 +294,6 @@ class Counters:
     def _take_one(self, bound: Bound) -> bool:
         counter = bound.counter
         assert counter in self._demand, bound.key
-        if counter in self._full:
-            return False
         if counter in self._reserved:
             if self._reserved[counter] == 0:
                 return False  # (more takes than were locked for: cannot happen)
@@ -340,23 +337,20 @@ class Counters:
     def add_revenue(self, taken: Sequence[Bound], amount: Decimal) -> None:
         """A sale kept as its slots are taken (a lead left pending for a batch or a
         download: nothing will answer): its revenue counts at once (what its slot did not
-        count already), and a revenue cap it fills takes no more leads in this transaction
-        either."""
-        for bound in taken:
-            if amount == bound.expected:
-                continue
-            parameters = {
+        count already). A revenue cap it fills refuses the next slot by itself: those are
+        taken one by one, each by a conditional update that reads the sum."""
+        added = [
+            {
                 "k": bound.key,
                 "p": bound.window.period,
                 "amount": amount - bound.expected,
+                "now": self.now,
             }
-            revenue = self.connection.execute(
-                _ADD_REVENUE.returning(_C.revenue), {**parameters, "now": self.now}
-            ).scalar_one()
-            limit = bound.cap.max_revenue
-            if limit is not None and Decimal(revenue) >= limit:
-                # reached: the slots reserved for the rest of the batch are not handed out
-                self._full.add(bound.counter)
+            for bound in taken
+            if amount != bound.expected
+        ]
+        if added:
+            self.connection.execute(_ADD_REVENUE, added)
 
     def write(self) -> None:
         """Give back what was reserved and not taken."""
@@ -385,14 +379,15 @@ class Hold:
         return cls(event_id, key, period, Decimal(expected[0]) if expected else Decimal(0))
 
 
-def holding(taken: Sequence[Bound], counted: Decimal | None = None) -> str | None:
+def holding(taken: Sequence[Bound]) -> str | None:
     """The ``deliveries.cap_holds`` of a delivery that took these slots (a revenue cap's
-    with the revenue it counts: ``counted`` when its sale was counted at once)."""
-    lines = []
-    for b in taken:
-        amount = b.expected if counted is None or b.cap.max_revenue is None else counted
-        lines.append(f"{b.key}\t{b.window.period}" + (f"\t{amount}" if amount else ""))
-    return "\n".join(lines) or None
+    with the revenue it counted when taken)."""
+    return (
+        "\n".join(
+            f"{b.key}\t{b.window.period}" + (f"\t{b.expected}" if b.expected else "") for b in taken
+        )
+        or None
+    )
 
 
 _HOLDS_OF = select(_DELIVERIES.c.event_id, _DELIVERIES.c.cap_holds).where(

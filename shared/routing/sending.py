@@ -67,7 +67,7 @@ def send(
             "kind": recipient.kind,
             "status": "queued" if waiting else "pending",
             "attempts": 0,
-            "cap_holds": caps.holding(taken, None if waiting else price),
+            "cap_holds": caps.holding(taken),
             "created_at": now,
             "updated_at": now,
         }
