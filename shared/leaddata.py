@@ -132,8 +132,10 @@ def lead_namespace(lead_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def base_variables(
-    *, lead_id: str, flow_id: str, source_id: str, received_at: datetime, fields: Mapping[str, Any]
+    lead_id: str, flow_id: str, source_id: str, received_at: datetime, fields: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """What rules and templates read of a lead: ``lead.*``, ``flow.id``, ``source.id``,
+    ``submission.timestamp``."""
     return {
         "lead": lead_namespace(lead_id, fields),
         "flow": {"id": flow_id},

@@ -17,7 +17,7 @@ tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -253,63 +253,45 @@ def store(connection: Connection, answered: Sequence[Answered]) -> None:
         ],
     )
     rows = [
-        _bid_row(bid, step, a.ping.flow_id, a.ping.source_id, a.ping.created_at, a.ping.id)
+        row
         for a in answered
-        for step, bid in a.bids
+        for row in _bid_rows(
+            a.bids,
+            flow_id=a.ping.flow_id,
+            source_id=a.ping.source_id,
+            at=a.ping.created_at,
+            ping_id=a.ping.id,
+        )
     ]
     if rows:
         connection.execute(insert(_BIDS), rows)
 
 
-def _bid_row(
-    bid: Bid,
-    step: int,
-    flow_id: str,
-    source_id: str,
-    at: datetime,
-    ping_id: str | None = None,
-    lead_id: str | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "ping_id": ping_id,
-        "lead_id": lead_id,
-        "event_id": event_id,
-        "flow_id": flow_id,
-        "source_id": source_id,
-        "step": step,
-        "recipient_id": bid.recipient_id,
-        "outcome": bid.outcome,
-        "amount": bid.amount,
-        "reference": bid.reference,
-        "ms": bid.ms,
-        "reason": bid.reason,
-        "pinged": bid.pinged,
-        "at": at,
-    }
+def _bid_rows(bids: Iterable[tuple[int, Bid]], **of: Any) -> list[dict[str, Any]]:
+    """Rows of bids (step index, bid); ``of`` names what they belong to: ``flow_id``,
+    ``source_id``, ``at`` and the ``ping_id``, or the ``lead_id`` and ``event_id``."""
+    whose = {"ping_id": None, "lead_id": None, "event_id": None, **of}
+    return [
+        {
+            **whose,
+            "step": step,
+            "recipient_id": bid.recipient_id,
+            "outcome": bid.outcome,
+            "amount": bid.amount,
+            "reference": bid.reference,
+            "ms": bid.ms,
+            "reason": bid.reason,
+            "pinged": bid.pinged,
+        }
+        for step, bid in bids
+    ]
 
 
-def write_bids(
-    connection: Connection,
-    bids: Sequence[tuple[int, Bid]],
-    *,
-    flow_id: str,
-    source_id: str,
-    at: datetime,
-    ping_id: str | None = None,
-    lead_id: str | None = None,
-    event_id: str | None = None,
-) -> None:
-    """The bids of auction steps (step index, bid): of a ping, or of a lead's step."""
-    if not bids:
-        return
-    connection.execute(
-        insert(_BIDS),
-        [
-            _bid_row(bid, step, flow_id, source_id, at, ping_id, lead_id, event_id)
-            for step, bid in bids
-        ],
-    )
+def write_bids(connection: Connection, bids: Sequence[tuple[int, Bid]], **of: Any) -> None:
+    """The bids of auction steps (step index, bid): of a ping, or of a lead's step
+    (``of`` as for ``_bid_rows``)."""
+    if bids:
+        connection.execute(insert(_BIDS), _bid_rows(bids, **of))
 
 
 def recent(connection: Connection, dedupe: str, since: datetime) -> StoredPing | None:

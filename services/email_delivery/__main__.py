@@ -11,7 +11,6 @@ again by the next scheduler's sweep.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from services.email_delivery import schedule, worker
 from services.email_delivery.mailer import mailer_from_url
@@ -33,14 +32,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             mailer=mailer_from_url(settings.email_url),
             patience=settings.record_patience,
         )
-        app.consume(
-            Consumer(
-                worker.QUEUE,
-                partial(worker.handle, deps=deps),
-                partial(worker.on_exhausted, deps=deps),
-                concurrency=settings.email_concurrency,
-            )
-        )
+        app.consume(Consumer.of(worker, deps, settings.email_concurrency))
         scheduler = schedule.Scheduler(basics.db.sessions, basics.configs, publisher)
         scheduler.start()
         try:

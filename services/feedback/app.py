@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from functools import partial
 
 from aiohttp import web
 
@@ -35,14 +34,7 @@ async def forwarding_ctx(app: web.Application) -> AsyncIterator[None]:
     async with client_session(FORWARD_CONCURRENCY) as http:
         worker = make_worker(settings, db, "feedback-forwarder")
         deps = consumer.Deps(app[CONFIG], http, db)
-        worker.consume(
-            Consumer(
-                consumer.QUEUE,
-                partial(consumer.handle, deps=deps),
-                partial(consumer.on_exhausted, deps=deps),
-                concurrency=FORWARD_CONCURRENCY,
-            )
-        )
+        worker.consume(Consumer.of(consumer, deps, FORWARD_CONCURRENCY))
         running = asyncio.create_task(worker.run(stop, settings.shutdown_grace / 3, embedded=True))
         yield
         stop.set()

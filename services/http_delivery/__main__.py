@@ -7,7 +7,6 @@ the database work runs on a few threads. Scale out with more copies of the comma
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from services.http_delivery import worker
 from shared.bootstrap import make_worker, started, worker_main
@@ -27,14 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     ):
         app = make_worker(settings, basics.db, "http-delivery")
         deps = worker.Deps.of(basics.configs, app, http, basics.db, settings.record_patience)
-        app.consume(
-            Consumer(
-                worker.QUEUE,
-                partial(worker.handle, deps=deps),
-                partial(worker.on_exhausted, deps=deps),
-                concurrency=settings.http_concurrency,
-            )
-        )
+        app.consume(Consumer.of(worker, deps, settings.http_concurrency))
         await app.run(stop, settings.shutdown_grace)
 
 

@@ -72,11 +72,7 @@ def prepare(session: Session, configs: ConfigStore, message: RunAuction) -> Aski
         raise Busy(f"the bidders of {event.id} are being asked", BUSY_RETRY_SCHEDULE)
     event.appended = {**appended, "asking_since": now.isoformat()}
     variables = base_variables(
-        lead_id=lead.id,
-        flow_id=lead.flow_id,
-        source_id=lead.source_id,
-        received_at=as_utc(lead.received_at) or utcnow(),
-        fields=lead.fields,
+        lead.id, lead.flow_id, lead.source_id, as_utc(lead.received_at) or utcnow(), lead.fields
     )
     gates = pings.ReadGates(session.connection(), clock.now())
     return Asking(

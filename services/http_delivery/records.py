@@ -165,11 +165,11 @@ def _job(
     step = steps[message.event_id]
     flow = configs.get(step.config_version, session).flows[step.flow_id]
     variables = base_variables(
-        lead_id=message.lead_id,
-        flow_id=step.flow_id,
-        source_id=step.source_id,
-        received_at=as_utc(step.received_at) or utcnow(),
-        fields=step.fields,
+        message.lead_id,
+        step.flow_id,
+        step.source_id,
+        as_utc(step.received_at) or utcnow(),
+        step.fields,
     )
     variables.update(earlier.get(message.lead_id, {}))
     variables["event"] = {"id": message.event_id}

@@ -112,13 +112,7 @@ def new_lead(
         if missing:
             outcome, reason = "failure", ", ".join(f"{f} is required" for f in missing)
         elif flow.acceptance_criteria or flow.sources[source_id].acceptance_criteria:
-            variables = base_variables(
-                lead_id=lead_id,
-                flow_id=flow_id,
-                source_id=source_id,
-                received_at=received_at,
-                fields=fields,
-            )
+            variables = base_variables(lead_id, flow_id, source_id, received_at, fields)
             source = flow.sources[source_id]
             reason = _first_failure(flow.acceptance_criteria, variables) or _first_failure(
                 source.acceptance_criteria, variables
@@ -131,13 +125,7 @@ def new_lead(
         cost = source_cost(
             source.cost,
             source.cost_rules,
-            base_variables(
-                lead_id=lead_id,
-                flow_id=flow_id,
-                source_id=source_id,
-                received_at=received_at,
-                fields=fields,
-            ),
+            base_variables(lead_id, flow_id, source_id, received_at, fields),
         )
     # Every column, as the ORM would insert it (``version`` starts at 1).
     lead = {

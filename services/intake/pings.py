@@ -100,9 +100,7 @@ async def ping(request: web.Request) -> web.Response:
     now = utcnow()
     ping_id = new_id()
     fields = build_fields(flow, submitted)
-    variables = base_variables(
-        lead_id=ping_id, flow_id=flow_id, source_id=source_id, received_at=now, fields=fields
-    )
+    variables = base_variables(ping_id, flow_id, source_id, now, fields)
     dedupe = pings.dedupe_key(flow_id, source_id, submitted)
     asked = _Asked(config, flow_id, source_id, dedupe, fields, variables, now)
     checked = await request.app[PING_CHECK](asked)

@@ -244,11 +244,7 @@ class LeadWriter:
             if flow.caps or source.caps:
                 now = gates.counters.now
                 variables = base_variables(
-                    lead_id=item.lead_id,
-                    flow_id=flow_id,
-                    source_id=source_id,
-                    received_at=row["received_at"],
-                    fields=row["fields"],
+                    item.lead_id, flow_id, source_id, row["received_at"], row["fields"]
                 )
                 bounds = caps.bounds("flow", flow_id, flow.caps, flow.timezone, now)
                 bounds += caps.bounds(

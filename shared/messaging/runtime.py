@@ -34,6 +34,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from shared.errors import MessageDecodeError, PermanentError, TransientError
@@ -85,6 +86,15 @@ class AsyncPublisher(Protocol):
     def reply(self, reply_to: str, reply: FlowReply) -> None: ...
 
 
+class WorkerModule(Protocol):
+    """A worker module: its queue, its handler and what it does with a message whose
+    retries are used up, both taking the worker's ``deps``."""
+
+    QUEUE: str
+    handle: Callable[..., Any]
+    on_exhausted: Callable[..., Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Consumer:
     """The handler of one work queue, how many of its messages may be in hand at once,
@@ -94,6 +104,12 @@ class Consumer:
     handler: Handler
     on_exhausted: ExhaustedHandler | None = None
     concurrency: int = 16
+
+    @classmethod
+    def of(cls, worker: WorkerModule, deps: Any, concurrency: int) -> Consumer:
+        """A worker module's queue, ``handle`` and ``on_exhausted``, each given ``deps``."""
+        bound = partial(worker.handle, deps=deps), partial(worker.on_exhausted, deps=deps)
+        return cls(worker.QUEUE, *bound, concurrency=concurrency)
 
     @property
     def blocking(self) -> bool:

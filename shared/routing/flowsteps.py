@@ -42,13 +42,7 @@ def _run_steps(
 ) -> Outbound:
     flow = config.flows[lead.flow_id]
     received_at = as_utc(lead.received_at) or utcnow()
-    variables = base_variables(
-        lead_id=lead.id,
-        flow_id=lead.flow_id,
-        source_id=lead.source_id,
-        received_at=received_at,
-        fields=lead.fields,
-    )
+    variables = base_variables(lead.id, lead.flow_id, lead.source_id, received_at, lead.fields)
     variables.update(
         recipient_results(
             (e.recipient_id, e.outcome, e.reason, e.price, e.appended)

@@ -187,14 +187,7 @@ def running(
     consumer = Worker(broker_url, record_dead_letter=mirror)
     publisher = ThreadPublisher(consumer, asyncio.new_event_loop())
     deps = worker.Deps(sessions, configs, publisher, mailer, patience=5.0)
-    consumer.consume(
-        Consumer(
-            worker.QUEUE,
-            partial(worker.handle, deps=deps),
-            partial(worker.on_exhausted, deps=deps),
-            concurrency=2,
-        )
-    )
+    consumer.consume(Consumer.of(worker, deps, 2))
     run = Running(consumer, publisher.loop)
     run.start()
     rig = Rig(sessions, configs, publisher, broker_url, **rig_args)

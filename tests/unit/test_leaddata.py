@@ -14,9 +14,7 @@ FLOW = Flow.model_validate(
 
 def variables_of(submitted: dict[str, object]) -> dict[str, object]:
     fields = build_fields(FLOW, submitted)
-    return base_variables(
-        lead_id="l1", flow_id="f", source_id="s", received_at=utcnow(), fields=fields
-    )
+    return base_variables("l1", "f", "s", utcnow(), fields)
 
 
 def test_an_undeclared_field_beside_a_declared_dotted_one_is_kept() -> None:
