@@ -91,6 +91,8 @@ def test_xml_with_a_harmless_doctype_is_read() -> None:
         b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY x "A"><!ENTITY y "&x;&x;">]><l>&y;</l>',
         b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY e SYSTEM "file:///etc/passwd">]><l>&e;</l>',
         b'<?xml version="1.0"?><!DOCTYPE l SYSTEM "http://127.0.0.1:1/l.dtd"><l><a>&e;</a></l>',
+        b'<?xml version="1.0"?><!DOCTYPE l SYSTEM "http://127.0.0.1:1/l.dtd"><l><a>A</a></l>',
+        b'<?xml version="1.0"?><!DOCTYPE l PUBLIC "-//X//Y" "file:///etc/passwd"><l><a>A</a></l>',
     ],
 )
 def test_xml_declaring_entities_or_external_references_is_refused(body: bytes) -> None:
