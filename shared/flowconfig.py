@@ -585,6 +585,9 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
+        *_, parent, name = ("", *error["loc"])
+        if parent == "auction" and name in Step.model_fields:  # written one level too deep
+            return f"unknown setting ('{name}' goes on the step, beside 'auction')"
         return "unknown setting"
     msg = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")

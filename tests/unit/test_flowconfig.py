@@ -88,6 +88,12 @@ def test_a_missing_environment_variable_is_a_problem_with_its_path() -> None:
         ),
         ("flows: {f: {colour: blue}}", "flows.f.colour: unknown setting"),
         (
+            "recipients: {r: {manual: {}, price: 1}}\n"
+            "flows: {f: {steps: [{auction: {recipients: [r], feedback: {}}}]}}",
+            "flows.f.steps[0].auction.feedback: unknown setting"
+            " ('feedback' goes on the step, beside 'auction')",
+        ),
+        (
             "flows: {f: {fields: {email: {type: email}}, duplicates: {keys: [[email, phone]]}}}",
             "flows.f.duplicates.keys[0][1]: unknown field 'phone'",
         ),
