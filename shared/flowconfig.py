@@ -585,7 +585,8 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        *_, parent, name = ("", *error["loc"])
+        loc: tuple[Any, ...] = ("", *error["loc"])
+        parent, name = loc[-2:]
         if parent == "auction" and name in Step.model_fields:  # written one level too deep
             return f"unknown setting ('{name}' goes on the step, beside 'auction')"
         return "unknown setting"
