@@ -568,11 +568,17 @@ def parse_config(data: Any, environ: Mapping[str, str]) -> LeadflowConfig:
     return config
 
 
+#: An empty file (or one of comments only) is refused rather than read as no flows.
+EMPTY_FILE = "the file is empty (to remove every flow and recipient, write 'flows: {}')"
+
+
 def load_config_text(text: str, environ: Mapping[str, str]) -> LeadflowConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from None
+    if data is None:  # applied, it would remove every flow: say so in the file itself
+        raise ConfigError([f"(file): {EMPTY_FILE}"])
     return parse_config(data, environ)
 
 

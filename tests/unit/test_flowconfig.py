@@ -192,6 +192,17 @@ def test_a_file_that_is_not_yaml_is_refused() -> None:
     assert problems_of("a: [")[0].startswith("(file): not valid YAML")
 
 
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n"])
+def test_an_empty_file_is_refused_rather_than_read_as_no_flows(text: str) -> None:
+    # given a file with nothing in it
+    # when it is checked, then it is refused, saying how to remove every flow on purpose
+    assert problems_of(text) == [
+        "(file): the file is empty (to remove every flow and recipient, write 'flows: {}')"
+    ]
+    # and a file that says so is read as no flows
+    assert load_config_text("flows: {}", {}).flows == {}
+
+
 def test_a_recipient_appearing_twice_in_a_flow_is_refused() -> None:
     text = "recipients: {a: {manual: {}}}\nflows: {f: {steps: [{recipient: a}, {recipient: a}]}}"
     assert problems_of(text) == ["flows.f.steps[1].recipient: 'a' appears twice in this flow"]
