@@ -83,6 +83,11 @@ def _report(
     attempts: list[DeliveryAttempt],
     entries: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    # an auction's post is shown as an event of the auction's step (stored without one:
+    # an auction may post more than once)
+    auction_step: dict[str | None, int | None] = {
+        e.id: e.step for e in events if e.type == "auction"
+    }
     return {
         "lead": {
             "id": lead.id,
@@ -102,7 +107,7 @@ def _report(
             {
                 "id": e.id,
                 "type": e.type,
-                "step": e.step,
+                "step": e.step if e.step is not None else auction_step.get(e.parent_event_id),
                 "recipient": e.recipient_id,
                 "outcome": e.outcome,
                 "reason": e.reason,

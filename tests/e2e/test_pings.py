@@ -121,6 +121,10 @@ def test_a_source_pings_is_quoted_the_best_bid_less_the_margin_and_posts_at_that
         "bidder_a",
         10,
     )
+    # and the post is an event of the auction's step (the flow's first)
+    (posted_event,) = [e for e in report["events"] if e["type"] == "recipient"]
+    assert (posted_event["step"], posted_event["recipient"]) == (0, "bidder_a")
+    assert auction["step"] == 0
     ids = [e["id"] for e in report["events"]]
     assert len(set(ids)) == len(ids), ids  # each bid an event of its own
     assert {e["recipient"] for e in report["events"] if e["type"] == "ping"} >= {
