@@ -256,21 +256,29 @@ def store(connection: Connection, answered: Sequence[Answered]) -> None:
         row
         for a in answered
         for row in _bid_rows(
-            a.bids,
-            flow_id=a.ping.flow_id,
-            source_id=a.ping.source_id,
-            at=a.ping.created_at,
-            ping_id=a.ping.id,
+            a.bids, BidsOf(a.ping.flow_id, a.ping.source_id, a.ping.created_at, a.ping.id)
         )
     ]
     if rows:
         connection.execute(insert(_BIDS), rows)
 
 
-def _bid_rows(bids: Iterable[tuple[int, Bid]], **of: Any) -> list[dict[str, Any]]:
-    """Rows of bids (step index, bid); ``of`` names what they belong to: ``flow_id``,
-    ``source_id``, ``at`` and the ``ping_id``, or the ``lead_id`` and ``event_id``."""
-    whose = {"ping_id": None, "lead_id": None, "event_id": None, **of}
+@dataclass(frozen=True, slots=True)
+class BidsOf:
+    """What bids belong to: a ping (``ping_id``), or a lead's auction step (``lead_id``
+    and the step's ``event_id``)."""
+
+    flow_id: str
+    source_id: str
+    at: datetime
+    ping_id: str | None = None
+    lead_id: str | None = None
+    event_id: str | None = None
+
+
+def _bid_rows(bids: Iterable[tuple[int, Bid]], of: BidsOf) -> list[dict[str, Any]]:
+    """Rows of bids (step index, bid)."""
+    whose = {name: getattr(of, name) for name in BidsOf.__dataclass_fields__}
     return [
         {
             **whose,
@@ -287,11 +295,10 @@ def _bid_rows(bids: Iterable[tuple[int, Bid]], **of: Any) -> list[dict[str, Any]
     ]
 
 
-def write_bids(connection: Connection, bids: Sequence[tuple[int, Bid]], **of: Any) -> None:
-    """The bids of auction steps (step index, bid): of a ping, or of a lead's step
-    (``of`` as for ``_bid_rows``)."""
+def write_bids(connection: Connection, bids: Sequence[tuple[int, Bid]], of: BidsOf) -> None:
+    """The bids of auction steps (step index, bid): of a ping, or of a lead's step."""
     if bids:
-        connection.execute(insert(_BIDS), _bid_rows(bids, **of))
+        connection.execute(insert(_BIDS), _bid_rows(bids, of))
 
 
 def recent(connection: Connection, dedupe: str, since: datetime) -> StoredPing | None:

@@ -94,15 +94,14 @@ def record(session: Session, asking: Asking, bids: list[Bid]) -> None:
     event = session.get(Event, asking.event_id, with_for_update=True)
     if event is None or (event.appended or {}).get("collected"):
         return
-    pings.write_bids(
-        session.connection(),
-        [(asking.step, bid) for bid in bids],
-        flow_id=asking.flow_id,
-        source_id=asking.source_id,
-        at=utcnow(),
+    of = pings.BidsOf(
+        asking.flow_id,
+        asking.source_id,
+        utcnow(),
         lead_id=asking.lead_id,
         event_id=asking.event_id,
     )
+    pings.write_bids(session.connection(), [(asking.step, bid) for bid in bids], of)
     event.appended = {**(event.appended or {}), "collected": True}
 
 
