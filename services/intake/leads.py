@@ -101,6 +101,15 @@ def new_lead(
     """Build the rows for one submission; the lead enters the flow only when accepted."""
     lead_id = new_id()
     fields = build_fields(flow, submitted)
+    source = flow.sources[source_id]
+    criteria = flow.acceptance_criteria or source.acceptance_criteria
+    priced = source.cost is not None or bool(source.cost_rules)
+    # what the criteria and the cost rules read, built once when either is there
+    variables = (
+        base_variables(lead_id, flow_id, source_id, received_at, fields)
+        if criteria or priced
+        else {}
+    )
     outcome: str | None = None
     reason: str | None = None
     if not flow.enabled:
@@ -111,22 +120,15 @@ def new_lead(
         missing = [f for f, d in flow.fields.items() if d.required and is_blank(fields, f)]
         if missing:
             outcome, reason = "failure", ", ".join(f"{f} is required" for f in missing)
-        elif flow.acceptance_criteria or flow.sources[source_id].acceptance_criteria:
-            variables = base_variables(lead_id, flow_id, source_id, received_at, fields)
-            source = flow.sources[source_id]
+        elif criteria:
             reason = _first_failure(flow.acceptance_criteria, variables) or _first_failure(
                 source.acceptance_criteria, variables
             )
             outcome = "failure" if reason else None
     done = outcome is not None
-    source = flow.sources[source_id]
     cost = None
-    if not done and (source.cost is not None or source.cost_rules):
-        cost = source_cost(
-            source.cost,
-            source.cost_rules,
-            base_variables(lead_id, flow_id, source_id, received_at, fields),
-        )
+    if not done and priced:
+        cost = source_cost(source.cost, source.cost_rules, variables)
     # Every column, as the ORM would insert it (``version`` starts at 1).
     lead = {
         "id": lead_id,
